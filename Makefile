@@ -1,0 +1,39 @@
+# Two commands matter: `make demo` runs a real workflow end to end, `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BUF_VERSION := 1.75.0
+
+.PHONY: install demo dev test lint protos bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install  ## create the venv, start the embedded suite, run examples/hello.json live
+	$(BIN)/conveyor run examples/hello.json --embedded --watch --param name=Conveyor
+
+dev: install  ## every service + a worker pool in one process
+	$(BIN)/conveyor dev
+
+test: install  ## the whole suite: unit, contract, integration (embedded + distributed), e2e
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: install  ## ruff, mypy, stale generated code, buf lint
+	$(BIN)/ruff check conveyor tests bench scripts
+	$(BIN)/mypy conveyor
+	$(BIN)/python scripts/gen_protos.py --check
+	npx --yes @bufbuild/buf@$(BUF_VERSION) lint
+
+protos: install  ## regenerate Python code from protos/
+	$(BIN)/python scripts/gen_protos.py
+
+bench: install  ## distributed-mode benchmarks vs raw Celery -> docs/performance.md
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .conveyor

@@ -1,0 +1,68 @@
+"""A small synchronous client of the public gRPC API (through the gateway)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
+from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
+from conveyor.kernel.protoconv import dict_to_struct
+from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
+from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
+
+
+class Client:
+    """Typed calls to the translator, executor and monitor services."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.translator = translator_service_pb2_grpc.TranslatorServiceStub(self._channel)
+        self.executor = executor_service_pb2_grpc.ExecutorServiceStub(self._channel)
+        self.monitor = monitor_service_pb2_grpc.MonitorServiceStub(self._channel)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def create_job(self, workflow_json: str) -> Any:
+        """Save a workflow as a job, or as a new version of the job with its name."""
+        return self.translator.CreateJob(
+            translator_service_pb2.CreateJobRequest(workflow_json=workflow_json, update_existing=True),
+            timeout=60,
+        )
+
+    def start_run(self, job_id: str, params: dict[str, Any], *, priority: int = 0) -> run_pb2.Run:
+        """Start a run."""
+        reply = self.executor.StartRun(
+            executor_service_pb2.StartRunRequest(
+                job_id=job_id, parameters=dict_to_struct(params), priority=priority
+            ),
+            timeout=60,
+        )
+        return reply.run
+
+    def get_run(self, run_id: str) -> run_pb2.Run:
+        """A run with its steps."""
+        return self.executor.GetRun(executor_service_pb2.GetRunRequest(run_id=run_id), timeout=30).run
+
+    def watch(self, run_id: str, after: int = 0) -> Iterator[event_pb2.RunEvent]:
+        """Events of a run until it ends; reconnects and resumes if the stream breaks."""
+        last = after
+        failures = 0
+        while True:
+            try:
+                for reply in self.monitor.WatchRun(
+                    monitor_service_pb2.WatchRunRequest(run_id=run_id, after_sequence=last)
+                ):
+                    failures = 0
+                    last = reply.event.sequence
+                    yield reply.event
+                return
+            except grpc.RpcError as err:
+                if err.code() != grpc.StatusCode.UNAVAILABLE or failures >= 5:  # type: ignore[attr-defined]
+                    raise
+                failures += 1

@@ -1,0 +1,222 @@
+"""The `conveyor` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+from google.protobuf import json_format
+from rich.console import Console
+
+from conveyor.cli import render
+from conveyor.cli.client import Client
+from conveyor.executor.v1 import executor_service_pb2, run_pb2
+from conveyor.kernel.grpcserver import error_details
+from conveyor.kernel.logging import configure_logging
+from conveyor.kernel.settings import Settings
+from conveyor.translator.domain import compile_workflow
+from conveyor.translator.v1 import translator_service_pb2
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Conveyor: run visual workflows.")
+runs_app = typer.Typer(no_args_is_help=True, help="Inspect and cancel runs.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Inspect saved jobs.")
+app.add_typer(runs_app, name="runs")
+app.add_typer(jobs_app, name="jobs")
+
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_ADDR = "127.0.0.1:50051"
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+MAX_PARAMS_FILE = 4 * 1024 * 1024
+
+ServerOpt = Annotated[
+    str | None,
+    typer.Option("--server", envvar="CONVEYOR_ADDR", help="Gateway address (default: local conveyor dev)."),
+]
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="text or json")]
+
+
+def _client(server: str | None) -> Client:
+    return Client(server or DEFAULT_ADDR)
+
+
+def _fail_rpc(exc: grpc.RpcError) -> typer.Exit:
+    code = exc.code()  # type: ignore[attr-defined]
+    err.print(f"error: {code.name}: {exc.details()}", markup=False)  # type: ignore[attr-defined]
+    _reason, violations = error_details(exc)
+    for field, reason, description in violations:
+        err.print(f"  {reason or 'INVALID'} at {field}: {description}", markup=False)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        err.print("  is a server running? start one with `conveyor dev`, or pass --server")
+    invalid = code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
+    return typer.Exit(EXIT_INVALID if invalid else EXIT_FAILED)
+
+
+def _print_diagnostics(diagnostics: list[Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(
+            json.dumps(
+                [
+                    {
+                        "code": d.code,
+                        "severity": d.severity,
+                        "node_id": d.node_id,
+                        "edge_id": d.edge_id,
+                        "path": d.path,
+                        "message": d.message,
+                        "line": d.line,
+                        "column": d.column,
+                    }
+                    for d in diagnostics
+                ]
+            )
+        )
+        return
+    for d in diagnostics:
+        where = f"node {d.node_id!r}" if d.node_id else (f"edge {d.edge_id!r}" if d.edge_id else "document")
+        pos = f" (line {d.line}, column {d.column})" if d.line else ""
+        err.print(f"{d.severity}: {d.code} at {d.path or '/'} [{where}]{pos}: {d.message}", markup=False)
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"error: cannot read {path}: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from exc
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Workflow JSON file.")],
+    output: OutputOpt = "text",
+) -> None:
+    """Check a workflow; exit 0 when valid, 1 with every diagnostic when not."""
+    result = compile_workflow(_read_file(file))
+    shown = result.diagnostics
+    if output == "json":
+        _print_diagnostics(shown, True)
+    elif shown:
+        _print_diagnostics(shown, False)
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+def _parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if params_file is not None:
+        if params_file.stat().st_size > MAX_PARAMS_FILE:
+            err.print(f"error: {params_file} is larger than 4 MiB")
+            raise typer.Exit(EXIT_INVALID)
+        try:
+            loaded = json.loads(_read_file(params_file))
+        except json.JSONDecodeError as exc:
+            err.print(f"error: {params_file} is not valid JSON: {exc}", markup=False)
+            raise typer.Exit(EXIT_INVALID) from exc
+        if not isinstance(loaded, dict):
+            err.print(f"error: {params_file} must hold a JSON object")
+            raise typer.Exit(EXIT_INVALID)
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            err.print(f"error: --param {pair!r} must look like name=value", markup=False)
+            raise typer.Exit(EXIT_INVALID)
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+def _execute(
+    client: Client, target: str, params: dict[str, Any], *, watch: bool, output: str
+) -> int:
+    path = Path(target)
+    job_id = target
+    if path.suffix == ".json" or path.exists():
+        text = _read_file(path)
+        result = compile_workflow(text)
+        if not result.ok:
+            _print_diagnostics(result.diagnostics, output == "json")
+            return EXIT_INVALID
+        job_id = client.create_job(text).job.job_id
+    run = client.start_run(job_id, params)
+    if output != "json":
+        out.print(f"run {run.run_id} started (job {run.job_name})")
+    for ev in client.watch(run.run_id):
+        if watch and output != "json":
+            out.print(render.event_line(ev))
+    final = client.get_run(run.run_id)
+    if output == "json":
+        print(json.dumps(render.run_json(final), indent=2))  # noqa: T201 - machine output
+    else:
+        render.run_table(out, final)
+    return EXIT_OK if final.state == run_pb2.RUN_STATE_SUCCEEDED else EXIT_FAILED
+
+
+@app.command()
+def run(
+    target: Annotated[str, typer.Argument(help="Workflow JSON file, or a job id or name.")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value (value may be JSON).")] = None,
+    params_file: Annotated[Path | None, typer.Option("--params-file", help="JSON object of parameters.")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Show every step change live.")] = False,
+    output: OutputOpt = "text",
+    server: ServerOpt = None,
+    embedded: Annotated[bool, typer.Option("--embedded", help="Start an embedded suite in this process for the run.")] = False,
+) -> None:
+    """Create the job (for a file), start a run, wait for it; exit 0 if it succeeded."""
+    params = _parse_params(param or [], params_file)
+    background = None
+    if embedded:
+        from conveyor.cli.background import BackgroundSuite
+
+        configure_logging(level="WARNING", json=False)
+        settings = Settings(
+            gateway_addr="127.0.0.1:0", http_addr="127.0.0.1:0", translator_addr="127.0.0.1:0",
+            executor_addr="127.0.0.1:0", monitor_addr="127.0.0.1:0",
+        )
+        background = BackgroundSuite(settings)
+        server = background.start().addresses["grpc"]
+    client = _client(server)
+    try:
+        code = _execute(client, target, params, watch=watch, output=output)
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    finally:
+        client.close()
+        if background is not None:
+            background.stop()
+    raise typer.Exit(code)
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[Path, typer.Option(help="Where SQLite and artifacts live.")] = Path(".conveyor"),
+    grpc_addr: Annotated[str, typer.Option("--grpc", help="Public gRPC address.")] = DEFAULT_ADDR,
+    http_addr: Annotated[str, typer.Option("--http", help="HTTP/JSON + SSE address.")] = "127.0.0.1:8080",
+    workers: Annotated[int, typer.Option(help="Worker threads.")] = 4,
+) -> None:
+    """Every service and a worker pool in one process (SQLite, in-process broker and bus)."""
+    base = Settings()
+    configure_logging(level=base.log_level, json=base.log_json)
+    settings = base.model_copy(
+        update={
+            "data_dir": data_dir,
+            "gateway_addr": grpc_addr,
+            "http_addr": http_addr,
+            "worker_concurrency": workers,
+            "translator_addr": "127.0.0.1:0",
+            "executor_addr": "127.0.0.1:0",
+            "monitor_addr": "127.0.0.1:0",
+            "broker_url": "memory://",
+            "events_url": "memory://",
+        }
+    )
+
+    async

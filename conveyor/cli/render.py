@@ -1,0 +1,103 @@
+"""How the CLI shows runs, events and diagnostics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+from rich.console import Console
+from rich.table import Table
+
+from conveyor.executor.v1 import run_pb2
+from conveyor.monitor.v1 import event_pb2
+
+STATE_STYLE = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "SKIPPED": "dim",
+    "RUNNING": "cyan",
+    "QUEUED": "blue",
+    "WAITING": "magenta",
+}
+
+
+def run_state(value: int) -> str:
+    """RUN_STATE_FAILED -> FAILED."""
+    return str(run_pb2.RunState.Name(value)).removeprefix("RUN_STATE_")
+
+
+def step_state(value: int) -> str:
+    """STEP_STATE_QUEUED -> QUEUED."""
+    return str(run_pb2.StepState.Name(value)).removeprefix("STEP_STATE_")
+
+
+def category(value: int) -> str | None:
+    """ERROR_CATEGORY_TIMEOUT -> TIMEOUT; unspecified -> None."""
+    if value == run_pb2.ERROR_CATEGORY_UNSPECIFIED:
+        return None
+    return str(run_pb2.ErrorCategory.Name(value)).removeprefix("ERROR_CATEGORY_")
+
+
+def run_json(run: run_pb2.Run) -> dict[str, Any]:
+    """The final run as one JSON object (the `--output json` contract)."""
+    return {
+        "run_id": run.run_id,
+        "job_id": run.job_id,
+        "job": run.job_name,
+        "state": run_state(run.state),
+        "error_message": run.error_message or None,
+        "parameters": json_format.MessageToDict(run.parameters),
+        "steps": [
+            {
+                "node_id": s.node_id,
+                "type": s.node_type,
+                "state": step_state(s.state),
+                "attempts": s.attempts,
+                "exit_code": s.exit_code if s.HasField("exit_code") else None,
+                "stdout": s.stdout,
+                "stderr": s.stderr,
+                "output": json_format.MessageToDict(s.output) if s.HasField("output") else None,
+                "error_category": category(s.error_category),
+                "error_message": s.error_message or None,
+                "skip_reason": s.skip_reason or None,
+            }
+            for s in run.steps
+        ],
+    }
+
+
+def event_line(ev: event_pb2.RunEvent) -> str:
+    """One rich-markup line per event for --watch."""
+    when = ev.event_time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+    if ev.type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED:
+        state = run_state(ev.run_state)
+        style = STATE_STYLE.get(state, "white")
+        tail = f"  {ev.message}" if ev.message else ""
+        return f"{when}  [bold]run[/bold] [{style}]{state}[/{style}]{tail}"
+    state = step_state(ev.step_state)
+    style = STATE_STYLE.get(state, "white")
+    attempt = f" (attempt {ev.attempt})" if ev.attempt > 1 else ""
+    tail = f"  {ev.message}" if ev.message else ""
+    return f"{when}  {ev.node_id:<20} [{style}]{state}[/{style}]{attempt}{tail}"
+
+
+def run_table(console: Console, run: run_pb2.Run) -> None:
+    """A run's steps as a table."""
+    state = run_state(run.state)
+    style = STATE_STYLE.get(state, "white")
+    console.print(f"run {run.run_id} ({run.job_name}) [{style}]{state}[/{style}]")
+    if run.error_message:
+        console.print(f"  {run.error_message}", markup=False)
+    table = Table("step", "type", "state", "attempts", "exit", "output / error")
+    for s in run.steps:
+        st = step_state(s.state)
+        detail = s.error_message or s.skip_reason
+        if not detail and s.HasField("output"):
+            detail = json_format.MessageToJson(s.output, indent=None)
+        table.add_row(
+            s.node_id, s.node_type, f"[{STATE_STYLE.get(st, 'white')}]{st}[/]",
+            str(s.attempts), str(s.exit_code) if s.HasField("exit_code") else "",
+            (detail or "")[:120],
+        )
+    console.print(table)

@@ -1,0 +1,193 @@
+"""ExecutorService: a thin grpc.aio servicer over the run functions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import grpc
+import structlog
+from celery import Celery
+
+from conveyor.executor import runs
+from conveyor.executor.celeryapp import send_steps
+from conveyor.executor.convert import run_pb, trigger_name
+from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
+from conveyor.kernel.bus import EventBus
+from conveyor.kernel.db import Database
+from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
+from conveyor.kernel.grpcserver import ServiceRegistration, channel, map_errors
+from conveyor.kernel.paging import decode_token, encode_token, page_size
+from conveyor.kernel.protoconv import struct_to_dict
+from conveyor.kernel.settings import Settings
+from conveyor.translator.domain import validate_parameters
+from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAME = executor_service_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
+MAX_REQUEST_ID = 128
+SWEEP_INTERVAL_S = 5.0
+
+
+class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
+    """Starts and inspects runs; the plan comes from the translator service."""
+
+    def __init__(self, *, settings: Settings, db: Database, bus: EventBus, app: Celery) -> None:
+        self._settings = settings
+        self._db = db
+        self._bus = bus
+        self._app = app
+        self._translator = translator_service_pb2_grpc.TranslatorServiceStub(
+            channel(settings.translator_addr)
+        )
+
+    def _after_commit(self, effects: runs.Effects) -> None:
+        self._bus.publish(effects.events)
+        if effects.dispatch:
+            send_steps(self._app, self._settings.broker_url, effects.dispatch)
+
+    async def _job(self, job_ref: str, version: int, metadata: Any) -> runs.JobPlan:
+        try:
+            reply = await self._translator.GetJob(
+                translator_service_pb2.GetJobRequest(job_id=job_ref, version=version),
+                timeout=10,
+                metadata=metadata,
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(err.details() or f"job {job_ref!r} not found") from err
+            raise Unavailable(f"translator unavailable: {err.details()}") from err
+        job = reply.job
+        return runs.JobPlan(
+            job_id=job.job_id, name=job.name, version=job.version,
+            plan=struct_to_dict(job.plan),
+        )
+
+    @map_errors
+    async def StartRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+        violations = []
+        if not request.job_id:
+            violations.append(Violation("job_id", "required", "REQUIRED"))
+        if not 0 <= request.priority <= 9:
+            violations.append(Violation("priority", "must be 0 to 9", "OUT_OF_RANGE"))
+        if len(request.request_id) > MAX_REQUEST_ID:
+            violations.append(Violation("request_id", "at most 128 characters", "TOO_LONG"))
+        if violations:
+            raise InvalidArgument("invalid StartRun request", violations=violations)
+        job = await self._job(request.job_id, request.job_version, None)
+        params, diagnostics = validate_parameters(job.plan, struct_to_dict(request.parameters))
+        if diagnostics:
+            raise InvalidArgument(
+                f"parameters do not match the job's schema: {diagnostics[0].message}",
+                reason="INVALID_PARAMETERS",
+                violations=[Violation(d.path, d.message, d.code) for d in diagnostics],
+            )
+
+        def work() -> Any:
+            with self._db.transaction() as session:
+                run, effects = runs.start_run(
+                    session, job, parameters=params, request_id=request.request_id or None,
+                    trigger=trigger_name(request.trigger), priority=request.priority,
+                )
+                steps, executions = runs.run_steps(session, run.id)
+                message = run_pb(run, steps, executions)
+            self._after_commit(effects)
+            return message
+
+        run = await asyncio.to_thread(work)
+        log.info("run started", run_id=run.run_id, job=job.name)
+        return executor_service_pb2.StartRunResponse(run=run)
+
+    @map_errors
+    async def GetRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+
+        def work() -> Any:
+            with self._db.transaction() as session:
+                run = runs.get_run(session, request.run_id)
+                steps, executions = runs.run_steps(session, run.id)
+                return run_pb(run, steps, executions)
+
+        return executor_service_pb2.GetRunResponse(run=await asyncio.to_thread(work))
+
+    @map_errors
+    async def ListRuns(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+        size = page_size(request.page_size)
+        after = decode_token(request.page_token)
+        states = []
+        for value in request.states:
+            if value == run_pb2.RUN_STATE_UNSPECIFIED:
+                raise InvalidArgument(
+                    "states may not contain RUN_STATE_UNSPECIFIED",
+                    violations=[Violation("states", "unspecified state", "INVALID")],
+                )
+            states.append(str(run_pb2.RunState.Name(value)).removeprefix("RUN_STATE_"))
+
+        def work() -> tuple[list[Any], str]:
+            with self._db.transaction() as session:
+                rows, token = runs.list_runs(
+                    session, page_size=size, after=after, job_id=request.job_id, states=states
+                )
+                return [run_pb(r) for r in rows], token
+
+        items, token = await asyncio.to_thread(work)
+        return executor_service_pb2.ListRunsResponse(
+            runs=items, next_page_token=encode_token(token) if token else ""
+        )
+
+    @map_errors
+    async def CancelRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+
+        def work() -> Any:
+            with self._db.transaction() as session:
+                run, effects = runs.cancel_run(session, request.run_id, request.reason)
+                steps, executions = runs.run_steps(session, run.id)
+                message = run_pb(run, steps, executions)
+            self._after_commit(effects)
+            return message
+
+        return executor_service_pb2.CancelRunResponse(run=await asyncio.to_thread(work))
+
+    async def sweep_forever(self) -> None:
+        """Re-send QUEUED steps whose message may have been lost (at-least-once delivery)."""
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.sweep_once)
+            except Exception:
+                log.exception("requeue sweep failed")
+
+    def sweep_once(self) -> int:
+        """One pass of the requeue sweeper; returns how many messages were re-sent."""
+        with self._db.transaction() as session:
+            dispatches = runs.stale_queued(
+                session, older_than=runs.requeue_cutoff(self._settings.requeue_after_s)
+            )
+        if dispatches:
+            log.warning("re-sending queued steps", count=len(dispatches))
+            send_steps(self._app, self._settings.broker_url, dispatches)
+        return len(dispatches)
+
+
+def registration(servicer: ExecutorServicer) -> ServiceRegistration:
+    """The executor service for `start_server`."""
+    return ServiceRegistration(
+        SERVICE_NAME,
+        lambda server: executor_service_pb2_grpc.add_ExecutorServiceServicer_to_server(
+            servicer, server
+        ),
+    )
+
+
+async def cancel_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait for it."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,88 @@
+"""The Celery application: at-least-once delivery settings and the one step task.
+
+A message carries only (run_id, node_id, attempt); the database decides whether it is still
+current, so a lost message is re-sent by the executor's sweeper and a repeated one is ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from celery import Celery
+
+from conveyor.kernel.settings import Settings
+
+TASK_NAME = "conveyor.run_step"
+MAX_PRIORITY = 9
+
+StepHandler = Callable[[str, str, int, Any], None]
+_handler: StepHandler | None = None
+
+
+def set_step_handler(handler: StepHandler) -> None:
+    """Install the function the step task delegates to (the worker runtime)."""
+    global _handler  # noqa: PLW0603 - one runtime per worker process, set at start-up
+    _handler = handler
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for the configured broker, with Conveyor's delivery guarantees."""
+    app = Celery("conveyor", broker=settings.broker_url, set_as_current=False)
+    transport: dict[str, Any] = {}
+    if settings.broker_url.startswith("memory://"):
+        # The in-memory transport polls; the default 1 s would add a second per step.
+        transport["polling_interval"] = 0.002
+    elif settings.broker_url.startswith(("redis://", "rediss://")):
+        transport.update(
+            priority_steps=list(range(MAX_PRIORITY + 1)),
+            sep=":",
+            queue_order_strategy="priority",
+            visibility_timeout=6 * 3600,
+        )
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_default_queue="default",
+        task_queue_max_priority=MAX_PRIORITY,
+        task_default_priority=0,
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_serializer="json",
+        accept_content=["json"],
+        enable_utc=True,
+    )
+
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def run_step(self: Any, run_id: str, node_id: str, attempt: int) -> None:
+        """Execute one attempt of one step (thin adapter over the worker runtime)."""
+        if _handler is None:
+            raise RuntimeError("no worker runtime installed in this process")
+        _handler(run_id, node_id, attempt, self.request)
+
+    return app
+
+
+def broker_priority(broker_url: str, priority: int) -> int:
+    """Conveyor priority (9 = most urgent) in the broker's terms (Redis: 0 = first)."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return MAX_PRIORITY - priority
+    return priority
+
+
+def send_steps(app: Celery, broker_url: str, dispatches: Iterable[Any]) -> None:
+    """Send step messages (Dispatch objects) to their queues."""
+    for d in dispatches:
+        app.send_task(
+            TASK_NAME,
+            args=[d.run_id, d.node_id, d.attempt],
+            queue=d.queue,
+            priority=broker_priority(broker_url, d.priority),
+            countdown=d.countdown or None,
+        )

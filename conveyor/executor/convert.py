@@ -1,0 +1,130 @@
+"""Executor rows -> protos."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from google.protobuf import duration_pb2
+
+from conveyor.executor.models import ExecutionRow, RunRow, StepRow
+from conveyor.executor.v1 import executor_service_pb2 as _svc  # noqa: F401 - registers descriptors
+from conveyor.executor.v1 import run_pb2
+from conveyor.kernel.ids import as_utc
+from conveyor.kernel.protoconv import dict_to_struct, timestamp, to_value
+
+
+def run_state(name: str) -> int:
+    """'RUNNING' -> RUN_STATE_RUNNING."""
+    return int(run_pb2.RunState.Value(f"RUN_STATE_{name}"))
+
+
+def step_state(name: str) -> int:
+    """'QUEUED' -> STEP_STATE_QUEUED."""
+    return int(run_pb2.StepState.Value(f"STEP_STATE_{name}"))
+
+
+def category(name: str | None) -> int:
+    """'TIMEOUT' -> ERROR_CATEGORY_TIMEOUT; None -> unspecified."""
+    if not name:
+        return run_pb2.ERROR_CATEGORY_UNSPECIFIED
+    try:
+        return int(run_pb2.ErrorCategory.Value(f"ERROR_CATEGORY_{name}"))
+    except ValueError:
+        return run_pb2.ERROR_CATEGORY_INTERNAL
+
+
+def trigger_name(value: int) -> str:
+    """RUN_TRIGGER_SCHEDULE -> 'SCHEDULE' (unspecified -> MANUAL)."""
+    if value == run_pb2.RUN_TRIGGER_UNSPECIFIED:
+        return "MANUAL"
+    return str(run_pb2.RunTrigger.Name(value)).removeprefix("RUN_TRIGGER_")
+
+
+def _duration(seconds: float | None) -> duration_pb2.Duration | None:
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromTimedelta(timedelta(seconds=seconds))
+    return d
+
+
+def execution_pb(ex: ExecutionRow) -> run_pb2.Execution:
+    """One attempt."""
+    msg = run_pb2.Execution(
+        attempt=ex.attempt,
+        worker=ex.worker,
+        queue=ex.queue,
+        task_id=ex.task_id,
+        start_time=timestamp(as_utc(ex.started_at)),
+        end_time=timestamp(as_utc(ex.ended_at)),
+        wall_time=_duration(ex.wall_s),
+        cpu_user_time=_duration(ex.cpu_user_s),
+        cpu_system_time=_duration(ex.cpu_system_s),
+        max_rss_kib=ex.max_rss_kb or 0,
+        error_category=category(ex.error_category),
+        error_message=ex.error_message,
+        state=step_state(ex.state),
+    )
+    if ex.exit_code is not None:
+        msg.exit_code = ex.exit_code
+    return msg
+
+
+def step_pb(step: StepRow, node: dict[str, Any], executions: list[ExecutionRow]) -> run_pb2.Step:
+    """One step with its attempts."""
+    outputs: dict[str, Any] = step.outputs or {}
+    msg = run_pb2.Step(
+        node_id=step.node_id,
+        node_type=step.node_type,
+        label=str(node.get("label") or ""),
+        state=step_state(step.state),
+        attempts=len(executions),
+        stdout=str(outputs.get("stdout") or ""),
+        stderr=str(outputs.get("stderr") or ""),
+        stdout_uri=str(outputs.get("stdout_uri") or ""),
+        stderr_uri=str(outputs.get("stderr_uri") or ""),
+        outputs=dict_to_struct(outputs),
+        error_category=category(step.error_category),
+        error_message=step.error_message,
+        skip_reason=step.skip_reason,
+        start_time=timestamp(as_utc(step.started_at)),
+        end_time=timestamp(as_utc(step.ended_at)),
+        queue=step.queue,
+        failure_handled=step.failure_handled,
+        executions=[execution_pb(e) for e in executions],
+    )
+    if "output" in outputs:
+        msg.output.CopyFrom(to_value(outputs["output"]))
+    if isinstance(outputs.get("exit_code"), int):
+        msg.exit_code = outputs["exit_code"]
+    return msg
+
+
+def run_pb(
+    run: RunRow,
+    steps: list[StepRow] | None = None,
+    executions: dict[str, list[ExecutionRow]] | None = None,
+) -> run_pb2.Run:
+    """A run, with steps when given."""
+    nodes = run.plan.get("nodes", {})
+    return run_pb2.Run(
+        run_id=run.id,
+        job_id=run.job_id,
+        job_name=run.job_name,
+        job_version=run.job_version,
+        state=run_state(run.state),
+        trigger=run_pb2.RunTrigger.Value(f"RUN_TRIGGER_{run.trigger}"),
+        parameters=dict_to_struct(run.parameters),
+        create_time=timestamp(as_utc(run.created_at)),
+        start_time=timestamp(as_utc(run.started_at)),
+        end_time=timestamp(as_utc(run.ended_at)),
+        error_message=run.error_message,
+        priority=run.priority,
+        request_id=run.request_id or "",
+        last_sequence=run.event_seq,
+        steps=[
+            step_pb(s, nodes.get(s.node_id, {}), (executions or {}).get(s.node_id, []))
+            for s in steps or []
+        ],
+    )

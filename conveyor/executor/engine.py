@@ -1,0 +1,233 @@
+"""Run-time DAG logic: which steps become ready or skipped, and when a run is over.
+
+Pure functions over the compiled plan and a view of step states; no I/O. The worker calls
+`advance` inside the transaction that records a step's end, with the run row locked, so two
+parents finishing at once cannot both (or neither) start their join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class StepState(StrEnum):
+    """Step states, as stored and as named in the proto (without prefix)."""
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+
+class RunState(StrEnum):
+    """Run states, as stored and as named in the proto (without prefix)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_STEP = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED})
+TERMINAL_RUN = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+BRANCHING_TYPES = frozenset({"logic.condition", "logic.switch"})
+
+SKIP_UPSTREAM_FAILED = "upstream failed"
+SKIP_BRANCH_NOT_TAKEN = "branch not taken"
+
+
+class Edge(StrEnum):
+    """What an incoming edge says once its source has ended."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class StepView:
+    """What the engine needs to know about a step."""
+
+    state: StepState
+    handle: str | None = None  # branch chosen by a condition/switch
+    failure_handled: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A step to queue, or to skip with a reason."""
+
+    node_id: str
+    state: StepState
+    reason: str = ""
+
+
+def failure_is_handled(node: Mapping[str, Any]) -> bool:
+    """A failure is handled by an outgoing error edge or continue_on_error."""
+    if node.get("continue_on_error"):
+        return True
+    return any(child.get("handle") == "error" for child in node.get("children", []))
+
+
+def edge_status(parent: Mapping[str, Any], view: StepView, handle: str | None) -> Edge:
+    """Status of the edge parent -(handle)-> child given the parent's state."""
+    state = view.state
+    if state not in TERMINAL_STEP:
+        return Edge.PENDING
+    if state == StepState.SKIPPED:
+        return Edge.SKIPPED
+    if state == StepState.SUCCEEDED:
+        if handle == "error":
+            return Edge.SKIPPED
+        if parent.get("type") in BRANCHING_TYPES:
+            return Edge.SUCCESS if handle == view.handle else Edge.SKIPPED
+        return Edge.SUCCESS
+    if state == StepState.CANCELLED:
+        return Edge.FAILED
+    # FAILED
+    has_error_edge = any(c.get("handle") == "error" for c in parent.get("children", []))
+    if has_error_edge:
+        return Edge.SUCCESS if handle == "error" else Edge.SKIPPED
+    if parent.get("continue_on_error"):
+        return Edge.SUCCESS
+    return Edge.FAILED
+
+
+def evaluate_rule(rule: str, edges: list[Edge]) -> tuple[bool | None, str]:
+    """Apply a trigger rule: (True, "") run; (False, reason) skip; (None, "") wait."""
+    done = all(e != Edge.PENDING for e in edges)
+    success = sum(e == Edge.SUCCESS for e in edges)
+    failed = sum(e == Edge.FAILED for e in edges)
+    skip_reason = SKIP_UPSTREAM_FAILED if failed else SKIP_BRANCH_NOT_TAKEN
+    if not edges:
+        return True, ""
+    if rule == "all_success":
+        if done and success == len(edges):
+            return True, ""
+        if any(e in (Edge.FAILED, Edge.SKIPPED) for e in edges):
+            return False, skip_reason
+        return None, ""
+    if rule == "all_done":
+        return (True, "") if done else (None, "")
+    if rule == "one_success":
+        if success:
+            return True, ""
+        return (False, skip_reason) if done else (None, "")
+    if rule == "one_failed":
+        if failed:
+            return True, ""
+        return (False, SKIP_BRANCH_NOT_TAKEN) if done else (None, "")
+    if rule == "none_failed":
+        if failed:
+            return False, SKIP_UPSTREAM_FAILED
+        return (True, "") if done else (None, "")
+    # none_failed_min_one_success (default)
+    if failed:
+        return False, SKIP_UPSTREAM_FAILED
+    if not done:
+        return None, ""
+    return (True, "") if success else (False, SKIP_BRANCH_NOT_TAKEN)
+
+
+def advance(
+    plan: Mapping[str, Any],
+    changed: Iterable[str],
+    view: Callable[[str], StepView],
+) -> list[Decision]:
+    """Decide the fate of the PENDING children of the changed steps, propagating skips.
+
+    `view(node_id)` returns a step's current state; decisions made here are visible to later
+    checks in the same call (a skip cascades down the graph).
+    """
+    nodes = plan["nodes"]
+    decided: dict[str, Decision] = {}
+
+    def current(node_id: str) -> StepView:
+        d = decided.get(node_id)
+        return StepView(d.state) if d else view(node_id)
+
+    work = [c["node"] for n in changed for c in nodes[n].get("children", [])]
+    seen_pending: set[str] = set()
+    while work:
+        node_id = work.pop()
+        if node_id in decided or current(node_id).state != StepState.PENDING:
+            continue
+        node = nodes[node_id]
+        edges = [
+            edge_status(nodes[p["node"]], current(p["node"]), p.get("handle"))
+            for p in node.get("parents", [])
+        ]
+        verdict, reason = evaluate_rule(node.get("trigger_rule") or "none_failed_min_one_success", edges)
+        if verdict is None:
+            seen_pending.add(node_id)
+            continue
+        state = StepState.QUEUED if verdict else StepState.SKIPPED
+        decided[node_id] = Decision(node_id, state, reason)
+        if state == StepState.SKIPPED:
+            work.extend(c["node"] for c in node.get("children", []))
+    return list(decided.values())
+
+
+def entry_decisions(plan: Mapping[str, Any]) -> list[Decision]:
+    """The steps queued when a run starts."""
+    return [Decision(n, StepState.QUEUED) for n in plan["entry"]]
+
+
+def run_outcome(
+    states: Iterable[tuple[StepState, bool]],
+) -> RunState | None:
+    """Given (state, failure_handled) of every step: the final run state, or None if not over."""
+    failed = False
+    for state, handled in states:
+        if state not in TERMINAL_STEP:
+            return None
+        if state == StepState.FAILED and not handled:
+            failed = True
+    return RunState.FAILED if failed else RunState.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A node's retry settings, with the format's defaults."""
+
+    max: int = 0
+    backoff_s: float = 1.0
+    factor: float = 2.0
+    max_backoff_s: float = 300.0
+    jitter: bool = False
+    on: frozenset[str] = frozenset(
+        {"TIMEOUT", "NONZERO_EXIT", "WORKER_LOST", "HTTP_STATUS", "CONNECTION", "INFRA", "INTERNAL"}
+    )
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any]) -> RetryPolicy:
+        """Read `retries` from a plan node."""
+        raw = node.get("retries") or {}
+        base = cls()
+        return cls(
+            max=int(raw.get("max", base.max)),
+            backoff_s=float(raw.get("backoff_s", base.backoff_s)),
+            factor=float(raw.get("factor", base.factor)),
+            max_backoff_s=float(raw.get("max_backoff_s", base.max_backoff_s)),
+            jitter=bool(raw.get("jitter", base.jitter)),
+            on=frozenset(raw["on"]) if "on" in raw else base.on,
+        )
+
+    def should_retry(self, attempt: int, category: str | None) -> bool:
+        """True when attempt (1-based, just failed) may be followed by another."""
+        return attempt <= self.max and (category or "INTERNAL") in self.on
+
+    def delay(self, attempt: int, *, rand: Callable[[], float]) -> float:
+        """Seconds to wait before attempt+1; with jitter, uniformly within [0, delay]."""
+        delay = min(self.backoff_s * self.factor ** max(attempt - 1, 0), self.max_backoff_s)
+        return delay * rand() if self.jitter else delay

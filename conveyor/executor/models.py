@@ -1,0 +1,100 @@
+"""Tables owned by the executor: job_runs, job_run_steps, job_executions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from conveyor.kernel.db import Base
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class RunRow(Base):
+    """One execution of a job, with its own snapshot of the plan."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_job_created", "job_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    job_name: Mapped[str] = mapped_column(String(200))
+    job_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    event_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StepRow(Base):
+    """The state of one node within a run."""
+
+    __tablename__ = "job_run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "node_id", name="uq_job_run_steps_run_node"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("job_runs.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(String(64))
+    node_type: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    queue: Mapped[str] = mapped_column(String(128), default="default")
+    handle: Mapped[str | None] = mapped_column(String(200))
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_category: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str] = mapped_column(Text, default="")
+    skip_reason: Mapped[str] = mapped_column(String(200), default="")
+    failure_handled: Mapped[bool] = mapped_column(Boolean, default=False)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExecutionRow(Base):
+    """One attempt at a step: where and how it ran, and how it ended."""
+
+    __tablename__ = "job_executions"
+    __table_args__ = (
+        UniqueConstraint("run_id", "node_id", "attempt", name="uq_job_executions_attempt"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("job_runs.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    worker: Mapped[str] = mapped_column(String(255), default="")
+    queue: Mapped[str] = mapped_column(String(128), default="")
+    task_id: Mapped[str] = mapped_column(String(64), default="")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    wall_s: Mapped[float | None] = mapped_column(Float)
+    cpu_user_s: Mapped[float | None] = mapped_column(Float)
+    cpu_system_s: Mapped[float | None] = mapped_column(Float)
+    max_rss_kb: Mapped[int | None] = mapped_column(BigInteger)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error_category: Mapped[str | None] = mapped_column(String(16))
+    error_message: Mapped[str] = mapped_column(Text, default="")

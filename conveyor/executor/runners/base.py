@@ -1,0 +1,245 @@
+"""Types every step runner shares: the context it is given, the outcome it returns.
+
+Also home to the helpers that make runners behave alike: rendering a field of a
+node's ``data`` with errors that name the node, the field and the expression,
+and masking secret values out of everything a step reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from conveyor.kernel.templating import TemplateError, evaluate, render_string, render_value
+
+MASK = "***"
+
+
+class ErrorCategory(StrEnum):
+    """Why a step failed; retry policies (``retries.on``) select on these."""
+
+    TIMEOUT = "TIMEOUT"
+    NONZERO_EXIT = "NONZERO_EXIT"
+    WORKER_LOST = "WORKER_LOST"
+    TEMPLATE = "TEMPLATE"
+    HTTP_STATUS = "HTTP_STATUS"
+    CONNECTION = "CONNECTION"
+    CANCELLED = "CANCELLED"
+    REJECTED = "REJECTED"
+    INFRA = "INFRA"
+    INTERNAL = "INTERNAL"
+
+
+class ArtifactSink(Protocol):
+    """Where output too large to keep inline is stored."""
+
+    def save(
+        self, run_id: str, node_id: str, attempt: int, name: str, data_iter: Iterable[bytes]
+    ) -> str:
+        """Store the bytes of `data_iter` as artifact `name` of one attempt; return its URI."""
+        ...
+
+
+def _never_cancelled() -> bool:
+    return False
+
+
+@dataclass
+class StepContext:
+    """Everything a runner needs besides the node: identity, template scope and hooks."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    scope: Mapping[str, Any]
+    artifacts: ArtifactSink
+    inline_output_cap: int = 64 * 1024
+    default_timeout_s: float | None = 3600.0
+    is_cancelled: Callable[[], bool] = _never_cancelled
+    on_output: Callable[[str, str], None] | None = None
+    secrets_to_mask: Sequence[str] = ()
+
+
+@dataclass
+class ResourceUsage:
+    """What a step's process consumed, from the kernel's accounting of that process."""
+
+    wall_s: float
+    cpu_user_s: float
+    cpu_system_s: float
+    max_rss_kb: int
+
+
+@dataclass
+class StepOutcome:
+    """The result of executing one node once; the worker records it."""
+
+    succeeded: bool
+    outputs: dict[str, Any]
+    error_category: ErrorCategory | None = None
+    error_message: str | None = None
+    usage: ResourceUsage | None = None
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    handle: str | None = None
+
+
+class StepFailure(Exception):
+    """Ends a step as failed; raised inside runners and turned into a `StepOutcome`."""
+
+    def __init__(
+        self,
+        category: ErrorCategory,
+        message: str,
+        *,
+        outputs: dict[str, Any] | None = None,
+        usage: ResourceUsage | None = None,
+        artifacts: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.category = category
+        self.message = message
+        self.outputs = outputs or {}
+        self.usage = usage
+        self.artifacts = artifacts or []
+
+    def outcome(self) -> StepOutcome:
+        """The failed outcome this failure stands for."""
+        return StepOutcome(
+            succeeded=False,
+            outputs=self.outputs,
+            error_category=self.category,
+            error_message=self.message,
+            usage=self.usage,
+            artifacts=self.artifacts,
+        )
+
+
+class Masker:
+    """Replaces every secret value by ``***`` in text, bytes and nested outputs."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # A secret made only of asterisks would match the mask itself and
+        # grow it on every pass, so such values are not masked.
+        values = {s for s in secrets if s and s.strip("*")}
+        # Longest first, so a secret containing a shorter one is masked whole.
+        ordered = sorted(values, key=len, reverse=True)
+        self.secret_bytes = [s.encode() for s in ordered]
+        self._text = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._bytes = (
+            re.compile(b"|".join(re.escape(s.encode()) for s in ordered)) if ordered else None
+        )
+
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to mask."""
+        return self._text is not None
+
+    @property
+    def bytes_pattern(self) -> re.Pattern[bytes] | None:
+        """The pattern matching any secret's UTF-8 bytes, or None without secrets."""
+        return self._bytes
+
+    def text(self, value: str) -> str:
+        """`value` with every secret replaced by the mask."""
+        return value if self._text is None else self._text.sub(MASK, value)
+
+    def value(self, value: Any) -> Any:
+        """Mask every string inside dicts and lists (keys included)."""
+        if self._text is None:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {self.value(k): self.value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(v) for v in value]
+        return value
+
+
+def _template_failure(node_id: str, path: str, exc: TemplateError) -> StepFailure:
+    return StepFailure(
+        ErrorCategory.TEMPLATE, f"node {node_id!r} field {path}: {exc.expression}: {exc.message}"
+    )
+
+
+def invalid_field(node_id: str, path: str, problem: str) -> StepFailure:
+    """The failure for a field whose (rendered) value a runner cannot use."""
+    return StepFailure(ErrorCategory.INTERNAL, f"node {node_id!r} field {path}: {problem}")
+
+
+class Renderer:
+    """Renders fields of one node's ``data`` in the step's scope."""
+
+    def __init__(self, node_id: str, data: Mapping[str, Any], scope: Mapping[str, Any]) -> None:
+        self.node_id = node_id
+        self.data = data
+        self.scope = scope
+
+    def text(self, value: Any, path: str, *, quote_values: bool = False) -> str:
+        """Render a scalar field to text; non-strings (numbers, booleans) become their text."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return str(value)
+        if not isinstance(value, str):
+            raise invalid_field(self.node_id, path, f"expected a string, got {_kind(value)}")
+        try:
+            return render_string(value, self.scope, quote_values=quote_values)
+        except TemplateError as exc:
+            raise _template_failure(self.node_id, path, exc) from exc
+
+    def native(self, value: Any, path: str) -> Any:
+        """Render every string inside `value`; a lone ``{{ expr }}`` keeps its native type."""
+        if isinstance(value, Mapping):
+            return {k: self.native(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.native(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        try:
+            return render_value(value, self.scope)
+        except TemplateError as exc:
+            raise _template_failure(self.node_id, path, exc) from exc
+
+    def expression(self, value: Any, path: str) -> Any:
+        """Evaluate a bare expression field; a field written as ``{{ expr }}`` also works."""
+        if not isinstance(value, str) or not value.strip():
+            raise invalid_field(self.node_id, path, "expected an expression")
+        try:
+            if "{{" in value or "{%" in value:
+                return render_value(value, self.scope)
+            return evaluate(value, self.scope)
+        except TemplateError as exc:
+            raise _template_failure(self.node_id, path, exc) from exc
+
+    def field_text(self, name: str, *, quote_values: bool = False) -> str | None:
+        """Render ``data.<name>`` to text, or None when the field is absent or null."""
+        value = self.data.get(name)
+        if value is None:
+            return None
+        return self.text(value, f"data.{name}", quote_values=quote_values)
+
+    def field_map(self, name: str) -> dict[str, str]:
+        """Render ``data.<name>``, a map of strings (headers, env, query); absent gives {}."""
+        raw = self.data.get(name)
+        if raw is None:
+            return {}
+        if not isinstance(raw, Mapping):
+            raise invalid_field(self.node_id, f"data.{name}", f"expected a map, got {_kind(raw)}")
+        result: dict[str, str] = {}
+        for key, value in raw.items():
+            path = f"data.{name}.{key}"
+            rendered = self.native(value, path)
+            result[str(key)] = as_text(rendered)
+        return result
+
+
+def as_text(value: Any) -> str:
+    """The text form of a rendered value: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

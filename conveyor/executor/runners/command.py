@@ -1,0 +1,228 @@
+"""``action.command``: run a program, without a shell unless one is asked for.
+
+Three ways to say what runs:
+
+- ``argv``: a list; each element is rendered on its own and is one argument,
+  whatever characters a value contains.
+- ``command``: a string split like a POSIX shell would split it, but run
+  without a shell. Template values are shell-quoted before the split, so a
+  value with spaces or quotes stays one argument and cannot add arguments.
+- ``command`` with ``shell: true``: the string runs under ``/bin/sh -c``;
+  every template value is shell-quoted, so pipes and redirections written in
+  the command work while a value can never inject shell syntax.
+
+The parsed ``output`` (``json`` or ``lines``) is never built from a partial
+stream: when stdout is longer than the inline cap, the step fails and names
+the cap. ``text`` output is the inline stdout, ending with the truncation
+marker when there was more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from conveyor.executor.runners.base import (
+    ErrorCategory,
+    Masker,
+    Renderer,
+    StepContext,
+    StepFailure,
+    StepOutcome,
+    invalid_field,
+)
+from conveyor.executor.runners.process import ProcessResult, run_process
+
+OUTPUT_MODES = ("text", "json", "lines")
+# Only what programs commonly need to behave; the worker's own settings
+# (credentials, broker URLs) never leak into a step.
+INHERITED_ENV = ("PATH", "HOME", "LANG")
+
+
+def node_timeout(node: Mapping[str, Any], ctx: StepContext) -> float | None:
+    """The node's timeout in seconds, else the context's default (None: no limit)."""
+    value = node.get("timeout_s")
+    if value is None:
+        return ctx.default_timeout_s
+    return float(value)
+
+
+def base_env(ctx: StepContext) -> dict[str, str]:
+    """The minimal environment every step process starts from."""
+    env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+    env.update(
+        CONVEYOR_RUN_ID=ctx.run_id,
+        CONVEYOR_STEP_ID=ctx.node_id,
+        CONVEYOR_ATTEMPT=str(ctx.attempt),
+    )
+    return env
+
+
+def _argv(r: Renderer) -> list[str]:
+    data = r.data
+    if data.get("argv") is not None:
+        raw = data["argv"]
+        if not isinstance(raw, list) or not raw:
+            raise invalid_field(r.node_id, "data.argv", "expected a non-empty list")
+        return [r.text(item, f"data.argv[{i}]") for i, item in enumerate(raw)]
+    shell = data.get("shell", False)
+    if not isinstance(shell, bool):
+        raise invalid_field(r.node_id, "data.shell", "expected true or false")
+    command = r.field_text("command", quote_values=True)
+    if command is None or not command.strip():
+        raise invalid_field(r.node_id, "data", "either argv or command is required")
+    if shell:
+        return ["/bin/sh", "-c", command]
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise invalid_field(r.node_id, "data.command", f"cannot be split: {exc}") from exc
+    if not argv:
+        raise invalid_field(r.node_id, "data.command", "is empty")
+    return argv
+
+
+def run_command(node: Mapping[str, Any], ctx: StepContext, masker: Masker) -> StepOutcome:
+    """Execute an ``action.command`` node."""
+    r = Renderer(ctx.node_id, node.get("data") or {}, ctx.scope)
+    argv = _argv(r)
+    env = base_env(ctx)
+    env.update(r.field_map("env"))
+    return run_process_step(argv, env=env, node=node, ctx=ctx, masker=masker, renderer=r)
+
+
+def _success_codes(r: Renderer) -> set[int]:
+    raw = r.data.get("success_codes")
+    if raw is None:
+        return {0}
+    values = r.native(raw, "data.success_codes")
+    if not isinstance(values, list) or not values:
+        raise invalid_field(r.node_id, "data.success_codes", "expected a list of exit codes")
+    try:
+        return {int(v) for v in values}
+    except (TypeError, ValueError) as exc:
+        raise invalid_field(
+            r.node_id, "data.success_codes", "expected a list of exit codes"
+        ) from exc
+
+
+def _output_mode(r: Renderer) -> str:
+    mode = r.data.get("output") or "text"
+    if mode not in OUTPUT_MODES:
+        raise invalid_field(r.node_id, "data.output", f"expected one of {', '.join(OUTPUT_MODES)}")
+    return str(mode)
+
+
+def run_process_step(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str],
+    node: Mapping[str, Any],
+    ctx: StepContext,
+    masker: Masker,
+    renderer: Renderer,
+) -> StepOutcome:
+    """Run a process for a command-like node and turn how it ended into the step's outcome."""
+    r = renderer
+    cwd = r.field_text("cwd")
+    stdin = r.field_text("stdin")
+    success = _success_codes(r)
+    mode = _output_mode(r)
+    timeout_s = node_timeout(node, ctx)
+    result = run_process(
+        argv,
+        env=env,
+        cwd=cwd or None,
+        stdin=None if stdin is None else stdin.encode(),
+        timeout_s=timeout_s,
+        ctx=ctx,
+        masker=masker,
+    )
+    try:
+        return _outcome(result, ctx=ctx, success=success, mode=mode, timeout_s=timeout_s)
+    finally:
+        result.stdout.close()
+        result.stderr.close()
+
+
+def _outcome(
+    result: ProcessResult, *, ctx: StepContext, success: set[int], mode: str,
+    timeout_s: float | None,
+) -> StepOutcome:
+    outputs: dict[str, Any] = {
+        "exit_code": result.returncode,
+        "stdout": result.stdout.text(),
+        "stderr": result.stderr.text(),
+        "output": None,
+        "duration_ms": result.duration_ms,
+        "stdout_truncated": result.stdout.truncated,
+        "stderr_truncated": result.stderr.truncated,
+    }
+    artifacts: list[dict[str, Any]] = []
+    for capture in (result.stdout, result.stderr):
+        record = capture.save(
+            ctx.artifacts, run_id=ctx.run_id, node_id=ctx.node_id, attempt=ctx.attempt
+        )
+        if record is not None:
+            artifacts.append(record)
+            outputs[f"{capture.name}_uri"] = record["uri"]
+
+    def fail(category: ErrorCategory, message: str) -> StepFailure:
+        return StepFailure(
+            category, message, outputs=outputs, usage=result.usage, artifacts=artifacts
+        )
+
+    if result.cancelled:
+        raise fail(ErrorCategory.CANCELLED, "cancelled while running")
+    if result.timed_out:
+        raise fail(ErrorCategory.TIMEOUT, f"timed out after {timeout_s:g} s")
+    if result.returncode is None:
+        raise fail(ErrorCategory.INFRA, "the exit status of the process was lost")
+    try:
+        outputs["output"] = _parse(result, mode)
+        parse_error = None
+    except ValueError as exc:
+        parse_error = str(exc)
+    if result.returncode not in success:
+        message = f"exit code {result.returncode}"
+        if result.returncode < 0:
+            message += f" (killed by signal {_signal_name(-result.returncode)})"
+        last = result.stderr.last_line()
+        if last:
+            message += f": {last}"
+        raise fail(ErrorCategory.NONZERO_EXIT, message)
+    if parse_error is not None:
+        raise fail(ErrorCategory.INTERNAL, parse_error)
+    return StepOutcome(
+        succeeded=True, outputs=outputs, usage=result.usage, artifacts=artifacts
+    )
+
+
+def _parse(result: ProcessResult, mode: str) -> Any:
+    stdout = result.stdout
+    if mode == "text":
+        text = stdout.text()
+        return text[:-1] if text.endswith("\n") else text
+    if stdout.truncated:
+        raise ValueError(
+            f"stdout is too large to parse as {mode}: {stdout.size} bytes,"
+            f" more than the inline cap of {stdout.cap} bytes"
+        )
+    text = stdout.head_text()
+    if mode == "lines":
+        return text.splitlines()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"stdout is not valid JSON: {exc}") from exc
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

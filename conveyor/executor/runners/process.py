@@ -1,0 +1,291 @@
+"""Running one OS process for a step: capture, timeout, cancellation, resource usage.
+
+The child starts in its own session, so it leads a fresh process group: a
+timeout or a cancellation signals the whole group (SIGTERM, then SIGKILL after
+a grace period), which reaches anything the step started in the background
+too. When the child exits by itself, whatever it left running in its group
+is ended the same way, so no step leaves processes behind on a worker.
+
+Each output pipe is drained by its own thread, so a child never blocks on a
+full pipe, and the child is reaped with ``wait4`` to read the kernel's
+accounting of that child alone (CPU time, peak memory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from conveyor.executor.runners.base import (
+    ErrorCategory,
+    Masker,
+    ResourceUsage,
+    StepContext,
+    StepFailure,
+)
+from conveyor.executor.runners.capture import ByteMasker, LiveOutput, StreamCapture
+
+POLL_S = 0.2
+KILL_GRACE_S = 2.0
+_READ_SIZE = 64 * 1024
+# How long to keep reading after the process group is gone: only a process that
+# left the group (setsid) can still hold a pipe open by then.
+_DRAIN_S = 2.0
+
+
+@dataclass
+class ProcessResult:
+    """How a process ended and what it wrote."""
+
+    returncode: int | None
+    stdout: StreamCapture
+    stderr: StreamCapture
+    usage: ResourceUsage
+    duration_ms: int
+    timed_out: bool
+    cancelled: bool
+
+
+class _Reader(threading.Thread):
+    """Drains one pipe through the masker into its capture and the live log."""
+
+    def __init__(
+        self, pipe: IO[bytes], masker: ByteMasker, capture: StreamCapture, live: LiveOutput
+    ) -> None:
+        super().__init__(name=f"conveyor-{capture.name}", daemon=True)
+        self.pipe = pipe
+        self.masker = masker
+        self.capture = capture
+        self.live = live
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        fd = self.pipe.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        try:
+            while not self.stop.is_set():
+                # A short poll lets batched live output go out while the child is quiet.
+                if not poller.poll(50):
+                    self.live.tick()
+                    continue
+                data = os.read(fd, _READ_SIZE)
+                if not data:
+                    break
+                self._take(self.masker.feed(data))
+        except OSError as exc:
+            self.error = exc
+        finally:
+            self._take(self.masker.flush())
+            self.live.close()
+
+    def _take(self, data: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.capture.write(data)
+        except OSError as exc:  # e.g. no space left for the spill file; keep draining
+            self.error = exc
+        self.live.feed(data)
+
+
+def _feed_stdin(pipe: IO[bytes], data: bytes) -> None:
+    # The child may exit without reading its input; that is its business.
+    with contextlib.suppress(OSError):
+        pipe.write(data)
+    with contextlib.suppress(OSError):
+        pipe.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether the group has a member that is not a zombie."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir("/proc"):
+        return True
+    # Orphaned zombies stay in the group until someone reaps them, which not every
+    # init does; they hold nothing, so they do not count.
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _wait_group_gone(pgid: int, reaped: threading.Event, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while True:
+        if reaped.is_set() and not _group_alive(pgid):
+            return True
+        if time.monotonic() >= end:
+            return False
+        reaped.wait(0.05)
+
+
+def terminate_group(pgid: int, reaped: threading.Event) -> None:
+    """SIGTERM the group, give it `KILL_GRACE_S` to go, then SIGKILL what is left."""
+    _signal_group(pgid, signal.SIGTERM)
+    if _wait_group_gone(pgid, reaped, KILL_GRACE_S):
+        return
+    _signal_group(pgid, signal.SIGKILL)
+    _wait_group_gone(pgid, reaped, KILL_GRACE_S)
+
+
+class _Reaper(threading.Thread):
+    """Waits for the child with ``wait4`` so its own resource usage can be read."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name="conveyor-reaper", daemon=True)
+        self.pid = pid
+        self.done = threading.Event()
+        self.status: int | None = None
+        self.rusage: Any = None
+        self.ended_at = 0.0
+
+    def run(self) -> None:
+        try:
+            _, self.status, self.rusage = os.wait4(self.pid, 0)
+        except ChildProcessError:
+            # Someone else reaped it (SIGCHLD ignored); the exit status is lost.
+            pass
+        finally:
+            self.ended_at = time.monotonic()
+            self.done.set()
+
+
+def _start(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None, with_stdin: bool
+) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise StepFailure(ErrorCategory.INFRA, f"could not start: {exc}") from exc
+    except ValueError as exc:  # e.g. a NUL byte in an argument or the environment
+        raise StepFailure(ErrorCategory.INTERNAL, f"could not start: {exc}") from exc
+
+
+def _supervise(
+    reaper: _Reaper, *, deadline: float | None, ctx: StepContext
+) -> tuple[bool, bool]:
+    """Wait for the child, polling for cancellation; returns (timed_out, cancelled)."""
+    while True:
+        wait = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.monotonic()))
+        if reaper.done.wait(wait):
+            return False, False
+        if ctx.is_cancelled():
+            return False, True
+        if deadline is not None and time.monotonic() >= deadline:
+            return True, False
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | None,
+    stdin: bytes | None,
+    timeout_s: float | None,
+    ctx: StepContext,
+    masker: Masker,
+) -> ProcessResult:
+    """Run `argv` to the end (or until timeout or cancellation) and capture its output."""
+    stdout = StreamCapture("stdout", ctx.inline_output_cap)
+    stderr = StreamCapture("stderr", ctx.inline_output_cap)
+    started = time.monotonic()
+    proc = _start(argv, env=env, cwd=cwd, with_stdin=stdin is not None)
+    assert proc.stdout is not None and proc.stderr is not None
+    pgid = proc.pid
+    readers = [
+        _Reader(pipe, ByteMasker(masker), capture, LiveOutput(
+            capture.name, ctx.on_output, mask=masker.text
+        ))
+        for pipe, capture in ((proc.stdout, stdout), (proc.stderr, stderr))
+    ]
+    reaper = _Reaper(proc.pid)
+    reaper.start()
+    for reader in readers:
+        reader.start()
+    if stdin is not None and proc.stdin is not None:
+        threading.Thread(
+            target=_feed_stdin, args=(proc.stdin, stdin), name="conveyor-stdin", daemon=True
+        ).start()
+    timed_out = cancelled = False
+    try:
+        deadline = None if timeout_s is None else started + timeout_s
+        timed_out, cancelled = _supervise(reaper, deadline=deadline, ctx=ctx)
+    finally:
+        # Also reached when a hook raises: the group never outlives the step.
+        if not reaper.done.is_set() or _group_alive(pgid):
+            terminate_group(pgid, reaper.done)
+        reaper.done.wait()
+        _finish_readers(readers)
+        proc.stdout.close()
+        proc.stderr.close()
+    if reaper.status is not None:
+        # Popen did not reap the child itself; tell it, so it never waits again.
+        proc.returncode = os.waitstatus_to_exitcode(reaper.status)
+    for reader in readers:
+        if reader.error is not None:
+            raise StepFailure(
+                ErrorCategory.INFRA, f"could not capture {reader.capture.name}: {reader.error}"
+            )
+    wall = reaper.ended_at - started
+    ru = reaper.rusage
+    usage = ResourceUsage(
+        wall_s=wall,
+        cpu_user_s=float(ru.ru_utime) if ru is not None else 0.0,
+        cpu_system_s=float(ru.ru_stime) if ru is not None else 0.0,
+        max_rss_kb=int(ru.ru_maxrss) if ru is not None else 0,
+    )
+    return ProcessResult(
+        returncode=proc.returncode,
+        stdout=stdout,
+        stderr=stderr,
+        usage=usage,
+        duration_ms=round(wall * 1000),
+        timed_out=timed_out,
+        cancelled=cancelled,
+    )
+
+
+def _finish_readers(readers: list[_Reader]) -> None:
+    end = time.monotonic() + _DRAIN_S
+    for reader in readers:
+        reader.join(max(0.0, end - time.monotonic()))
+    for reader in readers:
+        reader.stop.set()
+        reader.join()

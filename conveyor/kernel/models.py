@@ -1,0 +1,10 @@
+"""Imports every service's table definitions so Base.metadata knows all of them."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    """Register every table on conveyor.kernel.db.Base.metadata."""
+    import conveyor.executor.models
+    import conveyor.kernel.outbox
+    import conveyor.translator.store  # noqa: F401

@@ -1,0 +1,56 @@
+"""Configuration shared by every service, read from CONVEYOR_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process-wide settings; embedded defaults, distributed values come from the environment.
+
+    The embedded default needs nothing: SQLite in the data dir, Celery's in-memory broker and an
+    in-process event bus. Distributed mode sets CONVEYOR_DATABASE_URL (PostgreSQL),
+    CONVEYOR_BROKER_URL (Redis or RabbitMQ) and CONVEYOR_EVENTS_URL (Redis).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".conveyor"), description="Embedded state folder.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir.")
+    broker_url: str = Field(default="memory://", description="Celery broker URL.")
+    events_url: str = Field(default="memory://", description="memory:// or a redis:// URL.")
+    artifact_dir: Path | None = Field(default=None, description="Local artifact folder.")
+
+    translator_addr: str = "127.0.0.1:50061"
+    executor_addr: str = "127.0.0.1:50062"
+    monitor_addr: str = "127.0.0.1:50063"
+    gateway_addr: str = "127.0.0.1:50051"
+    http_addr: str = "127.0.0.1:8080"
+
+    inline_output_cap: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    default_step_timeout_s: float = Field(default=3600.0, gt=0)
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    worker_queues: str = Field(default="default", description="Comma-separated queue names.")
+    requeue_after_s: float = Field(
+        default=30.0, gt=0, description="A QUEUED step older than this is sent again."
+    )
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'conveyor.db').resolve()}"
+
+    def resolved_artifact_dir(self) -> Path:
+        """The local artifact folder, defaulting to data_dir/artifacts."""
+        return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def embedded(self) -> bool:
+        """True when the broker is Celery's in-process memory transport."""
+        return self.broker_url.startswith("memory://")

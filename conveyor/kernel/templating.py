@@ -1,0 +1,391 @@
+"""The one template engine of Conveyor: sandboxed Jinja2 over workflow data.
+
+Every string value of a node's ``data`` is a Jinja2 template rendered in an
+``ImmutableSandboxedEnvironment`` with ``StrictUndefined``: a missing name or
+attribute is an error, never an empty string, and attribute escapes such as
+``''.__class__`` fail with a security error.
+
+Beyond Jinja's own filters there are ``quote`` (POSIX shell quoting),
+``tojson`` (plain JSON, not HTML-escaped) and ``fromjson``.
+
+With ``quote_values=True`` every ``{{ expr }}`` output is shell-quoted, so a
+``shell: true`` command cannot be broken out of by a parameter value. A value
+already passed through ``|quote`` is not quoted twice.
+
+The translator uses `references` to check, before any run, that a template
+only names upstream steps and declared parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+import shlex
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.lexer import Token, TokenStream
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = [
+    "Reference",
+    "TemplateError",
+    "TemplateSyntaxError",
+    "evaluate",
+    "is_templated",
+    "references",
+    "render_string",
+    "render_value",
+]
+
+# Bounds for operators that can otherwise allocate unbounded memory or CPU from
+# a short template, e.g. ``'x' * 10**12`` or ``9 ** 9 ** 9``.
+MAX_REPEAT_LENGTH = 1_000_000
+MAX_POWER_EXPONENT = 10_000
+
+
+class TemplateError(Exception):
+    """A template failed to parse, render or evaluate; names the expression."""
+
+    def __init__(self, expression: str, message: str) -> None:
+        super().__init__(f"{expression}: {message}")
+        self.expression = expression
+        self.message = message
+
+
+class TemplateSyntaxError(TemplateError):
+    """A template is not valid Jinja; `lineno` and `column` are 1-based."""
+
+    def __init__(self, expression: str, message: str, *, lineno: int, column: int) -> None:
+        super().__init__(expression, message)
+        self.lineno = lineno
+        self.column = column
+
+    def __str__(self) -> str:
+        return f"{self.expression}: line {self.lineno}, column {self.column}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A variable a template reads: its root name and first attribute or key, if constant."""
+
+    root: str
+    name: str | None
+
+
+class _Quoted(str):
+    """A string that is already shell-quoted, so the quoting finalizer leaves it alone."""
+
+    __slots__ = ()
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _quote_filter(value: Any) -> str:
+    return _Quoted(shlex.quote(_text(value)))
+
+
+def _tojson_filter(value: Any) -> str:
+    return json.dumps(value, sort_keys=False, ensure_ascii=False)
+
+
+def _fromjson_filter(value: Any) -> Any:
+    return json.loads(_text(value))
+
+
+def _quoting_finalize(value: Any) -> Any:
+    if isinstance(value, _Quoted):
+        return value
+    return shlex.quote(_text(value))
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, plus bounds on repetition and exponentiation."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:  # noqa: ARG002
+        """Refuse ``*`` and ``**`` results that would exhaust memory or CPU."""
+        if operator_ == "*":
+            for seq, count in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(count, int)
+                    and len(seq) * count > MAX_REPEAT_LENGTH
+                ):
+                    raise jinja2.exceptions.SecurityError(
+                        f"repetition longer than {MAX_REPEAT_LENGTH} items is not allowed"
+                    )
+            return operator.mul(left, right)
+        if isinstance(left, int) and isinstance(right, int) and abs(right) > MAX_POWER_EXPONENT:
+            raise jinja2.exceptions.SecurityError(
+                f"exponents above {MAX_POWER_EXPONENT} are not allowed"
+            )
+        return operator.pow(left, right)
+
+
+def _make_environment(*, quoting: bool) -> _Environment:
+    env = _Environment(
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_quoting_finalize if quoting else None,
+    )
+    env.filters["quote"] = _quote_filter
+    env.filters["tojson"] = _tojson_filter
+    env.filters["fromjson"] = _fromjson_filter
+    return env
+
+
+_ENV = _make_environment(quoting=False)
+_QUOTING_ENV = _make_environment(quoting=True)
+
+#: Names every template may use without declaring them (``range``, ``dict``, ``lipsum``...).
+GLOBAL_NAMES: frozenset[str] = frozenset(_ENV.globals)
+
+
+def is_templated(value: str) -> bool:
+    """Whether a string contains Jinja markup (``{{`` or ``{%``)."""
+    return "{{" in value or "{%" in value
+
+
+@lru_cache(maxsize=2048)
+def _template(source: str, quoting: bool) -> jinja2.Template:
+    env = _QUOTING_ENV if quoting else _ENV
+    return env.from_string(source)
+
+
+@lru_cache(maxsize=2048)
+def _expression(source: str) -> Callable[..., Any]:
+    return _ENV.compile_expression(source, undefined_to_none=False)
+
+
+def _error(source: str, exc: BaseException) -> TemplateError:
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return TemplateSyntaxError(
+            source, exc.message or "invalid template", lineno=exc.lineno, column=1
+        )
+    if isinstance(exc, RecursionError):
+        return TemplateError(source, "template is nested too deeply")
+    message = str(exc) or type(exc).__name__
+    return TemplateError(source, message)
+
+
+def render_string(source: str, scope: Mapping[str, Any], *, quote_values: bool = False) -> str:
+    """Render a template to text; with `quote_values` every ``{{ }}`` output is shell-quoted."""
+    try:
+        template = _template(source, quote_values)
+    except jinja2.TemplateSyntaxError:
+        _parse(source, expression=False)  # raises the error with its line and column
+        raise
+    except Exception as exc:  # any failure of user-written template code
+        raise _error(source, exc) from exc
+    try:
+        return template.render(scope)
+    except Exception as exc:  # any failure of user-written template code
+        raise _error(source, exc) from exc
+
+
+_LONE_EXPRESSION = re.compile(r"\{\{[-+]?(?P<expr>.*?)[-+]?\}\}", re.DOTALL)
+_MARKUP = ("{{", "}}", "{%", "%}", "{#", "#}")
+
+
+def _lone_expression(source: str) -> str | None:
+    match = _LONE_EXPRESSION.fullmatch(source.strip())
+    if match is None:
+        return None
+    inner = match.group("expr")
+    if any(mark in inner for mark in _MARKUP):
+        return None
+    return inner.strip() or None
+
+
+def render_value(value: Any, scope: Mapping[str, Any], *, quote_values: bool = False) -> Any:
+    """Render every string inside dicts and lists; a lone ``{{ expr }}`` keeps its native type.
+
+    With `quote_values` no native values are produced: every string renders as shell text.
+    """
+    if isinstance(value, str):
+        if not is_templated(value):
+            return value
+        expression = None if quote_values else _lone_expression(value)
+        if expression is not None:
+            try:
+                return _evaluate(expression, scope)
+            except TemplateError as exc:
+                raise TemplateError(value, exc.message) from exc
+        return render_string(value, scope, quote_values=quote_values)
+    if isinstance(value, Mapping):
+        return {k: render_value(v, scope, quote_values=quote_values) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [render_value(v, scope, quote_values=quote_values) for v in value]
+    return value
+
+
+def _check_defined(source: str, value: Any) -> None:
+    items: list[Any] = [value]
+    if isinstance(value, list | tuple):
+        items.extend(value)
+    elif isinstance(value, dict):
+        items.extend(value.values())
+    for item in items:
+        if isinstance(item, jinja2.Undefined):
+            try:
+                item._fail_with_undefined_error()
+            except Exception as exc:
+                raise _error(source, exc) from exc
+
+
+def _evaluate(expression: str, scope: Mapping[str, Any]) -> Any:
+    try:
+        result = _expression(expression)(**scope)
+    except Exception as exc:  # any failure of user-written template code
+        raise _error(expression, exc) from exc
+    _check_defined(expression, result)
+    return result
+
+
+def evaluate(expression: str, scope: Mapping[str, Any]) -> Any:
+    """Evaluate a bare Jinja expression such as ``steps.ping.exit_code == 0``."""
+    return _evaluate(expression, scope)
+
+
+class _Located:
+    """Feeds the parser while remembering where in the source each token starts.
+
+    Jinja's tokens carry only a line number; the column of a syntax error is
+    recovered from the offset of the token the parser stopped at, or of the
+    text the lexer could not read.
+    """
+
+    def __init__(self, source: str, state: str | None) -> None:
+        self.source = source
+        self.state = state
+        self.offset = 0
+        self.lexer_failed_at: int | None = None
+        # Tokens are kept alive alongside their offsets so that ids are never reused.
+        self.tokens: dict[int, tuple[Token, int]] = {}
+
+    def _raw(self) -> Iterator[tuple[int, str, str]]:
+        pos = 0
+        try:
+            for lineno, kind, value in _ENV.lexer.tokeniter(self.source, None, None, self.state):
+                found = self.source.find(value, pos) if value else -1
+                if found >= 0:
+                    pos = found
+                self.offset = pos
+                pos += len(value) if found >= 0 else 0
+                yield lineno, kind, value
+        except jinja2.TemplateSyntaxError as exc:
+            at = _LEXER_POSITION.search(exc.message or "")
+            self.lexer_failed_at = int(at.group(1)) if at else pos
+            raise
+        self.offset = len(self.source)
+
+    def _wrapped(self) -> Iterator[Token]:
+        for token in _ENV.lexer.wrap(self._raw(), None, None):
+            self.tokens[id(token)] = (token, self.offset)
+            yield token
+
+    def parser(self) -> Parser:
+        stream = TokenStream(self._wrapped(), None, None)
+        parser = Parser(_ENV, self.source, state=self.state)
+        parser.stream = stream
+        return parser
+
+    def position(self, current: Token | None) -> tuple[int, int]:
+        offset = self.offset
+        if self.lexer_failed_at is not None:
+            offset = self.lexer_failed_at
+        elif current is not None:
+            token, token_offset = self.tokens.get(id(current), (None, offset))
+            if token is current:
+                offset = token_offset
+        offset = max(0, min(offset, len(self.source)))
+        line_start = self.source.rfind("\n", 0, offset) + 1
+        return self.source.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+_LEXER_POSITION = re.compile(r" at (\d+)$")
+
+
+def _parse(source: str, *, expression: bool) -> nodes.Template:
+    located = _Located(source, "variable" if expression else None)
+    parser: Parser | None = None
+    try:
+        parser = located.parser()
+        if expression:
+            expr = parser.parse_expression()
+            if not parser.stream.eos:
+                parser.fail("unexpected text after the expression", parser.stream.current.lineno)
+            tree = nodes.Template([nodes.Output([expr], lineno=1)], lineno=1)
+        else:
+            tree = parser.parse()
+        tree.set_environment(_ENV)
+    except jinja2.TemplateSyntaxError as exc:
+        current = parser.stream.current if parser is not None else None
+        line, column = located.position(current)
+        if exc.lineno and line != exc.lineno:
+            line, column = exc.lineno, 1
+        raise TemplateSyntaxError(
+            source, exc.message or "invalid template", lineno=line, column=column
+        ) from exc
+    except RecursionError as exc:
+        raise TemplateSyntaxError(
+            source, "template is nested too deeply", lineno=1, column=1
+        ) from exc
+    return tree
+
+
+def _free_names(tree: nodes.Template) -> set[str]:
+    try:
+        return meta.find_undeclared_variables(tree)
+    except RecursionError:
+        return set()
+
+
+def _subscript(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def references(source: str, *, expression: bool = False) -> list[Reference]:
+    """The variables a template (or, with `expression`, a bare expression) reads, in order.
+
+    ``steps.a.output`` gives ``Reference("steps", "a")``, ``params['host']`` gives
+    ``Reference("params", "host")`` and ``item`` gives ``Reference("item", None)``.
+    Names bound by ``{% set %}``, ``{% for %}`` or macro arguments are not references.
+    Raises `TemplateSyntaxError` when the text is not valid Jinja.
+    """
+    tree = _parse(source, expression=expression)
+    free = _free_names(tree)
+    found: dict[Reference, None] = {}
+    covered: set[int] = set()
+    stack: list[nodes.Node] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, nodes.Getattr | nodes.Getitem):
+            target = node.node
+            if isinstance(target, nodes.Name) and target.ctx == "load" and target.name in free:
+                found.setdefault(Reference(target.name, _subscript(node)))
+                covered.add(id(target))
+        elif (
+            isinstance(node, nodes.Name)
+            and node.ctx == "load"
+            and node.name in free
+            and id(node) not in covered
+        ):
+            found.setdefault(Reference(node.name, None))
+        stack.extend(reversed(list(node.iter_child_nodes())))
+    return list(found)

@@ -1,0 +1,1 @@
+"""Alembic migrations for every Conveyor table (SQLite and PostgreSQL)."""

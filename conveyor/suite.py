@@ -1,0 +1,222 @@
+"""Wiring: the embedded suite in one process, and each service on its own for distributed mode."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from celery import Celery
+from celery.signals import worker_process_init
+
+from conveyor.artifacts.local import LocalArtifactSink
+from conveyor.executor import api as executor_api
+from conveyor.executor.celeryapp import make_celery, set_step_handler
+from conveyor.executor.worker import WorkerRuntime
+from conveyor.kernel.bus import EventBus, make_bus
+from conveyor.kernel.db import Database
+from conveyor.kernel.grpcserver import replace_port, start_server
+from conveyor.kernel.migrate import upgrade
+from conveyor.kernel.settings import Settings
+from conveyor.monitor import api as monitor_api
+from conveyor.monitor.hub import Hub
+from conveyor.translator import api as translator_api
+
+log = structlog.get_logger(__name__)
+
+
+def open_database(settings: Settings, *, migrate: bool) -> Database:
+    """Connect (creating the embedded data dir) and optionally apply migrations."""
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url())
+    if migrate:
+        upgrade(db)
+    return db
+
+
+def install_worker_runtime(settings: Settings, app: Celery, db: Database, bus: EventBus) -> None:
+    """Make this process's Celery tasks execute with the given database and bus."""
+    runtime = WorkerRuntime(
+        settings=settings, db=db, bus=bus, app=app,
+        artifacts=LocalArtifactSink(settings.resolved_artifact_dir()),
+    )
+    set_step_handler(runtime.handle)
+
+
+class EmbeddedWorker:
+    """A Celery worker (thread pool) running in a background thread of this process."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self._controller = app.WorkController(
+            hostname=f"embedded@{socket.gethostname()}",
+            pool_cls="threads",
+            concurrency=settings.worker_concurrency,
+            queues=[q.strip() for q in settings.worker_queues.split(",") if q.strip()],
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            loglevel="WARNING",
+        )
+        self._thread = threading.Thread(
+            target=self._controller.start, name="conveyor-embedded-worker", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start consuming."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop consuming and wait for running steps to finish (bounded)."""
+        self._controller.stop(in_sighandler=False)
+        self._thread.join(timeout=15)
+
+
+@dataclass
+class Suite:
+    """A running set of services; `stop()` shuts everything down."""
+
+    settings: Settings
+    addresses: dict[str, str] = field(default_factory=dict)
+    _servers: list[Any] = field(default_factory=list)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _closers: list[Any] = field(default_factory=list)
+    _async_closers: list[Any] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        """Stop servers, background tasks, the worker and connections, newest first."""
+        for closer in reversed(self._async_closers):
+            await closer()
+        for task in self._tasks:
+            await executor_api.cancel_task(task)
+        for server in reversed(self._servers):
+            await server.stop(grace=2)
+        for closer in reversed(self._closers):
+            await asyncio.to_thread(closer)
+
+
+async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
+    """Every service and a Celery worker pool in this process (SQLite, memory broker and bus)."""
+    suite = Suite(settings=settings)
+    db = await asyncio.to_thread(open_database, settings, migrate=True)
+    bus = make_bus(settings.events_url)
+    hub = Hub()
+    bus.listen(hub.deliver)
+    app = make_celery(settings)
+    suite._closers += [db.dispose, bus.close]
+
+    server, port = await start_server([translator_api.registration(db)], settings.translator_addr)
+    settings.translator_addr = replace_port(settings.translator_addr, port)
+    suite._servers.append(server)
+
+    executor = executor_api.ExecutorServicer(settings=settings, db=db, bus=bus, app=app)
+    server, port = await start_server([executor_api.registration(executor)], settings.executor_addr)
+    settings.executor_addr = replace_port(settings.executor_addr, port)
+    suite._servers.append(server)
+    suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
+
+    monitor = monitor_api.MonitorServicer(db=db, hub=hub)
+    server, port = await start_server([monitor_api.registration(monitor)], settings.monitor_addr)
+    settings.monitor_addr = replace_port(settings.monitor_addr, port)
+    suite._servers.append(server)
+
+    if worker:
+        install_worker_runtime(settings, app, db, bus)
+        embedded_worker = EmbeddedWorker(app, settings)
+        embedded_worker.start()
+        suite._closers.append(embedded_worker.stop)
+
+    await _start_gateway(suite, mode="embedded")
+    return suite
+
+
+def routes(settings: Settings) -> dict[str, str]:
+    """Which backend address serves each public service."""
+    return {
+        translator_api.SERVICE_NAME: settings.translator_addr,
+        executor_api.SERVICE_NAME: settings.executor_addr,
+        monitor_api.SERVICE_NAME: settings.monitor_addr,
+    }
+
+
+async def _start_gateway(suite: Suite, *, mode: str) -> None:
+    from conveyor.gateway.main import serve_gateway
+
+    settings = suite.settings
+    handle = await serve_gateway(
+        routes=routes(settings),
+        grpc_address=settings.gateway_addr,
+        http_address=settings.http_addr,
+        mode=mode,
+    )
+    settings.gateway_addr = replace_port(settings.gateway_addr, handle.grpc_port)
+    settings.http_addr = replace_port(settings.http_addr, handle.http_port)
+    suite._async_closers.append(handle.stop)
+    suite.addresses = {
+        "grpc": settings.gateway_addr,
+        "http": f"http://{settings.http_addr}",
+        "translator": settings.translator_addr,
+        "executor": settings.executor_addr,
+        "monitor": settings.monitor_addr,
+    }
+
+
+async def start_service(name: str, settings: Settings) -> Suite:
+    """One service of the distributed mode (translator, executor, monitor or gateway)."""
+    suite = Suite(settings=settings)
+    if name == "gateway":
+        await _start_gateway(suite, mode="distributed")
+        return suite
+    db = await asyncio.to_thread(open_database, settings, migrate=False)
+    suite._closers.append(db.dispose)
+    if name == "translator":
+        regs = [translator_api.registration(db)]
+        address = settings.translator_addr
+    elif name == "executor":
+        bus = make_bus(settings.events_url)
+        suite._closers.append(bus.close)
+        executor = executor_api.ExecutorServicer(
+            settings=settings, db=db, bus=bus, app=make_celery(settings)
+        )
+        regs = [executor_api.registration(executor)]
+        address = settings.executor_addr
+        suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
+    elif name == "monitor":
+        bus = make_bus(settings.events_url)
+        suite._closers.append(bus.close)
+        hub = Hub()
+        bus.listen(hub.deliver)
+        regs = [monitor_api.registration(monitor_api.MonitorServicer(db=db, hub=hub))]
+        address = settings.monitor_addr
+    else:
+        raise ValueError(f"unknown service {name!r}")
+    server, port = await start_server(regs, address)
+    suite._servers.append(server)
+    suite.addresses = {name: replace_port(address, port)}
+    return suite
+
+
+def run_worker(settings: Settings, *, pool: str, concurrency: int, queues: str) -> None:
+    """A Celery worker process for distributed mode (blocks until stopped)."""
+    app = make_celery(settings)
+    db = open_database(settings, migrate=False)
+    bus = make_bus(settings.events_url)
+    install_worker_runtime(settings, app, db, bus)
+
+    @worker_process_init.connect  # type: ignore[untyped-decorator]
+    def _after_fork(**_: Any) -> None:
+        # A forked pool child must not reuse the parent's database connections.
+        db.engine.dispose(close=False)
+
+    argv = [
+        "worker", f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}",
+        "--events", "--loglevel=INFO", "--without-mingle", "--without-gossip",
+    ]
+    try:
+        app.worker_main(argv)
+    finally:
+        bus.close()
+        db.dispose()

@@ -1,0 +1,205 @@
+"""TranslatorService: a thin grpc.aio servicer over the translator domain and store."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+
+from conveyor.kernel.db import Database
+from conveyor.kernel.errors import InvalidArgument, Violation
+from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
+from conveyor.kernel.paging import page_size
+from conveyor.kernel.protoconv import dict_to_struct, struct_to_dict, timestamp
+from conveyor.translator import store
+from conveyor.translator.domain import CompileResult, Diagnostic, compile_workflow
+from conveyor.translator.v1 import (
+    translator_pb2,
+    translator_service_pb2,
+    translator_service_pb2_grpc,
+)
+
+SERVICE_NAME = translator_service_pb2.DESCRIPTOR.services_by_name["TranslatorService"].full_name
+_SEVERITY = {
+    "error": translator_pb2.SEVERITY_ERROR,
+    "warning": translator_pb2.SEVERITY_WARNING,
+}
+
+
+def diagnostic_pb(d: Diagnostic) -> translator_pb2.Diagnostic:
+    """Domain diagnostic -> proto."""
+    return translator_pb2.Diagnostic(
+        code=d.code,
+        severity=_SEVERITY.get(d.severity, translator_pb2.SEVERITY_ERROR),
+        message=d.message,
+        path=d.path,
+        node_id=d.node_id or "",
+        edge_id=d.edge_id or "",
+        line=d.line or 0,
+        column=d.column or 0,
+    )
+
+
+def invalid_workflow(result: CompileResult) -> InvalidArgument:
+    """The INVALID_ARGUMENT error carrying every error diagnostic as a field violation."""
+    errors = [d for d in result.diagnostics if d.severity == "error"]
+    return InvalidArgument(
+        f"workflow is invalid: {len(errors)} error(s); first: {errors[0].message}",
+        reason="INVALID_WORKFLOW",
+        metadata={"errors": str(len(errors))},
+        violations=[
+            Violation(field=d.path or "/", description=d.message, reason=d.code) for d in errors
+        ],
+    )
+
+
+def _source(request: Any) -> str | dict[str, Any]:
+    which = request.WhichOneof("source")
+    if which == "workflow_json":
+        return str(request.workflow_json)
+    if which == "workflow":
+        return struct_to_dict(request.workflow)
+    raise InvalidArgument(
+        "a workflow is required",
+        violations=[Violation("workflow", "set workflow or workflow_json", "REQUIRED")],
+    )
+
+
+def job_pb(rec: store.JobRecord, *, full: bool) -> translator_pb2.Job:
+    """Store record -> proto; definitions and plans only when full."""
+    job = translator_pb2.Job(
+        job_id=rec.id,
+        name=rec.name,
+        description=rec.description,
+        version=rec.version,
+        create_time=timestamp(rec.created_at),
+        update_time=timestamp(rec.updated_at),
+    )
+    if rec.plan is not None:
+        job.node_count = len(rec.plan.get("nodes", {}))
+        job.parameters_schema.CopyFrom(dict_to_struct(rec.plan.get("parameters") or {}))
+        if full:
+            job.plan.CopyFrom(dict_to_struct(rec.plan))
+    if full and rec.definition is not None:
+        job.definition.CopyFrom(dict_to_struct(rec.definition))
+    return job
+
+
+class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
+    """Validates and compiles workflows and keeps jobs; DB work runs in a thread."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @map_errors
+    async def ValidateWorkflow(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """See the proto."""
+        result = await asyncio.to_thread(compile_workflow, _source(request))
+        return translator_service_pb2.ValidateWorkflowResponse(
+            valid=result.ok, diagnostics=[diagnostic_pb(d) for d in result.diagnostics]
+        )
+
+    @map_errors
+    async def TranslateWorkflow(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """See the proto."""
+        result = await asyncio.to_thread(compile_workflow, _source(request))
+        if result.plan is None:
+            raise invalid_workflow(result)
+        return translator_service_pb2.TranslateWorkflowResponse(
+            plan=dict_to_struct(result.plan),
+            diagnostics=[diagnostic_pb(d) for d in result.diagnostics],
+        )
+
+    @map_errors
+    async def CreateJob(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """See the proto."""
+        source = _source(request)
+
+        def work() -> tuple[store.JobRecord, CompileResult]:
+            result = compile_workflow(source)
+            if result.plan is None:
+                raise invalid_workflow(result)
+            definition = source if isinstance(source, dict) else _parsed(source)
+            with self._db.transaction() as session:
+                rec = store.save_job(
+                    session,
+                    definition=definition,
+                    plan=result.plan,
+                    update_existing=request.update_existing,
+                    request_id=request.request_id or None,
+                )
+            return rec, result
+
+        rec, result = await asyncio.to_thread(work)
+        return translator_service_pb2.CreateJobResponse(
+            job=job_pb(rec, full=True),
+            diagnostics=[diagnostic_pb(d) for d in result.diagnostics],
+        )
+
+    @map_errors
+    async def GetJob(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+        if not request.job_id:
+            raise InvalidArgument(
+                "job_id is required", violations=[Violation("job_id", "required", "REQUIRED")]
+            )
+
+        def work() -> store.JobRecord:
+            with self._db.transaction() as session:
+                return store.get_job(session, request.job_id, version=request.version)
+
+        rec = await asyncio.to_thread(work)
+        return translator_service_pb2.GetJobResponse(job=job_pb(rec, full=True))
+
+    @map_errors
+    async def ListJobs(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+        size = page_size(request.page_size)
+
+        def work() -> tuple[list[store.JobRecord], str]:
+            with self._db.transaction() as session:
+                return store.list_jobs(
+                    session, page_size=size, page_token=request.page_token,
+                    name_prefix=request.name_prefix,
+                )
+
+        jobs, token = await asyncio.to_thread(work)
+        return translator_service_pb2.ListJobsResponse(
+            jobs=[job_pb(j, full=False) for j in jobs], next_page_token=token
+        )
+
+    @map_errors
+    async def DeleteJob(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+
+        def work() -> None:
+            with self._db.transaction() as session:
+                store.delete_job(session, request.job_id)
+
+        await asyncio.to_thread(work)
+        return translator_service_pb2.DeleteJobResponse()
+
+
+def _parsed(text: str) -> dict[str, Any]:
+    import json
+
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def registration(db: Database) -> ServiceRegistration:
+    """The translator service for `start_server`."""
+    servicer = TranslatorServicer(db)
+    return ServiceRegistration(
+        SERVICE_NAME,
+        lambda server: translator_service_pb2_grpc.add_TranslatorServiceServicer_to_server(
+            servicer, server
+        ),
+    )

@@ -1,0 +1,151 @@
+"""Tables `jobs` and `job_versions`, and the functions that read and write them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from conveyor.kernel.db import Base
+from conveyor.kernel.errors import AlreadyExists, NotFound
+from conveyor.kernel.ids import as_utc, new_id, utcnow
+from conveyor.kernel.paging import decode_token, encode_token
+
+
+class JobRow(Base):
+    """A named workflow (table jobs)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    latest_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobVersionRow(Base):
+    """One saved definition of a job and its compiled plan (table job_versions)."""
+
+    __tablename__ = "job_versions"
+    __table_args__ = (UniqueConstraint("job_id", "version", name="uq_job_versions_job_version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job joined with one of its versions."""
+
+    id: str
+    name: str
+    description: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    definition: dict[str, Any] | None
+    plan: dict[str, Any] | None
+
+
+def _record(job: JobRow, version: JobVersionRow | None) -> JobRecord:
+    return JobRecord(
+        id=job.id,
+        name=job.name,
+        description=job.description,
+        version=version.version if version else job.latest_version,
+        created_at=as_utc(job.created_at) or job.created_at,
+        updated_at=as_utc(job.updated_at) or job.updated_at,
+        definition=version.definition if version else None,
+        plan=version.plan if version else None,
+    )
+
+
+def save_job(
+    session: Session,
+    *,
+    definition: dict[str, Any],
+    plan: dict[str, Any],
+    update_existing: bool,
+    request_id: str | None,
+) -> JobRecord:
+    """Insert a job (version 1) or, when allowed, a new version of the job with that name."""
+    if request_id:
+        prior = session.scalar(select(JobVersionRow).where(JobVersionRow.request_id == request_id))
+        if prior is not None:
+            job = session.get(JobRow, prior.job_id)
+            if job is not None:
+                return _record(job, prior)
+    name = str(plan["name"])
+    now = utcnow()
+    job = session.scalar(select(JobRow).where(JobRow.name == name).with_for_update())
+    if job is None:
+        job = JobRow(
+            id=new_id(), name=name, description=str(plan.get("description") or ""),
+            latest_version=1, created_at=now, updated_at=now,
+        )
+        session.add(job)
+    elif not update_existing:
+        raise AlreadyExists(f"a job named {name!r} exists", metadata={"job_id": job.id})
+    else:
+        job.latest_version += 1
+        job.description = str(plan.get("description") or "")
+        job.updated_at = now
+    version = JobVersionRow(
+        id=new_id(), job_id=job.id, version=job.latest_version, definition=definition,
+        plan=plan, request_id=request_id or None, created_at=now,
+    )
+    session.add(version)
+    session.flush()
+    return _record(job, version)
+
+
+def _find_job(session: Session, job_ref: str) -> JobRow:
+    job = session.get(JobRow, job_ref) or session.scalar(select(JobRow).where(JobRow.name == job_ref))
+    if job is None:
+        raise NotFound(f"job {job_ref!r} not found", metadata={"job_id": job_ref})
+    return job
+
+
+def get_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
+    """A job by id or name, with its latest (or given) version."""
+    job = _find_job(session, job_ref)
+    wanted = version or job.latest_version
+    row = session.scalar(
+        select(JobVersionRow).where(JobVersionRow.job_id == job.id, JobVersionRow.version == wanted)
+    )
+    if row is None:
+        raise NotFound(f"job {job.name!r} has no version {wanted}", metadata={"job_id": job.id})
+    return _record(job, row)
+
+
+def list_jobs(
+    session: Session, *, page_size: int, page_token: str, name_prefix: str
+) -> tuple[list[JobRecord], str]:
+    """Jobs ordered by name, without definitions; returns (page, next token)."""
+    after = decode_token(page_token)
+    query = select(JobRow).order_by(JobRow.name).limit(page_size + 1)
+    if after:
+        query = query.where(JobRow.name > after)
+    if name_prefix:
+        query = query.where(JobRow.name.startswith(name_prefix, autoescape=True))
+    rows = list(session.scalars(query))
+    next_token = encode_token(rows[page_size - 1].name) if len(rows) > page_size else ""
+    return [_record(r, None) for r in rows[:page_size]], next_token
+
+
+def delete_job(session: Session, job_ref: str) -> None:
+    """Delete a job and its versions."""
+    job = _find_job(session, job_ref)
+    for row in session.scalars(select(JobVersionRow).where(JobVersionRow.job_id == job.id)):
+        session.delete(row)
+    session.delete(job)

@@ -1,0 +1,39 @@
+"""Integration fixtures: the same tests run against the embedded and the distributed mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.cli.client import Client
+from tests.conftest import POSTGRES_URL, REDIS_URL
+from tests.integration import harness
+
+
+@pytest.fixture(scope="module", params=["embedded", "distributed"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A running Conveyor in one of its two modes."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "embedded":
+        with harness.embedded(tmp) as addresses:
+            yield {"mode": "embedded", **addresses}
+    else:
+        with harness.distributed(tmp, POSTGRES_URL, REDIS_URL, workers=1) as info:
+            yield {"mode": "distributed", **info}
+
+
+@pytest.fixture
+def client(stack: dict[str, Any]) -> Iterator[Client]:
+    """A gRPC client of the stack's gateway."""
+    c = Client(stack["grpc"])
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def tmp_marker_dir(tmp_path: Path) -> Path:
+    """A folder where an injected command would leave a file."""
+    return tmp_path

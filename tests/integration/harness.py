@@ -1,0 +1,136 @@
+"""Start Conveyor for integration tests: embedded in-process, or distributed as OS processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from conveyor.cli.background import BackgroundSuite
+from conveyor.kernel.settings import Settings
+
+
+def free_port() -> int:
+    """An unused TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_serving(address: str, *, timeout: float = 60.0, procs: list[subprocess.Popen[bytes]] | None = None) -> None:
+    """Block until the gRPC health service at address answers SERVING."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in procs or []:
+            if p.poll() is not None:
+                raise RuntimeError(f"process {p.args} exited with {p.returncode}")
+        with grpc.insecure_channel(address) as ch:
+            try:
+                reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{address} did not become healthy")
+
+
+@contextlib.contextmanager
+def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, str]]:
+    """The embedded suite on ephemeral ports with its data in tmp."""
+    settings = Settings(
+        data_dir=tmp, gateway_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
+        translator_addr="127.0.0.1:0", executor_addr="127.0.0.1:0", monitor_addr="127.0.0.1:0",
+        broker_url="memory://", events_url="memory://", database_url="", **overrides,
+    )
+    with BackgroundSuite(settings) as suite:
+        yield suite.addresses
+
+
+@contextlib.contextmanager
+def postgres_database(base_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test session, dropped afterwards."""
+    name = f"conveyor_it_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = base_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def distributed(tmp: Path, postgres_url: str, redis_url: str, *, workers: int = 1,
+                extra_env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every service and a worker as separate OS processes on PostgreSQL and Redis."""
+    db_index = 9  # a Redis database of its own, emptied first
+    broker = f"{redis_url.rstrip('/')}/{db_index}"
+    redis.Redis.from_url(broker).flushdb()
+    with postgres_database(postgres_url) as db_url:
+        ports = {k: free_port() for k in ("translator", "executor", "monitor", "gateway", "http")}
+        env = {
+            **os.environ,
+            "CONVEYOR_DATABASE_URL": db_url,
+            "CONVEYOR_BROKER_URL": broker,
+            "CONVEYOR_EVENTS_URL": broker,
+            "CONVEYOR_DATA_DIR": str(tmp),
+            "CONVEYOR_TRANSLATOR_ADDR": f"127.0.0.1:{ports['translator']}",
+            "CONVEYOR_EXECUTOR_ADDR": f"127.0.0.1:{ports['executor']}",
+            "CONVEYOR_MONITOR_ADDR": f"127.0.0.1:{ports['monitor']}",
+            "CONVEYOR_GATEWAY_ADDR": f"127.0.0.1:{ports['gateway']}",
+            "CONVEYOR_HTTP_ADDR": f"127.0.0.1:{ports['http']}",
+            "CONVEYOR_LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        exe = [sys.executable, "-m", "conveyor"]
+        subprocess.run([*exe, "migrate"], env=env, check=True, capture_output=True)
+        logs = tmp / "logs"
+        logs.mkdir(exist_ok=True)
+        procs: list[subprocess.Popen[bytes]] = []
+
+        def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
+            out = (logs / f"{name}.log").open("wb")
+            p = subprocess.Popen([*exe, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+            procs.append(p)
+            return p
+
+        try:
+            for svc in ("translator", "executor", "monitor", "gateway"):
+                spawn(svc, "serve", svc)
+            for i in range(workers):
+                spawn(f"worker{i}", "worker", "--concurrency", "4")
+            for svc in ("translator", "executor", "monitor", "gateway"):
+                wait_serving(f"127.0.0.1:{ports[svc]}", procs=procs)
+            yield {
+                "grpc": f"127.0.0.1:{ports['gateway']}",
+                "http": f"http://127.0.0.1:{ports['http']}",
+                "database_url": db_url,
+                "procs": procs,
+                "logs": logs,
+            }
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
