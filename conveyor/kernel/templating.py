@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
-from jinja2 import meta, nodes
+from jinja2 import nodes
 from jinja2.lexer import Token, TokenStream
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -183,9 +183,9 @@ def render_string(source: str, scope: Mapping[str, Any], *, quote_values: bool =
     """Render a template to text; with `quote_values` every ``{{ }}`` output is shell-quoted."""
     try:
         template = _template(source, quote_values)
-    except jinja2.TemplateSyntaxError:
-        _parse(source, expression=False)  # raises the error with its line and column
-        raise
+    except jinja2.TemplateSyntaxError as exc:
+        _parse(source, expression=False)  # raises the error located by line and column
+        raise _error(source, exc) from exc  # errors only compiling finds, e.g. unknown filters
     except Exception as exc:  # any failure of user-written template code
         raise _error(source, exc) from exc
     try:
@@ -296,12 +296,14 @@ class _Located:
             yield token
 
     def parser(self) -> Parser:
+        """A parser reading the tracked token stream."""
         stream = TokenStream(self._wrapped(), None, None)
         parser = Parser(_ENV, self.source, state=self.state)
         parser.stream = stream
         return parser
 
     def position(self, current: Token | None) -> tuple[int, int]:
+        """1-based line and column of the failure: the lexer's, or the current token's."""
         offset = self.offset
         if self.lexer_failed_at is not None:
             offset = self.lexer_failed_at
@@ -345,11 +347,20 @@ def _parse(source: str, *, expression: bool) -> nodes.Template:
     return tree
 
 
-def _free_names(tree: nodes.Template) -> set[str]:
+def _plain_parse(source: str, *, expression: bool) -> nodes.Template:
+    """Parse without position tracking; on any syntax error, re-parse to locate it."""
     try:
-        return meta.find_undeclared_variables(tree)
-    except RecursionError:
-        return set()
+        if not expression:
+            return _ENV.parse(source)
+        parser = Parser(_ENV, source, state="variable")
+        expr = parser.parse_expression()
+        if parser.stream.eos:
+            tree = nodes.Template([nodes.Output([expr], lineno=1)], lineno=1)
+            tree.set_environment(_ENV)
+            return tree
+    except (jinja2.TemplateSyntaxError, RecursionError):
+        pass
+    return _parse(source, expression=expression)
 
 
 def _subscript(node: nodes.Getattr | nodes.Getitem) -> str | None:
@@ -366,26 +377,115 @@ def references(source: str, *, expression: bool = False) -> list[Reference]:
     ``steps.a.output`` gives ``Reference("steps", "a")``, ``params['host']`` gives
     ``Reference("params", "host")`` and ``item`` gives ``Reference("item", None)``.
     Names bound by ``{% set %}``, ``{% for %}`` or macro arguments are not references.
-    Raises `TemplateSyntaxError` when the text is not valid Jinja.
+    Raises `TemplateSyntaxError` when the text is not valid Jinja (including an
+    unknown filter or test).
     """
-    tree = _parse(source, expression=expression)
-    free = _free_names(tree)
+    return list(_references(source, expression))
+
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_PATH = (
+    rf"(?P<root>{_NAME})(?P<first>\.{_NAME}|\[\s*(?:'[^'\\\n]*'|\"[^\"\\\n]*\"|\d+)\s*\])?"
+    rf"(?:\.{_NAME}|\[\s*(?:'[^'\\\n]*'|\"[^\"\\\n]*\"|\d+)\s*\])*"
+)
+_SIMPLE_OUTPUT = re.compile(r"\{\{-?\s*" + _PATH + r"\s*-?\}\}")
+_SIMPLE_EXPRESSION = re.compile(r"\s*" + _PATH + r"\s*")
+_NOT_NAMES = frozenset(
+    {"and", "or", "not", "in", "is", "if", "else", "elif", "true", "false", "none"}
+    | {"True", "False", "None"}
+)
+
+
+def _simple_reference(match: re.Match[str]) -> Reference | None:
+    root = match.group("root")
+    if root in _NOT_NAMES:
+        return None
+    first = match.group("first")
+    if first is None:
+        return Reference(root, None)
+    if first.startswith("."):
+        return Reference(root, first[1:])
+    key = first[1:-1].strip()
+    return Reference(root, key[1:-1] if key[:1] in ("'", '"') else None)
+
+
+def _simple_references(source: str, expression: bool) -> tuple[Reference, ...] | None:
+    """References of the common case (only ``{{ a.b['c'] }}`` paths) without parsing."""
+    if expression:
+        match = _SIMPLE_EXPRESSION.fullmatch(source)
+        ref = _simple_reference(match) if match else None
+        return (ref,) if ref is not None else None
     found: dict[Reference, None] = {}
+    position = 0
+    for match in _SIMPLE_OUTPUT.finditer(source):
+        gap = source[position : match.start()]
+        ref = _simple_reference(match)
+        if ref is None or any(mark in gap for mark in ("{{", "{%", "{#")):
+            return None
+        found.setdefault(ref)
+        position = match.end()
+    tail = source[position:]
+    if any(mark in tail for mark in ("{{", "{%", "{#")):
+        return None
+    return tuple(found)
+
+
+def _unknown_callable(source: str, node: nodes.Filter | nodes.Test) -> TemplateSyntaxError:
+    kind = "filter" if isinstance(node, nodes.Filter) else "test"
+    lineno = node.lineno or 1
+    lines = source.split("\n")
+    line = lines[lineno - 1] if lineno <= len(lines) else ""
+    return TemplateSyntaxError(
+        source,
+        f"no {kind} named '{node.name}'",
+        lineno=lineno,
+        column=max(line.find(node.name) + 1, 1),
+    )
+
+
+def _binds(node: nodes.Node) -> Iterator[str]:
+    """Names a node binds: set and loop targets, macro and call arguments, imports."""
+    if isinstance(node, nodes.Name) and node.ctx in ("store", "param"):
+        yield node.name
+    elif isinstance(node, nodes.For):
+        yield "loop"
+    elif isinstance(node, nodes.Macro | nodes.CallBlock):
+        if isinstance(node, nodes.Macro):
+            yield node.name
+        yield from ("caller", "varargs", "kwargs")
+    elif isinstance(node, nodes.Import):
+        yield node.target
+    elif isinstance(node, nodes.FromImport):
+        yield from (n if isinstance(n, str) else n[1] for n in node.names)
+
+
+@lru_cache(maxsize=4096)
+def _references(source: str, expression: bool) -> tuple[Reference, ...]:
+    simple = _simple_references(source, expression)
+    if simple is not None:
+        return simple
+    tree = _plain_parse(source, expression=expression)
+    # Deliberately simple scoping: a name bound anywhere counts as bound everywhere, so
+    # a template reading a name before setting it is not reported (it still fails to render).
+    bound: set[str] = set()
+    candidates: dict[Reference, None] = {}
     covered: set[int] = set()
     stack: list[nodes.Node] = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, nodes.Getattr | nodes.Getitem):
             target = node.node
-            if isinstance(target, nodes.Name) and target.ctx == "load" and target.name in free:
-                found.setdefault(Reference(target.name, _subscript(node)))
+            if isinstance(target, nodes.Name) and target.ctx == "load":
+                candidates.setdefault(Reference(target.name, _subscript(node)))
                 covered.add(id(target))
-        elif (
-            isinstance(node, nodes.Name)
-            and node.ctx == "load"
-            and node.name in free
-            and id(node) not in covered
+        elif isinstance(node, nodes.Name) and node.ctx == "load":
+            if id(node) not in covered:
+                candidates.setdefault(Reference(node.name, None))
+        elif isinstance(node, nodes.Filter | nodes.Test) and node.name not in (
+            _ENV.filters if isinstance(node, nodes.Filter) else _ENV.tests
         ):
-            found.setdefault(Reference(node.name, None))
+            # Jinja only finds unknown filters and tests when compiling: find them now.
+            raise _unknown_callable(source, node)
+        bound.update(_binds(node))
         stack.extend(reversed(list(node.iter_child_nodes())))
-    return list(found)
+    return tuple(ref for ref in candidates if ref.root not in bound)

@@ -57,6 +57,12 @@ class TestRendering:
         with pytest.raises(TemplateError):
             render_string("{{ 'not json'|fromjson }}", SCOPE)
 
+    def test_unknown_filter_is_a_template_error(self) -> None:
+        with pytest.raises(TemplateError, match="shout"):
+            render_string("{{ 'x' | shout }}", SCOPE)
+        with pytest.raises(TemplateSyntaxError, match="shout"):
+            references("{{ 'x' | shout }}")
+
     def test_syntax_error_in_render_has_line_and_column(self) -> None:
         with pytest.raises(TemplateSyntaxError) as info:
             render_string("ok\n  {{ params.host( }}", SCOPE)

@@ -1,0 +1,103 @@
+"""Step runners: how a worker executes one node of a workflow.
+
+`execute` dispatches on the node's ``type`` and never raises: every failure,
+including a bug, comes back as a failed `StepOutcome` with an `ErrorCategory`.
+Secret values (``StepContext.secrets_to_mask``) are replaced by ``***`` in
+every output, error message and live-log chunk before they leave this package.
+
+Approval, sub-workflow and foreach nodes are orchestrated by the worker
+itself; `execute` reports them as not executable here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from conveyor.executor.runners.base import (
+    ArtifactSink,
+    ErrorCategory,
+    Masker,
+    ResourceUsage,
+    StepContext,
+    StepError,
+    StepOutcome,
+)
+from conveyor.executor.runners.command import run_command
+from conveyor.executor.runners.http import run_http, run_notify
+from conveyor.executor.runners.logic import (
+    run_condition,
+    run_fail,
+    run_sleep,
+    run_switch,
+    run_trigger,
+)
+from conveyor.executor.runners.script import run_script
+
+__all__ = [
+    "RUNNABLE_TYPES",
+    "ArtifactSink",
+    "ErrorCategory",
+    "ResourceUsage",
+    "StepContext",
+    "StepOutcome",
+    "execute",
+]
+
+log = structlog.get_logger(__name__)
+
+Runner = Callable[[Mapping[str, Any], StepContext, Masker], StepOutcome]
+
+_RUNNERS: dict[str, Runner] = {
+    "trigger.manual": run_trigger,
+    "trigger.schedule": run_trigger,
+    "trigger.webhook": run_trigger,
+    "action.command": run_command,
+    "action.script": run_script,
+    "action.sleep": run_sleep,
+    "action.http": run_http,
+    "action.notify": run_notify,
+    "logic.condition": run_condition,
+    "logic.switch": run_switch,
+    "logic.fail": run_fail,
+}
+
+#: Node types `execute` runs; the worker handles every other type itself.
+RUNNABLE_TYPES: frozenset[str] = frozenset(_RUNNERS)
+
+
+def execute(node: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
+    """Execute one compiled plan node once; never raises."""
+    masker = Masker(())
+    node_type: Any = None
+    try:
+        masker = Masker(ctx.secrets_to_mask)
+        node_type = node.get("type")
+        runner = _RUNNERS.get(node_type) if isinstance(node_type, str) else None
+        if runner is None:
+            outcome = StepError(
+                ErrorCategory.INTERNAL, f"node type {node_type} is not executed by a runner"
+            ).outcome()
+        else:
+            outcome = runner(node, ctx, masker)
+    except StepError as failure:
+        outcome = failure.outcome()
+    except Exception as exc:  # the contract is "never raises": a bug becomes a failed step
+        log.exception("runner crashed", run_id=ctx.run_id, step_id=ctx.node_id, node_type=node_type)
+        outcome = StepError(ErrorCategory.INTERNAL, f"{type(exc).__name__}: {exc}").outcome()
+    return _masked(outcome, masker)
+
+
+def _masked(outcome: StepOutcome, masker: Masker) -> StepOutcome:
+    if not masker.active:
+        return outcome
+    return replace(
+        outcome,
+        outputs=masker.value(outcome.outputs),
+        error_message=(
+            None if outcome.error_message is None else masker.text(outcome.error_message)
+        ),
+    )

@@ -87,7 +87,7 @@ class StepOutcome:
     handle: str | None = None
 
 
-class StepFailure(Exception):
+class StepError(Exception):
     """Ends a step as failed; raised inside runners and turned into a `StepOutcome`."""
 
     def __init__(
@@ -160,15 +160,15 @@ class Masker:
         return value
 
 
-def _template_failure(node_id: str, path: str, exc: TemplateError) -> StepFailure:
-    return StepFailure(
+def _template_failure(node_id: str, path: str, exc: TemplateError) -> StepError:
+    return StepError(
         ErrorCategory.TEMPLATE, f"node {node_id!r} field {path}: {exc.expression}: {exc.message}"
     )
 
 
-def invalid_field(node_id: str, path: str, problem: str) -> StepFailure:
+def invalid_field(node_id: str, path: str, problem: str) -> StepError:
     """The failure for a field whose (rendered) value a runner cannot use."""
-    return StepFailure(ErrorCategory.INTERNAL, f"node {node_id!r} field {path}: {problem}")
+    return StepError(ErrorCategory.INTERNAL, f"node {node_id!r} field {path}: {problem}")
 
 
 class Renderer:

@@ -25,7 +25,7 @@ from conveyor.executor.runners.base import (
     ArtifactSink,
     ErrorCategory,
     Masker,
-    StepFailure,
+    StepError,
 )
 
 log = structlog.get_logger(__name__)
@@ -113,7 +113,8 @@ class StreamCapture:
             return
         self._head += data[:room]
         # The artifact holds every byte, so the head already kept inline goes first.
-        self._spill = tempfile.TemporaryFile(prefix="conveyor-output-")
+        # The file outlives this call; close() releases it.
+        self._spill = tempfile.TemporaryFile(prefix="conveyor-output-")  # noqa: SIM115
         self._spill.write(self._head)
         self._spill.write(data[room:])
 
@@ -138,9 +139,9 @@ class StreamCapture:
                 return line.strip()
         return ""
 
-    def save(self, sink: ArtifactSink, *, run_id: str, node_id: str, attempt: int) -> (
-        dict[str, Any] | None
-    ):
+    def save(
+        self, sink: ArtifactSink, *, run_id: str, node_id: str, attempt: int
+    ) -> dict[str, Any] | None:
         """Hand a spilled stream to the sink; returns the artifact record, or None if inline."""
         if self._spill is None:
             return None
@@ -160,7 +161,7 @@ class StreamCapture:
         try:
             uri = sink.save(run_id, node_id, attempt, self.name, chunks())
         except Exception as exc:  # a sink is pluggable: any failure is infrastructure
-            raise StepFailure(
+            raise StepError(
                 ErrorCategory.INFRA, f"could not save artifact {self.name}: {exc}"
             ) from exc
         return {"name": self.name, "uri": uri, "size": size, "sha256": digest.hexdigest()}

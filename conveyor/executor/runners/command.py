@@ -31,7 +31,7 @@ from conveyor.executor.runners.base import (
     Masker,
     Renderer,
     StepContext,
-    StepFailure,
+    StepError,
     StepOutcome,
     invalid_field,
 )
@@ -150,7 +150,11 @@ def run_process_step(
 
 
 def _outcome(
-    result: ProcessResult, *, ctx: StepContext, success: set[int], mode: str,
+    result: ProcessResult,
+    *,
+    ctx: StepContext,
+    success: set[int],
+    mode: str,
     timeout_s: float | None,
 ) -> StepOutcome:
     outputs: dict[str, Any] = {
@@ -171,8 +175,8 @@ def _outcome(
             artifacts.append(record)
             outputs[f"{capture.name}_uri"] = record["uri"]
 
-    def fail(category: ErrorCategory, message: str) -> StepFailure:
-        return StepFailure(
+    def fail(category: ErrorCategory, message: str) -> StepError:
+        return StepError(
             category, message, outputs=outputs, usage=result.usage, artifacts=artifacts
         )
 
@@ -197,9 +201,7 @@ def _outcome(
         raise fail(ErrorCategory.NONZERO_EXIT, message)
     if parse_error is not None:
         raise fail(ErrorCategory.INTERNAL, parse_error)
-    return StepOutcome(
-        succeeded=True, outputs=outputs, usage=result.usage, artifacts=artifacts
-    )
+    return StepOutcome(succeeded=True, outputs=outputs, usage=result.usage, artifacts=artifacts)
 
 
 def _parse(result: ProcessResult, mode: str) -> Any:

@@ -29,7 +29,7 @@ from conveyor.executor.runners.base import (
     Masker,
     ResourceUsage,
     StepContext,
-    StepFailure,
+    StepError,
 )
 from conveyor.executor.runners.capture import ByteMasker, LiveOutput, StreamCapture
 
@@ -193,14 +193,12 @@ def _start(
             close_fds=True,
         )
     except OSError as exc:
-        raise StepFailure(ErrorCategory.INFRA, f"could not start: {exc}") from exc
+        raise StepError(ErrorCategory.INFRA, f"could not start: {exc}") from exc
     except ValueError as exc:  # e.g. a NUL byte in an argument or the environment
-        raise StepFailure(ErrorCategory.INTERNAL, f"could not start: {exc}") from exc
+        raise StepError(ErrorCategory.INTERNAL, f"could not start: {exc}") from exc
 
 
-def _supervise(
-    reaper: _Reaper, *, deadline: float | None, ctx: StepContext
-) -> tuple[bool, bool]:
+def _supervise(reaper: _Reaper, *, deadline: float | None, ctx: StepContext) -> tuple[bool, bool]:
     """Wait for the child, polling for cancellation; returns (timed_out, cancelled)."""
     while True:
         wait = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.monotonic()))
@@ -230,9 +228,12 @@ def run_process(
     assert proc.stdout is not None and proc.stderr is not None
     pgid = proc.pid
     readers = [
-        _Reader(pipe, ByteMasker(masker), capture, LiveOutput(
-            capture.name, ctx.on_output, mask=masker.text
-        ))
+        _Reader(
+            pipe,
+            ByteMasker(masker),
+            capture,
+            LiveOutput(capture.name, ctx.on_output, mask=masker.text),
+        )
         for pipe, capture in ((proc.stdout, stdout), (proc.stderr, stderr))
     ]
     reaper = _Reaper(proc.pid)
@@ -260,7 +261,7 @@ def run_process(
         proc.returncode = os.waitstatus_to_exitcode(reaper.status)
     for reader in readers:
         if reader.error is not None:
-            raise StepFailure(
+            raise StepError(
                 ErrorCategory.INFRA, f"could not capture {reader.capture.name}: {reader.error}"
             )
     wall = reaper.ended_at - started

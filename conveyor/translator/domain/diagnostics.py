@@ -104,13 +104,9 @@ class Diagnostics:
         column: int | None = None,
     ) -> None:
         """Record an error."""
-        self.items.append(
-            Diagnostic(code, message, path, ERROR, node_id, edge_id, line, column)
-        )
+        self.items.append(Diagnostic(code, message, path, ERROR, node_id, edge_id, line, column))
 
-    def warning(
-        self, code: str, message: str, path: str, *, node_id: str | None = None
-    ) -> None:
+    def warning(self, code: str, message: str, path: str, *, node_id: str | None = None) -> None:
         """Record a warning; warnings do not stop compilation."""
         self.items.append(Diagnostic(code, message, path, WARNING, node_id))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from conveyor.translator.domain.diagnostics import pointer
 
-__all__ = ["Limits", "PlainResult", "json_text_depth_exceeds", "to_plain"]
+__all__ = ["DEFAULT_LIMITS", "Limits", "PlainResult", "json_text_depth_exceeds", "to_plain"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,10 @@ class Limits:
     max_template_bytes: int = 64 * 1024
     max_foreach_items: int = 10_000
     max_depth: int = 64
+
+
+#: The limits used when a caller gives none.
+DEFAULT_LIMITS = Limits()
 
 
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -53,7 +57,7 @@ def json_text_depth_exceeds(text: str, max_depth: int) -> bool:
             return True
     # What remains of malformed text: a parser descends through at most one run
     # of consecutive openers before it meets a closer it cannot match.
-    return re.search(r"[\[{]{%d}" % (max_depth + 1), brackets) is not None
+    return re.search(r"[\[{]{" + str(max_depth + 1) + "}", brackets) is not None
 
 
 @dataclass
@@ -81,6 +85,21 @@ def _leaf(value: Any) -> tuple[Any, bool]:
     return None, False
 
 
+# A path is kept as a linked list of (parent, key) and only spelled out for a bad value.
+_Trail = tuple[Any, Any] | None
+
+
+def _spell(trail: _Trail) -> str:
+    keys: list[Any] = []
+    while trail is not None:
+        trail, key = trail
+        keys.append(key)
+    return pointer(*reversed(keys))
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
 def to_plain(root: Any, *, max_depth: int) -> PlainResult:
     """Copy `root` into dicts, lists and JSON scalars, bounded by `max_depth` levels.
 
@@ -97,27 +116,31 @@ def to_plain(root: Any, *, max_depth: int) -> PlainResult:
         return result
     top: Any = {} if isinstance(root, Mapping) else []
     result.value = top
-    stack: list[tuple[Any, Any, int, str]] = [(root, top, 1, "")]
+    bad: list[_Trail] = []
+    stack: list[tuple[Any, Any, int, _Trail]] = [(root, top, 1, None)]
     while stack:
-        source, target, depth, path = stack.pop()
+        source, target, depth, trail = stack.pop()
         if depth > max_depth:
-            result.too_deep = True
-            result.value = None
-            return result
-        items = source.items() if isinstance(source, Mapping) else enumerate(source)
+            return PlainResult(None, too_deep=True)
+        is_dict = isinstance(target, dict)
+        items = source.items() if is_dict else enumerate(source)
         for key, item in items:
-            if isinstance(item, Mapping):
-                copy: Any = {}
-                stack.append((item, copy, depth + 1, path + pointer(key)))
-            elif _is_sequence(item):
+            kind = type(item)
+            if kind in _SCALARS:
+                copy: Any = item
+            elif kind is dict or (kind is not list and isinstance(item, Mapping)):
+                copy = {}
+                stack.append((item, copy, depth + 1, (trail, key)))
+            elif kind is list or _is_sequence(item):
                 copy = []
-                stack.append((item, copy, depth + 1, path + pointer(key)))
+                stack.append((item, copy, depth + 1, (trail, key)))
             else:
                 copy, ok = _leaf(item)
                 if not ok:
-                    result.bad_values.append(path + pointer(key))
-            if isinstance(target, dict):
-                target[key if isinstance(key, str) else str(key)] = copy
+                    bad.append((trail, key))
+            if is_dict:
+                target[key if type(key) is str else str(key)] = copy
             else:
                 target.append(copy)
+    result.bad_values = sorted(_spell(t) for t in bad)
     return result

@@ -1,0 +1,370 @@
+"""The HTTP/JSON face of the gateway: transcoded unary calls, SSE for streams, /healthz.
+
+Routes come from the `google.api.http` options of the routed services, so a new annotated
+RPC is reachable over HTTP without code here. Services the gateway implements itself
+(`local`) are called in-process with `context=None` rather than through a gRPC loopback,
+which keeps `/v1/info` answering even while the gateway's own gRPC port is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from conveyor.gateway.proxy import service_descriptor
+from conveyor.gateway.transcode import (
+    CallError,
+    HttpRoute,
+    InputError,
+    build_request,
+    error_body,
+    routes_for,
+    sse_error,
+    sse_event,
+    to_json,
+)
+from conveyor.kernel.errors import ConveyorError
+from conveyor.kernel.grpcserver import channel, to_status
+
+log = structlog.get_logger(__name__)
+
+FORWARDED_HEADERS = ("authorization", "x-request-id", "traceparent", "tracestate")
+KEEPALIVE_S = 15.0
+CALL_TIMEOUT_S = 60.0
+HEALTH_TIMEOUT_S = 1.0
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+# How many decoded stream messages may wait for a slow HTTP client before the backend is paused.
+_STREAM_BUFFER = 64
+
+_Item = tuple[str, Any]  # ("message", Message) | ("end", None) | ("failure", CallError)
+
+
+def _error(failure: CallError) -> JSONResponse:
+    body = error_body(failure)
+    return JSONResponse(body, status_code=body["error"]["code"])
+
+
+def _local_error(route: HttpRoute, exc: Exception) -> CallError:
+    """Map an in-process servicer's exception the way `map_errors` would over gRPC."""
+    if isinstance(exc, ConveyorError):
+        return CallError.from_status(to_status(exc))
+    log.exception("unhandled error in local handler", method=route.grpc_path, exc_info=exc)
+    return CallError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+
+class _EventStream(Response):
+    """A text/event-stream response fed from a queue, with keepalives and disconnect handling."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        *,
+        queue: asyncio.Queue[_Item],
+        pump: asyncio.Task[None],
+        first: _Item | None,
+        keepalive_s: float,
+        closing: asyncio.Event,
+    ) -> None:
+        # Not Response.__init__: it would declare Content-Length: 0 for the empty content.
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        self._queue, self._pump, self._first = queue, pump, first
+        self._keepalive_s, self._closing = keepalive_s, closing
+        self._started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
+        """Send events until the stream ends, the client leaves or the gateway stops."""
+        writer = asyncio.create_task(self._write(send))
+        watchers = [
+            asyncio.create_task(self._disconnected(receive)),
+            asyncio.create_task(self._closing.wait()),
+        ]
+        try:
+            await asyncio.wait([writer, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [writer, *watchers, self._pump]:
+                task.cancel()
+            await asyncio.gather(writer, *watchers, self._pump, return_exceptions=True)
+        failed = not writer.cancelled() and writer.exception() is not None
+        disconnected = not watchers[0].cancelled()
+        if self._started and not failed and not disconnected:
+            # Still connected (the stream ended or the gateway is stopping): finish the body.
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _disconnected(receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def _write(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        self._started = True
+        item = self._first
+        while True:
+            if item is None:
+                chunk = b": keepalive\n\n"
+            elif item[0] == "message":
+                chunk = sse_event(item[1])
+            elif item[0] == "failure":
+                chunk = sse_error(item[1])
+            else:
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if item is not None and item[0] == "failure":
+                return
+            item = await _next(self._queue, self._keepalive_s)
+
+
+async def _next(queue: asyncio.Queue[_Item], wait_s: float) -> _Item | None:
+    """The next stream item, or None after `wait_s` seconds of silence."""
+    try:
+        return await asyncio.wait_for(queue.get(), wait_s)
+    except TimeoutError:
+        return None
+
+
+async def _pump(messages: AsyncGenerator[Message, None], queue: asyncio.Queue[_Item]) -> None:
+    try:
+        async for message in messages:
+            await queue.put(("message", message))
+        await queue.put(("end", None))
+    except CallError as failure:
+        await queue.put(("failure", failure))
+    finally:
+        # Closing the generator cancels the backend call even when we stopped mid-put.
+        await messages.aclose()
+
+
+class HttpGateway:
+    """Dispatches HTTP requests to backends (or local servicers); owns their channels."""
+
+    def __init__(
+        self,
+        *,
+        routes: Mapping[str, str],
+        local: Mapping[str, Any],
+        health_targets: Mapping[str, str],
+        call_timeout_s: float | None,
+        keepalive_s: float,
+    ) -> None:
+        self._addresses = dict(routes)
+        self._local = dict(local)
+        self._health_targets = dict(health_targets)
+        self._call_timeout_s = call_timeout_s
+        self._keepalive_s = keepalive_s
+        names = list(dict.fromkeys([*self._local, *self._addresses]))
+        self.routes = routes_for(service_descriptor(name) for name in names)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closing = asyncio.Event()
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = self._channels[address] = channel(address)
+        return ch
+
+    def match(self, verb: str, path: str) -> tuple[HttpRoute, Sequence[str]] | CallError:
+        """The route for a request, or the failure to answer with (404, or 405 as 501)."""
+        path_matched = False
+        for route in self.routes:
+            found = route.pattern.fullmatch(path)
+            if found is None:
+                continue
+            path_matched = True
+            if route.verb == verb or (verb == "HEAD" and route.verb == "GET"):
+                return route, [found.group(f"v{i}") for i in range(len(route.variables))]
+        if path_matched:
+            return CallError(grpc.StatusCode.UNIMPLEMENTED, f"method {verb} not allowed on {path}")
+        return CallError(grpc.StatusCode.NOT_FOUND, f"no route for {verb} {path}")
+
+    async def dispatch(self, request: Request) -> Response:
+        """Transcode one HTTP request into a call and its answer back into JSON or SSE."""
+        matched = self.match(request.method, request.scope["path"])
+        if isinstance(matched, CallError):
+            response = _error(matched)
+            if matched.code == grpc.StatusCode.UNIMPLEMENTED:
+                response.status_code = 405
+            return response
+        route, values = matched
+        try:
+            message = self._request_message(route, values, request, await request.body())
+        except InputError as bad:
+            return _error(bad.failure())
+        metadata = tuple(
+            (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
+        )
+        if route.server_streaming:
+            return await self._stream(route, message, metadata)
+        try:
+            return JSONResponse(to_json(await self._unary(route, message, metadata)))
+        except CallError as failure:
+            return _error(failure)
+
+    @staticmethod
+    def _request_message(
+        route: HttpRoute, values: Sequence[str], request: Request, body: bytes
+    ) -> Message:
+        message = build_request(
+            route, path_values=values, query=request.query_params.multi_items(), body=body
+        )
+        last_id = request.headers.get("last-event-id")
+        # Generic resume rule: a streaming request with `after_sequence` resumes after the
+        # last event id the client saw (EventSource sends it on reconnect).
+        resumable = "after_sequence" in message.DESCRIPTOR.fields_by_name
+        if route.server_streaming and last_id and resumable:
+            try:
+                message.after_sequence = int(last_id)  # type: ignore[attr-defined]
+            except ValueError:
+                raise InputError(
+                    f"Last-Event-ID must be an integer sequence, not {last_id!r}",
+                    field="Last-Event-ID",
+                ) from None
+        return message
+
+    async def _unary(
+        self, route: HttpRoute, message: Message, metadata: tuple[tuple[str, str], ...]
+    ) -> Message:
+        servicer = self._local.get(route.service)
+        if servicer is not None:
+            try:
+                result: Message = await getattr(servicer, route.method.name)(message, None)
+            except Exception as exc:
+                raise _local_error(route, exc) from exc
+            return result
+        call = self._channel(self._addresses[route.service]).unary_unary(
+            route.grpc_path,
+            request_serializer=route.request_cls.SerializeToString,
+            response_deserializer=route.response_cls.FromString,
+        )
+        try:
+            response: Message = await call(
+                message, metadata=metadata, timeout=self._call_timeout_s
+            )
+        except grpc.aio.AioRpcError as err:
+            raise CallError.from_rpc_error(err) from err
+        return response
+
+    async def _messages(
+        self, route: HttpRoute, message: Message, metadata: tuple[tuple[str, str], ...]
+    ) -> AsyncGenerator[Message, None]:
+        servicer = self._local.get(route.service)
+        if servicer is not None:
+            try:
+                async for item in getattr(servicer, route.method.name)(message, None):
+                    yield item
+            except Exception as exc:
+                raise _local_error(route, exc) from exc
+            return
+        call = self._channel(self._addresses[route.service]).unary_stream(
+            route.grpc_path,
+            request_serializer=route.request_cls.SerializeToString,
+            response_deserializer=route.response_cls.FromString,
+        )(message, metadata=metadata)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as err:
+            raise CallError.from_rpc_error(err) from err
+        finally:
+            call.cancel()
+
+    async def _stream(
+        self, route: HttpRoute, message: Message, metadata: tuple[tuple[str, str], ...]
+    ) -> Response:
+        queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=_STREAM_BUFFER)
+        pump = asyncio.create_task(_pump(self._messages(route, message, metadata), queue))
+        # Wait briefly for the first item so an immediate failure (NOT_FOUND, bad argument)
+        # is a proper HTTP error rather than an error event inside a 200 stream.
+        first = await _next(queue, self._keepalive_s)
+        if first is not None and first[0] == "failure":
+            await pump
+            return _error(first[1])
+        return _EventStream(
+            queue=queue, pump=pump, first=first,
+            keepalive_s=self._keepalive_s, closing=self._closing,
+        )
+
+    async def healthz(self, request: Request) -> Response:  # noqa: ARG002 - Starlette endpoint
+        """200 when every health target reports SERVING, 503 otherwise; per-target detail."""
+        names = list(self._health_targets)
+        results = await asyncio.gather(*(self._check(self._health_targets[n]) for n in names))
+        services = dict(zip(names, results, strict=True))
+        serving = all(r["status"] == "SERVING" for r in results)
+        return JSONResponse(
+            {"status": "SERVING" if serving else "NOT_SERVING", "services": services},
+            status_code=200 if serving else 503,
+        )
+
+    async def _check(self, address: str) -> dict[str, str]:
+        check = self._channel(address).unary_unary(
+            _HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        try:
+            reply = await check(health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            return {"status": err.code().name, "address": address, "message": err.details() or ""}
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return {"status": status, "address": address}
+
+    def begin_shutdown(self) -> None:
+        """End open event streams so the HTTP server can stop promptly."""
+        self._closing.set()
+
+    async def close(self) -> None:
+        """End open streams and close the backend channels."""
+        self.begin_shutdown()
+        channels, self._channels = self._channels, {}
+        for ch in channels.values():
+            await ch.close()
+
+
+def build_http_app(
+    *,
+    routes: Mapping[str, str],
+    local: Mapping[str, Any] | None = None,
+    health_targets: Mapping[str, str] | None = None,
+    call_timeout_s: float | None = CALL_TIMEOUT_S,
+    keepalive_s: float = KEEPALIVE_S,
+) -> Starlette:
+    """The gateway's Starlette app; `app.state.gateway` is the `HttpGateway` (call `close()`)."""
+    gateway = HttpGateway(
+        routes=routes, local=local or {}, health_targets=health_targets or {},
+        call_timeout_s=call_timeout_s, keepalive_s=keepalive_s,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        await gateway.close()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/{path:path}", gateway.dispatch, methods=_METHODS),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app

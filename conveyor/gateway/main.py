@@ -1,0 +1,134 @@
+"""Wiring: the gateway's gRPC server (own service + proxy) and its HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import grpc
+import structlog
+import uvicorn
+
+from conveyor.gateway import service
+from conveyor.gateway.http import KEEPALIVE_S, HttpGateway, build_http_app
+from conveyor.gateway.proxy import Proxy
+from conveyor.kernel.grpcserver import start_server
+
+log = structlog.get_logger(__name__)
+
+GRPC_GRACE_S = 2.0
+HTTP_GRACE_S = 2
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the process hosting it."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Install nothing: the CLI or suite owns SIGINT/SIGTERM and calls `stop()`."""
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Listen, then tell `serve_gateway` it may return."""
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
+def bind_socket(address: str) -> socket.socket:
+    """A listening-ready TCP socket for `host:port` (port 0 picks a free one; [v6] allowed)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - an empty host means every interface
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class GatewayHandle:
+    """A running gateway: its bound ports and how to stop it."""
+
+    grpc_port: int
+    http_port: int
+    _server: grpc.aio.Server
+    _proxy: Proxy
+    _http: _EmbeddedServer
+    _http_task: asyncio.Task[None]
+    _gateway: HttpGateway
+
+    async def stop(self) -> None:
+        """Stop HTTP (ending open event streams), then gRPC, then close backend channels."""
+        self._gateway.begin_shutdown()
+        self._http.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._http_task
+        await self._server.stop(grace=GRPC_GRACE_S)
+        await self._gateway.close()
+        await self._proxy.close()
+
+
+async def serve_gateway(
+    *,
+    routes: Mapping[str, str],
+    grpc_address: str,
+    http_address: str,
+    mode: str,
+    keepalive_s: float = KEEPALIVE_S,
+) -> GatewayHandle:
+    """Start the gateway: gRPC (GatewayService + proxied services) and HTTP/JSON + SSE.
+
+    `keepalive_s` is the idle time after which an event stream sends a `: keepalive` comment.
+    """
+    proxy = Proxy(routes)
+    servicer = service.GatewayServicer(routes=routes, mode=mode)
+    # Proxied services are registered by name too, so reflection and health list them.
+    server, grpc_port = await start_server(
+        [service.registration(servicer), *proxy.registrations()], grpc_address
+    )
+    app = build_http_app(
+        routes=routes,
+        local={service.SERVICE_NAME: servicer},
+        health_targets=routes,
+        keepalive_s=keepalive_s,
+    )
+    gateway: HttpGateway = app.state.gateway
+    try:
+        sock = bind_socket(http_address)
+    except OSError:
+        await server.stop(grace=None)
+        await proxy.close()
+        raise
+    http_port = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=HTTP_GRACE_S
+    )
+    http = _EmbeddedServer(config)
+    task = asyncio.create_task(http.serve(sockets=[sock]))
+    ready = asyncio.create_task(http.ready.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    ready.cancel()
+    if task.done():
+        await server.stop(grace=None)
+        await proxy.close()
+        await gateway.close()
+        task.result()
+        raise RuntimeError(f"HTTP server on {http_address} did not start")
+    log.info("gateway started", grpc_port=grpc_port, http_port=http_port, mode=mode)
+    return GatewayHandle(
+        grpc_port=grpc_port, http_port=http_port, _server=server, _proxy=proxy,
+        _http=http, _http_task=task, _gateway=gateway,
+    )

@@ -1,0 +1,85 @@
+"""Run parameters: validated against the plan's JSON Schema, with its defaults applied."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from conveyor.translator.domain import compile_workflow, validate_parameters
+
+from ._docs import node, workflow
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "host": {"type": "string", "format": "ipv4"},
+        "port": {"type": "integer", "default": 22},
+        "ssh": {
+            "type": "object",
+            "default": {},
+            "properties": {
+                "user": {"type": "string", "default": "backup"},
+                "keys": {"type": "array", "default": ["a"]},
+            },
+        },
+    },
+    "required": ["host"],
+    "additionalProperties": False,
+}
+
+
+def _plan() -> dict[str, Any]:
+    result = compile_workflow(workflow([node("a", argv=["{{ params.host }}"])], parameters=SCHEMA))
+    assert result.plan is not None
+    return result.plan
+
+
+def test_defaults_are_applied_recursively() -> None:
+    params, problems = validate_parameters(_plan(), {"host": "10.0.0.1"})
+    assert problems == []
+    assert params == {"host": "10.0.0.1", "port": 22, "ssh": {"user": "backup", "keys": ["a"]}}
+
+
+def test_given_values_win_over_defaults() -> None:
+    params, problems = validate_parameters(
+        SCHEMA, {"host": "10.0.0.1", "port": 2222, "ssh": {"user": "root"}}
+    )
+    assert problems == []
+    assert params["port"] == 2222 and params["ssh"] == {"user": "root", "keys": ["a"]}
+
+
+def test_every_violation_is_reported_with_its_field() -> None:
+    _, problems = validate_parameters(_plan(), {"port": "x", "extra": 1, "ssh": {"user": 5}})
+    assert {(d.code, d.path) for d in problems} == {
+        ("INVALID_FIELD", "/parameters/host"),
+        ("INVALID_FIELD", "/parameters/port"),
+        ("INVALID_FIELD", "/parameters/extra"),
+        ("INVALID_FIELD", "/parameters/ssh/user"),
+    }
+    host = next(d for d in problems if d.path == "/parameters/host")
+    assert "required" in host.message
+
+
+def test_format_is_checked() -> None:
+    _, problems = validate_parameters(SCHEMA, {"host": "not-an-address"})
+    assert [d.path for d in problems] == ["/parameters/host"]
+
+
+def test_struct_numbers_become_integers() -> None:
+    struct = struct_pb2.Struct()
+    struct.update({"host": "10.0.0.1", "port": 2022})
+    params, problems = validate_parameters(_plan(), struct)
+    assert problems == []
+    assert params["port"] == 2022 and isinstance(params["port"], int)
+
+
+def test_plan_without_schema_accepts_anything() -> None:
+    result = compile_workflow(workflow([node("a")]))
+    assert result.plan is not None and result.plan["parameters"] == {}
+    assert validate_parameters(result.plan, {"x": [1]}) == ({"x": [1]}, [])
+
+
+def test_invalid_schema_is_reported() -> None:
+    _, problems = validate_parameters({"type": "object", "properties": {"a": {"type": 3}}}, {})
+    assert [d.code for d in problems] == ["INVALID_PARAMETERS_SCHEMA"]
