@@ -219,4 +219,164 @@ def dev(
         }
     )
 
-    async
+    async def main() -> None:
+        from conveyor.suite import start_embedded
+
+        suite = await start_embedded(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        err.print(f"conveyor dev: gRPC {suite.addresses['grpc']}  HTTP {suite.addresses['http']}")
+        err.print(f"  data dir {settings.data_dir.resolve()}  (Ctrl-C to stop)")
+        await stop.wait()
+        err.print("stopping...")
+        await suite.stop()
+
+    asyncio.run(main())
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="translator, executor, monitor or gateway.")],
+) -> None:
+    """Run one service (distributed mode; configured by CONVEYOR_* variables)."""
+    settings = Settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    if service not in ("translator", "executor", "monitor", "gateway"):
+        err.print(f"error: unknown service {service!r}", markup=False)
+        raise typer.Exit(EXIT_INVALID)
+
+    async def main() -> None:
+        from conveyor.suite import start_service
+
+        suite = await start_service(service, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        err.print(f"conveyor {service}: {suite.addresses}")
+        await stop.wait()
+        await suite.stop()
+
+    asyncio.run(main())
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel steps.")] = None,
+    pool: Annotated[str, typer.Option(help="threads or prefork.")] = "threads",
+) -> None:
+    """A Celery worker executing steps (distributed mode)."""
+    from conveyor.suite import run_worker
+
+    settings = Settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    run_worker(
+        settings, pool=pool, concurrency=concurrency or settings.worker_concurrency,
+        queues=queues or settings.worker_queues,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (CONVEYOR_DATABASE_URL)."""
+    from conveyor.suite import open_database
+
+    settings = Settings()
+    open_database(settings, migrate=True).dispose()
+    err.print("database is up to date")
+
+
+@runs_app.command("list")
+def runs_list(
+    job: Annotated[str, typer.Option(help="Only runs of this job id.")] = "",
+    state: Annotated[list[str] | None, typer.Option(help="Only runs in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 20,
+    output: OutputOpt = "text",
+    server: ServerOpt = None,
+) -> None:
+    """List recent runs."""
+    client = _client(server)
+    try:
+        states = [run_pb2.RunState.Value(f"RUN_STATE_{s.upper()}") for s in state or []]
+    except ValueError as exc:
+        err.print(f"error: unknown state in {state}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from exc
+    try:
+        reply = client.executor.ListRuns(
+            executor_service_pb2.ListRunsRequest(page_size=limit, job_id=job, states=states),
+            timeout=30,
+        )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    if output == "json":
+        print(json.dumps([render.run_json(r) for r in reply.runs], indent=2))  # noqa: T201
+        return
+    for r in reply.runs:
+        when = r.create_time.ToDatetime().isoformat(timespec="seconds")
+        out.print(f"{r.run_id}  {when}  {render.run_state(r.state):<9}  {r.job_name}", markup=False)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, output: OutputOpt = "text", server: ServerOpt = None) -> None:
+    """Show a run with its steps."""
+    client = _client(server)
+    try:
+        found = client.get_run(run_id)
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    if output == "json":
+        print(json.dumps(render.run_json(found), indent=2))  # noqa: T201
+    else:
+        render.run_table(out, found)
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="Recorded on the run.")] = "",
+    server: ServerOpt = None,
+) -> None:
+    """Cancel a run; running steps are killed."""
+    client = _client(server)
+    try:
+        reply = client.executor.CancelRun(
+            executor_service_pb2.CancelRunRequest(run_id=run_id, reason=reason), timeout=30
+        )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    out.print(f"run {run_id}: {render.run_state(reply.run.state)}")
+
+
+@jobs_app.command("list")
+def jobs_list(output: OutputOpt = "text", server: ServerOpt = None) -> None:
+    """List saved jobs."""
+    client = _client(server)
+    try:
+        reply = client.translator.ListJobs(
+            translator_service_pb2.ListJobsRequest(page_size=500), timeout=30
+        )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    if output == "json":
+        jobs = [json_format.MessageToDict(j, preserving_proto_field_name=True) for j in reply.jobs]
+        print(json.dumps(jobs, indent=2))  # noqa: T201
+        return
+    for j in reply.jobs:
+        out.print(f"{j.job_id}  v{j.version:<3} {j.node_count:>5} nodes  {j.name}", markup=False)
+
+
+@jobs_app.command("show")
+def jobs_show(job: str, output: OutputOpt = "json", server: ServerOpt = None) -> None:
+    """Show a job's latest definition (and, with --output json, its plan)."""
+    client = _client(server)
+    try:
+        reply = client.translator.GetJob(translator_service_pb2.GetJobRequest(job_id=job), timeout=30)
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    data = json_format.MessageToDict(reply.job, preserving_proto_field_name=True)
+    if output != "json":
+        data.pop("plan", None)
+    print(json.dumps(data, indent=2))  # noqa: T201

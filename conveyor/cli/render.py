@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from conveyor.executor.v1 import run_pb2
+from conveyor.kernel.protoconv import normalise_numbers
 from conveyor.monitor.v1 import event_pb2
 
 STATE_STYLE = {
@@ -47,7 +48,7 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
         "job": run.job_name,
         "state": run_state(run.state),
         "error_message": run.error_message or None,
-        "parameters": json_format.MessageToDict(run.parameters),
+        "parameters": normalise_numbers(json_format.MessageToDict(run.parameters)),
         "steps": [
             {
                 "node_id": s.node_id,
@@ -57,7 +58,7 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
                 "exit_code": s.exit_code if s.HasField("exit_code") else None,
                 "stdout": s.stdout,
                 "stderr": s.stderr,
-                "output": json_format.MessageToDict(s.output) if s.HasField("output") else None,
+                "output": normalise_numbers(json_format.MessageToDict(s.output)) if s.HasField("output") else None,
                 "error_category": category(s.error_category),
                 "error_message": s.error_message or None,
                 "skip_reason": s.skip_reason or None,
