@@ -38,11 +38,14 @@ FAN_OUT = 200
 
 def workflow(name: str, nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> str:
     """A workflow document as JSON text."""
-    return json.dumps({
-        "schema": "conveyor/v1", "name": name,
-        "nodes": [{**n, "position": {"x": 0, "y": 0}} for n in nodes],
-        "edges": [{"id": f"e{i}", "source": s, "target": t} for i, (s, t) in enumerate(edges)],
-    })
+    return json.dumps(
+        {
+            "schema": "conveyor/v1",
+            "name": name,
+            "nodes": [{**n, "position": {"x": 0, "y": 0}} for n in nodes],
+            "edges": [{"id": f"e{i}", "source": s, "target": t} for i, (s, t) in enumerate(edges)],
+        }
+    )
 
 
 def true_node(node_id: str) -> dict[str, Any]:
@@ -51,7 +54,8 @@ def true_node(node_id: str) -> dict[str, Any]:
 
 
 CHAIN_DOC = workflow(
-    "bench-chain", [true_node(f"s{i}") for i in range(CHAIN_LEN)],
+    "bench-chain",
+    [true_node(f"s{i}") for i in range(CHAIN_LEN)],
     [(f"s{i}", f"s{i + 1}") for i in range(CHAIN_LEN - 1)],
 )
 FAN_DOC = workflow(
@@ -76,10 +80,16 @@ def time_conveyor(client: Client, job_id: str) -> float:
 
 def conveyor_figures(repeat: int) -> dict[str, list[float]]:
     """Wall times of each workflow in the distributed mode."""
-    with tempfile.TemporaryDirectory() as tmp, harness.distributed(
-        Path(tmp), POSTGRES_URL, REDIS_URL, workers=1,
-        extra_env={"CONVEYOR_WORKER_CONCURRENCY": "4"},
-    ) as info:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        harness.distributed(
+            Path(tmp),
+            POSTGRES_URL,
+            REDIS_URL,
+            workers=1,
+            extra_env={"CONVEYOR_WORKER_CONCURRENCY": "4"},
+        ) as info,
+    ):
         client = Client(info["grpc"])
         jobs = {
             "chain": client.create_job(CHAIN_DOC).job.job_id,
@@ -97,10 +107,24 @@ def raw_figures(repeat: int) -> dict[str, list[float]]:
     redis.Redis.from_url(broker).flushdb()
     env = {**os.environ, "BENCH_RAW_BROKER": broker}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.raw_celery", "worker", "--pool=threads",
-         "--concurrency=4", "--loglevel=WARNING", "--without-mingle", "--without-gossip"],
-        cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.raw_celery",
+            "worker",
+            "--pool=threads",
+            "--concurrency=4",
+            "--loglevel=WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.environ["BENCH_RAW_BROKER"] = broker
     from bench import raw_celery
@@ -110,15 +134,17 @@ def raw_figures(repeat: int) -> dict[str, list[float]]:
 
         def run_chain() -> float:
             t = time.perf_counter()
-            chain(*[raw_celery.run_true.si() for _ in range(CHAIN_LEN)]).apply_async().get(timeout=600)
+            chain(*[raw_celery.run_true.si() for _ in range(CHAIN_LEN)]).apply_async().get(
+                timeout=600
+            )
             return time.perf_counter() - t
 
         def run_fan() -> float:
             t = time.perf_counter()
             raw_celery.run_true.si().apply_async().get(timeout=60)
-            chord(group(raw_celery.run_true.si() for _ in range(FAN_OUT)))(
-                raw_celery.join.s()
-            ).get(timeout=600)
+            chord(group(raw_celery.run_true.si() for _ in range(FAN_OUT)))(raw_celery.join.s()).get(
+                timeout=600
+            )
             return time.perf_counter() - t
 
         return {
@@ -133,8 +159,10 @@ def raw_figures(repeat: int) -> dict[str, list[float]]:
 def write_report(conveyor: dict[str, list[float]], raw: dict[str, list[float]], repeat: int) -> str:
     """Render the performance section and write it into docs/performance.md."""
     steps = {"chain": CHAIN_LEN, "fanout": FAN_OUT + 2}
-    label = {"chain": f"chain of {CHAIN_LEN} `true` steps",
-             "fanout": f"{FAN_OUT}-way fan-out + join ({FAN_OUT + 2} steps)"}
+    label = {
+        "chain": f"chain of {CHAIN_LEN} `true` steps",
+        "fanout": f"{FAN_OUT}-way fan-out + join ({FAN_OUT + 2} steps)",
+    }
     rows = []
     for key in ("chain", "fanout"):
         c = statistics.median(conveyor[key])
@@ -143,31 +171,35 @@ def write_report(conveyor: dict[str, list[float]], raw: dict[str, list[float]], 
             f"| {label[key]} | {c:.2f} s | {1000 * c / steps[key]:.1f} | {r:.2f} s | "
             f"{1000 * r / steps[key]:.1f} | {c / r:.2f} |"
         )
-    body = "\n".join([
-        "<!-- bench:orchestration:start -->",
-        "## Orchestration overhead: Conveyor vs raw Celery",
-        "",
-        f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `make bench` "
-        f"(`python -m bench.run --repeat {repeat}`) on {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; median of {repeat} runs after a warm-up.",
-        "Conveyor: distributed mode (separate translator, executor, monitor and gateway "
-        "processes, one worker process with 4 threads, PostgreSQL, Redis broker, Redis Streams "
-        "events), timed from StartRun to the terminal event on WatchRun. Raw Celery: one worker "
-        "with 4 threads on the same Redis, a `chain` and a `chord` of tasks that each run `true` "
-        "as a child process, timed from apply_async to the result.",
-        "",
-        "| workload | Conveyor | ms/step | raw Celery | ms/step | ratio |",
-        "|---|---|---|---|---|---|",
-        *rows,
-        "",
-        "Raw figures (s): " + json.dumps({"conveyor": conveyor, "raw_celery": raw}),
-        "<!-- bench:orchestration:end -->",
-    ])
+    body = "\n".join(
+        [
+            "<!-- bench:orchestration:start -->",
+            "## Orchestration overhead: Conveyor vs raw Celery",
+            "",
+            f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `make bench` "
+            f"(`python -m bench.run --repeat {repeat}`) on {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; median of {repeat} runs after a warm-up.",
+            "Conveyor: distributed mode (separate translator, executor, monitor and gateway "
+            "processes, one worker process with 4 threads, PostgreSQL, Redis broker, Redis Streams "
+            "events), timed from StartRun to the terminal event on WatchRun. "
+            "Raw Celery: one worker "
+            "with 4 threads on the same Redis, a `chain` and a `chord` of tasks "
+            "that each run `true` "
+            "as a child process, timed from apply_async to the result.",
+            "",
+            "| workload | Conveyor | ms/step | raw Celery | ms/step | ratio |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "Raw figures (s): " + json.dumps({"conveyor": conveyor, "raw_celery": raw}),
+            "<!-- bench:orchestration:end -->",
+        ]
+    )
     path = ROOT / "docs" / "performance.md"
     text = path.read_text() if path.exists() else "# Performance\n\n"
     start, end = "<!-- bench:orchestration:start -->", "<!-- bench:orchestration:end -->"
     if start in text and end in text:
-        text = text[: text.index(start)] + body + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + body + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + body + "\n"
     path.write_text(text)

@@ -41,7 +41,10 @@ def open_database(settings: Settings, *, migrate: bool) -> Database:
 def install_worker_runtime(settings: Settings, app: Celery, db: Database, bus: EventBus) -> None:
     """Make this process's Celery tasks execute with the given database and bus."""
     runtime = WorkerRuntime(
-        settings=settings, db=db, bus=bus, app=app,
+        settings=settings,
+        db=db,
+        bus=bus,
+        app=app,
         artifacts=LocalArtifactSink(settings.resolved_artifact_dir()),
     )
     set_step_handler(runtime.handle)
@@ -212,8 +215,14 @@ def run_worker(settings: Settings, *, pool: str, concurrency: int, queues: str) 
         db.engine.dispose(close=False)
 
     argv = [
-        "worker", f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}",
-        "--events", "--loglevel=INFO", "--without-mingle", "--without-gossip",
+        "worker",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        f"--queues={queues}",
+        "--events",
+        "--loglevel=INFO",
+        "--without-mingle",
+        "--without-gossip",
     ]
     try:
         app.worker_main(argv)

@@ -17,7 +17,9 @@ class BackgroundSuite:
         self.settings = settings
         self._kwargs = kwargs
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="conveyor-suite", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="conveyor-suite", daemon=True
+        )
         self.suite: Suite | None = None
 
     def start(self) -> Suite:

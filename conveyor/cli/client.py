@@ -31,7 +31,9 @@ class Client:
     def create_job(self, workflow_json: str) -> Any:
         """Save a workflow as a job, or as a new version of the job with its name."""
         return self.translator.CreateJob(
-            translator_service_pb2.CreateJobRequest(workflow_json=workflow_json, update_existing=True),
+            translator_service_pb2.CreateJobRequest(
+                workflow_json=workflow_json, update_existing=True
+            ),
             timeout=60,
         )
 
@@ -43,11 +45,14 @@ class Client:
             ),
             timeout=60,
         )
-        return reply.run
+        run: run_pb2.Run = reply.run
+        return run
 
     def get_run(self, run_id: str) -> run_pb2.Run:
         """A run with its steps."""
-        return self.executor.GetRun(executor_service_pb2.GetRunRequest(run_id=run_id), timeout=30).run
+        reply = self.executor.GetRun(executor_service_pb2.GetRunRequest(run_id=run_id), timeout=30)
+        run: run_pb2.Run = reply.run
+        return run
 
     def watch(self, run_id: str, after: int = 0) -> Iterator[event_pb2.RunEvent]:
         """Events of a run until it ends; reconnects and resumes if the stream breaks."""

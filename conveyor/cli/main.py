@@ -22,7 +22,9 @@ from conveyor.kernel.settings import Settings
 from conveyor.translator.domain import compile_workflow
 from conveyor.translator.v1 import translator_service_pb2
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Conveyor: run visual workflows.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Conveyor: run visual workflows."
+)
 runs_app = typer.Typer(no_args_is_help=True, help="Inspect and cancel runs.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect saved jobs.")
 app.add_typer(runs_app, name="runs")
@@ -37,7 +39,9 @@ MAX_PARAMS_FILE = 4 * 1024 * 1024
 
 ServerOpt = Annotated[
     str | None,
-    typer.Option("--server", envvar="CONVEYOR_ADDR", help="Gateway address (default: local conveyor dev)."),
+    typer.Option(
+        "--server", envvar="CONVEYOR_ADDR", help="Gateway address (default: local conveyor dev)."
+    ),
 ]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="text or json")]
 
@@ -79,9 +83,15 @@ def _print_diagnostics(diagnostics: list[Any], as_json: bool) -> None:
         )
         return
     for d in diagnostics:
-        where = f"node {d.node_id!r}" if d.node_id else (f"edge {d.edge_id!r}" if d.edge_id else "document")
+        where = (
+            f"node {d.node_id!r}"
+            if d.node_id
+            else (f"edge {d.edge_id!r}" if d.edge_id else "document")
+        )
         pos = f" (line {d.line}, column {d.column})" if d.line else ""
-        err.print(f"{d.severity}: {d.code} at {d.path or '/'} [{where}]{pos}: {d.message}", markup=False)
+        err.print(
+            f"{d.severity}: {d.code} at {d.path or '/'} [{where}]{pos}: {d.message}", markup=False
+        )
 
 
 def _read_file(path: Path) -> str:
@@ -154,7 +164,7 @@ def _execute(
             out.print(render.event_line(ev))
     final = client.get_run(run.run_id)
     if output == "json":
-        print(json.dumps(render.run_json(final), indent=2))  # noqa: T201 - machine output
+        print(json.dumps(render.run_json(final), indent=2))
     else:
         render.run_table(out, final)
     return EXIT_OK if final.state == run_pb2.RUN_STATE_SUCCEEDED else EXIT_FAILED
@@ -163,12 +173,21 @@ def _execute(
 @app.command()
 def run(
     target: Annotated[str, typer.Argument(help="Workflow JSON file, or a job id or name.")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="name=value (value may be JSON).")] = None,
-    params_file: Annotated[Path | None, typer.Option("--params-file", help="JSON object of parameters.")] = None,
-    watch: Annotated[bool, typer.Option("--watch", "-w", help="Show every step change live.")] = False,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value (value may be JSON).")
+    ] = None,
+    params_file: Annotated[
+        Path | None, typer.Option("--params-file", help="JSON object of parameters.")
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Show every step change live.")
+    ] = False,
     output: OutputOpt = "text",
     server: ServerOpt = None,
-    embedded: Annotated[bool, typer.Option("--embedded", help="Start an embedded suite in this process for the run.")] = False,
+    embedded: Annotated[
+        bool,
+        typer.Option("--embedded", help="Start an embedded suite in this process for the run."),
+    ] = False,
 ) -> None:
     """Create the job (for a file), start a run, wait for it; exit 0 if it succeeded."""
     params = _parse_params(param or [], params_file)
@@ -178,8 +197,11 @@ def run(
 
         configure_logging(level="WARNING", json=False)
         settings = Settings(
-            gateway_addr="127.0.0.1:0", http_addr="127.0.0.1:0", translator_addr="127.0.0.1:0",
-            executor_addr="127.0.0.1:0", monitor_addr="127.0.0.1:0",
+            gateway_addr="127.0.0.1:0",
+            http_addr="127.0.0.1:0",
+            translator_addr="127.0.0.1:0",
+            executor_addr="127.0.0.1:0",
+            monitor_addr="127.0.0.1:0",
         )
         background = BackgroundSuite(settings)
         server = background.start().addresses["grpc"]
@@ -197,9 +219,13 @@ def run(
 
 @app.command()
 def dev(
-    data_dir: Annotated[Path, typer.Option(help="Where SQLite and artifacts live.")] = Path(".conveyor"),
+    data_dir: Annotated[Path, typer.Option(help="Where SQLite and artifacts live.")] = Path(
+        ".conveyor"
+    ),
     grpc_addr: Annotated[str, typer.Option("--grpc", help="Public gRPC address.")] = DEFAULT_ADDR,
-    http_addr: Annotated[str, typer.Option("--http", help="HTTP/JSON + SSE address.")] = "127.0.0.1:8080",
+    http_addr: Annotated[
+        str, typer.Option("--http", help="HTTP/JSON + SSE address.")
+    ] = "127.0.0.1:8080",
     workers: Annotated[int, typer.Option(help="Worker threads.")] = 4,
 ) -> None:
     """Every service and a worker pool in one process (SQLite, in-process broker and bus)."""
@@ -274,7 +300,9 @@ def worker(
     settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     run_worker(
-        settings, pool=pool, concurrency=concurrency or settings.worker_concurrency,
+        settings,
+        pool=pool,
+        concurrency=concurrency or settings.worker_concurrency,
         queues=queues or settings.worker_queues,
     )
 
@@ -312,7 +340,7 @@ def runs_list(
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     if output == "json":
-        print(json.dumps([render.run_json(r) for r in reply.runs], indent=2))  # noqa: T201
+        print(json.dumps([render.run_json(r) for r in reply.runs], indent=2))
         return
     for r in reply.runs:
         when = r.create_time.ToDatetime().isoformat(timespec="seconds")
@@ -328,7 +356,7 @@ def runs_show(run_id: str, output: OutputOpt = "text", server: ServerOpt = None)
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     if output == "json":
-        print(json.dumps(render.run_json(found), indent=2))  # noqa: T201
+        print(json.dumps(render.run_json(found), indent=2))
     else:
         render.run_table(out, found)
 
@@ -362,7 +390,7 @@ def jobs_list(output: OutputOpt = "text", server: ServerOpt = None) -> None:
         raise _fail_rpc(exc) from None
     if output == "json":
         jobs = [json_format.MessageToDict(j, preserving_proto_field_name=True) for j in reply.jobs]
-        print(json.dumps(jobs, indent=2))  # noqa: T201
+        print(json.dumps(jobs, indent=2))
         return
     for j in reply.jobs:
         out.print(f"{j.job_id}  v{j.version:<3} {j.node_count:>5} nodes  {j.name}", markup=False)
@@ -373,10 +401,12 @@ def jobs_show(job: str, output: OutputOpt = "json", server: ServerOpt = None) ->
     """Show a job's latest definition (and, with --output json, its plan)."""
     client = _client(server)
     try:
-        reply = client.translator.GetJob(translator_service_pb2.GetJobRequest(job_id=job), timeout=30)
+        reply = client.translator.GetJob(
+            translator_service_pb2.GetJobRequest(job_id=job), timeout=30
+        )
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     data = json_format.MessageToDict(reply.job, preserving_proto_field_name=True)
     if output != "json":
         data.pop("plan", None)
-    print(json.dumps(data, indent=2))  # noqa: T201
+    print(json.dumps(data, indent=2))

@@ -58,7 +58,9 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
                 "exit_code": s.exit_code if s.HasField("exit_code") else None,
                 "stdout": s.stdout,
                 "stderr": s.stderr,
-                "output": normalise_numbers(json_format.MessageToDict(s.output)) if s.HasField("output") else None,
+                "output": normalise_numbers(json_format.MessageToDict(s.output))
+                if s.HasField("output")
+                else None,
                 "error_category": category(s.error_category),
                 "error_message": s.error_message or None,
                 "skip_reason": s.skip_reason or None,
@@ -97,8 +99,11 @@ def run_table(console: Console, run: run_pb2.Run) -> None:
         if not detail and s.HasField("output"):
             detail = json_format.MessageToJson(s.output, indent=None)
         table.add_row(
-            s.node_id, s.node_type, f"[{STATE_STYLE.get(st, 'white')}]{st}[/]",
-            str(s.attempts), str(s.exit_code) if s.HasField("exit_code") else "",
+            s.node_id,
+            s.node_type,
+            f"[{STATE_STYLE.get(st, 'white')}]{st}[/]",
+            str(s.attempts),
+            str(s.exit_code) if s.HasField("exit_code") else "",
             (detail or "")[:120],
         )
     console.print(table)

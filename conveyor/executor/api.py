@@ -31,7 +31,7 @@ MAX_REQUEST_ID = 128
 SWEEP_INTERVAL_S = 5.0
 
 
-class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
+class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # type: ignore[misc]
     """Starts and inspects runs; the plan comes from the translator service."""
 
     def __init__(self, *, settings: Settings, db: Database, bus: EventBus, app: Celery) -> None:
@@ -61,7 +61,9 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
             raise Unavailable(f"translator unavailable: {err.details()}") from err
         job = reply.job
         return runs.JobPlan(
-            job_id=job.job_id, name=job.name, version=job.version,
+            job_id=job.job_id,
+            name=job.name,
+            version=job.version,
             plan=struct_to_dict(job.plan),
         )
 
@@ -89,8 +91,12 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):
         def work() -> Any:
             with self._db.transaction() as session:
                 run, effects = runs.start_run(
-                    session, job, parameters=params, request_id=request.request_id or None,
-                    trigger=trigger_name(request.trigger), priority=request.priority,
+                    session,
+                    job,
+                    parameters=params,
+                    request_id=request.request_id or None,
+                    trigger=trigger_name(request.trigger),
+                    priority=request.priority,
                 )
                 steps, executions = runs.run_steps(session, run.id)
                 message = run_pb(run, steps, executions)

@@ -22,7 +22,7 @@ _handler: StepHandler | None = None
 
 def set_step_handler(handler: StepHandler) -> None:
     """Install the function the step task delegates to (the worker runtime)."""
-    global _handler  # noqa: PLW0603 - one runtime per worker process, set at start-up
+    global _handler
     _handler = handler
 
 

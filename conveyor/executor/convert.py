@@ -14,17 +14,17 @@ from conveyor.kernel.ids import as_utc
 from conveyor.kernel.protoconv import dict_to_struct, timestamp, to_value
 
 
-def run_state(name: str) -> int:
+def run_state(name: str) -> Any:
     """'RUNNING' -> RUN_STATE_RUNNING."""
     return int(run_pb2.RunState.Value(f"RUN_STATE_{name}"))
 
 
-def step_state(name: str) -> int:
+def step_state(name: str) -> Any:
     """'QUEUED' -> STEP_STATE_QUEUED."""
     return int(run_pb2.StepState.Value(f"STEP_STATE_{name}"))
 
 
-def category(name: str | None) -> int:
+def category(name: str | None) -> Any:
     """'TIMEOUT' -> ERROR_CATEGORY_TIMEOUT; None -> unspecified."""
     if not name:
         return run_pb2.ERROR_CATEGORY_UNSPECIFIED

@@ -37,7 +37,9 @@ class RunState(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-TERMINAL_STEP = frozenset({StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED})
+TERMINAL_STEP = frozenset(
+    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
+)
 TERMINAL_RUN = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 BRANCHING_TYPES = frozenset({"logic.condition", "logic.switch"})
 
@@ -167,7 +169,9 @@ def advance(
             edge_status(nodes[p["node"]], current(p["node"]), p.get("handle"))
             for p in node.get("parents", [])
         ]
-        verdict, reason = evaluate_rule(node.get("trigger_rule") or "none_failed_min_one_success", edges)
+        verdict, reason = evaluate_rule(
+            node.get("trigger_rule") or "none_failed_min_one_success", edges
+        )
         if verdict is None:
             seen_pending.add(node_id)
             continue

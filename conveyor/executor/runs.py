@@ -93,7 +93,9 @@ class RunTx:
     def emit(self, type_: str, **fields: Any) -> None:
         """Append the run's next event to the outbox."""
         self.run.event_seq += 1
-        ev = Event(run_id=self.run.id, sequence=self.run.event_seq, type=type_, time=self.now, **fields)
+        ev = Event(
+            run_id=self.run.id, sequence=self.run.event_seq, type=type_, time=self.now, **fields
+        )
         outbox.append(self.session, ev)
         self.effects.events.append(ev)
 
@@ -132,7 +134,9 @@ class RunTx:
         step.attempt += 1
         self.set_step(step, StepState.QUEUED)
         self.effects.dispatch.append(
-            Dispatch(self.run.id, step.node_id, step.attempt, step.queue, self.run.priority, countdown)
+            Dispatch(
+                self.run.id, step.node_id, step.attempt, step.queue, self.run.priority, countdown
+            )
         )
 
 
@@ -189,9 +193,18 @@ def start_run(
             return prior, Effects()
     now = utcnow()
     run = RunRow(
-        id=new_id(), job_id=job.job_id, job_name=job.name, job_version=job.version,
-        state=RunState.PENDING.value, trigger=trigger, parameters=parameters, plan=job.plan,
-        priority=priority, request_id=request_id or None, error_message="", event_seq=0,
+        id=new_id(),
+        job_id=job.job_id,
+        job_name=job.name,
+        job_version=job.version,
+        state=RunState.PENDING.value,
+        trigger=trigger,
+        parameters=parameters,
+        plan=job.plan,
+        priority=priority,
+        request_id=request_id or None,
+        error_message="",
+        event_seq=0,
         created_at=now,
     )
     session.add(run)
@@ -201,9 +214,16 @@ def start_run(
     steps: dict[str, StepRow] = {}
     for position, (node_id, node) in enumerate(job.plan["nodes"].items()):
         steps[node_id] = StepRow(
-            run_id=run.id, node_id=node_id, node_type=node["type"], position=position,
-            state=StepState.PENDING.value, attempt=0, queue=node.get("queue") or "default",
-            error_message="", skip_reason="", failure_handled=False,
+            run_id=run.id,
+            node_id=node_id,
+            node_type=node["type"],
+            position=position,
+            state=StepState.PENDING.value,
+            attempt=0,
+            queue=node.get("queue") or "default",
+            error_message="",
+            skip_reason="",
+            failure_handled=False,
         )
     session.add_all(steps.values())
     for decision in engine.entry_decisions(job.plan):
@@ -213,14 +233,13 @@ def start_run(
 
 
 def _scope(session: Session, run: RunRow) -> dict[str, Any]:
-    outputs = {
-        node_id: out
-        for node_id, out in session.execute(
+    outputs: dict[str, Any] = dict(
+        session.execute(
             select(StepRow.node_id, StepRow.outputs).where(
                 StepRow.run_id == run.id, StepRow.outputs.is_not(None)
             )
-        )
-    }
+        ).tuples()
+    )
     started = as_utc(run.started_at)
     return {
         "params": run.parameters,
@@ -260,8 +279,15 @@ def claim_step(
     tx.set_step(step, StepState.RUNNING, worker=worker)
     session.add(
         ExecutionRow(
-            run_id=run_id, node_id=node_id, attempt=attempt, state=StepState.RUNNING.value,
-            worker=worker, queue=queue, task_id=task_id, started_at=tx.now, error_message="",
+            run_id=run_id,
+            node_id=node_id,
+            attempt=attempt,
+            state=StepState.RUNNING.value,
+            worker=worker,
+            queue=queue,
+            task_id=task_id,
+            started_at=tx.now,
+            error_message="",
         )
     )
     node = run.plan["nodes"][node_id]
@@ -313,16 +339,22 @@ def finish_step(
     if not result.succeeded and policy.should_retry(attempt, result.error_category):
         delay = policy.delay(attempt, rand=rand)
         tx.set_step(
-            step, StepState.WAITING, f"retrying in {delay:.1f}s: {result.error_message or ''}",
-            error_category=result.error_category, retry_in_s=round(delay, 3),
+            step,
+            StepState.WAITING,
+            f"retrying in {delay:.1f}s: {result.error_message or ''}",
+            error_category=result.error_category,
+            retry_in_s=round(delay, 3),
         )
         tx.queue_step(step, countdown=delay)
         return effects
     step.handle = result.handle
     step.failure_handled = (not result.succeeded) and engine.failure_is_handled(node)
     tx.set_step(
-        step, final, result.error_message or "",
-        exit_code=result.exit_code, error_category=result.error_category,
+        step,
+        final,
+        result.error_message or "",
+        exit_code=result.exit_code,
+        error_category=result.error_category,
         handle=result.handle,
     )
     _advance(tx, cache, [node_id])
@@ -344,9 +376,9 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
             tx.set_step(step, StepState.SKIPPED, d.reason)
     tx.session.flush()
     open_steps = tx.session.scalar(
-        select(func.count()).select_from(StepRow).where(
-            StepRow.run_id == tx.run.id, StepRow.state.not_in(TERMINAL_STEP_VALUES)
-        )
+        select(func.count())
+        .select_from(StepRow)
+        .where(StepRow.run_id == tx.run.id, StepRow.state.not_in(TERMINAL_STEP_VALUES))
     )
     if open_steps:
         return

@@ -21,7 +21,7 @@ from conveyor.kernel.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SECRET_PREFIX = "CONVEYOR_SECRET_"
+SECRET_PREFIX = "CONVEYOR_SECRET_"  # noqa: S105 - a variable-name prefix, not a secret
 CANCEL_POLL_S = 0.5
 
 
@@ -65,8 +65,13 @@ class WorkerRuntime:
         queue = str(delivery.get("routing_key") or "")
         with self.db.transaction() as session:
             claim, effects = runs.claim_step(
-                session, run_id, node_id, attempt,
-                worker=worker, queue=queue, task_id=str(getattr(request, "id", "") or ""),
+                session,
+                run_id,
+                node_id,
+                attempt,
+                worker=worker,
+                queue=queue,
+                task_id=str(getattr(request, "id", "") or ""),
             )
         self.after_commit(effects)
         if claim is None:
@@ -93,7 +98,9 @@ class WorkerRuntime:
             wall_s=result.wall_s,
         )
         with self.db.transaction() as session:
-            effects = runs.finish_step(session, run_id, node_id, attempt, result, rand=random.random)
+            effects = runs.finish_step(
+                session, run_id, node_id, attempt, result, rand=random.random
+            )
         self.after_commit(effects)
 
     def _cancel_check(self, run_id: str, node_id: str, attempt: int) -> Callable[[], bool]:

@@ -91,7 +91,7 @@ class _EventStream(Response):
         self._keepalive_s, self._closing = keepalive_s, closing
         self._started = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: ARG002
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send events until the stream ends, the client leaves or the gateway stops."""
         writer = asyncio.create_task(self._write(send))
         watchers = [
@@ -257,9 +257,7 @@ class HttpGateway:
             response_deserializer=route.response_cls.FromString,
         )
         try:
-            response: Message = await call(
-                message, metadata=metadata, timeout=self._call_timeout_s
-            )
+            response: Message = await call(message, metadata=metadata, timeout=self._call_timeout_s)
         except grpc.aio.AioRpcError as err:
             raise CallError.from_rpc_error(err) from err
         return response
@@ -300,11 +298,14 @@ class HttpGateway:
             await pump
             return _error(first[1])
         return _EventStream(
-            queue=queue, pump=pump, first=first,
-            keepalive_s=self._keepalive_s, closing=self._closing,
+            queue=queue,
+            pump=pump,
+            first=first,
+            keepalive_s=self._keepalive_s,
+            closing=self._closing,
         )
 
-    async def healthz(self, request: Request) -> Response:  # noqa: ARG002 - Starlette endpoint
+    async def healthz(self, request: Request) -> Response:
         """200 when every health target reports SERVING, 503 otherwise; per-target detail."""
         names = list(self._health_targets)
         results = await asyncio.gather(*(self._check(self._health_targets[n]) for n in names))
@@ -350,8 +351,11 @@ def build_http_app(
 ) -> Starlette:
     """The gateway's Starlette app; `app.state.gateway` is the `HttpGateway` (call `close()`)."""
     gateway = HttpGateway(
-        routes=routes, local=local or {}, health_targets=health_targets or {},
-        call_timeout_s=call_timeout_s, keepalive_s=keepalive_s,
+        routes=routes,
+        local=local or {},
+        health_targets=health_targets or {},
+        call_timeout_s=call_timeout_s,
+        keepalive_s=keepalive_s,
     )
 
     @contextlib.asynccontextmanager

@@ -129,6 +129,11 @@ async def serve_gateway(
         raise RuntimeError(f"HTTP server on {http_address} did not start")
     log.info("gateway started", grpc_port=grpc_port, http_port=http_port, mode=mode)
     return GatewayHandle(
-        grpc_port=grpc_port, http_port=http_port, _server=server, _proxy=proxy,
-        _http=http, _http_task=task, _gateway=gateway,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        _server=server,
+        _proxy=proxy,
+        _http=http,
+        _http_task=task,
+        _gateway=gateway,
     )

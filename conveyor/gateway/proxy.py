@@ -169,7 +169,5 @@ async def _relay_failure(
     context: grpc.aio.ServicerContext[bytes, bytes], err: grpc.aio.AioRpcError
 ) -> NoReturn:
     """End the call with the backend's code, message and trailers (status details included)."""
-    await context.abort(
-        err.code(), err.details() or "", forwardable(err.trailing_metadata())
-    )
+    await context.abort(err.code(), err.details() or "", forwardable(err.trailing_metadata()))
     raise AssertionError("abort returned")  # pragma: no cover - abort always raises

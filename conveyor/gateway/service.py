@@ -33,8 +33,8 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):  # type:
 
     async def GetServerInfo(  # noqa: N802 - gRPC method name
         self,
-        request: gateway_service_pb2.GetServerInfoRequest,  # noqa: ARG002
-        context: grpc.aio.ServicerContext[Any, Any] | None,  # noqa: ARG002
+        request: gateway_service_pb2.GetServerInfoRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
     ) -> gateway_service_pb2.GetServerInfoResponse:
         """Version, mode and backends, sorted by service name."""
         return gateway_service_pb2.GetServerInfoResponse(

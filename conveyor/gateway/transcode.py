@@ -49,10 +49,16 @@ _QUERY_MESSAGES = frozenset(
 )
 _INT_TYPES = frozenset(
     {
-        FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
-        FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64,
-        FieldDescriptor.TYPE_SFIXED32, FieldDescriptor.TYPE_SFIXED64,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED32,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_SFIXED64,
     }
 )
 
@@ -239,8 +245,13 @@ def routes_for(services: Iterable[Any]) -> list[HttpRoute]:
                     _resolve(method.input_type, variable.split("."))
                 table.append(
                     HttpRoute(
-                        verb=verb, template=template, pattern=pattern, variables=variables,
-                        body=body, service=service.full_name, method=method,
+                        verb=verb,
+                        template=template,
+                        pattern=pattern,
+                        variables=variables,
+                        body=body,
+                        service=service.full_name,
+                        method=method,
                         request_cls=message_factory.GetMessageClass(method.input_type),
                         response_cls=message_factory.GetMessageClass(method.output_type),
                     )

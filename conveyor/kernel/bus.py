@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 import structlog
@@ -108,7 +108,7 @@ class RedisStreamBus:
         last = "$"
         while not self._stop.is_set():
             try:
-                reply = self._redis.xread({self._stream: last}, block=500, count=1000)
+                reply: Any = self._redis.xread({self._stream: last}, block=500, count=1000)
             except redis.RedisError:
                 log.warning("event stream read failed; retrying", exc_info=True)
                 self._stop.wait(0.5)

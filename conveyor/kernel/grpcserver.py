@@ -71,9 +71,7 @@ def to_status(exc: ConveyorError) -> status_pb2.Status:
         any_msg = any_pb2.Any()
         any_msg.Pack(d)
         packed.append(any_msg)
-    return status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=exc.message, details=packed
-    )
+    return status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message, details=packed)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
@@ -115,7 +113,8 @@ def map_errors(fn: F) -> F:
 def error_details(err: grpc.RpcError) -> tuple[str, list[tuple[str, str, str]]]:
     """Read (ErrorInfo reason, [(field, reason, description)]) from a client-side RpcError."""
     status = rpc_status.from_call(cast(grpc.Call, err))
-    reason, violations = "", []
+    reason = ""
+    violations: list[tuple[str, str, str]] = []
     if status is None:
         return reason, violations
     for detail in status.details:
@@ -152,7 +151,9 @@ async def start_server(
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [reg.name for reg in regs]
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind gRPC address {address}")

@@ -112,7 +112,7 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
-    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:  # noqa: ARG002
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         """Refuse ``*`` and ``**`` results that would exhaust memory or CPU."""
         if operator_ == "*":
             for seq, count in ((left, right), (right, left)):

@@ -30,16 +30,16 @@ def event_pb(ev: Event) -> event_pb2.RunEvent:
         run_id=ev.run_id,
         type=event_pb2.EventType.Value(f"EVENT_TYPE_{ev.type}"),
         event_time=timestamp(ev.time),
-        run_state=run_state(ev.run_state) if ev.run_state else 0,
+        run_state=run_state(ev.run_state) if ev.run_state else None,
         node_id=ev.node_id or "",
-        step_state=step_state(ev.step_state) if ev.step_state else 0,
+        step_state=step_state(ev.step_state) if ev.step_state else None,
         attempt=ev.attempt,
         message=ev.message,
         data=dict_to_struct(ev.data),
     )
 
 
-class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):
+class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type: ignore[misc]
     """Streams run events to watchers without gaps or duplicates."""
 
     def __init__(self, *, db: Database, hub: Hub) -> None:
@@ -84,7 +84,9 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):
                 if ev.terminal:
                     return
             if not seen_any and last == 0:
-                raise NotFound(f"run {request.run_id!r} not found", metadata={"run_id": request.run_id})
+                raise NotFound(
+                    f"run {request.run_id!r} not found", metadata={"run_id": request.run_id}
+                )
             while True:
                 try:
                     live: Event | None = await asyncio.wait_for(sub.queue.get(), IDLE_POLL_S)

@@ -86,7 +86,7 @@ def job_pb(rec: store.JobRecord, *, full: bool) -> translator_pb2.Job:
     return job
 
 
-class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
+class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):  # type: ignore[misc]
     """Validates and compiles workflows and keeps jobs; DB work runs in a thread."""
 
     def __init__(self, db: Database) -> None:
@@ -166,7 +166,9 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
         def work() -> tuple[list[store.JobRecord], str]:
             with self._db.transaction() as session:
                 return store.list_jobs(
-                    session, page_size=size, page_token=request.page_token,
+                    session,
+                    page_size=size,
+                    page_token=request.page_token,
                     name_prefix=request.name_prefix,
                 )
 

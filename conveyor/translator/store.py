@@ -90,8 +90,12 @@ def save_job(
     job = session.scalar(select(JobRow).where(JobRow.name == name).with_for_update())
     if job is None:
         job = JobRow(
-            id=new_id(), name=name, description=str(plan.get("description") or ""),
-            latest_version=1, created_at=now, updated_at=now,
+            id=new_id(),
+            name=name,
+            description=str(plan.get("description") or ""),
+            latest_version=1,
+            created_at=now,
+            updated_at=now,
         )
         session.add(job)
     elif not update_existing:
@@ -101,8 +105,13 @@ def save_job(
         job.description = str(plan.get("description") or "")
         job.updated_at = now
     version = JobVersionRow(
-        id=new_id(), job_id=job.id, version=job.latest_version, definition=definition,
-        plan=plan, request_id=request_id or None, created_at=now,
+        id=new_id(),
+        job_id=job.id,
+        version=job.latest_version,
+        definition=definition,
+        plan=plan,
+        request_id=request_id or None,
+        created_at=now,
     )
     session.add(version)
     session.flush()
@@ -110,7 +119,9 @@ def save_job(
 
 
 def _find_job(session: Session, job_ref: str) -> JobRow:
-    job = session.get(JobRow, job_ref) or session.scalar(select(JobRow).where(JobRow.name == job_ref))
+    job = session.get(JobRow, job_ref) or session.scalar(
+        select(JobRow).where(JobRow.name == job_ref)
+    )
     if job is None:
         raise NotFound(f"job {job_ref!r} not found", metadata={"job_id": job_ref})
     return job

@@ -63,9 +63,11 @@ class FakeTranslator(translator_service_pb2_grpc.TranslatorServiceServicer):  # 
                 violations=[Violation("workflow", "a workflow is required", "REQUIRED")],
             )
         nodes = request.workflow.fields["nodes"].list_value.values
-        diagnostics = [
-            translator_pb2.Diagnostic(code="NO_NODES", message="the workflow has no nodes")
-        ] if not nodes else []
+        diagnostics = (
+            [translator_pb2.Diagnostic(code="NO_NODES", message="the workflow has no nodes")]
+            if not nodes
+            else []
+        )
         return translator_service_pb2.ValidateWorkflowResponse(
             valid=bool(nodes), diagnostics=diagnostics
         )
@@ -74,8 +76,11 @@ class FakeTranslator(translator_service_pb2_grpc.TranslatorServiceServicer):  # 
     async def GetJob(self, request: Any, context: Any) -> Any:  # noqa: N802
         _remember(self.seen, context)
         if request.job_id == "missing":
-            raise NotFound("job 'missing' does not exist", reason="JOB_NOT_FOUND",
-                           metadata={"job_id": request.job_id})
+            raise NotFound(
+                "job 'missing' does not exist",
+                reason="JOB_NOT_FOUND",
+                metadata={"job_id": request.job_id},
+            )
         return translator_service_pb2.GetJobResponse(
             job=translator_pb2.Job(
                 job_id=request.job_id, name="backup", version=request.version or 1
@@ -95,7 +100,8 @@ class FakeExecutor(executor_service_pb2_grpc.ExecutorServiceServicer):  # type: 
         self.seen.start_run = request
         return executor_service_pb2.StartRunResponse(
             run=run_pb2.Run(
-                run_id=f"run-of-{request.job_id}", job_id=request.job_id,
+                run_id=f"run-of-{request.job_id}",
+                job_id=request.job_id,
                 parameters=request.parameters,
                 trigger=request.trigger or run_pb2.RUN_TRIGGER_MANUAL,
             )
@@ -132,7 +138,10 @@ class FakeMonitor(monitor_service_pb2_grpc.MonitorServiceServicer):  # type: ign
 def _event(run_id: str, sequence: int, kind: int) -> monitor_service_pb2.WatchRunResponse:
     return monitor_service_pb2.WatchRunResponse(
         event=event_pb2.RunEvent(
-            sequence=sequence, run_id=run_id, type=kind, message=f"e{sequence}"  # type: ignore[arg-type]
+            sequence=sequence,
+            run_id=run_id,
+            type=kind,
+            message=f"e{sequence}",  # type: ignore[arg-type]
         )
     )
 
@@ -178,7 +187,9 @@ def run_with_stack(
         address = f"127.0.0.1:{port}"
         gateway = await serve_gateway(
             routes={TRANSLATOR: address, EXECUTOR: address, MONITOR: address},
-            grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", mode="embedded",
+            grpc_address="127.0.0.1:0",
+            http_address="127.0.0.1:0",
+            mode="embedded",
             keepalive_s=keepalive_s,
         )
         try:

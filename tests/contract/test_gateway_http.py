@@ -44,8 +44,11 @@ def test_post_with_json_body_round_trips_and_forwards_headers() -> None:
             resp = await http.post(
                 "/v1/workflows:validate",
                 json={"workflow": WORKFLOW},
-                headers={"Authorization": "Bearer t0k", "X-Request-Id": "req-9",
-                         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+                headers={
+                    "Authorization": "Bearer t0k",
+                    "X-Request-Id": "req-9",
+                    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                },
             )
             assert resp.status_code == 200
             assert resp.json() == {"valid": True, "diagnostics": []}
@@ -128,8 +131,11 @@ def test_malformed_requests_are_rejected_without_calling_the_backend() -> None:
     async def scenario(stack: Stack) -> None:
         async with _client(stack) as http:
             bad = [
-                http.post("/v1/workflows:validate", content=b"{not json",
-                          headers={"content-type": "application/json"}),
+                http.post(
+                    "/v1/workflows:validate",
+                    content=b"{not json",
+                    headers={"content-type": "application/json"},
+                ),
                 http.post("/v1/workflows:validate", json=["a", "list"]),
                 http.post("/v1/workflows:validate", json={"workflow": WORKFLOW, "colour": "red"}),
                 http.get("/v1/jobs/j1", params={"version": "three"}),
@@ -222,7 +228,9 @@ def test_healthz_reports_each_backend() -> None:
             body = resp.json()
             assert body["status"] == "SERVING"
             assert {name: s["status"] for name, s in body["services"].items()} == {
-                TRANSLATOR: "SERVING", EXECUTOR: "SERVING", MONITOR: "SERVING"
+                TRANSLATOR: "SERVING",
+                EXECUTOR: "SERVING",
+                MONITOR: "SERVING",
             }
 
             await stack.backend.stop(grace=None)

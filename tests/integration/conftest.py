@@ -14,7 +14,9 @@ from tests.integration import harness
 
 
 @pytest.fixture(scope="module", params=["embedded", "distributed"])
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """A running Conveyor in one of its two modes."""
     tmp = tmp_path_factory.mktemp(request.param)
     if request.param == "embedded":

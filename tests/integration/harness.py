@@ -30,7 +30,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_serving(address: str, *, timeout: float = 60.0, procs: list[subprocess.Popen[bytes]] | None = None) -> None:
+def wait_serving(
+    address: str, *, timeout: float = 60.0, procs: list[subprocess.Popen[bytes]] | None = None
+) -> None:
     """Block until the gRPC health service at address answers SERVING."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -39,7 +41,9 @@ def wait_serving(address: str, *, timeout: float = 60.0, procs: list[subprocess.
                 raise RuntimeError(f"process {p.args} exited with {p.returncode}")
         with grpc.insecure_channel(address) as ch:
             try:
-                reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                reply = health_pb2_grpc.HealthStub(ch).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
@@ -52,9 +56,16 @@ def wait_serving(address: str, *, timeout: float = 60.0, procs: list[subprocess.
 def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, str]]:
     """The embedded suite on ephemeral ports with its data in tmp."""
     settings = Settings(
-        data_dir=tmp, gateway_addr="127.0.0.1:0", http_addr="127.0.0.1:0",
-        translator_addr="127.0.0.1:0", executor_addr="127.0.0.1:0", monitor_addr="127.0.0.1:0",
-        broker_url="memory://", events_url="memory://", database_url="", **overrides,
+        data_dir=tmp,
+        gateway_addr="127.0.0.1:0",
+        http_addr="127.0.0.1:0",
+        translator_addr="127.0.0.1:0",
+        executor_addr="127.0.0.1:0",
+        monitor_addr="127.0.0.1:0",
+        broker_url="memory://",
+        events_url="memory://",
+        database_url="",
+        **overrides,
     )
     with BackgroundSuite(settings) as suite:
         yield suite.addresses
@@ -75,8 +86,14 @@ def postgres_database(base_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def distributed(tmp: Path, postgres_url: str, redis_url: str, *, workers: int = 1,
-                extra_env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+def distributed(
+    tmp: Path,
+    postgres_url: str,
+    redis_url: str,
+    *,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Every service and a worker as separate OS processes on PostgreSQL and Redis."""
     db_index = 9  # a Redis database of its own, emptied first
     broker = f"{redis_url.rstrip('/')}/{db_index}"
@@ -105,8 +122,9 @@ def distributed(tmp: Path, postgres_url: str, redis_url: str, *, workers: int = 
 
         def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
             out = (logs / f"{name}.log").open("wb")
-            p = subprocess.Popen([*exe, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+            p = subprocess.Popen(
+                [*exe, *args], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
             procs.append(p)
             return p
 

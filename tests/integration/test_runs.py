@@ -85,7 +85,9 @@ def test_timeout_kills_the_process_group(client: Client, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("payload", ["; touch {marker}", "$(touch {marker})", "`touch {marker}`"])
-def test_shell_injection_in_a_parameter_executes_nothing(client: Client, tmp_path: Path, payload: str) -> None:
+def test_shell_injection_in_a_parameter_executes_nothing(
+    client: Client, tmp_path: Path, payload: str
+) -> None:
     marker = tmp_path / "pwned"
     text = payload.format(marker=marker)
     result = run_to_end(client, wf.INJECTION, {"text": text})
@@ -102,7 +104,9 @@ def test_cancel_kills_running_step_and_skips_the_rest(client: Client) -> None:
         if ev.node_id == "nap" and ev.step_state == run_pb2.STEP_STATE_RUNNING:
             break
     started = time.monotonic()
-    client.executor.CancelRun(executor_service_pb2.CancelRunRequest(run_id=run.run_id, reason="test"))
+    client.executor.CancelRun(
+        executor_service_pb2.CancelRunRequest(run_id=run.run_id, reason="test")
+    )
     events = list(client.watch(run.run_id))
     assert events[-1].run_state == run_pb2.RUN_STATE_CANCELLED
     final = client.get_run(run.run_id)
@@ -134,8 +138,14 @@ def test_watcher_resumes_without_gaps_or_duplicates(client: Client) -> None:
         for i, reply in enumerate(stream):
             seen.append(reply.event.sequence)
             last = reply.event.sequence
-            if reply.event.type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED and reply.event.run_state in (
-                run_pb2.RUN_STATE_SUCCEEDED, run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_CANCELLED
+            if (
+                reply.event.type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED
+                and reply.event.run_state
+                in (
+                    run_pb2.RUN_STATE_SUCCEEDED,
+                    run_pb2.RUN_STATE_FAILED,
+                    run_pb2.RUN_STATE_CANCELLED,
+                )
             ):
                 terminal = True
             if i == 2:

@@ -6,19 +6,30 @@ import json
 from typing import Any
 
 
-def doc(name: str, nodes: list[dict[str, Any]], edges: list[tuple[str, str] | tuple[str, str, str]],
-        parameters: dict[str, Any] | None = None) -> str:
+def doc(
+    name: str,
+    nodes: list[dict[str, Any]],
+    edges: list[tuple[str, str] | tuple[str, str, str]],
+    parameters: dict[str, Any] | None = None,
+) -> str:
     """A workflow document as JSON text."""
-    return json.dumps({
-        "schema": "conveyor/v1",
-        "name": name,
-        "parameters": parameters or {"type": "object", "properties": {}},
-        "nodes": [{"position": {"x": 0, "y": 0}, **n} for n in nodes],
-        "edges": [
-            {"id": f"e{i}", "source": e[0], "target": e[1], **({"sourceHandle": e[2]} if len(e) == 3 else {})}
-            for i, e in enumerate(edges)
-        ],
-    })
+    return json.dumps(
+        {
+            "schema": "conveyor/v1",
+            "name": name,
+            "parameters": parameters or {"type": "object", "properties": {}},
+            "nodes": [{"position": {"x": 0, "y": 0}, **n} for n in nodes],
+            "edges": [
+                {
+                    "id": f"e{i}",
+                    "source": e[0],
+                    "target": e[1],
+                    **({"sourceHandle": e[2]} if len(e) == 3 else {}),
+                }
+                for i, e in enumerate(edges)
+            ],
+        }
+    )
 
 
 def cmd(node_id: str, argv: list[str], **data: Any) -> dict[str, Any]:
@@ -29,9 +40,21 @@ def cmd(node_id: str, argv: list[str], **data: Any) -> dict[str, Any]:
 OUTPUT_PASSING = doc(
     "it-output-passing",
     [
-        cmd("produce", ["python3", "-c", "import json; print(json.dumps({'n': 41, 'who': 'ops'}))"], output="json"),
-        cmd("consume", ["python3", "-c", "import sys; print(int(sys.argv[1]) + 1, sys.argv[2])",
-                        "{{ steps.produce.output.n }}", "{{ steps.produce.output.who }}"]),
+        cmd(
+            "produce",
+            ["python3", "-c", "import json; print(json.dumps({'n': 41, 'who': 'ops'}))"],
+            output="json",
+        ),
+        cmd(
+            "consume",
+            [
+                "python3",
+                "-c",
+                "import sys; print(int(sys.argv[1]) + 1, sys.argv[2])",
+                "{{ steps.produce.output.n }}",
+                "{{ steps.produce.output.who }}",
+            ],
+        ),
         cmd("lines", ["printf", "a\\nb\\nc\\n"], output="lines"),
     ],
     [("produce", "consume"), ("consume", "lines")],
@@ -41,12 +64,22 @@ CONDITION_JOIN = doc(
     "it-condition-join",
     [
         cmd("check", ["sh", "-c", "exit 0"]),
-        {"id": "ok", "type": "logic.condition", "data": {"expression": "steps.check.exit_code == 0"}},
+        {
+            "id": "ok",
+            "type": "logic.condition",
+            "data": {"expression": "steps.check.exit_code == 0"},
+        },
         cmd("yes", ["echo", "taken"]),
         cmd("no", ["echo", "not taken"]),
         cmd("join", ["echo", "joined"]),
     ],
-    [("check", "ok"), ("ok", "yes", "true"), ("ok", "no", "false"), ("yes", "join"), ("no", "join")],
+    [
+        ("check", "ok"),
+        ("ok", "yes", "true"),
+        ("ok", "no", "false"),
+        ("yes", "join"),
+        ("no", "join"),
+    ],
 )
 
 FAILING = doc(
@@ -61,10 +94,20 @@ FAILING = doc(
 
 TIMEOUT = doc(
     "it-timeout",
-    [cmd("slow", ["sh", "-c", "sleep 30 & echo $! > \"$PIDFILE\"; wait"], timeout_s=1,
-         env={"PIDFILE": "{{ params.pidfile }}"})],
+    [
+        cmd(
+            "slow",
+            ["sh", "-c", 'sleep 30 & echo $! > "$PIDFILE"; wait'],
+            timeout_s=1,
+            env={"PIDFILE": "{{ params.pidfile }}"},
+        )
+    ],
     [],
-    parameters={"type": "object", "properties": {"pidfile": {"type": "string"}}, "required": ["pidfile"]},
+    parameters={
+        "type": "object",
+        "properties": {"pidfile": {"type": "string"}},
+        "required": ["pidfile"],
+    },
 )
 
 INJECTION = doc(
@@ -72,7 +115,11 @@ INJECTION = doc(
     [
         cmd("argv", ["echo", "{{ params.text }}"]),
         {"id": "split", "type": "action.command", "data": {"command": "echo {{ params.text }}"}},
-        {"id": "shell", "type": "action.command", "data": {"command": "echo {{ params.text }}", "shell": True}},
+        {
+            "id": "shell",
+            "type": "action.command",
+            "data": {"command": "echo {{ params.text }}", "shell": True},
+        },
     ],
     [],
     parameters={"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
@@ -90,14 +137,20 @@ CHATTY = doc(
     [(f"s{i}", f"s{i + 1}") for i in range(11)],
 )
 
-INVALID = json.dumps({
-    "schema": "conveyor/v1",
-    "name": "it-invalid",
-    "nodes": [
-        {"id": "a", "type": "action.command", "data": {"argv": ["true"]}},
-        {"id": "a", "type": "action.command", "data": {"argv": ["true"]}},
-        {"id": "b", "type": "action.teleport", "data": {}},
-        {"id": "c", "type": "action.command", "data": {"argv": ["echo", "{{ steps.nowhere.output }}"]}},
-    ],
-    "edges": [{"id": "dangling", "source": "a", "target": "ghost"}],
-})
+INVALID = json.dumps(
+    {
+        "schema": "conveyor/v1",
+        "name": "it-invalid",
+        "nodes": [
+            {"id": "a", "type": "action.command", "data": {"argv": ["true"]}},
+            {"id": "a", "type": "action.command", "data": {"argv": ["true"]}},
+            {"id": "b", "type": "action.teleport", "data": {}},
+            {
+                "id": "c",
+                "type": "action.command",
+                "data": {"argv": ["echo", "{{ steps.nowhere.output }}"]},
+            },
+        ],
+        "edges": [{"id": "dangling", "source": "a", "target": "ghost"}],
+    }
+)

@@ -20,14 +20,23 @@ from conveyor.executor.engine import (
 )
 
 
-def plan(edges: list[tuple[str, str, str | None]], types: dict[str, str] | None = None,
-         rules: dict[str, str] | None = None, coe: set[str] | None = None) -> dict[str, Any]:
+def plan(
+    edges: list[tuple[str, str, str | None]],
+    types: dict[str, str] | None = None,
+    rules: dict[str, str] | None = None,
+    coe: set[str] | None = None,
+) -> dict[str, Any]:
     """A minimal compiled plan from (source, target, handle) edges."""
     ids = sorted({n for e in edges for n in e[:2]})
     nodes: dict[str, Any] = {
-        n: {"id": n, "type": (types or {}).get(n, "action.command"), "parents": [], "children": [],
+        n: {
+            "id": n,
+            "type": (types or {}).get(n, "action.command"),
+            "parents": [],
+            "children": [],
             "trigger_rule": (rules or {}).get(n, "none_failed_min_one_success"),
-            "continue_on_error": n in (coe or set())}
+            "continue_on_error": n in (coe or set()),
+        }
         for n in ids
     }
     for s, t, h in edges:
@@ -37,7 +46,9 @@ def plan(edges: list[tuple[str, str, str | None]], types: dict[str, str] | None 
     return {"nodes": nodes, "entry": entry, "order": ids}
 
 
-def run(p: dict[str, Any], states: dict[str, StepView], changed: list[str]) -> dict[str, tuple[StepState, str]]:
+def run(
+    p: dict[str, Any], states: dict[str, StepView], changed: list[str]
+) -> dict[str, tuple[StepState, str]]:
     def view(n: str) -> StepView:
         return states.get(n, StepView(StepState.PENDING))
 
@@ -46,14 +57,21 @@ def run(p: dict[str, Any], states: dict[str, StepView], changed: list[str]) -> d
 
 def test_join_waits_for_every_parent() -> None:
     p = plan([("a", "c", None), ("b", "c", None)])
-    assert run(p, {"a": StepView(StepState.SUCCEEDED), "b": StepView(StepState.RUNNING)}, ["a"]) == {}
+    assert (
+        run(p, {"a": StepView(StepState.SUCCEEDED), "b": StepView(StepState.RUNNING)}, ["a"]) == {}
+    )
     got = run(p, {"a": StepView(StepState.SUCCEEDED), "b": StepView(StepState.SUCCEEDED)}, ["b"])
     assert got == {"c": (StepState.QUEUED, "")}
 
 
 def test_condition_skips_branch_not_taken_and_join_still_runs() -> None:
     p = plan(
-        [("cond", "yes", "true"), ("cond", "no", "false"), ("yes", "join", None), ("no", "join", None)],
+        [
+            ("cond", "yes", "true"),
+            ("cond", "no", "false"),
+            ("yes", "join", None),
+            ("no", "join", None),
+        ],
         types={"cond": "logic.condition"},
     )
     got = run(p, {"cond": StepView(StepState.SUCCEEDED, handle="true")}, ["cond"])
@@ -78,9 +96,15 @@ def test_failure_skips_downstream_chain_with_reason() -> None:
 def test_error_edge_runs_handler_and_skips_normal_path() -> None:
     p = plan([("a", "ok", None), ("a", "handler", "error")])
     got = run(p, {"a": StepView(StepState.FAILED, failure_handled=True)}, ["a"])
-    assert got == {"handler": (StepState.QUEUED, ""), "ok": (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN)}
+    assert got == {
+        "handler": (StepState.QUEUED, ""),
+        "ok": (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN),
+    }
     got = run(p, {"a": StepView(StepState.SUCCEEDED)}, ["a"])
-    assert got == {"ok": (StepState.QUEUED, ""), "handler": (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN)}
+    assert got == {
+        "ok": (StepState.QUEUED, ""),
+        "handler": (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN),
+    }
 
 
 def test_continue_on_error_lets_successors_run() -> None:
@@ -120,13 +144,20 @@ def test_all_done_runs_cleanup_after_failure() -> None:
 
 def test_run_outcome() -> None:
     assert run_outcome([(StepState.SUCCEEDED, False), (StepState.RUNNING, False)]) is None
-    assert run_outcome([(StepState.SUCCEEDED, False), (StepState.SKIPPED, False)]) == RunState.SUCCEEDED
-    assert run_outcome([(StepState.FAILED, True), (StepState.SUCCEEDED, False)]) == RunState.SUCCEEDED
+    assert (
+        run_outcome([(StepState.SUCCEEDED, False), (StepState.SKIPPED, False)])
+        == RunState.SUCCEEDED
+    )
+    assert (
+        run_outcome([(StepState.FAILED, True), (StepState.SUCCEEDED, False)]) == RunState.SUCCEEDED
+    )
     assert run_outcome([(StepState.FAILED, False), (StepState.SKIPPED, False)]) == RunState.FAILED
 
 
 def test_retry_policy_backoff_and_categories() -> None:
-    policy = RetryPolicy.from_node({"retries": {"max": 2, "backoff_s": 1, "factor": 3, "max_backoff_s": 5}})
+    policy = RetryPolicy.from_node(
+        {"retries": {"max": 2, "backoff_s": 1, "factor": 3, "max_backoff_s": 5}}
+    )
     assert policy.should_retry(1, "NONZERO_EXIT")
     assert policy.should_retry(2, "TIMEOUT")
     assert not policy.should_retry(3, "TIMEOUT")
