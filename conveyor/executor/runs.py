@@ -233,13 +233,13 @@ def start_run(
 
 
 def _scope(session: Session, run: RunRow) -> dict[str, Any]:
-    outputs: dict[str, Any] = dict(
-        session.execute(
-            select(StepRow.node_id, StepRow.outputs).where(
-                StepRow.run_id == run.id, StepRow.outputs.is_not(None)
-            )
-        ).tuples()
+    rows = session.execute(
+        select(StepRow.node_id, StepRow.outputs).where(
+            StepRow.run_id == run.id, StepRow.outputs.is_not(None)
+        )
     )
+    # A list, not the Result: SQLAlchemy 2.1 results have keys(), which dict() would misread.
+    outputs: dict[str, Any] = dict(rows.all())
     started = as_utc(run.started_at)
     return {
         "params": run.parameters,

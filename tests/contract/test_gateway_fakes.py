@@ -8,6 +8,7 @@ google.rpc details, a resumable event stream and a stream that waits for the tes
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,4 +201,18 @@ def run_with_stack(
             await gateway.stop()
             await backend.stop(grace=None)
 
-    asyncio.run(main())
+    # Each scenario gets its own loop in its own thread, as the suite's services do, so the
+    # test process's main thread never owns a closed gRPC event loop.
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
