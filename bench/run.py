@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import chain, chord, group
 
 from conveyor.cli.client import Client
@@ -103,8 +102,11 @@ def conveyor_figures(repeat: int) -> dict[str, list[float]]:
 
 def raw_figures(repeat: int) -> dict[str, list[float]]:
     """Wall times of the same work as a raw Celery chain and chord."""
-    broker = f"{REDIS_URL.rstrip('/')}/10"
-    redis.Redis.from_url(broker).flushdb()
+    with harness.redis_database(REDIS_URL) as broker:
+        return _raw_figures(broker, repeat)
+
+
+def _raw_figures(broker: str, repeat: int) -> dict[str, list[float]]:
     env = {**os.environ, "BENCH_RAW_BROKER": broker}
     worker = subprocess.Popen(
         [

@@ -86,6 +86,32 @@ def postgres_database(base_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def redis_database(base_url: str) -> Iterator[str]:
+    """A Redis database (1-15) leased to this test session alone, emptied before and after.
+
+    The lease is a key in database 0 that expires, so concurrent test sessions on one Redis
+    never share a broker and a crashed session frees its database within the hour.
+    """
+    lease_db = redis.Redis.from_url(f"{base_url.rstrip('/')}/0")
+    token = uuid.uuid4().hex
+    for _ in range(600):
+        for index in range(1, 16):
+            key = f"conveyor:test-lease:{index}"
+            if lease_db.set(key, token, nx=True, ex=3600):
+                url = f"{base_url.rstrip('/')}/{index}"
+                redis.Redis.from_url(url).flushdb()
+                try:
+                    yield url
+                finally:
+                    redis.Redis.from_url(url).flushdb()
+                    if lease_db.get(key) == token.encode():
+                        lease_db.delete(key)
+                return
+        time.sleep(1)
+    raise TimeoutError("no free Redis database for the test session")
+
+
+@contextlib.contextmanager
 def distributed(
     tmp: Path,
     postgres_url: str,
@@ -95,10 +121,7 @@ def distributed(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every service and a worker as separate OS processes on PostgreSQL and Redis."""
-    db_index = 9  # a Redis database of its own, emptied first
-    broker = f"{redis_url.rstrip('/')}/{db_index}"
-    redis.Redis.from_url(broker).flushdb()
-    with postgres_database(postgres_url) as db_url:
+    with redis_database(redis_url) as broker, postgres_database(postgres_url) as db_url:
         ports = {k: free_port() for k in ("translator", "executor", "monitor", "gateway", "http")}
         env = {
             **os.environ,
