@@ -25,6 +25,7 @@ from typing import Any
 
 from celery import chain, chord, group
 
+from bench.report import write_section
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
 from tests.conftest import POSTGRES_URL, REDIS_URL
@@ -175,7 +176,6 @@ def write_report(conveyor: dict[str, list[float]], raw: dict[str, list[float]], 
         )
     body = "\n".join(
         [
-            "<!-- bench:orchestration:start -->",
             "## Orchestration overhead: Conveyor vs raw Celery",
             "",
             f"Measured {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `make bench` "
@@ -194,17 +194,9 @@ def write_report(conveyor: dict[str, list[float]], raw: dict[str, list[float]], 
             *rows,
             "",
             "Raw figures (s): " + json.dumps({"conveyor": conveyor, "raw_celery": raw}),
-            "<!-- bench:orchestration:end -->",
         ]
     )
-    path = ROOT / "docs" / "performance.md"
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    start, end = "<!-- bench:orchestration:start -->", "<!-- bench:orchestration:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + body + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    path.write_text(text)
+    write_section("orchestration", body)
     return body
 
 
