@@ -23,6 +23,7 @@ from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
 from conveyor.monitor import api as monitor_api
 from conveyor.monitor.hub import Hub
+from conveyor.scheduler import api as scheduler_api
 from conveyor.translator import api as translator_api
 
 log = structlog.get_logger(__name__)
@@ -126,6 +127,8 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     settings.monitor_addr = replace_port(settings.monitor_addr, port)
     suite._servers.append(server)
 
+    await _start_scheduler(suite, db)
+
     if worker:
         install_worker_runtime(settings, app, db, bus)
         embedded_worker = EmbeddedWorker(app, settings)
@@ -142,7 +145,31 @@ def routes(settings: Settings) -> dict[str, str]:
         translator_api.SERVICE_NAME: settings.translator_addr,
         executor_api.SERVICE_NAME: settings.executor_addr,
         monitor_api.SERVICE_NAME: settings.monitor_addr,
+        scheduler_api.SERVICE_NAME: settings.scheduler_addr,
     }
+
+
+async def _start_scheduler(suite: Suite, db: Database) -> None:
+    """The scheduler service and its firing loops (after the executor has its address)."""
+    from conveyor.kernel.ids import utcnow
+    from conveyor.scheduler.client import GrpcExecutor, GrpcJobs
+    from conveyor.scheduler.firing import Firing
+
+    settings = suite.settings
+    executor = GrpcExecutor(settings.executor_addr)
+    jobs = GrpcJobs(settings.translator_addr)
+    firing = Firing(db=db, executor=executor)
+    servicer = scheduler_api.SchedulerServicer(db=db, firing=firing, jobs=jobs, clock=utcnow)
+    server, port = await start_server(
+        [scheduler_api.registration(servicer)], settings.scheduler_addr
+    )
+    settings.scheduler_addr = replace_port(settings.scheduler_addr, port)
+    suite._servers.append(server)
+    suite._tasks += [
+        asyncio.create_task(firing.fire_forever()),
+        asyncio.create_task(firing.maintain_forever()),
+    ]
+    suite._async_closers += [executor.close, jobs.close]
 
 
 async def _start_gateway(suite: Suite, *, mode: str) -> None:
@@ -164,17 +191,22 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
         "translator": settings.translator_addr,
         "executor": settings.executor_addr,
         "monitor": settings.monitor_addr,
+        "scheduler": settings.scheduler_addr,
     }
 
 
 async def start_service(name: str, settings: Settings) -> Suite:
-    """One service of the distributed mode (translator, executor, monitor or gateway)."""
+    """One service of the distributed mode (translator, executor, monitor, scheduler or gateway)."""
     suite = Suite(settings=settings)
     if name == "gateway":
         await _start_gateway(suite, mode="distributed")
         return suite
     db = await asyncio.to_thread(open_database, settings, migrate=False)
     suite._closers.append(db.dispose)
+    if name == "scheduler":
+        await _start_scheduler(suite, db)
+        suite.addresses = {name: settings.scheduler_addr}
+        return suite
     if name == "translator":
         regs = [translator_api.registration(db)]
         address = settings.translator_addr

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from conveyor.cli import render
 from conveyor.cli.client import Client
+from conveyor.cli.schedules import schedules_app
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
 from conveyor.kernel.logging import configure_logging
@@ -29,6 +30,7 @@ runs_app = typer.Typer(no_args_is_help=True, help="Inspect and cancel runs.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect saved jobs.")
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(schedules_app, name="schedules")
 
 out = Console()
 err = Console(stderr=True)
@@ -202,6 +204,7 @@ def run(
             translator_addr="127.0.0.1:0",
             executor_addr="127.0.0.1:0",
             monitor_addr="127.0.0.1:0",
+            scheduler_addr="127.0.0.1:0",
         )
         background = BackgroundSuite(settings)
         server = background.start().addresses["grpc"]
@@ -240,6 +243,7 @@ def dev(
             "translator_addr": "127.0.0.1:0",
             "executor_addr": "127.0.0.1:0",
             "monitor_addr": "127.0.0.1:0",
+            "scheduler_addr": "127.0.0.1:0",
             "broker_url": "memory://",
             "events_url": "memory://",
         }
@@ -264,12 +268,14 @@ def dev(
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help="translator, executor, monitor or gateway.")],
+    service: Annotated[
+        str, typer.Argument(help="translator, executor, monitor, scheduler or gateway.")
+    ],
 ) -> None:
     """Run one service (distributed mode; configured by CONVEYOR_* variables)."""
     settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    if service not in ("translator", "executor", "monitor", "gateway"):
+    if service not in ("translator", "executor", "monitor", "scheduler", "gateway"):
         err.print(f"error: unknown service {service!r}", markup=False)
         raise typer.Exit(EXIT_INVALID)
 

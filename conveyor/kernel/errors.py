@@ -32,9 +32,10 @@ class ConveyorError(Exception):
 
 @dataclass
 class NotFound(ConveyorError):
-    """The named resource does not exist."""
+    """The named resource does not exist; `violations` may name the field that referred to it."""
 
     reason: str = "NOT_FOUND"
+    violations: list[Violation] = field(default_factory=list)
 
 
 @dataclass

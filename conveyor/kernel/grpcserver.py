@@ -55,14 +55,15 @@ def to_status(exc: ConveyorError) -> status_pb2.Status:
     code = next((c for t, c in _CODES if isinstance(exc, t)), grpc.StatusCode.INTERNAL)
     info = error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN, metadata=exc.metadata)
     details = [info]
-    if isinstance(exc, InvalidArgument) and exc.violations:
+    violations = exc.violations if isinstance(exc, InvalidArgument | NotFound) else []
+    if violations:
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
                         field=v.field, description=v.description, reason=v.reason
                     )
-                    for v in exc.violations
+                    for v in violations
                 ]
             )
         )

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     translator_addr: str = "127.0.0.1:50061"
     executor_addr: str = "127.0.0.1:50062"
     monitor_addr: str = "127.0.0.1:50063"
+    scheduler_addr: str = "127.0.0.1:50064"
     gateway_addr: str = "127.0.0.1:50051"
     http_addr: str = "127.0.0.1:8080"
 

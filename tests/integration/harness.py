@@ -62,6 +62,7 @@ def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, str]]:
         translator_addr="127.0.0.1:0",
         executor_addr="127.0.0.1:0",
         monitor_addr="127.0.0.1:0",
+        scheduler_addr="127.0.0.1:0",
         broker_url="memory://",
         events_url="memory://",
         database_url="",
@@ -122,7 +123,10 @@ def distributed(
 ) -> Iterator[dict[str, Any]]:
     """Every service and a worker as separate OS processes on PostgreSQL and Redis."""
     with redis_database(redis_url) as broker, postgres_database(postgres_url) as db_url:
-        ports = {k: free_port() for k in ("translator", "executor", "monitor", "gateway", "http")}
+        ports = {
+            k: free_port()
+            for k in ("translator", "executor", "monitor", "scheduler", "gateway", "http")
+        }
         env = {
             **os.environ,
             "CONVEYOR_DATABASE_URL": db_url,
@@ -132,6 +136,7 @@ def distributed(
             "CONVEYOR_TRANSLATOR_ADDR": f"127.0.0.1:{ports['translator']}",
             "CONVEYOR_EXECUTOR_ADDR": f"127.0.0.1:{ports['executor']}",
             "CONVEYOR_MONITOR_ADDR": f"127.0.0.1:{ports['monitor']}",
+            "CONVEYOR_SCHEDULER_ADDR": f"127.0.0.1:{ports['scheduler']}",
             "CONVEYOR_GATEWAY_ADDR": f"127.0.0.1:{ports['gateway']}",
             "CONVEYOR_HTTP_ADDR": f"127.0.0.1:{ports['http']}",
             "CONVEYOR_LOG_LEVEL": "WARNING",
@@ -152,17 +157,19 @@ def distributed(
             return p
 
         try:
-            for svc in ("translator", "executor", "monitor", "gateway"):
+            for svc in ("translator", "executor", "monitor", "scheduler", "gateway"):
                 spawn(svc, "serve", svc)
             for i in range(workers):
                 spawn(f"worker{i}", "worker", "--concurrency", "4")
-            for svc in ("translator", "executor", "monitor", "gateway"):
+            for svc in ("translator", "executor", "monitor", "scheduler", "gateway"):
                 wait_serving(f"127.0.0.1:{ports[svc]}", procs=procs)
             yield {
                 "grpc": f"127.0.0.1:{ports['gateway']}",
                 "http": f"http://127.0.0.1:{ports['http']}",
                 "database_url": db_url,
                 "procs": procs,
+                "env": env,
+                "spawn": spawn,
                 "logs": logs,
             }
         finally:
