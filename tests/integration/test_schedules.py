@@ -1,0 +1,203 @@
+"""Schedules through the gateway (gRPC and HTTP), in the embedded and the distributed mode."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from google.protobuf import field_mask_pb2
+
+from conveyor.cli.client import Client
+from conveyor.executor.v1 import executor_service_pb2, run_pb2
+from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, error_details
+from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
+from tests.integration import workflows as wf
+
+QUICK = wf.doc("it-scheduled", [wf.cmd("tick", ["true"])], [])
+
+
+@pytest.fixture
+def scheduler(stack: dict[str, Any]) -> Any:
+    channel = grpc.insecure_channel(stack["grpc"], options=CHANNEL_OPTIONS)
+    yield scheduler_service_pb2_grpc.SchedulerServiceStub(channel)
+    channel.close()
+
+
+def wait_for(predicate: Any, *, what: str, limit_s: float = 60.0) -> Any:
+    """Poll until predicate() is truthy (the limit only stops a hung test)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+def test_http_created_cron_schedule_starts_runs_with_trigger_schedule(
+    stack: dict[str, Any], client: Client, scheduler: Any
+) -> None:
+    job = client.create_job(QUICK).job
+    body = {
+        "schedule": {
+            "job_id": job.name,
+            "spec": {"cron": {"expression": "* * * * * *"}, "time_zone": "Europe/Berlin"},
+            "policies": {"overlap": "OVERLAP_POLICY_ALLOW_ALL"},
+        }
+    }
+    reply = httpx.post(f"{stack['http']}/v1/schedules", json=body, timeout=30)
+    assert reply.status_code == 200, reply.text
+    created = reply.json()["schedule"]
+    assert created["job_id"] == job.job_id
+    sid = created["schedule_id"]
+
+    def started() -> list[Any]:
+        actions = scheduler.ListScheduleActions(
+            scheduler_service_pb2.ListScheduleActionsRequest(schedule_id=sid)
+        ).actions
+        done = [a for a in actions if a.outcome == schedule_pb2.ACTION_OUTCOME_STARTED]
+        return done if len(done) >= 3 else []
+
+    wait_for(started, what="three scheduled runs")
+    scheduler.PauseSchedule(scheduler_service_pb2.PauseScheduleRequest(schedule_id=sid, note="t"))
+    actions = [
+        a
+        for a in scheduler.ListScheduleActions(
+            scheduler_service_pb2.ListScheduleActionsRequest(schedule_id=sid)
+        ).actions
+        if a.outcome == schedule_pb2.ACTION_OUTCOME_STARTED
+    ]
+    for action in actions:
+        run = client.get_run(action.run_id)
+        assert run.trigger == run_pb2.RUN_TRIGGER_SCHEDULE
+        assert run.request_id == f"{sid}:{action.nominal_time.ToDatetime(tzinfo=UTC).isoformat()}"
+    assert len({a.run_id for a in actions}) == len(actions)
+    nominal = sorted(a.nominal_time.ToDatetime() for a in actions)
+    assert all(b - a >= timedelta(seconds=1) for a, b in zip(nominal, nominal[1:], strict=False))
+
+    def lag_known() -> bool:
+        got = scheduler.ListScheduleActions(
+            scheduler_service_pb2.ListScheduleActionsRequest(schedule_id=sid)
+        ).actions
+        return any(a.HasField("lag") and a.run_id for a in got)
+
+    wait_for(lag_known, what="the lag of a fire")
+    listed = httpx.get(f"{stack['http']}/v1/schedules/{sid}/actions", timeout=30).json()
+    with_lag = [a for a in listed["actions"] if a.get("lag")]
+    assert with_lag and all(a["run_id"] for a in with_lag)
+
+
+def test_trigger_obeys_skip_policy_and_update_changes_the_spec(
+    client: Client, scheduler: Any
+) -> None:
+    job = client.create_job(wf.SLEEPER).job
+    far = datetime.now(UTC) + timedelta(days=30)
+    spec = schedule_pb2.ScheduleSpec()
+    spec.once.run_time.FromDatetime(far)
+    created = scheduler.CreateSchedule(
+        scheduler_service_pb2.CreateScheduleRequest(
+            schedule=schedule_pb2.Schedule(job_id=job.job_id, spec=spec)
+        )
+    ).schedule
+    first = scheduler.TriggerSchedule(
+        scheduler_service_pb2.TriggerScheduleRequest(schedule_id=created.schedule_id)
+    ).action
+    assert first.outcome == schedule_pb2.ACTION_OUTCOME_STARTED
+    second = scheduler.TriggerSchedule(
+        scheduler_service_pb2.TriggerScheduleRequest(schedule_id=created.schedule_id)
+    ).action
+    assert second.outcome == schedule_pb2.ACTION_OUTCOME_SKIPPED
+    assert first.run_id in second.message
+    client.executor.CancelRun(executor_service_pb2.CancelRunRequest(run_id=first.run_id))
+
+    new = schedule_pb2.Schedule(schedule_id=created.schedule_id)
+    new.spec.cron.expression = "0 9 * * 1-5"
+    new.spec.time_zone = "America/New_York"
+    updated = scheduler.UpdateSchedule(
+        scheduler_service_pb2.UpdateScheduleRequest(
+            schedule=new, update_mask=field_mask_pb2.FieldMask(paths=["spec"])
+        )
+    ).schedule
+    nxt = updated.next_run_time.ToDatetime(tzinfo=UTC)
+    local = nxt.astimezone(__import__("zoneinfo").ZoneInfo("America/New_York"))
+    assert (local.hour, local.minute) == (9, 0) and local.weekday() < 5
+
+
+BAD_SPECS = [
+    ({"cron": {"expression": "61 * * * *"}}, "schedule.spec.cron.expression", "INVALID_CRON"),
+    ({"cron": {"expression": "* * *"}}, "schedule.spec.cron.expression", "INVALID_CRON"),
+    (
+        {"cron": {"expression": "0 * * * *"}, "time_zone": "Mars/Olympus"},
+        "schedule.spec.time_zone",
+        "UNKNOWN_TIME_ZONE",
+    ),
+    (
+        {
+            "interval": {"every": "60s"},
+            "start_time": "2030-01-02T00:00:00Z",
+            "end_time": "2030-01-01T00:00:00Z",
+        },
+        "schedule.spec.end_time",
+        "END_BEFORE_START",
+    ),
+    ({"interval": {"every": "0s"}}, "schedule.spec.interval.every", "OUT_OF_RANGE"),
+    ({}, "schedule.spec", "REQUIRED"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field", "reason"), BAD_SPECS)
+def test_bad_spec_is_invalid_argument_and_nothing_is_saved(
+    stack: dict[str, Any], client: Client, spec: dict[str, Any], field: str, reason: str
+) -> None:
+    job = client.create_job(QUICK).job
+    before = httpx.get(f"{stack['http']}/v1/schedules?page_size=500", timeout=30).json()
+    reply = httpx.post(
+        f"{stack['http']}/v1/schedules",
+        json={"schedule": {"job_id": job.job_id, "spec": spec}},
+        timeout=30,
+    )
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    violations = [v for d in error["details"] for v in d.get("fieldViolations", [])]
+    assert {"field": field, "reason": reason} in [
+        {"field": v["field"], "reason": v["reason"]} for v in violations
+    ]
+    after = httpx.get(f"{stack['http']}/v1/schedules?page_size=500", timeout=30).json()
+    assert len(after.get("schedules", [])) == len(before.get("schedules", []))
+
+
+def test_schedule_for_missing_job_is_not_found_with_field(scheduler: Any) -> None:
+    spec = schedule_pb2.ScheduleSpec()
+    spec.cron.expression = "0 * * * *"
+    with pytest.raises(grpc.RpcError) as caught:
+        scheduler.CreateSchedule(
+            scheduler_service_pb2.CreateScheduleRequest(
+                schedule=schedule_pb2.Schedule(job_id="no-such-job", spec=spec)
+            )
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    _reason, violations = error_details(caught.value)
+    assert [v[0] for v in violations] == ["schedule.job_id"]
+
+
+def test_preview_over_http_is_dst_correct(stack: dict[str, Any]) -> None:
+    reply = httpx.post(
+        f"{stack['http']}/v1/schedules:preview",
+        json={
+            "spec": {"cron": {"expression": "30 2 * * *"}, "time_zone": "Europe/Berlin"},
+            "count": 3,
+            "after_time": "2026-10-24T12:00:00Z",
+        },
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["fire_times"] == [
+        "2026-10-25T00:30:00Z",
+        "2026-10-26T01:30:00Z",
+        "2026-10-27T01:30:00Z",
+    ]
