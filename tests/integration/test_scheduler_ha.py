@@ -1,0 +1,128 @@
+"""Two scheduler processes on one PostgreSQL: one is SIGKILLed mid-stream; nothing doubles or is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from conveyor.cli.client import Client
+from conveyor.executor.v1 import executor_service_pb2, run_pb2
+from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
+from conveyor.scheduler.domain import Calendar, Spec
+from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
+from tests.conftest import POSTGRES_URL, REDIS_URL
+from tests.integration import harness
+from tests.integration import workflows as wf
+
+pytestmark = pytest.mark.distributed
+WINDOW_S = 20
+
+
+def all_runs(client: Client, job_id: str) -> list[Any]:
+    runs: list[Any] = []
+    token = ""
+    while True:
+        reply = client.executor.ListRuns(
+            executor_service_pb2.ListRunsRequest(job_id=job_id, page_size=500, page_token=token)
+        )
+        runs += reply.runs
+        token = reply.next_page_token
+        if not token:
+            return runs
+
+
+def test_two_schedulers_one_killed_no_duplicate_no_missed_fire(tmp_path: Path) -> None:
+    with harness.distributed(tmp_path, POSTGRES_URL, REDIS_URL, workers=1) as info:
+        second_port = harness.free_port()
+        env = {**info["env"], "CONVEYOR_SCHEDULER_ADDR": f"127.0.0.1:{second_port}"}
+        log = (info["logs"] / "scheduler-b.log").open("wb")
+        second = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "serve", "scheduler"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            harness.wait_serving(f"127.0.0.1:{second_port}", procs=[second])
+            _exercise(info, second, f"127.0.0.1:{second_port}")
+        finally:
+            if second.poll() is None:
+                os.killpg(second.pid, signal.SIGTERM)
+                second.wait(timeout=15)
+
+
+def _exercise(info: dict[str, Any], second: subprocess.Popen[bytes], survivor: str) -> None:
+    client = Client(info["grpc"])
+    channel = grpc.insecure_channel(info["grpc"], options=CHANNEL_OPTIONS)
+    scheduler = scheduler_service_pb2_grpc.SchedulerServiceStub(channel)
+    job = client.create_job(wf.doc("it-ha", [wf.cmd("tick", ["true"])], [])).job
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    end = start + timedelta(seconds=WINDOW_S)
+    spec = schedule_pb2.ScheduleSpec()
+    spec.cron.expression = "* * * * * *"
+    spec.start_time.FromDatetime(start)
+    spec.end_time.FromDatetime(end)
+    created = scheduler.CreateSchedule(
+        scheduler_service_pb2.CreateScheduleRequest(
+            schedule=schedule_pb2.Schedule(
+                job_id=job.job_id,
+                spec=spec,
+                policies=schedule_pb2.SchedulePolicies(
+                    overlap=schedule_pb2.OVERLAP_POLICY_ALLOW_ALL
+                ),
+            )
+        )
+    ).schedule
+    expected = Calendar(Spec(kind="cron", cron="* * * * * *", start=start, end=end)).upcoming(
+        start - timedelta(seconds=1), 10 * WINDOW_S
+    )
+    assert len(expected) == WINDOW_S + 1
+
+    # Kill the harness's scheduler (the first one) hard, in the middle of the window.
+    first = next(p for p in info["procs"] if "scheduler" in p.args)
+    while datetime.now(UTC) < start + timedelta(seconds=WINDOW_S / 2):
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+
+    sid = created.schedule_id
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = all_runs(client, job.job_id)
+        if len(runs) >= len(expected) and datetime.now(UTC) > end:
+            break
+        time.sleep(0.5)
+    time.sleep(1)  # a duplicate, were there one, would have had the time to appear
+    runs = all_runs(client, job.job_id)
+    assert second.poll() is None, "the surviving scheduler died"
+
+    assert all(r.trigger == run_pb2.RUN_TRIGGER_SCHEDULE for r in runs)
+    keys = sorted(r.request_id for r in runs)
+    assert len(keys) == len(set(keys)), "a fire started two runs"
+    want = sorted(f"{sid}:{t.isoformat()}" for t in expected)
+    assert keys == want, f"missing {sorted(set(want) - set(keys))} extra {set(keys) - set(want)}"
+
+    # The gateway routes to the killed scheduler; ask the survivor directly.
+    direct = grpc.insecure_channel(survivor, options=CHANNEL_OPTIONS)
+    actions = (
+        scheduler_service_pb2_grpc.SchedulerServiceStub(direct)
+        .ListScheduleActions(
+            scheduler_service_pb2.ListScheduleActionsRequest(schedule_id=sid, page_size=500)
+        )
+        .actions
+    )
+    assert len(actions) == len(expected)
+    assert {a.outcome for a in actions} == {schedule_pb2.ACTION_OUTCOME_STARTED}
+    direct.close()
+    channel.close()
+    client.close()
