@@ -1,4 +1,4 @@
-"""Two scheduler processes on one PostgreSQL: one is SIGKILLed mid-stream; nothing doubles or is lost."""
+"""Two schedulers on one PostgreSQL, one SIGKILLed mid-stream: no fire doubled or lost."""
 
 from __future__ import annotations
 

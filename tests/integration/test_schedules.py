@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -77,7 +78,7 @@ def test_http_created_cron_schedule_starts_runs_with_trigger_schedule(
         assert run.request_id == f"{sid}:{action.nominal_time.ToDatetime(tzinfo=UTC).isoformat()}"
     assert len({a.run_id for a in actions}) == len(actions)
     nominal = sorted(a.nominal_time.ToDatetime() for a in actions)
-    assert all(b - a >= timedelta(seconds=1) for a, b in zip(nominal, nominal[1:], strict=False))
+    assert all(b - a >= timedelta(seconds=1) for a, b in itertools.pairwise(nominal))
 
     def lag_known() -> bool:
         got = scheduler.ListScheduleActions(
