@@ -119,6 +119,7 @@ def action_pb(row: store.ActionRow) -> schedule_pb2.ScheduleAction:
         first_step_start_time=timestamp(as_utc(row.first_step_at)),
         message=row.message,
         manual=row.manual,
+        scheduler=row.taken_by,
     )
     if row.lag_s is not None:
         msg.lag.FromTimedelta(timedelta(seconds=row.lag_s))

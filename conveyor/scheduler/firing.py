@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -101,6 +103,7 @@ class Firing:
         self._lease_s = lease_s
         self._max_idle_s = max_idle_s
         self._wake = asyncio.Event()
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
 
     def wake(self) -> None:
         """Re-read the next due time now (a schedule was created or changed)."""
@@ -136,7 +139,13 @@ class Firing:
 
         def claim() -> list[store.Fire]:
             with self._db.transaction() as session:
-                return store.claim_due(session, now=now, lease_s=self._lease_s, limit=CLAIM_BATCH)
+                return store.claim_due(
+                    session,
+                    now=now,
+                    lease_s=self._lease_s,
+                    limit=CLAIM_BATCH,
+                    taken_by=self.identity,
+                )
 
         fires = await asyncio.to_thread(claim)
         await self.carry_out_all(fires)
@@ -250,6 +259,7 @@ class Firing:
                     message=message,
                     run_id=run_id,
                     run_state=state,
+                    taken_by=self.identity,
                 )
 
         await asyncio.to_thread(work)

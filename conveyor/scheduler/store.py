@@ -87,6 +87,7 @@ class ActionRow(Base):
     nominal_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    taken_by: Mapped[str] = mapped_column(String(255), default="")
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text, default="")
@@ -246,7 +247,9 @@ def _fire(row: ScheduleRow, action: ActionRow, *, released: bool = False) -> Fir
     )
 
 
-def claim_due(session: Session, *, now: datetime, lease_s: float, limit: int) -> list[Fire]:
+def claim_due(
+    session: Session, *, now: datetime, lease_s: float, limit: int, taken_by: str = ""
+) -> list[Fire]:
     """Lock due schedules, record their fires (catch-up applied) and advance next_run_at."""
     rows = list(
         session.scalars(
@@ -283,6 +286,7 @@ def claim_due(session: Session, *, now: datetime, lease_s: float, limit: int) ->
                 nominal_time=plan.nominal,
                 due_time=plan.due,
                 taken_at=now,
+                taken_by=taken_by,
                 manual=False,
                 outcome=plan.outcome.value,
                 message=plan.message,
@@ -314,6 +318,7 @@ def add_manual_fire(
         nominal_time=now,
         due_time=now,
         taken_at=now,
+        taken_by="",
         manual=True,
         outcome=Outcome.PENDING.value,
         message="",
@@ -416,12 +421,14 @@ def settle(
     message: str = "",
     run_id: str | None = None,
     run_state: str | None = None,
+    taken_by: str = "",
 ) -> ActionRow | None:
     """Record what came of a fire; a started run becomes the schedule's last run."""
     action = session.get(ActionRow, action_id)
     if action is None:
         return None  # the schedule was deleted meanwhile
     action.outcome = outcome.value
+    action.taken_by = taken_by
     action.message = message
     action.lease_until = None
     if run_id:

@@ -52,6 +52,7 @@ def upgrade() -> None:
     sa.Column('nominal_time', sa.DateTime(timezone=True), nullable=False),
     sa.Column('due_time', sa.DateTime(timezone=True), nullable=False),
     sa.Column('taken_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('taken_by', sa.String(length=255), nullable=False),
     sa.Column('manual', sa.Boolean(), nullable=False),
     sa.Column('outcome', sa.String(length=16), nullable=False),
     sa.Column('message', sa.Text(), nullable=False),

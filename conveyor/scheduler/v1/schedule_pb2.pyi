@@ -134,7 +134,7 @@ class Schedule(_message.Message):
     def __init__(self, schedule_id: _Optional[str] = ..., job_id: _Optional[str] = ..., description: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policies: _Optional[_Union[SchedulePolicies, _Mapping]] = ..., paused: _Optional[bool] = ..., note: _Optional[str] = ..., next_run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., last_run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ScheduleAction(_message.Message):
-    __slots__ = ("schedule_id", "nominal_time", "due_time", "take_time", "outcome", "run_id", "run_state", "first_step_start_time", "lag", "message", "manual")
+    __slots__ = ("schedule_id", "nominal_time", "due_time", "take_time", "outcome", "run_id", "run_state", "first_step_start_time", "lag", "message", "manual", "scheduler")
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     NOMINAL_TIME_FIELD_NUMBER: _ClassVar[int]
     DUE_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +146,7 @@ class ScheduleAction(_message.Message):
     LAG_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     MANUAL_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
     nominal_time: _timestamp_pb2.Timestamp
     due_time: _timestamp_pb2.Timestamp
@@ -157,4 +158,5 @@ class ScheduleAction(_message.Message):
     lag: _duration_pb2.Duration
     message: str
     manual: bool
-    def __init__(self, schedule_id: _Optional[str] = ..., nominal_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., take_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[ActionOutcome, str]] = ..., run_id: _Optional[str] = ..., run_state: _Optional[_Union[_run_pb2.RunState, str]] = ..., first_step_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lag: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., message: _Optional[str] = ..., manual: _Optional[bool] = ...) -> None: ...
+    scheduler: str
+    def __init__(self, schedule_id: _Optional[str] = ..., nominal_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., due_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., take_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[ActionOutcome, str]] = ..., run_id: _Optional[str] = ..., run_state: _Optional[_Union[_run_pb2.RunState, str]] = ..., first_step_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., lag: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., message: _Optional[str] = ..., manual: _Optional[bool] = ..., scheduler: _Optional[str] = ...) -> None: ...
