@@ -202,3 +202,117 @@ def test_preview_over_http_is_dst_correct(stack: dict[str, Any]) -> None:
         "2026-10-26T01:30:00Z",
         "2026-10-27T01:30:00Z",
     ]
+
+
+def test_http_patch_pause_resume_trigger_idempotency_and_paging(
+    stack: dict[str, Any], client: Client, scheduler: Any
+) -> None:
+    job = client.create_job(wf.doc("it-paging", [wf.cmd("tick", ["true"])], [])).job
+    http = stack["http"]
+    made = [
+        httpx.post(
+            f"{http}/v1/schedules",
+            json={
+                "schedule": {
+                    "job_id": job.job_id,
+                    "spec": {"interval": {"every": "3600s"}},
+                    "description": f"paging {i}",
+                },
+                "request_id": f"paging-{stack['mode']}-{i}",
+            },
+            timeout=30,
+        ).json()["schedule"]
+        for i in range(3)
+    ]
+    again = httpx.post(
+        f"{http}/v1/schedules",
+        json={
+            "schedule": {"job_id": job.job_id, "spec": {"interval": {"every": "3600s"}}},
+            "request_id": f"paging-{stack['mode']}-0",
+        },
+        timeout=30,
+    ).json()["schedule"]
+    assert again["schedule_id"] == made[0]["schedule_id"]
+
+    sid = made[0]["schedule_id"]
+    patched = httpx.patch(
+        f"{http}/v1/schedules/{sid}?update_mask=description,policies.overlap",
+        json={"description": "patched", "policies": {"overlap": "OVERLAP_POLICY_BUFFER_ONE"}},
+        timeout=30,
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()["schedule"]
+    assert body["description"] == "patched"
+    assert body["policies"]["overlap"] == "OVERLAP_POLICY_BUFFER_ONE"
+    assert body["spec"]["interval"]["every"] == "3600s"  # unmasked fields untouched
+
+    bad = httpx.patch(
+        f"{http}/v1/schedules/{sid}?update_mask=paused", json={"paused": True}, timeout=30
+    )
+    assert bad.status_code == 400
+    assert "update_mask" in bad.text
+
+    paused = httpx.post(f"{http}/v1/schedules/{sid}:pause", json={"note": "maint"}, timeout=30)
+    assert paused.json()["schedule"]["paused"] is True
+    assert paused.json()["schedule"]["note"] == "maint"
+    resumed = httpx.post(f"{http}/v1/schedules/{sid}:resume", json={"note": "back"}, timeout=30)
+    assert resumed.json()["schedule"]["paused"] is False
+    next_run = datetime.fromisoformat(resumed.json()["schedule"]["next_run_time"])
+    assert next_run > datetime.now(UTC)
+
+    first = httpx.post(f"{http}/v1/schedules/{sid}:trigger", json={"request_id": "k1"}, timeout=30)
+    second = httpx.post(f"{http}/v1/schedules/{sid}:trigger", json={"request_id": "k1"}, timeout=30)
+    assert first.json()["action"]["outcome"] == "ACTION_OUTCOME_STARTED"
+    assert second.json()["action"]["run_id"] == first.json()["action"]["run_id"]
+
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = scheduler.ListSchedules(
+            scheduler_service_pb2.ListSchedulesRequest(
+                page_size=1, page_token=token, job_id=job.job_id
+            )
+        )
+        seen += [s.schedule_id for s in page.schedules]
+        token = page.next_page_token
+        if not token:
+            break
+    assert [m["schedule_id"] for m in made] == seen
+
+    assert httpx.delete(f"{http}/v1/schedules/{sid}", timeout=30).status_code == 200
+    gone = httpx.get(f"{http}/v1/schedules/{sid}", timeout=30)
+    assert gone.status_code == 404
+
+
+def test_cli_create_list_preview_and_actions(stack: dict[str, Any], client: Client) -> None:
+    from typer.testing import CliRunner
+
+    from conveyor.cli.main import app
+
+    job = client.create_job(QUICK).job
+    runner = CliRunner()
+    server = ["--server", stack["grpc"]]
+    made = runner.invoke(
+        app,
+        ["schedules", "create", job.name, "--cron", "0 3 * * *", "--tz", "Asia/Tokyo", *server],
+    )
+    assert made.exit_code == 0, made.output
+    sid = made.output.split()[0]
+    listed = runner.invoke(app, ["schedules", "list", "--job", job.job_id, *server])
+    assert sid in listed.output
+    shown = runner.invoke(app, ["schedules", "show", sid, *server])
+    assert '"time_zone": "Asia/Tokyo"' in shown.output
+    preview = runner.invoke(
+        app, ["schedules", "preview", "--cron", "0 3 * * *", "--tz", "Asia/Tokyo", *server]
+    )
+    assert preview.exit_code == 0
+    times = [line for line in preview.output.splitlines() if line.startswith("20")]
+    assert len(times) == 10 and all(line.endswith("T18:00:00Z") for line in times)
+    fired = runner.invoke(app, ["schedules", "trigger", sid, *server])
+    # (in embedded mode the suite's own log lines share this process's stdout)
+    assert fired.output.splitlines()[-1].startswith("STARTED")
+    acts = runner.invoke(app, ["schedules", "actions", sid, *server])
+    assert "STARTED" in acts.output
+    bad = runner.invoke(app, ["schedules", "create", job.name, "--cron", "nope", *server])
+    assert bad.exit_code == 2
+    assert "INVALID_CRON" in bad.output
