@@ -48,6 +48,7 @@ OBSERVE_BATCH = 200
 MAX_IDLE_S = 1.0
 MAINTAIN_EVERY_S = 0.5
 GIVE_UP_AFTER = timedelta(minutes=10)
+DEFER_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Firing:
         """Claim and carry out every due fire; returns seconds until the next one is due."""
         now = self._clock()
 
-        def claim() -> list[store.Fire]:
+        def claim() -> store.Claimed:
             with self._db.transaction() as session:
                 return store.claim_due(
                     session,
@@ -147,8 +148,10 @@ class Firing:
                     taken_by=self.identity,
                 )
 
-        fires = await asyncio.to_thread(claim)
-        await self.carry_out_all(fires)
+        claimed = await asyncio.to_thread(claim)
+        await self.carry_out_all(claimed.fires)
+        if claimed.deferred:
+            return DEFER_S  # an earlier fire of a due schedule is still being carried out
 
         def upcoming() -> datetime | None:
             with self._db.transaction() as session:

@@ -247,10 +247,39 @@ def _fire(row: ScheduleRow, action: ActionRow, *, released: bool = False) -> Fir
     )
 
 
+def _in_flight(session: Session, schedule_id: str, now: datetime) -> bool:
+    """Whether a fire of the schedule is being carried out under a live lease."""
+    return (
+        session.scalar(
+            select(ActionRow.id)
+            .where(
+                ActionRow.schedule_id == schedule_id,
+                ActionRow.outcome == Outcome.PENDING.value,
+                ActionRow.lease_until >= now,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """Fires to carry out, and how many due schedules wait for an earlier fire to settle."""
+
+    fires: list[Fire]
+    deferred: int
+
+
 def claim_due(
     session: Session, *, now: datetime, lease_s: float, limit: int, taken_by: str = ""
-) -> list[Fire]:
-    """Lock due schedules, record their fires (catch-up applied) and advance next_run_at."""
+) -> Claimed:
+    """Lock due schedules, record their fires (catch-up applied) and advance next_run_at.
+
+    A schedule whose overlap policy looks at the previous run is not claimed while another
+    fire of it is still being carried out (by any instance), so its overlap decisions are made
+    one after another, each seeing the run the one before started.
+    """
     rows = list(
         session.scalars(
             _locked(
@@ -263,7 +292,11 @@ def claim_due(
         )
     )
     fires: list[Fire] = []
+    deferred = 0
     for row in rows:
+        if row.overlap != Overlap.ALLOW_ALL.value and _in_flight(session, row.id, now):
+            deferred += 1
+            continue
         due: list[tuple[datetime, datetime]] = []
         while (
             row.next_due_at is not None
@@ -299,7 +332,7 @@ def claim_due(
             session.flush()
             if plan.outcome == Outcome.PENDING:
                 fires.append(_fire(row, action))
-    return fires
+    return Claimed(fires, deferred)
 
 
 def add_manual_fire(

@@ -232,7 +232,7 @@ def test_expired_lease_is_taken_over_without_a_second_run(db: Database) -> None:
     clock.advance(60)
     # A scheduler claims the fire and calls StartRun, then dies before recording the outcome.
     with db.transaction() as session:
-        (fire,) = store.claim_due(session, now=clock(), lease_s=10, limit=10)
+        (fire,) = store.claim_due(session, now=clock(), lease_s=10, limit=10).fires
     run(ex.start_run(job_id="job1", parameters={}, request_id=fire.request_id))
     survivor = Firing(db=db, executor=ex, clock=clock)
     run(survivor.maintain_once())
@@ -287,3 +287,19 @@ def test_jitter_delays_the_due_time_not_the_nominal_time(db: Database) -> None:
     clock.advance(0.002)
     run(firing.fire_once())
     assert actions(db, sid)[0][0] == "12:01:00"
+
+
+def test_two_instances_decide_overlap_one_fire_after_another(db: Database) -> None:
+    clock, ex = Clock(), FakeExecutor()
+    sid = make(db, clock, overlap=Overlap.SKIP)
+    clock.advance(60)
+    with db.transaction() as session:  # instance A claims 12:01 and is still starting its run
+        (fire_a,) = store.claim_due(session, now=clock(), lease_s=120, limit=10).fires
+    clock.advance(60)
+    b = Firing(db=db, executor=ex, clock=clock)
+    assert run(b.fire_once()) > 0  # B defers 12:02 instead of deciding without A's run
+    assert [a[1] for a in actions(db, sid)] == ["PENDING"]
+    a = Firing(db=db, executor=ex, clock=clock)
+    run(a.carry_out(fire_a))
+    run(b.fire_once())
+    assert [(x[1], x[2]) for x in actions(db, sid)] == [("STARTED", "run1"), ("SKIPPED", None)]
