@@ -198,7 +198,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
                 Violation("schedule.description", "at most 4000 characters", "TOO_LONG")
             )
         spec = spec_from_pb(msg.spec)
-        violations += domain.spec_violations(spec, prefix="schedule.spec")
+        violations += domain.spec_violations(spec, prefix="schedule.spec", now=self._clock())
         pols = Policies(msg.policies, prefix="schedule.policies")
         violations += pols.violations
         if violations:
@@ -288,7 +288,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         violations: list[Violation] = []
         spec = spec_from_pb(msg.spec)
         if "spec" in paths:
-            violations += domain.spec_violations(spec, prefix="schedule.spec")
+            violations += domain.spec_violations(spec, prefix="schedule.spec", now=self._clock())
         pols = Policies(msg.policies, prefix="schedule.policies")
         if any(p.startswith("policies") for p in paths):
             violations += pols.violations

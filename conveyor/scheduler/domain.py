@@ -204,8 +204,11 @@ class Calendar:
         return times
 
 
-def spec_violations(spec: Spec, *, prefix: str) -> list[Violation]:
-    """Every problem with a spec, as field violations under `prefix` (e.g. "schedule.spec")."""
+def spec_violations(spec: Spec, *, prefix: str, now: datetime | None = None) -> list[Violation]:
+    """Every problem with a spec, as field violations under `prefix` (e.g. "schedule.spec").
+
+    With `now`, a spec that can never fire again (a past one-shot or end time) is a problem too.
+    """
     out: list[Violation] = []
     if spec.kind not in KINDS:
         out.append(Violation(prefix, "set exactly one of once, interval or cron", "REQUIRED"))
@@ -256,6 +259,14 @@ def spec_violations(spec: Spec, *, prefix: str) -> list[Violation]:
         out.append(Violation(f"{prefix}.end_time", "must be after start_time", "END_BEFORE_START"))
     if spec.kind == "once" and spec.run_at and spec.end and spec.run_at > spec.end:
         out.append(Violation(f"{prefix}.once.run_time", "is after end_time", "AFTER_END_TIME"))
+    if spec.kind == "once" and spec.run_at and spec.start and spec.run_at < spec.start:
+        out.append(
+            Violation(f"{prefix}.once.run_time", "is before start_time", "BEFORE_START_TIME")
+        )
+    if now is not None and spec.kind == "once" and spec.run_at and spec.run_at <= now:
+        out.append(Violation(f"{prefix}.once.run_time", "is in the past", "IN_THE_PAST"))
+    if now is not None and spec.end is not None and spec.end <= now:
+        out.append(Violation(f"{prefix}.end_time", "is in the past", "IN_THE_PAST"))
     if not 0 <= spec.jitter_s <= MAX_JITTER_S:
         out.append(Violation(f"{prefix}.jitter", "must be between 0 and 1 hour", "OUT_OF_RANGE"))
     return out

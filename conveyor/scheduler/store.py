@@ -10,7 +10,7 @@ the executor's request_id makes the repeat harmless.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from conveyor.kernel.db import Base
-from conveyor.kernel.errors import NotFound
+from conveyor.kernel.errors import InvalidArgument, NotFound, Violation
 from conveyor.kernel.ids import as_utc, new_id
 from conveyor.kernel.paging import decode_token, encode_token
 from conveyor.scheduler import policies
@@ -207,7 +207,7 @@ def list_schedules(
         query = query.where(ScheduleRow.job_id == job_id)
     if after:
         created_s, _, last_id = after.partition("|")
-        created = datetime.fromisoformat(created_s)
+        created = _token_time(created_s)
         query = query.where(
             (ScheduleRow.created_at > created)
             | ((ScheduleRow.created_at == created) & (ScheduleRow.id > last_id))
@@ -218,6 +218,23 @@ def list_schedules(
         last = rows[page_size - 1]
         token = encode_token(f"{as_utc(last.created_at).isoformat()}|{last.id}")  # type: ignore[union-attr]
     return rows[:page_size], token
+
+
+def _bad_token() -> InvalidArgument:
+    return InvalidArgument(
+        "page_token is not valid",
+        violations=[Violation("page_token", "not a token from a previous response", "INVALID")],
+    )
+
+
+def _token_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad_token() from None
+    if value.tzinfo is None:
+        raise _bad_token()
+    return value
 
 
 def delete_schedule(session: Session, schedule_id: str) -> None:
@@ -313,6 +330,17 @@ def claim_due(
             window_s=row.catchup_window_s,
             mode=CatchupMode(row.catchup_mode),
         )
+        window_start = now - timedelta(seconds=row.catchup_window_s)
+        resume_at = as_utc(row.next_run_at)
+        if resume_at is not None and resume_at < window_start and planned:
+            # A long outage: record the first fires, then jump over the rest of the missed ones.
+            set_next(row, window_start)
+            last = planned[-1]
+            planned[-1] = replace(
+                last,
+                message=f"{last.message}; later fires from {resume_at.isoformat()} up to "
+                f"{window_start.isoformat()} were missed too (not recorded one by one)",
+            )
         for plan in planned:
             action = ActionRow(
                 schedule_id=row.id,
@@ -474,15 +502,15 @@ def settle(
 
 
 def to_observe(session: Session, *, now: datetime, limit: int) -> list[tuple[int, str]]:
-    """(action id, run id) of recent started runs whose end or first step is not known yet."""
+    """(action id, run id) of recent started runs whose end is not known yet."""
     rows = session.execute(
         select(ActionRow.id, ActionRow.run_id)
         .where(
             ActionRow.outcome == Outcome.STARTED.value,
             ActionRow.run_id.is_not(None),
             ActionRow.taken_at > now - OBSERVE_HORIZON,
-            (ActionRow.lag_s.is_(None))
-            | ActionRow.run_state.not_in(sorted(policies.TERMINAL_RUN_STATES))
+            # A run's first step start is known by the time it has ended (if it ever started).
+            ActionRow.run_state.not_in(sorted(policies.TERMINAL_RUN_STATES))
             | ActionRow.run_state.is_(None),
         )
         .order_by(ActionRow.nominal_time)
@@ -544,10 +572,12 @@ def list_actions(
     )
     if after:
         when_s, _, last_id = after.partition("|")
-        when = datetime.fromisoformat(when_s)
+        when = _token_time(when_s)
+        if not last_id.isdigit():
+            raise _bad_token()
         query = query.where(
             (ActionRow.nominal_time < when)
-            | ((ActionRow.nominal_time == when) & (ActionRow.id < int(last_id or 0)))
+            | ((ActionRow.nominal_time == when) & (ActionRow.id < int(last_id)))
         )
     rows = list(session.scalars(query))
     token = ""

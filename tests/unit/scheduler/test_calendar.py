@@ -149,6 +149,20 @@ def test_bad_specs_name_the_field(spec: Spec, field: str, reason: str) -> None:
         check_spec(spec)
 
 
+def test_specs_that_can_never_fire_again_are_rejected_given_now() -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    past_once = Spec(kind="once", run_at=now - timedelta(seconds=1))
+    assert spec_violations(past_once, prefix="spec") == []
+    found = [(v.field, v.reason) for v in spec_violations(past_once, prefix="spec", now=now)]
+    assert found == [("spec.once.run_time", "IN_THE_PAST")]
+    ended = Spec(kind="cron", cron="* * * * *", end=now)
+    found = [(v.field, v.reason) for v in spec_violations(ended, prefix="spec", now=now)]
+    assert found == [("spec.end_time", "IN_THE_PAST")]
+    early = Spec(kind="once", run_at=now, start=now + timedelta(hours=1))
+    found = [(v.field, v.reason) for v in spec_violations(early, prefix="spec")]
+    assert found == [("spec.once.run_time", "BEFORE_START_TIME")]
+
+
 def test_preview_bounds_the_count() -> None:
     spec = Spec(kind="cron", cron="* * * * *")
     with pytest.raises(InvalidArgument):

@@ -303,3 +303,24 @@ def test_two_instances_decide_overlap_one_fire_after_another(db: Database) -> No
     run(a.carry_out(fire_a))
     run(b.fire_once())
     assert [(x[1], x[2]) for x in actions(db, sid)] == [("STARTED", "run1"), ("SKIPPED", None)]
+
+
+def test_long_outage_records_some_missed_fires_then_jumps_to_the_window(db: Database) -> None:
+    clock, ex = Clock(), FakeExecutor()
+    firing = Firing(db=db, executor=ex, clock=clock)
+    sid = make(db, clock, spec=Spec(kind="cron", cron="* * * * * *"), catchup_window_s=10.0)
+    clock.advance(3600)  # an hour down: 3600 fires due, 10 of them inside the window
+    run(firing.fire_once())
+    run(firing.fire_once())
+    got = actions(db, sid)
+    missed = [a for a in got if a[1] == "MISSED"]
+    assert len(missed) == store.MAX_FIRES_PER_CLAIM
+    assert [a[1] for a in got[len(missed) :]] == ["COALESCED"] * 9 + ["STARTED"]
+    assert got[-1][0] == "13:00:00"
+    with db.transaction() as session:
+        row = session.scalar(
+            select(store.ActionRow)
+            .where(store.ActionRow.outcome == "MISSED")
+            .order_by(store.ActionRow.nominal_time.desc())
+        )
+        assert row is not None and "not recorded one by one" in row.message
