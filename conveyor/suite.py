@@ -24,6 +24,7 @@ from conveyor.kernel.settings import Settings
 from conveyor.monitor import api as monitor_api
 from conveyor.monitor.hub import Hub
 from conveyor.scheduler import api as scheduler_api
+from conveyor.scheduler.main import serve_scheduler
 from conveyor.translator import api as translator_api
 
 log = structlog.get_logger(__name__)
@@ -151,25 +152,10 @@ def routes(settings: Settings) -> dict[str, str]:
 
 async def _start_scheduler(suite: Suite, db: Database) -> None:
     """The scheduler service and its firing loops (after the executor has its address)."""
-    from conveyor.kernel.ids import utcnow
-    from conveyor.scheduler.client import GrpcExecutor, GrpcJobs
-    from conveyor.scheduler.firing import Firing
-
-    settings = suite.settings
-    executor = GrpcExecutor(settings.executor_addr)
-    jobs = GrpcJobs(settings.translator_addr)
-    firing = Firing(db=db, executor=executor)
-    servicer = scheduler_api.SchedulerServicer(db=db, firing=firing, jobs=jobs, clock=utcnow)
-    server, port = await start_server(
-        [scheduler_api.registration(servicer)], settings.scheduler_addr
-    )
-    settings.scheduler_addr = replace_port(settings.scheduler_addr, port)
-    suite._servers.append(server)
-    suite._tasks += [
-        asyncio.create_task(firing.fire_forever()),
-        asyncio.create_task(firing.maintain_forever()),
-    ]
-    suite._async_closers += [executor.close, jobs.close]
+    handle = await serve_scheduler(suite.settings, db)
+    suite.settings.scheduler_addr = replace_port(suite.settings.scheduler_addr, handle.port)
+    suite._servers.append(handle.server)
+    suite._async_closers.append(handle.stop_firing)
 
 
 async def _start_gateway(suite: Suite, *, mode: str) -> None:
