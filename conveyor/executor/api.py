@@ -10,7 +10,7 @@ import grpc
 import structlog
 from celery import Celery
 
-from conveyor.executor import runs
+from conveyor.executor import liveness, runs
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.convert import run_pb, trigger_name
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
@@ -160,7 +160,8 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         return executor_service_pb2.CancelRunResponse(run=await asyncio.to_thread(work))
 
     async def sweep_forever(self) -> None:
-        """Re-send QUEUED steps whose message may have been lost (at-least-once delivery)."""
+        """Re-send QUEUED steps whose message may have been lost (at-least-once delivery), and
+        close attempts whose worker stopped heartbeating (see conveyor.executor.liveness)."""
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
@@ -177,6 +178,11 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         if dispatches:
             log.warning("re-sending queued steps", count=len(dispatches))
             send_steps(self._app, self._settings.broker_url, dispatches)
+        liveness.reap_lost(
+            self._db,
+            lost_after_s=self._settings.worker_lost_after_s,
+            after_commit=self._after_commit,
+        )
         return len(dispatches)
 
 

@@ -91,6 +91,7 @@ class ExecutionRow(Base):
     task_id: Mapped[str] = mapped_column(String(64), default="")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     wall_s: Mapped[float | None] = mapped_column(Float)
     cpu_user_s: Mapped[float | None] = mapped_column(Float)
     cpu_system_s: Mapped[float | None] = mapped_column(Float)

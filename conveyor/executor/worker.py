@@ -14,6 +14,7 @@ from celery import Celery
 
 from conveyor.executor import runs
 from conveyor.executor.celeryapp import send_steps
+from conveyor.executor.liveness import Heartbeater
 from conveyor.executor.runners import StepContext, StepOutcome, execute
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
@@ -50,6 +51,7 @@ class WorkerRuntime:
         self.artifacts = artifacts
         self.secrets = load_secrets()
         self.hostname = socket.gethostname()
+        self.heartbeats = Heartbeater(db, settings.worker_heartbeat_s)
 
     def after_commit(self, effects: runs.Effects) -> None:
         """Publish events, then send step messages."""
@@ -89,7 +91,11 @@ class WorkerRuntime:
             is_cancelled=self._cancel_check(run_id, node_id, attempt),
             secrets_to_mask=[v for v in self.secrets.values() if v],
         )
-        outcome = execute(claim.node, ctx)
+        self.heartbeats.add((run_id, node_id, attempt))
+        try:
+            outcome = execute(claim.node, ctx)
+        finally:
+            self.heartbeats.discard((run_id, node_id, attempt))
         result = to_result(outcome)
         bound.info(
             "step attempt ended",

@@ -164,6 +164,7 @@ def distributed(
                 "database_url": db_url,
                 "procs": procs,
                 "logs": logs,
+                "spawn": spawn,
             }
         finally:
             for p in procs:
