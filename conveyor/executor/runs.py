@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from conveyor.executor import engine
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
@@ -142,7 +142,9 @@ class RunTx:
 
 def lock_run(session: Session, run_id: str) -> RunRow:
     """Load and lock a run row (SELECT … FOR UPDATE; SQLite's write lock is already held)."""
-    run = session.scalar(select(RunRow).where(RunRow.id == run_id).with_for_update())
+    run = session.scalar(
+        select(RunRow).options(defer(RunRow.plan_data)).where(RunRow.id == run_id).with_for_update()
+    )
     if run is None:
         raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
     return run
@@ -155,13 +157,16 @@ class StepCache:
         self._session = session
         self._run_id = run_id
         self._rows: dict[str, StepRow] = {}
+        self._views: dict[str, StepView] = {}
 
     def load(self, node_ids: Iterable[str]) -> None:
         """Fetch the rows not loaded yet in one query."""
         missing = [n for n in set(node_ids) if n not in self._rows]
         for chunk in (missing[i : i + 500] for i in range(0, len(missing), 500)):
             for row in self._session.scalars(
-                select(StepRow).where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
+                select(StepRow)
+                .options(defer(StepRow.outputs))  # loaded on access; joins only need states
+                .where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
             ):
                 self._rows[row.node_id] = row
 
@@ -171,8 +176,25 @@ class StepCache:
             self.load([node_id])
         return self._rows[node_id]
 
+    def load_views(self, node_ids: Iterable[str]) -> None:
+        """Fetch just the engine's view (state, handle) of steps not loaded yet.
+
+        A join's parents are read on every parent's end; plain tuples keep that cheap.
+        """
+        missing = [n for n in set(node_ids) if n not in self._rows and n not in self._views]
+        for chunk in (missing[i : i + 500] for i in range(0, len(missing), 500)):
+            for node_id, state, handle, handled in self._session.execute(
+                select(
+                    StepRow.node_id, StepRow.state, StepRow.handle, StepRow.failure_handled
+                ).where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
+            ):
+                self._views[node_id] = StepView(StepState(state), handle, bool(handled))
+
     def view(self, node_id: str) -> StepView:
         """The engine's view of a step."""
+        row = self._rows.get(node_id)
+        if row is None and node_id in self._views:
+            return self._views[node_id]
         row = self.get(node_id)
         return StepView(StepState(row.state), row.handle, row.failure_handled)
 
@@ -365,7 +387,8 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
     plan = tx.run.plan
     nodes = plan["nodes"]
     children = {c["node"] for n in changed for c in nodes[n].get("children", [])}
-    cache.load([*children, *(p["node"] for c in children for p in nodes[c].get("parents", []))])
+    cache.load(children)
+    cache.load_views(p["node"] for c in children for p in nodes[c].get("parents", []))
     decisions: list[Decision] = engine.advance(plan, changed, cache.view)
     for d in decisions:
         step = cache.get(d.node_id)
