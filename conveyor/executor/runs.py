@@ -7,6 +7,8 @@ out after commit: events to publish and step messages to send to Celery.
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,11 +21,15 @@ from conveyor.executor import engine
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
 from conveyor.kernel import outbox
-from conveyor.kernel.errors import NotFound
+from conveyor.kernel.errors import FailedPrecondition, NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
 
 TERMINAL_STEP_VALUES = [s.value for s in engine.TERMINAL_STEP]
+#: How many sub-workflow runs may be nested under a top-level run.
+MAX_SUBWORKFLOW_DEPTH = 10
+#: Budget (JSON characters) for the child step outputs a sub-workflow step exposes.
+MAX_CHILD_OUTPUTS_CHARS = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class Effects:
 
     events: list[Event] = field(default_factory=list)
     dispatch: list[Dispatch] = field(default_factory=list)
+    # Sub-workflow runs to cancel, each in its own transaction (a child locks after its parent
+    # only when it ends, so cancelling it under the parent's lock could deadlock).
+    cancel_runs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class Claim:
     node: dict[str, Any]
     scope: dict[str, Any]
     attempt: int
+    # A foreach's body nodes (nested bodies included), by id.
+    body: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,9 @@ class Result:
     cpu_user_s: float | None = None
     cpu_system_s: float | None = None
     max_rss_kb: int | None = None
+    # For a foreach: how each body node ended over all items, {node_id: {state, message,
+    # category}}; recorded on the body's step rows.
+    body: dict[str, dict[str, Any]] | None = None
 
 
 class RunTx:
@@ -185,12 +199,17 @@ def start_run(
     request_id: str | None,
     trigger: str,
     priority: int,
+    parent_run_id: str | None = None,
+    parent_node_id: str | None = None,
+    max_depth: int = MAX_SUBWORKFLOW_DEPTH,
 ) -> tuple[RunRow, Effects]:
     """Create the run and its steps and queue the entry steps; idempotent on request_id."""
     if request_id:
         prior = session.scalar(select(RunRow).where(RunRow.request_id == request_id))
         if prior is not None:
             return prior, Effects()
+    if parent_run_id:
+        check_parent_chain(session, parent_run_id, job, max_depth=max_depth)
     now = utcnow()
     run = RunRow(
         id=new_id(),
@@ -206,6 +225,8 @@ def start_run(
         error_message="",
         event_seq=0,
         created_at=now,
+        parent_run_id=parent_run_id or None,
+        parent_node_id=parent_node_id or None,
     )
     session.add(run)
     effects = Effects()
@@ -230,6 +251,96 @@ def start_run(
         tx.queue_step(steps[decision.node_id])
     session.flush()
     return run, effects
+
+
+def check_parent_chain(
+    session: Session, parent_run_id: str, job: JobPlan, *, max_depth: int
+) -> None:
+    """Refuse a sub-workflow run whose job already runs above it, or that nests too deep."""
+    chain: list[tuple[str, str]] = []
+    current: str | None = parent_run_id
+    while current is not None:
+        row = session.execute(
+            select(RunRow.job_id, RunRow.job_name, RunRow.parent_run_id).where(RunRow.id == current)
+        ).first()
+        if row is None:
+            raise NotFound(f"parent run {current!r} not found", metadata={"run_id": current})
+        chain.append((row[0], row[1]))
+        if len(chain) > max_depth:
+            raise FailedPrecondition(
+                f"sub-workflow runs nest deeper than {max_depth} levels",
+                reason="SUBWORKFLOW_TOO_DEEP",
+            )
+        current = row[2]
+    names = [name for _id, name in reversed(chain)]
+    if any(job_id == job.job_id for job_id, _name in chain):
+        cycle = " -> ".join([*names[names.index(job.name) :], job.name])
+        raise FailedPrecondition(
+            f"sub-workflow cycle: job {job.name!r} is already running above this step ({cycle})",
+            reason="SUBWORKFLOW_CYCLE",
+        )
+
+
+def child_result(session: Session, child: RunRow) -> Result:
+    """A sub-workflow step's result from its child run, once the child has ended."""
+    outputs: dict[str, Any] = {}
+    budget = MAX_CHILD_OUTPUTS_CHARS
+    truncated = False
+    first_category: str | None = None
+    for node_id, step_outputs, category in session.execute(
+        select(StepRow.node_id, StepRow.outputs, StepRow.error_category)
+        .where(StepRow.run_id == child.id)
+        .order_by(StepRow.position)
+    ):
+        first_category = first_category or category
+        if step_outputs is None:
+            continue
+        size = len(json.dumps(step_outputs, default=str))
+        if size > budget:
+            truncated = True
+            continue
+        budget -= size
+        outputs[node_id] = step_outputs
+    state = RunState(child.state)
+    result_outputs = {
+        "run_id": child.id,
+        "status": state.value,
+        "outputs": outputs,
+        "outputs_truncated": truncated,
+    }
+    if state == RunState.SUCCEEDED:
+        return Result(succeeded=True, outputs=result_outputs)
+    category = "CANCELLED" if state == RunState.CANCELLED else (first_category or "INTERNAL")
+    return Result(
+        succeeded=False,
+        outputs=result_outputs,
+        error_category=category,
+        error_message=f"sub-workflow run {child.id} ({child.job_name}) ended "
+        f"{state.value}: {child.error_message}".rstrip(": "),
+    )
+
+
+def notify_parent(tx: RunTx) -> None:
+    """When a sub-workflow run ends, settle the parent step waiting for it."""
+    run = tx.run
+    if not run.parent_run_id or run.state not in engine.TERMINAL_RUN:
+        return
+    parent = tx.session.scalar(
+        select(RunRow).where(RunRow.id == run.parent_run_id).with_for_update()
+    )
+    if parent is None:
+        return
+    step = StepCache(tx.session, parent.id).get(run.parent_node_id or "")
+    if step.state != StepState.WAITING or step.child_run_id != run.id:
+        return
+    settle_attempt(
+        RunTx(tx.session, parent, tx.effects),
+        step.node_id,
+        step.attempt,
+        child_result(tx.session, run),
+        rand=random.random,
+        expect=StepState.WAITING,
+    )
 
 
 def _scope(session: Session, run: RunRow) -> dict[str, Any]:
@@ -290,8 +401,14 @@ def claim_step(
             error_message="",
         )
     )
-    node = run.plan["nodes"][node_id]
-    return Claim(node=node, scope=_scope(session, run), attempt=attempt), effects
+    nodes = run.plan["nodes"]
+    node = nodes[node_id]
+    body = (
+        {n: nodes[n] for n in body_nodes(run.plan, node_id)}
+        if node["type"] == "logic.foreach"
+        else {}
+    )
+    return Claim(node=node, scope=_scope(session, run), attempt=attempt, body=body), effects
 
 
 def finish_step(
@@ -302,20 +419,35 @@ def finish_step(
     result: Result,
     *,
     rand: Callable[[], float],
+    expect: StepState = StepState.RUNNING,
 ) -> Effects:
     """Record an attempt's result, retry or settle the step, and advance the run."""
     effects = Effects()
     run = lock_run(session, run_id)
-    cache = StepCache(session, run_id)
+    settle_attempt(RunTx(session, run, effects), node_id, attempt, result, rand=rand, expect=expect)
+    return effects
+
+
+def settle_attempt(
+    tx: RunTx,
+    node_id: str,
+    attempt: int,
+    result: Result,
+    *,
+    rand: Callable[[], float],
+    expect: StepState = StepState.RUNNING,
+) -> None:
+    """`finish_step` on a run already locked in `tx`; `expect` is the step's current state."""
+    session, run = tx.session, tx.run
+    cache = StepCache(session, run.id)
     step = cache.get(node_id)
     execution = session.scalar(
         select(ExecutionRow).where(
-            ExecutionRow.run_id == run_id,
+            ExecutionRow.run_id == run.id,
             ExecutionRow.node_id == node_id,
             ExecutionRow.attempt == attempt,
         )
     )
-    tx = RunTx(session, run, effects)
     final = StepState.SUCCEEDED if result.succeeded else StepState.FAILED
     if execution is not None:
         execution.state = final.value
@@ -327,17 +459,25 @@ def finish_step(
         execution.cpu_user_s = result.cpu_user_s
         execution.cpu_system_s = result.cpu_system_s
         execution.max_rss_kb = result.max_rss_kb
-    if step.attempt != attempt or step.state != StepState.RUNNING:
+    if step.attempt != attempt or step.state != expect:
         if execution is not None and step.state == StepState.CANCELLED:
             execution.state = StepState.CANCELLED.value
-        return effects  # stale attempt (cancelled, or superseded): its result is ignored
+        return  # stale attempt (cancelled, or superseded): its result is ignored
     node = run.plan["nodes"][node_id]
     step.outputs = result.outputs
     step.error_category = result.error_category
     step.error_message = result.error_message or ""
+    step.wake_at = None
     policy = engine.RetryPolicy.from_node(node)
-    if not result.succeeded and policy.should_retry(attempt, result.error_category):
+    retryable = node["type"] != "action.approval"
+    if not result.succeeded and retryable and policy.should_retry(attempt, result.error_category):
         delay = policy.delay(attempt, rand=rand)
+        if delay <= 0:
+            tx.queue_step(step)
+            return
+        # The sweeper queues the next attempt when it is due: no broker message and no
+        # worker slot is held while the step waits.
+        step.wake_at = tx.now + timedelta(seconds=delay)
         tx.set_step(
             step,
             StepState.WAITING,
@@ -345,8 +485,8 @@ def finish_step(
             error_category=result.error_category,
             retry_in_s=round(delay, 3),
         )
-        tx.queue_step(step, countdown=delay)
-        return effects
+        refresh_activity(tx)
+        return
     step.handle = result.handle
     step.failure_handled = (not result.succeeded) and engine.failure_is_handled(node)
     tx.set_step(
@@ -357,8 +497,66 @@ def finish_step(
         error_category=result.error_category,
         handle=result.handle,
     )
+    if node["type"] == "logic.foreach":
+        _settle_body(tx, cache, node_id, result.body or {})
     _advance(tx, cache, [node_id])
-    return effects
+
+
+def body_nodes(plan: Mapping[str, Any], foreach_id: str) -> list[str]:
+    """Every node inside a foreach, nested bodies included, in plan order."""
+    nodes = plan["nodes"]
+    found: list[str] = []
+    todo = [foreach_id]
+    while todo:
+        for member in nodes[todo.pop()].get("body") or []:
+            found.append(member)
+            if nodes[member]["type"] == "logic.foreach":
+                todo.append(member)
+    return found
+
+
+def _settle_body(
+    tx: RunTx, cache: StepCache, foreach_id: str, summary: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Record how the body nodes ended; the foreach step carries the outcome that counts."""
+    members = body_nodes(tx.run.plan, foreach_id)
+    cache.load(members)
+    for member in members:
+        step = cache.get(member)
+        if step.state in engine.TERMINAL_STEP:
+            continue
+        info = summary.get(member) or {}
+        state = StepState(info.get("state") or StepState.SKIPPED)
+        message = str(info.get("message") or "")
+        if state == StepState.SKIPPED:
+            step.skip_reason = message or "foreach ran no item"
+        step.error_category = info.get("category")
+        step.error_message = message if state == StepState.FAILED else ""
+        step.failure_handled = True
+        tx.set_step(step, state, message)
+
+
+def refresh_activity(tx: RunTx) -> None:
+    """RUNNING <-> WAITING: a run waits when only approvals are pending."""
+    if tx.run.state not in (RunState.RUNNING, RunState.WAITING):
+        return
+    tx.session.flush()
+    rows = tx.session.execute(
+        select(StepRow.state, StepRow.node_type, func.count())
+        .where(
+            StepRow.run_id == tx.run.id,
+            StepRow.state.in_([StepState.QUEUED, StepState.RUNNING, StepState.WAITING]),
+        )
+        .group_by(StepRow.state, StepRow.node_type)
+    ).all()
+    approvals = sum(
+        n for state, kind, n in rows if state == StepState.WAITING and kind == "action.approval"
+    )
+    active = sum(n for _s, _k, n in rows) - approvals
+    if approvals and not active:
+        tx.set_run(RunState.WAITING)
+    elif active and tx.run.state == RunState.WAITING:
+        tx.set_run(RunState.RUNNING)
 
 
 def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
@@ -374,6 +572,8 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
         else:
             step.skip_reason = d.reason
             tx.set_step(step, StepState.SKIPPED, d.reason)
+            if step.node_type == "logic.foreach":
+                _settle_body(tx, cache, step.node_id, {})
     tx.session.flush()
     open_steps = tx.session.scalar(
         select(func.count())
@@ -381,6 +581,7 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
         .where(StepRow.run_id == tx.run.id, StepRow.state.not_in(TERMINAL_STEP_VALUES))
     )
     if open_steps:
+        refresh_activity(tx)
         return
     rows = tx.session.execute(
         select(StepRow.state, StepRow.failure_handled, StepRow.node_id, StepRow.error_message)
@@ -395,6 +596,7 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
         failed = [(n, m) for s, h, n, m in rows if s == StepState.FAILED and not h]
         message = "; ".join(f"step {n!r} failed: {m}" for n, m in failed[:5])
     tx.set_run(outcome, message)
+    notify_parent(tx)
 
 
 def cancel_run(session: Session, run_id: str, reason: str) -> tuple[RunRow, Effects]:
@@ -411,8 +613,12 @@ def cancel_run(session: Session, run_id: str, reason: str) -> tuple[RunRow, Effe
         .order_by(StepRow.position)
     ):
         step.error_category = "CANCELLED" if step.state == StepState.RUNNING else None
+        if step.child_run_id and step.state == StepState.WAITING:
+            effects.cancel_runs.append(step.child_run_id)
+        step.wake_at = None
         tx.set_step(step, StepState.CANCELLED, message)
     tx.set_run(RunState.CANCELLED, message)
+    notify_parent(tx)
     return run, effects
 
 

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(
         default=30.0, gt=0, description="A QUEUED step older than this is sent again."
     )
+    secrets_file: Path | None = Field(
+        default=None,
+        description="Secrets for templates (secrets.NAME): a JSON object or KEY=VALUE lines.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
