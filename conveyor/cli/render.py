@@ -48,6 +48,7 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
         "job": run.job_name,
         "state": run_state(run.state),
         "error_message": run.error_message or None,
+        "parent_run_id": run.parent_run_id or None,
         "parameters": normalise_numbers(json_format.MessageToDict(run.parameters)),
         "steps": [
             {
@@ -64,6 +65,8 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
                 "error_category": category(s.error_category),
                 "error_message": s.error_message or None,
                 "skip_reason": s.skip_reason or None,
+                "outputs": normalise_numbers(json_format.MessageToDict(s.outputs)),
+                "child_run_id": s.child_run_id or None,
             }
             for s in run.steps
         ],

@@ -62,6 +62,9 @@ def start_child(
         raise StepError(
             ErrorCategory.INTERNAL, f"node {ctx.node_id!r} field data.parameters: expected a map"
         )
+    # A secret is not handed on as a parameter (it would be stored with the child run in
+    # clear); the child reads secrets.NAME itself.
+    params = Masker(ctx.secrets_to_mask).value(params)
     request = executor_service_pb2.StartRunRequest(
         job_id=job,
         parameters=dict_to_struct(params),
