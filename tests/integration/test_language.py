@@ -471,3 +471,32 @@ def test_retry_waits_in_the_database_then_runs_again(client: Client, tmp_path: P
     assert (waiting_, 1) in changes and (queued, 2) in changes and (queued, 3) in changes
     # The next attempt is queued only after the WAITING backoff (no broker countdown).
     assert changes.index((waiting_, 1)) < changes.index((queued, 2))
+
+
+def test_subworkflow_depth_is_bounded(client: Client) -> None:
+    # d0 -> d1 -> ... -> d11: starting the eleventh nested run exceeds the depth of 10.
+    for i in range(11):
+        client.create_job(sub_doc(f"lang-depth-{i}", f"lang-depth-{i + 1}"))
+    client.create_job(wf.doc("lang-depth-11", [wf.cmd("hello", ["echo", "deep"])], []))
+    result = run_to_end(client, sub_doc("lang-depth-0", "lang-depth-1"))
+    assert result["state"] == "FAILED"
+    run = client.get_run(result["run_id"])
+    for _ in range(10):
+        run = client.get_run(step_of(run, "sub").child_run_id)
+    assert "nest deeper than 10 levels" in step_of(run, "sub").error_message
+
+
+def test_cancelling_a_parent_cancels_its_child_run(client: Client) -> None:
+    client.create_job(
+        wf.doc(
+            "lang-slow-child", [{"id": "nap", "type": "action.sleep", "data": {"seconds": 300}}], []
+        )
+    )
+    run_id = start(client, sub_doc("lang-parent-cancel", "lang-slow-child"))
+    run = wait_for(client, run_id, lambda r: bool(step_of(r, "sub").child_run_id))
+    child_id = step_of(run, "sub").child_run_id
+    client.executor.CancelRun(
+        executor_service_pb2.CancelRunRequest(run_id=run_id, reason="stop"), timeout=30
+    )
+    assert finish(client, run_id)["state"] == "CANCELLED"
+    assert finish(client, child_id)["state"] == "CANCELLED"
