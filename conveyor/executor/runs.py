@@ -7,10 +7,8 @@ out after commit: events to publish and step messages to send to Celery.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,81 +16,52 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.executor import engine
+from conveyor.executor.effects import Claim, Dispatch, Effects, JobPlan, Result
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
+from conveyor.executor.queries import get_run, list_runs, run_steps
+from conveyor.executor.subruns import (
+    MAX_SUBWORKFLOW_DEPTH,
+    check_parent_chain,
+    child_result,
+)
 from conveyor.kernel import outbox
-from conveyor.kernel.errors import FailedPrecondition, NotFound
+from conveyor.kernel.errors import NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
 
+# The effect and result types, the sub-workflow checks and the read side live in their own
+# modules; they are re-exported as part of this module's interface.
+__all__ = [
+    "MAX_SUBWORKFLOW_DEPTH",
+    "Claim",
+    "Dispatch",
+    "Effects",
+    "JobPlan",
+    "Result",
+    "RunTx",
+    "StepCache",
+    "body_nodes",
+    "cancel_run",
+    "check_parent_chain",
+    "child_result",
+    "claim_step",
+    "finish_step",
+    "get_run",
+    "list_runs",
+    "lock_run",
+    "mark_worker_lost",
+    "notify_parent",
+    "refresh_activity",
+    "requeue_cutoff",
+    "run_steps",
+    "settle_attempt",
+    "stale_queued",
+    "start_run",
+    "step_cancelled",
+]
+
 TERMINAL_STEP_VALUES = [s.value for s in engine.TERMINAL_STEP]
-#: How many sub-workflow runs may be nested under a top-level run.
-MAX_SUBWORKFLOW_DEPTH = 10
-#: Budget (JSON characters) for the child step outputs a sub-workflow step exposes.
-MAX_CHILD_OUTPUTS_CHARS = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """A Celery message to send: run step node_id of run_id, attempt N."""
-
-    run_id: str
-    node_id: str
-    attempt: int
-    queue: str
-    priority: int = 0
-    countdown: float = 0.0
-
-
-@dataclass
-class Effects:
-    """What to do after commit."""
-
-    events: list[Event] = field(default_factory=list)
-    dispatch: list[Dispatch] = field(default_factory=list)
-    # Sub-workflow runs to cancel, each in its own transaction (a child locks after its parent
-    # only when it ends, so cancelling it under the parent's lock could deadlock).
-    cancel_runs: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class JobPlan:
-    """The job version a run executes (from the translator)."""
-
-    job_id: str
-    name: str
-    version: int
-    plan: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A step a worker may now execute, with what it needs to do so."""
-
-    node: dict[str, Any]
-    scope: dict[str, Any]
-    attempt: int
-    # A foreach's body nodes (nested bodies included), by id.
-    body: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Result:
-    """How an attempt ended, as recorded by the worker."""
-
-    succeeded: bool
-    outputs: dict[str, Any]
-    error_category: str | None = None
-    error_message: str | None = None
-    handle: str | None = None
-    exit_code: int | None = None
-    wall_s: float | None = None
-    cpu_user_s: float | None = None
-    cpu_system_s: float | None = None
-    max_rss_kb: int | None = None
-    # For a foreach: how each body node ended over all items, {node_id: {state, message,
-    # category}}; recorded on the body's step rows.
-    body: dict[str, dict[str, Any]] | None = None
 
 
 class RunTx:
@@ -251,73 +220,6 @@ def start_run(
         tx.queue_step(steps[decision.node_id])
     session.flush()
     return run, effects
-
-
-def check_parent_chain(
-    session: Session, parent_run_id: str, job: JobPlan, *, max_depth: int
-) -> None:
-    """Refuse a sub-workflow run whose job already runs above it, or that nests too deep."""
-    chain: list[tuple[str, str]] = []
-    current: str | None = parent_run_id
-    while current is not None:
-        row = session.execute(
-            select(RunRow.job_id, RunRow.job_name, RunRow.parent_run_id).where(RunRow.id == current)
-        ).first()
-        if row is None:
-            raise NotFound(f"parent run {current!r} not found", metadata={"run_id": current})
-        chain.append((row[0], row[1]))
-        if len(chain) > max_depth:
-            raise FailedPrecondition(
-                f"sub-workflow runs nest deeper than {max_depth} levels",
-                reason="SUBWORKFLOW_TOO_DEEP",
-            )
-        current = row[2]
-    names = [name for _id, name in reversed(chain)]
-    if any(job_id == job.job_id for job_id, _name in chain):
-        cycle = " -> ".join([*names[names.index(job.name) :], job.name])
-        raise FailedPrecondition(
-            f"sub-workflow cycle: job {job.name!r} is already running above this step ({cycle})",
-            reason="SUBWORKFLOW_CYCLE",
-        )
-
-
-def child_result(session: Session, child: RunRow) -> Result:
-    """A sub-workflow step's result from its child run, once the child has ended."""
-    outputs: dict[str, Any] = {}
-    budget = MAX_CHILD_OUTPUTS_CHARS
-    truncated = False
-    first_category: str | None = None
-    for node_id, step_outputs, category in session.execute(
-        select(StepRow.node_id, StepRow.outputs, StepRow.error_category)
-        .where(StepRow.run_id == child.id)
-        .order_by(StepRow.position)
-    ):
-        first_category = first_category or category
-        if step_outputs is None:
-            continue
-        size = len(json.dumps(step_outputs, default=str))
-        if size > budget:
-            truncated = True
-            continue
-        budget -= size
-        outputs[node_id] = step_outputs
-    state = RunState(child.state)
-    result_outputs = {
-        "run_id": child.id,
-        "status": state.value,
-        "outputs": outputs,
-        "outputs_truncated": truncated,
-    }
-    if state == RunState.SUCCEEDED:
-        return Result(succeeded=True, outputs=result_outputs)
-    category = "CANCELLED" if state == RunState.CANCELLED else (first_category or "INTERNAL")
-    return Result(
-        succeeded=False,
-        outputs=result_outputs,
-        error_category=category,
-        error_message=f"sub-workflow run {child.id} ({child.job_name}) ended "
-        f"{state.value}: {child.error_message}".rstrip(": "),
-    )
 
 
 def notify_parent(tx: RunTx) -> None:
@@ -663,52 +565,3 @@ def mark_worker_lost(session: Session, run_id: str, node_id: str, attempt: int) 
         )
         .values(state=StepState.FAILED.value, error_category="WORKER_LOST", ended_at=utcnow())
     )
-
-
-def get_run(session: Session, run_id: str) -> RunRow:
-    """A run by id."""
-    run = session.get(RunRow, run_id)
-    if run is None:
-        raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
-    return run
-
-
-def run_steps(session: Session, run_id: str) -> tuple[list[StepRow], dict[str, list[ExecutionRow]]]:
-    """A run's steps in plan order with their attempts."""
-    steps = list(
-        session.scalars(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.position))
-    )
-    executions: dict[str, list[ExecutionRow]] = {}
-    for ex in session.scalars(
-        select(ExecutionRow).where(ExecutionRow.run_id == run_id).order_by(ExecutionRow.attempt)
-    ):
-        executions.setdefault(ex.node_id, []).append(ex)
-    return steps, executions
-
-
-def list_runs(
-    session: Session,
-    *,
-    page_size: int,
-    after: str,
-    job_id: str,
-    states: Mapping[str, None] | list[str],
-) -> tuple[list[RunRow], str]:
-    """Runs newest first; `after` is the page key "created_at|id" of the last run seen."""
-    query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(page_size + 1)
-    if job_id:
-        query = query.where(RunRow.job_id == job_id)
-    if states:
-        query = query.where(RunRow.state.in_(list(states)))
-    if after:
-        created_s, _, last_id = after.partition("|")
-        created = datetime.fromisoformat(created_s)
-        query = query.where(
-            (RunRow.created_at < created) | ((RunRow.created_at == created) & (RunRow.id < last_id))
-        )
-    rows = list(session.scalars(query))
-    token = ""
-    if len(rows) > page_size:
-        last = rows[page_size - 1]
-        token = f"{last.created_at.isoformat()}|{last.id}"
-    return rows[:page_size], token
