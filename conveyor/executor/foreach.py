@@ -11,6 +11,7 @@ failed item fails the foreach (after every item has run).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from conveyor.translator.domain.limits import DEFAULT_LIMITS
 
 #: Threads one foreach may use, whatever its ``concurrency`` says.
 MAX_THREADS = 32
+#: Budget (JSON characters) for `results`; items beyond it are recorded as null.
+MAX_RESULTS_CHARS = 8 * 1024 * 1024
 #: Node types that wait outside a worker and so cannot run inside a body.
 NOT_IN_BODY = frozenset({"action.approval", "action.subworkflow"})
 
@@ -87,10 +90,12 @@ def run_foreach(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="foreach") as pool:
             runs = list(pool.map(one, range(len(items))))
     failed = [r.index for r in runs if r.failed]
+    results, truncated = _bounded_results(runs)
     outputs = {
-        "results": [r.outputs for r in runs],
+        "results": results,
         "count": len(items),
         "failed_items": failed,
+        "results_truncated": truncated,
     }
     summary = _summarise(body, runs)
     if ctx.is_cancelled():
@@ -183,6 +188,21 @@ def _run_node(
                 return outcome
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         attempt += 1
+
+
+def _bounded_results(runs: list[ItemRun]) -> tuple[list[Any], bool]:
+    """Per-item outputs in item order, null past the size budget (the step row stays bounded)."""
+    budget = MAX_RESULTS_CHARS
+    results: list[Any] = []
+    for r in runs:
+        size = len(json.dumps(r.outputs, default=str))
+        if size > budget:
+            results.append(None)
+            budget = 0
+        else:
+            results.append(r.outputs)
+            budget -= size
+    return results, budget == 0 and any(x is None for x in results)
 
 
 def _no_jitter() -> float:

@@ -161,3 +161,15 @@ def test_literal_item_list_and_empty_list() -> None:
     assert outcome.succeeded
     assert outcome.outputs["results"] == []
     assert summary["a"]["state"] == "SKIPPED"
+
+
+def test_results_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import conveyor.executor.foreach as foreach
+
+    monkeypatch.setattr(foreach, "MAX_RESULTS_CHARS", 120)
+    loop, body = loop_plan()
+    outcome, _ = run_foreach(loop, body, ctx(["x" * 30, "y", "z"]), runner=FakeRunner())
+    assert outcome.succeeded
+    assert outcome.outputs["results"][0]["a"]["text"] == "x" * 30
+    assert outcome.outputs["results"][1:] == [None, None]
+    assert outcome.outputs["results_truncated"] is True
