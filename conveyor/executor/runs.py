@@ -442,6 +442,10 @@ def refresh_activity(tx: RunTx) -> None:
     """RUNNING <-> WAITING: a run waits when only approvals are pending."""
     if tx.run.state not in (RunState.RUNNING, RunState.WAITING):
         return
+    if tx.run.state == RunState.RUNNING and not any(
+        n["type"] == "action.approval" for n in tx.run.plan["nodes"].values()
+    ):
+        return  # nothing can make it wait: spare the query on every step end
     tx.session.flush()
     rows = tx.session.execute(
         select(StepRow.state, StepRow.node_type, func.count())
