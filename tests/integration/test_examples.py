@@ -191,6 +191,8 @@ def test_deploy(
     )
     try:
         run_id = waiting_run(client, job_id)
+        shown = conveyor("runs", "show", run_id, "--server", server, cwd=tmp_path)
+        assert "awaiting" in shown.stdout, shown.stdout + shown.stderr
         decided = conveyor(
             "runs",
             decision,
