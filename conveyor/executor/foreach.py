@@ -42,6 +42,7 @@ class ItemRun:
     failed: bool = False
     outputs: dict[str, Any] = field(default_factory=dict)
     states: dict[str, tuple[StepState, str, str | None]] = field(default_factory=dict)
+    nested: list[dict[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def resolve_items(node: Mapping[str, Any], ctx: StepContext, *, max_items: int) -> list[Any]:
@@ -98,6 +99,9 @@ def run_foreach(
         "results_truncated": truncated,
     }
     summary = _summarise(body, runs)
+    for r in runs:
+        for nested in r.nested:
+            _merge(summary, nested)
     if ctx.is_cancelled():
         return StepOutcome(False, outputs, ErrorCategory.CANCELLED, "cancelled"), summary
     if failed:
@@ -148,7 +152,9 @@ def _run_item(
             "index": index,
         }
         sub = replace(ctx, node_id=f"{node_id}[{index}]", scope=scope)
-        outcome = _run_node(node, nodes, sub, runner, max_items)
+        outcome, nested = _run_node(node, nodes, sub, runner, max_items)
+        if nested:
+            result.nested.append(nested)
         state = StepState.SUCCEEDED if outcome.succeeded else StepState.FAILED
         handled = not outcome.succeeded and engine.failure_is_handled(node)
         views[node_id] = StepView(state, outcome.handle, handled)
@@ -166,26 +172,29 @@ def _run_node(
     ctx: StepContext,
     runner: Runner,
     max_items: int,
-) -> StepOutcome:
-    """One body node with its retries (the backoff waits on this thread: the foreach's slot)."""
+) -> tuple[StepOutcome, dict[str, dict[str, Any]]]:
+    """One body node with its retries (the backoff waits on this thread: the foreach's slot).
+
+    Also returns, for a nested foreach, how its own body nodes ended.
+    """
     if node["type"] in NOT_IN_BODY:
-        return StepError(
-            ErrorCategory.INTERNAL, f"{node['type']} cannot run inside a foreach body"
-        ).outcome()
+        failure = StepError(ErrorCategory.INTERNAL, f"{node['type']} cannot run inside a body")
+        return failure.outcome(), {}
     policy = engine.RetryPolicy.from_node(node)
     attempt = 1
     while True:
+        nested: dict[str, dict[str, Any]] = {}
         if node["type"] == "logic.foreach":
-            outcome, _summary = run_foreach(node, nodes, ctx, max_items=max_items, runner=runner)
+            outcome, nested = run_foreach(node, nodes, ctx, max_items=max_items, runner=runner)
         else:
             outcome = runner(node, replace(ctx, attempt=attempt))
         category = str(outcome.error_category) if outcome.error_category else None
         if outcome.succeeded or not policy.should_retry(attempt, category):
-            return outcome
+            return outcome, nested
         deadline = time.monotonic() + policy.delay(attempt, rand=_no_jitter)
         while time.monotonic() < deadline:
             if ctx.is_cancelled():
-                return outcome
+                return outcome, nested
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         attempt += 1
 
@@ -203,6 +212,17 @@ def _bounded_results(runs: list[ItemRun]) -> tuple[list[Any], bool]:
             results.append(r.outputs)
             budget -= size
     return results, budget == 0 and any(x is None for x in results)
+
+
+_RANK = {StepState.FAILED.value: 2, StepState.SUCCEEDED.value: 1}
+
+
+def _merge(into: dict[str, dict[str, Any]], summary: dict[str, dict[str, Any]]) -> None:
+    """Fold a nested foreach's summary in: a failure anywhere wins, then a success."""
+    for node_id, info in summary.items():
+        known = into.get(node_id)
+        if known is None or _RANK.get(info["state"], 0) > _RANK.get(known["state"], 0):
+            into[node_id] = info
 
 
 def _no_jitter() -> float:

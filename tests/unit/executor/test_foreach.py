@@ -173,3 +173,16 @@ def test_results_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert outcome.outputs["results"][0]["a"]["text"] == "x" * 30
     assert outcome.outputs["results"][1:] == [None, None]
     assert outcome.outputs["results_truncated"] is True
+
+
+def test_nested_foreach_reports_its_body() -> None:
+    inner_body = plan_node("leaf", "action.command", {"text": "{{ item }}"})
+    inner = plan_node("inner", "logic.foreach", {"items": "item"}, body=["leaf"])
+    outer = plan_node("outer", "logic.foreach", {"items": "params.xs"}, body=["inner"])
+    nodes = {"inner": inner, "leaf": inner_body}
+    outcome, summary = run_foreach(outer, nodes, ctx([["a", "b"], ["fail"]]), runner=FakeRunner())
+    assert not outcome.succeeded
+    first = outcome.outputs["results"][0]["inner"]["results"]
+    assert [r["leaf"]["text"] for r in first] == ["a", "b"]
+    assert summary["inner"]["state"] == "FAILED"
+    assert summary["leaf"]["state"] == "FAILED"
