@@ -7,10 +7,12 @@ template errors.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 import pytest
@@ -500,3 +502,86 @@ def test_cancelling_a_parent_cancels_its_child_run(client: Client) -> None:
     )
     assert finish(client, run_id)["state"] == "CANCELLED"
     assert finish(client, child_id)["state"] == "CANCELLED"
+
+
+# --- http, notify, switch, sleep ------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    posts: ClassVar[list[Any]] = []
+
+    def do_GET(self) -> None:
+        body = json.dumps({"env": "prod", "path": self.path}).encode()
+        self.send_response(200 if self.path.startswith("/status") else 500)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.posts.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    _Handler.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_switch_sleep_notify(client: Client, web: str) -> None:
+    doc = wf.doc(
+        "lang-http",
+        [
+            {
+                "id": "get",
+                "type": "action.http",
+                "data": {"method": "GET", "url": "{{ params.base }}/status", "output": "json"},
+            },
+            {
+                "id": "bad",
+                "type": "action.http",
+                "data": {"method": "GET", "url": "{{ params.base }}/x"},
+            },
+            {
+                "id": "env",
+                "type": "logic.switch",
+                "data": {"value": "steps.get.output.env", "cases": ["prod", "dev"]},
+            },
+            {"id": "pause", "type": "action.sleep", "data": {"seconds": 0.2}},
+            wf.cmd("devnote", ["echo", "dev"]),
+            {
+                "id": "tell",
+                "type": "action.notify",
+                "data": {
+                    "url": "{{ params.base }}/hook",
+                    "json": {"env": "{{ steps.get.output.env }}", "bad": "{{ steps.bad.status }}"},
+                },
+            },
+        ],
+        [
+            ("get", "env"),
+            ("env", "pause", "prod"),
+            ("env", "devnote", "dev"),
+            ("pause", "tell"),
+            ("bad", "tell", "error"),
+        ],
+        {"type": "object", "properties": {"base": {"type": "string"}}},
+    )
+    result = run_to_end(client, doc, {"base": web})
+    s = steps(result)
+    assert result["state"] == "SUCCEEDED", result
+    assert s["get"]["outputs"]["status"] == 200
+    assert s["bad"]["error_category"] == "HTTP_STATUS"
+    assert s["env"]["outputs"]["matched"] == "prod"
+    assert s["devnote"]["skip_reason"] == "branch not taken"
+    assert s["tell"]["outputs"]["status"] == 204
+    assert _Handler.posts == [{"env": "prod", "bad": 500}]
