@@ -17,7 +17,7 @@ from celery import Celery
 from conveyor.executor import orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.runners import StepContext, StepOutcome, execute
-from conveyor.executor.runners.base import Masker, StepError
+from conveyor.executor.runners.base import ErrorCategory, Masker, StepError
 from conveyor.executor.secrets import read_secrets_file
 from conveyor.executor.v1 import executor_service_pb2_grpc
 from conveyor.kernel.bus import EventBus
@@ -155,6 +155,11 @@ class WorkerRuntime:
                         )
         except StepError as failure:
             result = to_result(_masked_failure(failure, ctx))
+        except Exception as exc:  # a bug or a lost database must not leave the step RUNNING
+            log.exception("orchestrated step crashed", run_id=run_id, step_id=node_id)
+            crash = StepError(ErrorCategory.INTERNAL, f"{type(exc).__name__}: {exc}")
+            result = to_result(_masked_failure(crash, ctx))
+            effects = None
         if effects is not None:
             self.after_commit(effects)
             return
