@@ -17,7 +17,6 @@ class Dispatch:
     attempt: int
     queue: str
     priority: int = 0
-    countdown: float = 0.0
 
 
 @dataclass

@@ -112,14 +112,12 @@ class RunTx:
             data={k: v for k, v in data.items() if v is not None},
         )
 
-    def queue_step(self, step: StepRow, *, countdown: float = 0.0) -> None:
+    def queue_step(self, step: StepRow) -> None:
         """Mark a step QUEUED for its next attempt and schedule its message."""
         step.attempt += 1
         self.set_step(step, StepState.QUEUED)
         self.effects.dispatch.append(
-            Dispatch(
-                self.run.id, step.node_id, step.attempt, step.queue, self.run.priority, countdown
-            )
+            Dispatch(self.run.id, step.node_id, step.attempt, step.queue, self.run.priority)
         )
 
 
