@@ -35,6 +35,7 @@ protos: install  ## regenerate Python code from protos/
 bench: install  ## distributed-mode benchmarks vs raw Celery -> docs/performance.md
 	$(BIN)/python -m bench.translator
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.foreach
 
 clean:
 	rm -rf $(VENV) .conveyor

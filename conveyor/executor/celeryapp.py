@@ -84,5 +84,4 @@ def send_steps(app: Celery, broker_url: str, dispatches: Iterable[Any]) -> None:
             args=[d.run_id, d.node_id, d.attempt],
             queue=d.queue,
             priority=broker_priority(broker_url, d.priority),
-            countdown=d.countdown or None,
         )

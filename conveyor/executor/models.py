@@ -63,6 +63,9 @@ class RunRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A sub-workflow run points at the run and step that started it.
+    parent_run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    parent_node_id: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def plan(self) -> dict[str, Any]:
@@ -101,6 +104,10 @@ class StepRow(Base):
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the sweeper acts on a WAITING step: a retry's due time, or an approval's deadline.
+    wake_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    # The run a sub-workflow step started.
+    child_run_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class ExecutionRow(Base):

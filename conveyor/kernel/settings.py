@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     worker_lost_after_s: float = Field(
         default=45.0, gt=0, description="A running attempt silent this long is WORKER_LOST."
     )
+    secrets_file: Path | None = Field(
+        default=None,
+        description="Secrets for templates (secrets.NAME): a JSON object or KEY=VALUE lines.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
