@@ -33,7 +33,9 @@ protos: install  ## regenerate Python code from protos/
 	$(BIN)/python scripts/gen_protos.py
 
 bench: install  ## distributed-mode benchmarks vs raw Celery -> docs/performance.md
+	$(BIN)/python -m bench.translator
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.foreach
 
 clean:
 	rm -rf $(VENV) .conveyor

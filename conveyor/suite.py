@@ -122,6 +122,7 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     settings.executor_addr = replace_port(settings.executor_addr, port)
     suite._servers.append(server)
     suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
+    suite._tasks.append(asyncio.create_task(executor.wake_forever()))
 
     monitor = monitor_api.MonitorServicer(db=db, hub=hub)
     server, port = await start_server([monitor_api.registration(monitor)], settings.monitor_addr)
@@ -205,6 +206,7 @@ async def start_service(name: str, settings: Settings) -> Suite:
         regs = [executor_api.registration(executor)]
         address = settings.executor_addr
         suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
+        suite._tasks.append(asyncio.create_task(executor.wake_forever()))
     elif name == "monitor":
         bus = make_bus(settings.events_url)
         suite._closers.append(bus.close)

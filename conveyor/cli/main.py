@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +27,7 @@ from conveyor.translator.v1 import translator_service_pb2
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Conveyor: run visual workflows."
 )
-runs_app = typer.Typer(no_args_is_help=True, help="Inspect and cancel runs.")
+runs_app = typer.Typer(no_args_is_help=True, help="Inspect, cancel and approve runs.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect saved jobs.")
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
@@ -382,6 +383,59 @@ def runs_cancel(
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     out.print(f"run {run_id}: {render.run_state(reply.run.state)}")
+
+
+def _decide(
+    run_id: str, node_id: str, comment: str, approver: str, server: str | None, *, approve: bool
+) -> None:
+    client = _client(server)
+    decision = (
+        executor_service_pb2.APPROVAL_DECISION_APPROVE
+        if approve
+        else executor_service_pb2.APPROVAL_DECISION_REJECT
+    )
+    try:
+        reply = client.executor.ApproveStep(
+            executor_service_pb2.ApproveStepRequest(
+                run_id=run_id,
+                node_id=node_id,
+                decision=decision,
+                comment=comment,
+                approver=approver or os.environ.get("USER", ""),
+            ),
+            timeout=30,
+        )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    out.print(f"run {run_id}: {render.run_state(reply.run.state)}")
+
+
+CommentOpt = Annotated[str, typer.Option(help="Why; shown on the step.")]
+ApproverOpt = Annotated[str, typer.Option(help="Who decides (default: $USER).")]
+
+
+@runs_app.command("approve")
+def runs_approve(
+    run_id: str,
+    node_id: str,
+    comment: CommentOpt = "",
+    approver: ApproverOpt = "",
+    server: ServerOpt = None,
+) -> None:
+    """Approve a step that waits for approval; the run goes on."""
+    _decide(run_id, node_id, comment, approver, server, approve=True)
+
+
+@runs_app.command("reject")
+def runs_reject(
+    run_id: str,
+    node_id: str,
+    comment: CommentOpt = "",
+    approver: ApproverOpt = "",
+    server: ServerOpt = None,
+) -> None:
+    """Reject a step that waits for approval; it fails with category REJECTED."""
+    _decide(run_id, node_id, comment, approver, server, approve=False)
 
 
 @jobs_app.command("list")

@@ -48,6 +48,7 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
         "job": run.job_name,
         "state": run_state(run.state),
         "error_message": run.error_message or None,
+        "parent_run_id": run.parent_run_id or None,
         "parameters": normalise_numbers(json_format.MessageToDict(run.parameters)),
         "steps": [
             {
@@ -64,6 +65,8 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
                 "error_category": category(s.error_category),
                 "error_message": s.error_message or None,
                 "skip_reason": s.skip_reason or None,
+                "outputs": normalise_numbers(json_format.MessageToDict(s.outputs)),
+                "child_run_id": s.child_run_id or None,
             }
             for s in run.steps
         ],
@@ -85,6 +88,18 @@ def event_line(ev: event_pb2.RunEvent) -> str:
     return f"{when}  {ev.node_id:<20} [{style}]{state}[/{style}]{attempt}{tail}"
 
 
+def waiting_detail(run_id: str, s: run_pb2.Step) -> str:
+    """What a WAITING step waits for."""
+    if s.node_type == "action.approval":
+        message = s.outputs.fields["message"].string_value if "message" in s.outputs.fields else ""
+        return f"awaiting approval: {message} (conveyor runs approve {run_id} {s.node_id})"
+    if s.child_run_id:
+        return f"waiting for sub-workflow run {s.child_run_id}"
+    if s.HasField("wake_time"):
+        return f"retry due at {s.wake_time.ToDatetime().strftime('%H:%M:%S')} UTC"
+    return ""
+
+
 def run_table(console: Console, run: run_pb2.Run) -> None:
     """A run's steps as a table."""
     state = run_state(run.state)
@@ -96,6 +111,8 @@ def run_table(console: Console, run: run_pb2.Run) -> None:
     for s in run.steps:
         st = step_state(s.state)
         detail = s.error_message or s.skip_reason
+        if not detail and s.state == run_pb2.STEP_STATE_WAITING:
+            detail = waiting_detail(run.run_id, s)
         if not detail and s.HasField("output"):
             detail = json_format.MessageToJson(s.output, indent=None)
         table.add_row(
@@ -104,6 +121,6 @@ def run_table(console: Console, run: run_pb2.Run) -> None:
             f"[{STATE_STYLE.get(st, 'white')}]{st}[/]",
             str(s.attempts),
             str(s.exit_code) if s.HasField("exit_code") else "",
-            (detail or "")[:120],
+            (detail or "")[:160],
         )
     console.print(table)

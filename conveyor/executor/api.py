@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from typing import Any
 
 import grpc
 import structlog
 from celery import Celery
 
-from conveyor.executor import runs
+from conveyor.executor import liveness, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.convert import run_pb, trigger_name
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
@@ -18,6 +19,7 @@ from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
 from conveyor.kernel.grpcserver import ServiceRegistration, channel, map_errors
+from conveyor.kernel.ids import utcnow
 from conveyor.kernel.paging import decode_token, encode_token, page_size
 from conveyor.kernel.protoconv import struct_to_dict
 from conveyor.kernel.settings import Settings
@@ -29,6 +31,8 @@ log = structlog.get_logger(__name__)
 SERVICE_NAME = executor_service_pb2.DESCRIPTOR.services_by_name["ExecutorService"].full_name
 MAX_REQUEST_ID = 128
 SWEEP_INTERVAL_S = 5.0
+#: How often due retries and timeouts are looked for: the resolution of a retry's backoff.
+WAKE_INTERVAL_S = 0.25
 
 
 class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # type: ignore[misc]
@@ -47,6 +51,15 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         self._bus.publish(effects.events)
         if effects.dispatch:
             send_steps(self._app, self._settings.broker_url, effects.dispatch)
+        for child in effects.cancel_runs:
+            try:
+                with self._db.transaction() as session:
+                    _run, more = runs.cancel_run(
+                        session, child, "its parent step was cancelled or timed out"
+                    )
+                self._after_commit(more)
+            except NotFound:
+                log.warning("sub-workflow run to cancel not found", run_id=child)
 
     async def _job(self, job_ref: str, version: int, metadata: Any) -> runs.JobPlan:
         try:
@@ -77,6 +90,14 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             violations.append(Violation("priority", "must be 0 to 9", "OUT_OF_RANGE"))
         if len(request.request_id) > MAX_REQUEST_ID:
             violations.append(Violation("request_id", "at most 128 characters", "TOO_LONG"))
+        if bool(request.parent_run_id) != bool(request.parent_node_id):
+            violations.append(
+                Violation(
+                    "parent_node_id" if request.parent_run_id else "parent_run_id",
+                    "parent_run_id and parent_node_id go together",
+                    "REQUIRED",
+                )
+            )
         if violations:
             raise InvalidArgument("invalid StartRun request", violations=violations)
         job = await self._job(request.job_id, request.job_version, None)
@@ -97,6 +118,8 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                     request_id=request.request_id or None,
                     trigger=trigger_name(request.trigger),
                     priority=request.priority,
+                    parent_run_id=request.parent_run_id or None,
+                    parent_node_id=request.parent_node_id or None,
                 )
                 steps, executions = runs.run_steps(session, run.id)
                 message = run_pb(run, steps, executions)
@@ -159,8 +182,59 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
 
         return executor_service_pb2.CancelRunResponse(run=await asyncio.to_thread(work))
 
+    @map_errors
+    async def ApproveStep(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+        if request.decision == executor_service_pb2.APPROVAL_DECISION_UNSPECIFIED:
+            raise InvalidArgument(
+                "decision is required (APPROVE or REJECT)",
+                violations=[Violation("decision", "required", "REQUIRED")],
+            )
+        approve = request.decision == executor_service_pb2.APPROVAL_DECISION_APPROVE
+
+        def work() -> Any:
+            with self._db.transaction() as session:
+                run, effects = waits.decide_approval(
+                    session,
+                    request.run_id,
+                    request.node_id,
+                    approve=approve,
+                    comment=request.comment,
+                    approver=request.approver,
+                )
+                steps, executions = runs.run_steps(session, run.id)
+                message = run_pb(run, steps, executions)
+            self._after_commit(effects)
+            return message
+
+        run = await asyncio.to_thread(work)
+        log.info(
+            "approval decided", run_id=request.run_id, step_id=request.node_id, approve=approve
+        )
+        return executor_service_pb2.ApproveStepResponse(run=run)
+
+    async def wake_forever(self) -> None:
+        """Act on WAITING steps whose time has come: due retries, approval and child timeouts."""
+        while True:
+            await asyncio.sleep(WAKE_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.wake_once)
+            except Exception:
+                log.exception("wake-up sweep failed")
+
+    def wake_once(self) -> int:
+        """One pass over due WAITING steps; returns how many were acted on."""
+        with self._db.transaction() as session:
+            due = waits.due_wakeups(session, now=utcnow())
+        for run_id, node_id in due:
+            with self._db.transaction() as session:
+                effects = waits.wake_step(session, run_id, node_id, rand=random.random)
+            self._after_commit(effects)
+        return len(due)
+
     async def sweep_forever(self) -> None:
-        """Re-send QUEUED steps whose message may have been lost (at-least-once delivery)."""
+        """Re-send QUEUED steps whose message may have been lost (at-least-once delivery), and
+        close attempts whose worker stopped heartbeating (see conveyor.executor.liveness)."""
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
@@ -177,6 +251,11 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         if dispatches:
             log.warning("re-sending queued steps", count=len(dispatches))
             send_steps(self._app, self._settings.broker_url, dispatches)
+        liveness.reap_lost(
+            self._db,
+            lost_after_s=self._settings.worker_lost_after_s,
+            after_commit=self._after_commit,
+        )
         return len(dispatches)
 
 

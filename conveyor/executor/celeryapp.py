@@ -26,6 +26,13 @@ def set_step_handler(handler: StepHandler) -> None:
     _handler = handler
 
 
+def run_step(self: Any, run_id: str, node_id: str, attempt: int) -> None:
+    """Execute one attempt of one step (thin adapter over the worker runtime)."""
+    if _handler is None:
+        raise RuntimeError("no worker runtime installed in this process")
+    _handler(run_id, node_id, attempt, self.request)
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for the configured broker, with Conveyor's delivery guarantees."""
     app = Celery("conveyor", broker=settings.broker_url, set_as_current=False)
@@ -59,13 +66,9 @@ def make_celery(settings: Settings) -> Celery:
         enable_utc=True,
     )
 
-    @app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
-    def run_step(self: Any, run_id: str, node_id: str, attempt: int) -> None:
-        """Execute one attempt of one step (thin adapter over the worker runtime)."""
-        if _handler is None:
-            raise RuntimeError("no worker runtime installed in this process")
-        _handler(run_id, node_id, attempt, self.request)
-
+    # One module-level callable for every app: Celery keeps a task name bound to the first
+    # callable registered under it in this process.
+    app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)(run_step)
     return app
 
 
@@ -84,5 +87,4 @@ def send_steps(app: Celery, broker_url: str, dispatches: Iterable[Any]) -> None:
             args=[d.run_id, d.node_id, d.attempt],
             queue=d.queue,
             priority=broker_priority(broker_url, d.priority),
-            countdown=d.countdown or None,
         )

@@ -93,6 +93,8 @@ def step_pb(step: StepRow, node: dict[str, Any], executions: list[ExecutionRow])
         queue=step.queue,
         failure_handled=step.failure_handled,
         executions=[execution_pb(e) for e in executions],
+        child_run_id=step.child_run_id or "",
+        wake_time=timestamp(as_utc(step.wake_at)),
     )
     if "output" in outputs:
         msg.output.CopyFrom(to_value(outputs["output"]))
@@ -123,6 +125,8 @@ def run_pb(
         priority=run.priority,
         request_id=run.request_id or "",
         last_sequence=run.event_seq,
+        parent_run_id=run.parent_run_id or "",
+        parent_node_id=run.parent_node_id or "",
         steps=[
             step_pb(s, nodes.get(s.node_id, {}), (executions or {}).get(s.node_id, []))
             for s in steps or []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +27,19 @@ from conveyor.kernel.db import Base
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
 
+PLAN_CACHE_SIZE = 256
+_PLANS: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+
+
+def _remember_plan(run_id: str, plan: dict[str, Any]) -> None:
+    with _PLANS_LOCK:
+        _PLANS[run_id] = plan
+        _PLANS.move_to_end(run_id)
+        while len(_PLANS) > PLAN_CACHE_SIZE:
+            _PLANS.popitem(last=False)
+
+
 class RunRow(Base):
     """One execution of a job, with its own snapshot of the plan."""
 
@@ -38,7 +53,9 @@ class RunRow(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     trigger: Mapped[str] = mapped_column(String(16))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
-    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The plan snapshot never changes after the run is created, so each process keeps recent
+    # plans parsed in memory (`plan` below) and the hot path can skip loading this column.
+    plan_data: Mapped[dict[str, Any]] = mapped_column("plan", JSON)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     error_message: Mapped[str] = mapped_column(Text, default="")
@@ -46,6 +63,22 @@ class RunRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A sub-workflow run points at the run and step that started it.
+    parent_run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    parent_node_id: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """The run's compiled plan (immutable), from the process cache when it is there."""
+        cached = _PLANS.get(self.id)
+        if cached is None:
+            cached = self.plan_data
+            _remember_plan(self.id, cached)
+        return cached
+
+    @plan.setter
+    def plan(self, value: dict[str, Any]) -> None:
+        self.plan_data = value
 
 
 class StepRow(Base):
@@ -71,6 +104,10 @@ class StepRow(Base):
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the sweeper acts on a WAITING step: a retry's due time, or an approval's deadline.
+    wake_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    # The run a sub-workflow step started.
+    child_run_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class ExecutionRow(Base):
@@ -91,6 +128,7 @@ class ExecutionRow(Base):
     task_id: Mapped[str] = mapped_column(String(64), default="")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     wall_s: Mapped[float | None] = mapped_column(Float)
     cpu_user_s: Mapped[float | None] = mapped_column(Float)
     cpu_system_s: Mapped[float | None] = mapped_column(Float)

@@ -7,78 +7,61 @@ out after commit: events to publish and step messages to send to Celery.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from conveyor.executor import engine
+from conveyor.executor.effects import Claim, Dispatch, Effects, JobPlan, Result
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
+from conveyor.executor.queries import get_run, list_runs, run_steps
+from conveyor.executor.subruns import (
+    MAX_SUBWORKFLOW_DEPTH,
+    check_parent_chain,
+    child_result,
+)
 from conveyor.kernel import outbox
 from conveyor.kernel.errors import NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
 
+# The effect and result types, the sub-workflow checks and the read side live in their own
+# modules; they are re-exported as part of this module's interface.
+__all__ = [
+    "MAX_SUBWORKFLOW_DEPTH",
+    "Claim",
+    "Dispatch",
+    "Effects",
+    "JobPlan",
+    "Result",
+    "RunTx",
+    "StepCache",
+    "body_nodes",
+    "cancel_run",
+    "check_parent_chain",
+    "child_result",
+    "claim_step",
+    "finish_step",
+    "get_run",
+    "list_runs",
+    "lock_run",
+    "mark_worker_lost",
+    "notify_parent",
+    "refresh_activity",
+    "requeue_cutoff",
+    "run_steps",
+    "settle_attempt",
+    "stale_queued",
+    "start_run",
+    "step_cancelled",
+]
+
 TERMINAL_STEP_VALUES = [s.value for s in engine.TERMINAL_STEP]
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    """A Celery message to send: run step node_id of run_id, attempt N."""
-
-    run_id: str
-    node_id: str
-    attempt: int
-    queue: str
-    priority: int = 0
-    countdown: float = 0.0
-
-
-@dataclass
-class Effects:
-    """What to do after commit."""
-
-    events: list[Event] = field(default_factory=list)
-    dispatch: list[Dispatch] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class JobPlan:
-    """The job version a run executes (from the translator)."""
-
-    job_id: str
-    name: str
-    version: int
-    plan: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A step a worker may now execute, with what it needs to do so."""
-
-    node: dict[str, Any]
-    scope: dict[str, Any]
-    attempt: int
-
-
-@dataclass(frozen=True)
-class Result:
-    """How an attempt ended, as recorded by the worker."""
-
-    succeeded: bool
-    outputs: dict[str, Any]
-    error_category: str | None = None
-    error_message: str | None = None
-    handle: str | None = None
-    exit_code: int | None = None
-    wall_s: float | None = None
-    cpu_user_s: float | None = None
-    cpu_system_s: float | None = None
-    max_rss_kb: int | None = None
 
 
 class RunTx:
@@ -129,20 +112,20 @@ class RunTx:
             data={k: v for k, v in data.items() if v is not None},
         )
 
-    def queue_step(self, step: StepRow, *, countdown: float = 0.0) -> None:
+    def queue_step(self, step: StepRow) -> None:
         """Mark a step QUEUED for its next attempt and schedule its message."""
         step.attempt += 1
         self.set_step(step, StepState.QUEUED)
         self.effects.dispatch.append(
-            Dispatch(
-                self.run.id, step.node_id, step.attempt, step.queue, self.run.priority, countdown
-            )
+            Dispatch(self.run.id, step.node_id, step.attempt, step.queue, self.run.priority)
         )
 
 
 def lock_run(session: Session, run_id: str) -> RunRow:
     """Load and lock a run row (SELECT … FOR UPDATE; SQLite's write lock is already held)."""
-    run = session.scalar(select(RunRow).where(RunRow.id == run_id).with_for_update())
+    run = session.scalar(
+        select(RunRow).options(defer(RunRow.plan_data)).where(RunRow.id == run_id).with_for_update()
+    )
     if run is None:
         raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
     return run
@@ -155,13 +138,16 @@ class StepCache:
         self._session = session
         self._run_id = run_id
         self._rows: dict[str, StepRow] = {}
+        self._views: dict[str, StepView] = {}
 
     def load(self, node_ids: Iterable[str]) -> None:
         """Fetch the rows not loaded yet in one query."""
         missing = [n for n in set(node_ids) if n not in self._rows]
         for chunk in (missing[i : i + 500] for i in range(0, len(missing), 500)):
             for row in self._session.scalars(
-                select(StepRow).where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
+                select(StepRow)
+                .options(defer(StepRow.outputs))  # loaded on access; joins only need states
+                .where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
             ):
                 self._rows[row.node_id] = row
 
@@ -171,8 +157,25 @@ class StepCache:
             self.load([node_id])
         return self._rows[node_id]
 
+    def load_views(self, node_ids: Iterable[str]) -> None:
+        """Fetch just the engine's view (state, handle) of steps not loaded yet.
+
+        A join's parents are read on every parent's end; plain tuples keep that cheap.
+        """
+        missing = [n for n in set(node_ids) if n not in self._rows and n not in self._views]
+        for chunk in (missing[i : i + 500] for i in range(0, len(missing), 500)):
+            for node_id, state, handle, handled in self._session.execute(
+                select(
+                    StepRow.node_id, StepRow.state, StepRow.handle, StepRow.failure_handled
+                ).where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
+            ):
+                self._views[node_id] = StepView(StepState(state), handle, bool(handled))
+
     def view(self, node_id: str) -> StepView:
         """The engine's view of a step."""
+        row = self._rows.get(node_id)
+        if row is None and node_id in self._views:
+            return self._views[node_id]
         row = self.get(node_id)
         return StepView(StepState(row.state), row.handle, row.failure_handled)
 
@@ -185,12 +188,17 @@ def start_run(
     request_id: str | None,
     trigger: str,
     priority: int,
+    parent_run_id: str | None = None,
+    parent_node_id: str | None = None,
+    max_depth: int = MAX_SUBWORKFLOW_DEPTH,
 ) -> tuple[RunRow, Effects]:
     """Create the run and its steps and queue the entry steps; idempotent on request_id."""
     if request_id:
         prior = session.scalar(select(RunRow).where(RunRow.request_id == request_id))
         if prior is not None:
             return prior, Effects()
+    if parent_run_id:
+        check_parent_chain(session, parent_run_id, job, max_depth=max_depth)
     now = utcnow()
     run = RunRow(
         id=new_id(),
@@ -206,6 +214,8 @@ def start_run(
         error_message="",
         event_seq=0,
         created_at=now,
+        parent_run_id=parent_run_id or None,
+        parent_node_id=parent_node_id or None,
     )
     session.add(run)
     effects = Effects()
@@ -230,6 +240,29 @@ def start_run(
         tx.queue_step(steps[decision.node_id])
     session.flush()
     return run, effects
+
+
+def notify_parent(tx: RunTx) -> None:
+    """When a sub-workflow run ends, settle the parent step waiting for it."""
+    run = tx.run
+    if not run.parent_run_id or run.state not in engine.TERMINAL_RUN:
+        return
+    parent = tx.session.scalar(
+        select(RunRow).where(RunRow.id == run.parent_run_id).with_for_update()
+    )
+    if parent is None:
+        return
+    step = StepCache(tx.session, parent.id).get(run.parent_node_id or "")
+    if step.state != StepState.WAITING or step.child_run_id != run.id:
+        return
+    settle_attempt(
+        RunTx(tx.session, parent, tx.effects),
+        step.node_id,
+        step.attempt,
+        child_result(tx.session, run),
+        rand=random.random,
+        expect=StepState.WAITING,
+    )
 
 
 def _scope(session: Session, run: RunRow) -> dict[str, Any]:
@@ -290,8 +323,14 @@ def claim_step(
             error_message="",
         )
     )
-    node = run.plan["nodes"][node_id]
-    return Claim(node=node, scope=_scope(session, run), attempt=attempt), effects
+    nodes = run.plan["nodes"]
+    node = nodes[node_id]
+    body = (
+        {n: nodes[n] for n in body_nodes(run.plan, node_id)}
+        if node["type"] == "logic.foreach"
+        else {}
+    )
+    return Claim(node=node, scope=_scope(session, run), attempt=attempt, body=body), effects
 
 
 def finish_step(
@@ -302,20 +341,35 @@ def finish_step(
     result: Result,
     *,
     rand: Callable[[], float],
+    expect: StepState = StepState.RUNNING,
 ) -> Effects:
     """Record an attempt's result, retry or settle the step, and advance the run."""
     effects = Effects()
     run = lock_run(session, run_id)
-    cache = StepCache(session, run_id)
+    settle_attempt(RunTx(session, run, effects), node_id, attempt, result, rand=rand, expect=expect)
+    return effects
+
+
+def settle_attempt(
+    tx: RunTx,
+    node_id: str,
+    attempt: int,
+    result: Result,
+    *,
+    rand: Callable[[], float],
+    expect: StepState = StepState.RUNNING,
+) -> None:
+    """`finish_step` on a run already locked in `tx`; `expect` is the step's current state."""
+    session, run = tx.session, tx.run
+    cache = StepCache(session, run.id)
     step = cache.get(node_id)
     execution = session.scalar(
         select(ExecutionRow).where(
-            ExecutionRow.run_id == run_id,
+            ExecutionRow.run_id == run.id,
             ExecutionRow.node_id == node_id,
             ExecutionRow.attempt == attempt,
         )
     )
-    tx = RunTx(session, run, effects)
     final = StepState.SUCCEEDED if result.succeeded else StepState.FAILED
     if execution is not None:
         execution.state = final.value
@@ -327,17 +381,25 @@ def finish_step(
         execution.cpu_user_s = result.cpu_user_s
         execution.cpu_system_s = result.cpu_system_s
         execution.max_rss_kb = result.max_rss_kb
-    if step.attempt != attempt or step.state != StepState.RUNNING:
+    if step.attempt != attempt or step.state != expect:
         if execution is not None and step.state == StepState.CANCELLED:
             execution.state = StepState.CANCELLED.value
-        return effects  # stale attempt (cancelled, or superseded): its result is ignored
+        return  # stale attempt (cancelled, or superseded): its result is ignored
     node = run.plan["nodes"][node_id]
     step.outputs = result.outputs
     step.error_category = result.error_category
     step.error_message = result.error_message or ""
+    step.wake_at = None
     policy = engine.RetryPolicy.from_node(node)
-    if not result.succeeded and policy.should_retry(attempt, result.error_category):
+    retryable = node["type"] != "action.approval"
+    if not result.succeeded and retryable and policy.should_retry(attempt, result.error_category):
         delay = policy.delay(attempt, rand=rand)
+        if delay <= 0:
+            tx.queue_step(step)
+            return
+        # The sweeper queues the next attempt when it is due: no broker message and no
+        # worker slot is held while the step waits.
+        step.wake_at = tx.now + timedelta(seconds=delay)
         tx.set_step(
             step,
             StepState.WAITING,
@@ -345,8 +407,8 @@ def finish_step(
             error_category=result.error_category,
             retry_in_s=round(delay, 3),
         )
-        tx.queue_step(step, countdown=delay)
-        return effects
+        refresh_activity(tx)
+        return
     step.handle = result.handle
     step.failure_handled = (not result.succeeded) and engine.failure_is_handled(node)
     tx.set_step(
@@ -357,15 +419,78 @@ def finish_step(
         error_category=result.error_category,
         handle=result.handle,
     )
+    if node["type"] == "logic.foreach":
+        _settle_body(tx, cache, node_id, result.body or {})
     _advance(tx, cache, [node_id])
-    return effects
+
+
+def body_nodes(plan: Mapping[str, Any], foreach_id: str) -> list[str]:
+    """Every node inside a foreach, nested bodies included, in plan order."""
+    nodes = plan["nodes"]
+    found: list[str] = []
+    todo = [foreach_id]
+    while todo:
+        for member in nodes[todo.pop()].get("body") or []:
+            found.append(member)
+            if nodes[member]["type"] == "logic.foreach":
+                todo.append(member)
+    return found
+
+
+def _settle_body(
+    tx: RunTx, cache: StepCache, foreach_id: str, summary: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Record how the body nodes ended; the foreach step carries the outcome that counts."""
+    members = body_nodes(tx.run.plan, foreach_id)
+    cache.load(members)
+    for member in members:
+        step = cache.get(member)
+        if step.state in engine.TERMINAL_STEP:
+            continue
+        info = summary.get(member) or {}
+        state = StepState(info.get("state") or StepState.SKIPPED)
+        message = str(info.get("message") or "")
+        if state == StepState.SKIPPED:
+            step.skip_reason = message or "foreach ran no item"
+        step.error_category = info.get("category")
+        step.error_message = message if state == StepState.FAILED else ""
+        step.failure_handled = True
+        tx.set_step(step, state, message)
+
+
+def refresh_activity(tx: RunTx) -> None:
+    """RUNNING <-> WAITING: a run waits when only approvals are pending."""
+    if tx.run.state not in (RunState.RUNNING, RunState.WAITING):
+        return
+    if tx.run.state == RunState.RUNNING and not any(
+        n["type"] == "action.approval" for n in tx.run.plan["nodes"].values()
+    ):
+        return  # nothing can make it wait: spare the query on every step end
+    tx.session.flush()
+    rows = tx.session.execute(
+        select(StepRow.state, StepRow.node_type, func.count())
+        .where(
+            StepRow.run_id == tx.run.id,
+            StepRow.state.in_([StepState.QUEUED, StepState.RUNNING, StepState.WAITING]),
+        )
+        .group_by(StepRow.state, StepRow.node_type)
+    ).all()
+    approvals = sum(
+        n for state, kind, n in rows if state == StepState.WAITING and kind == "action.approval"
+    )
+    active = sum(n for _s, _k, n in rows) - approvals
+    if approvals and not active:
+        tx.set_run(RunState.WAITING)
+    elif active and tx.run.state == RunState.WAITING:
+        tx.set_run(RunState.RUNNING)
 
 
 def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
     plan = tx.run.plan
     nodes = plan["nodes"]
     children = {c["node"] for n in changed for c in nodes[n].get("children", [])}
-    cache.load([*children, *(p["node"] for c in children for p in nodes[c].get("parents", []))])
+    cache.load(children)
+    cache.load_views(p["node"] for c in children for p in nodes[c].get("parents", []))
     decisions: list[Decision] = engine.advance(plan, changed, cache.view)
     for d in decisions:
         step = cache.get(d.node_id)
@@ -374,6 +499,8 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
         else:
             step.skip_reason = d.reason
             tx.set_step(step, StepState.SKIPPED, d.reason)
+            if step.node_type == "logic.foreach":
+                _settle_body(tx, cache, step.node_id, {})
     tx.session.flush()
     open_steps = tx.session.scalar(
         select(func.count())
@@ -381,6 +508,7 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
         .where(StepRow.run_id == tx.run.id, StepRow.state.not_in(TERMINAL_STEP_VALUES))
     )
     if open_steps:
+        refresh_activity(tx)
         return
     rows = tx.session.execute(
         select(StepRow.state, StepRow.failure_handled, StepRow.node_id, StepRow.error_message)
@@ -395,6 +523,7 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
         failed = [(n, m) for s, h, n, m in rows if s == StepState.FAILED and not h]
         message = "; ".join(f"step {n!r} failed: {m}" for n, m in failed[:5])
     tx.set_run(outcome, message)
+    notify_parent(tx)
 
 
 def cancel_run(session: Session, run_id: str, reason: str) -> tuple[RunRow, Effects]:
@@ -411,8 +540,12 @@ def cancel_run(session: Session, run_id: str, reason: str) -> tuple[RunRow, Effe
         .order_by(StepRow.position)
     ):
         step.error_category = "CANCELLED" if step.state == StepState.RUNNING else None
+        if step.child_run_id and step.state == StepState.WAITING:
+            effects.cancel_runs.append(step.child_run_id)
+        step.wake_at = None
         tx.set_step(step, StepState.CANCELLED, message)
     tx.set_run(RunState.CANCELLED, message)
+    notify_parent(tx)
     return run, effects
 
 
@@ -457,52 +590,3 @@ def mark_worker_lost(session: Session, run_id: str, node_id: str, attempt: int) 
         )
         .values(state=StepState.FAILED.value, error_category="WORKER_LOST", ended_at=utcnow())
     )
-
-
-def get_run(session: Session, run_id: str) -> RunRow:
-    """A run by id."""
-    run = session.get(RunRow, run_id)
-    if run is None:
-        raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
-    return run
-
-
-def run_steps(session: Session, run_id: str) -> tuple[list[StepRow], dict[str, list[ExecutionRow]]]:
-    """A run's steps in plan order with their attempts."""
-    steps = list(
-        session.scalars(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.position))
-    )
-    executions: dict[str, list[ExecutionRow]] = {}
-    for ex in session.scalars(
-        select(ExecutionRow).where(ExecutionRow.run_id == run_id).order_by(ExecutionRow.attempt)
-    ):
-        executions.setdefault(ex.node_id, []).append(ex)
-    return steps, executions
-
-
-def list_runs(
-    session: Session,
-    *,
-    page_size: int,
-    after: str,
-    job_id: str,
-    states: Mapping[str, None] | list[str],
-) -> tuple[list[RunRow], str]:
-    """Runs newest first; `after` is the page key "created_at|id" of the last run seen."""
-    query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(page_size + 1)
-    if job_id:
-        query = query.where(RunRow.job_id == job_id)
-    if states:
-        query = query.where(RunRow.state.in_(list(states)))
-    if after:
-        created_s, _, last_id = after.partition("|")
-        created = datetime.fromisoformat(created_s)
-        query = query.where(
-            (RunRow.created_at < created) | ((RunRow.created_at == created) & (RunRow.id < last_id))
-        )
-    rows = list(session.scalars(query))
-    token = ""
-    if len(rows) > page_size:
-        last = rows[page_size - 1]
-        token = f"{last.created_at.isoformat()}|{last.id}"
-    return rows[:page_size], token

@@ -6,17 +6,24 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+import grpc
 import structlog
 from celery import Celery
 
-from conveyor.executor import runs
+from conveyor.executor import orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
+from conveyor.executor.liveness import Heartbeater
 from conveyor.executor.runners import StepContext, StepOutcome, execute
+from conveyor.executor.runners.base import ErrorCategory, Masker, StepError
+from conveyor.executor.secrets import read_secrets_file
+from conveyor.executor.v1 import executor_service_pb2_grpc
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
+from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
 from conveyor.kernel.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -25,10 +32,16 @@ SECRET_PREFIX = "CONVEYOR_SECRET_"  # noqa: S105 - a variable-name prefix, not a
 CANCEL_POLL_S = 0.5
 
 
-def load_secrets(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """Secrets from CONVEYOR_SECRET_<NAME> environment variables."""
+def load_secrets(
+    environ: Mapping[str, str] | None = None, *, secrets_file: Path | None = None
+) -> dict[str, str]:
+    """Secrets from the secrets file, then CONVEYOR_SECRET_<NAME> variables (which win)."""
     env = os.environ if environ is None else environ
-    return {k.removeprefix(SECRET_PREFIX): v for k, v in env.items() if k.startswith(SECRET_PREFIX)}
+    found = read_secrets_file(secrets_file) if secrets_file else {}
+    found.update(
+        {k.removeprefix(SECRET_PREFIX): v for k, v in env.items() if k.startswith(SECRET_PREFIX)}
+    )
+    return found
 
 
 class WorkerRuntime:
@@ -48,8 +61,10 @@ class WorkerRuntime:
         self.bus = bus
         self.app = app
         self.artifacts = artifacts
-        self.secrets = load_secrets()
+        self.secrets = load_secrets(secrets_file=settings.secrets_file)
         self.hostname = socket.gethostname()
+        self.heartbeats = Heartbeater(db, settings.worker_heartbeat_s)
+        self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
 
     def after_commit(self, effects: runs.Effects) -> None:
         """Publish events, then send step messages."""
@@ -89,7 +104,14 @@ class WorkerRuntime:
             is_cancelled=self._cancel_check(run_id, node_id, attempt),
             secrets_to_mask=[v for v in self.secrets.values() if v],
         )
-        outcome = execute(claim.node, ctx)
+        self.heartbeats.add((run_id, node_id, attempt))
+        try:
+            if claim.node.get("type") in orchestrate.ORCHESTRATED:
+                self._orchestrate(claim, ctx)
+                return
+            outcome = execute(claim.node, ctx)
+        finally:
+            self.heartbeats.discard((run_id, node_id, attempt))
         result = to_result(outcome)
         bound.info(
             "step attempt ended",
@@ -103,6 +125,62 @@ class WorkerRuntime:
             )
         self.after_commit(effects)
 
+    def _orchestrate(self, claim: runs.Claim, ctx: StepContext) -> None:
+        """Foreach, approval and sub-workflow steps (see `conveyor.executor.orchestrate`)."""
+        run_id, node_id, attempt = ctx.run_id, ctx.node_id, ctx.attempt
+        node_type = claim.node["type"]
+        effects: runs.Effects | None = None
+        try:
+            if node_type == "logic.foreach":
+                result = orchestrate.run_foreach(claim, ctx)
+            elif node_type == "action.approval":
+                message = orchestrate.approval_message(claim, ctx)
+                with self.db.transaction() as session:
+                    effects = waits.begin_approval(
+                        session,
+                        run_id,
+                        node_id,
+                        attempt,
+                        message=message,
+                        timeout_s=orchestrate.approval_timeout(claim),
+                    )
+            else:
+                child = orchestrate.start_child(claim, ctx, self._executor_stub())
+                if (claim.node.get("data") or {}).get("wait", True) is False:
+                    result = to_result(orchestrate.child_started(child))
+                else:
+                    with self.db.transaction() as session:
+                        effects = waits.begin_child_wait(
+                            session,
+                            run_id,
+                            node_id,
+                            attempt,
+                            child_run_id=child.run_id,
+                            timeout_s=orchestrate.child_wait_timeout(claim),
+                            rand=random.random,
+                        )
+        except StepError as failure:
+            result = to_result(_masked_failure(failure, ctx))
+        except Exception as exc:  # a bug or a lost database must not leave the step RUNNING
+            log.exception("orchestrated step crashed", run_id=run_id, step_id=node_id)
+            crash = StepError(ErrorCategory.INTERNAL, f"{type(exc).__name__}: {exc}")
+            result = to_result(_masked_failure(crash, ctx))
+            effects = None
+        if effects is not None:
+            self.after_commit(effects)
+            return
+        with self.db.transaction() as session:
+            effects = runs.finish_step(
+                session, run_id, node_id, attempt, result, rand=random.random
+            )
+        self.after_commit(effects)
+
+    def _executor_stub(self) -> executor_service_pb2_grpc.ExecutorServiceStub:
+        if self._stub is None:
+            channel = grpc.insecure_channel(self.settings.executor_addr, options=CHANNEL_OPTIONS)
+            self._stub = executor_service_pb2_grpc.ExecutorServiceStub(channel)
+        return self._stub
+
     def _cancel_check(self, run_id: str, node_id: str, attempt: int) -> Callable[[], bool]:
         last = [time.monotonic()]
 
@@ -115,6 +193,13 @@ class WorkerRuntime:
                 return runs.step_cancelled(session, run_id, node_id, attempt)
 
         return check
+
+
+def _masked_failure(failure: StepError, ctx: StepContext) -> StepOutcome:
+    masker = Masker(ctx.secrets_to_mask)
+    outcome = failure.outcome()
+    outcome.error_message = masker.text(outcome.error_message or "")
+    return outcome
 
 
 def to_result(outcome: StepOutcome) -> runs.Result:

@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(
         default=30.0, gt=0, description="A QUEUED step older than this is sent again."
     )
+    worker_heartbeat_s: float = Field(
+        default=5.0, gt=0, le=300, description="How often a worker stamps its running attempts."
+    )
+    worker_lost_after_s: float = Field(
+        default=45.0, gt=0, description="A running attempt silent this long is WORKER_LOST."
+    )
+    secrets_file: Path | None = Field(
+        default=None,
+        description="Secrets for templates (secrets.NAME): a JSON object or KEY=VALUE lines.",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -112,6 +112,16 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``a.b`` on a mapping reads key ``b`` first, so a step named ``get`` or ``items``
+        (``steps.get.output``) is the step, not the dict method of that name."""
+        if isinstance(obj, Mapping) and isinstance(attribute, str):
+            try:
+                return obj[attribute]
+            except (KeyError, TypeError):
+                pass
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
         """Refuse ``*`` and ``**`` results that would exhaust memory or CPU."""
         if operator_ == "*":

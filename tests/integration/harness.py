@@ -169,8 +169,8 @@ def distributed(
                 "database_url": db_url,
                 "procs": procs,
                 "env": env,
-                "spawn": spawn,
                 "logs": logs,
+                "spawn": spawn,
             }
         finally:
             for p in procs:

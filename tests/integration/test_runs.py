@@ -103,7 +103,6 @@ def test_cancel_kills_running_step_and_skips_the_rest(client: Client) -> None:
     for ev in client.watch(run.run_id):
         if ev.node_id == "nap" and ev.step_state == run_pb2.STEP_STATE_RUNNING:
             break
-    started = time.monotonic()
     client.executor.CancelRun(
         executor_service_pb2.CancelRunRequest(run_id=run.run_id, reason="test")
     )
@@ -113,15 +112,17 @@ def test_cancel_kills_running_step_and_skips_the_rest(client: Client) -> None:
     s = {x.node_id: x for x in final.steps}
     assert s["nap"].state == run_pb2.STEP_STATE_CANCELLED
     assert s["after"].state == run_pb2.STEP_STATE_CANCELLED
-    # the worker notices and kills `sleep 30` long before it would have ended
-    deadline = time.monotonic() + 15
+    # the worker notices and kills `sleep 30`: the attempt ends before the sleep could have
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         nap = {x.node_id: x for x in client.get_run(run.run_id).steps}["nap"]
         if nap.executions and nap.executions[-1].HasField("end_time"):
             break
         time.sleep(0.2)
-    assert time.monotonic() - started < 20
-    assert nap.executions[-1].state == run_pb2.STEP_STATE_CANCELLED
+    execution = nap.executions[-1]
+    assert execution.state == run_pb2.STEP_STATE_CANCELLED
+    ran_s = (execution.end_time.ToDatetime() - execution.start_time.ToDatetime()).total_seconds()
+    assert ran_s < 30, "the sleep ran to its end: it was not killed"
 
 
 def test_watcher_resumes_without_gaps_or_duplicates(client: Client) -> None:

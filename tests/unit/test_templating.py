@@ -198,3 +198,10 @@ def test_module_imports_without_grpc_or_sqlalchemy() -> None:
         "assert 'grpc' not in sys.modules and 'sqlalchemy' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_mapping_keys_win_over_dict_methods() -> None:
+    scope = {"steps": {"get": {"output": {"env": "prod"}}, "items": {"n": 2}}}
+    assert render_value("{{ steps.get.output.env }}", scope) == "prod"
+    assert render_value("{{ steps.items.n }}", scope) == 2
+    assert render_value("{{ steps.keys() | list | length }}", scope) == 2

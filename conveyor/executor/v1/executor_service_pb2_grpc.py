@@ -55,6 +55,11 @@ class ExecutorServiceStub:
                 request_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.ApproveStep = channel.unary_unary(
+                '/conveyor.executor.v1.ExecutorService/ApproveStep',
+                request_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.ApproveStepRequest.SerializeToString,
+                response_deserializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.ApproveStepResponse.FromString,
+                _registered_method=True)
 
 
 class ExecutorServiceServicer:
@@ -97,6 +102,18 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveStep(self, request, context):
+        """Approves or rejects a step of type action.approval that is WAITING for a decision.
+        Approval succeeds the step; rejection fails it with category REJECTED and the comment.
+        Fails with NOT_FOUND when the run or node does not exist, INVALID_ARGUMENT when the
+        decision is unspecified, a text is too long or the node is not an approval, and
+        FAILED_PRECONDITION when the step is not waiting for a decision (already decided,
+        timed out, not reached yet, or the run ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExecutorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +136,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunRequest.FromString,
                     response_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'ApproveStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveStep,
+                    request_deserializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.ApproveStepRequest.FromString,
+                    response_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.ApproveStepResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +252,33 @@ class ExecutorService:
             '/conveyor.executor.v1.ExecutorService/CancelRun',
             conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunRequest.SerializeToString,
             conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.executor.v1.ExecutorService/ApproveStep',
+            conveyor_dot_executor_dot_v1_dot_executor__service__pb2.ApproveStepRequest.SerializeToString,
+            conveyor_dot_executor_dot_v1_dot_executor__service__pb2.ApproveStepResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -121,7 +121,7 @@ class Execution(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., worker: _Optional[str] = ..., queue: _Optional[str] = ..., task_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_user_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_system_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_rss_kib: _Optional[int] = ..., exit_code: _Optional[int] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("node_id", "node_type", "label", "state", "attempts", "exit_code", "stdout", "stderr", "output", "outputs", "error_category", "error_message", "skip_reason", "start_time", "end_time", "queue", "failure_handled", "executions", "stdout_uri", "stderr_uri")
+    __slots__ = ("node_id", "node_type", "label", "state", "attempts", "exit_code", "stdout", "stderr", "output", "outputs", "error_category", "error_message", "skip_reason", "start_time", "end_time", "queue", "failure_handled", "executions", "stdout_uri", "stderr_uri", "child_run_id", "wake_time")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -142,6 +142,8 @@ class Step(_message.Message):
     EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
     STDOUT_URI_FIELD_NUMBER: _ClassVar[int]
     STDERR_URI_FIELD_NUMBER: _ClassVar[int]
+    CHILD_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WAKE_TIME_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     node_type: str
     label: str
@@ -162,10 +164,12 @@ class Step(_message.Message):
     executions: _containers.RepeatedCompositeFieldContainer[Execution]
     stdout_uri: str
     stderr_uri: str
-    def __init__(self, node_id: _Optional[str] = ..., node_type: _Optional[str] = ..., label: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., skip_reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue: _Optional[str] = ..., failure_handled: _Optional[bool] = ..., executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., stdout_uri: _Optional[str] = ..., stderr_uri: _Optional[str] = ...) -> None: ...
+    child_run_id: str
+    wake_time: _timestamp_pb2.Timestamp
+    def __init__(self, node_id: _Optional[str] = ..., node_type: _Optional[str] = ..., label: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., skip_reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue: _Optional[str] = ..., failure_handled: _Optional[bool] = ..., executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., stdout_uri: _Optional[str] = ..., stderr_uri: _Optional[str] = ..., child_run_id: _Optional[str] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "job_id", "job_name", "job_version", "state", "trigger", "parameters", "create_time", "start_time", "end_time", "steps", "error_message", "priority", "request_id", "last_sequence")
+    __slots__ = ("run_id", "job_id", "job_name", "job_version", "state", "trigger", "parameters", "create_time", "start_time", "end_time", "steps", "error_message", "priority", "request_id", "last_sequence", "parent_run_id", "parent_node_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +185,8 @@ class Run(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job_id: str
     job_name: str
@@ -196,4 +202,6 @@ class Run(_message.Message):
     priority: int
     request_id: str
     last_sequence: int
-    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_version: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error_message: _Optional[str] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+    parent_run_id: str
+    parent_node_id: str
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_version: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error_message: _Optional[str] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., parent_node_id: _Optional[str] = ...) -> None: ...

@@ -8,7 +8,9 @@ Decisions where the format leaves room:
 - A node's ``parentId`` names the ``logic.foreach`` whose body it is in; bodies
   may nest. An edge joins two nodes of the same body (or two top-level
   nodes): it never crosses a foreach boundary.
-- A trigger node takes no incoming edges and sits at the top level.
+- A trigger node takes no incoming edges and sits at the top level. Approvals and
+  sub-workflows sit at the top level too: they wait outside a worker, while a foreach
+  body runs inside the foreach's worker slot.
 - Identical edges (same source, target and handle) count once.
 
 Every walk is iterative and linear in nodes plus edges.
@@ -29,6 +31,7 @@ from conveyor.translator.domain.nodetypes import is_action, is_trigger
 __all__ = ["Graph", "build_graph"]
 
 Link = tuple[str, str | None]
+_WAIT_OUTSIDE_WORKER = frozenset({"action.approval", "action.subworkflow"})
 
 
 @dataclass
@@ -95,6 +98,14 @@ def _assign_groups(graph: Graph, out: Diagnostics) -> None:
             out.error(
                 dg.INVALID_FIELD,
                 f"trigger node '{node.id}' cannot sit inside foreach '{parent}'",
+                at,
+                node_id=node.id,
+            )
+        elif node.type in _WAIT_OUTSIDE_WORKER:
+            # A foreach body runs inside the foreach's worker slot; these wait outside one.
+            out.error(
+                dg.INVALID_FIELD,
+                f"{node.type} node '{node.id}' cannot sit inside foreach '{parent}'",
                 at,
                 node_id=node.id,
             )

@@ -359,3 +359,17 @@ def test_all_problems_are_reported_at_once() -> None:
         ("DANGLING_EDGE", "/edges/2/target"),
         ("UNKNOWN_REFERENCE", "/nodes/4/data/argv/0"),
     ]
+
+
+class TestWaitingNodesInForeach:
+    @pytest.mark.parametrize(
+        ("node_type", "data"),
+        [("action.approval", {}), ("action.subworkflow", {"job": "other"})],
+    )
+    def test_cannot_sit_in_a_foreach_body(self, node_type: str, data: dict[str, Any]) -> None:
+        inner = {**node("inner", node_type, **data), "parentId": "loop"}
+        document = workflow([node("loop", "logic.foreach", items="[1, 2]"), inner])
+        found = _one(document, "INVALID_FIELD")
+        assert found.node_id == "inner"
+        assert found.path.endswith("/parentId")
+        assert "cannot sit inside foreach 'loop'" in found.message

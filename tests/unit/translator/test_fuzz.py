@@ -126,14 +126,14 @@ def _compiles_without_raising(document: Any) -> None:
         json.dumps(result.plan)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_documents())
 def test_mutated_documents(document: Any) -> None:
     _compiles_without_raising(document)
     _compiles_without_raising(json.dumps(document))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_random_json(value: Any) -> None:
     _compiles_without_raising(value)
