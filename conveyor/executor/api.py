@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import structlog
 from celery import Celery
+from sqlalchemy.exc import IntegrityError
 
 from conveyor.executor import liveness, runs, waits
 from conveyor.executor.celeryapp import send_steps
@@ -110,6 +111,21 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             )
 
         def work() -> Any:
+            try:
+                return create()
+            except IntegrityError:
+                # The same request_id raced another StartRun to the unique index: that one won,
+                # and a retried request returns its run.
+                if not request.request_id:
+                    raise
+                with self._db.transaction() as session:
+                    run = runs.run_by_request_id(session, request.request_id)
+                    if run is None:
+                        raise
+                    steps, executions = runs.run_steps(session, run.id)
+                    return run_pb(run, steps, executions)
+
+        def create() -> Any:
             with self._db.transaction() as session:
                 run, effects = runs.start_run(
                     session,

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
-from conveyor.kernel.errors import NotFound
+from conveyor.kernel.errors import InvalidArgument, NotFound, Violation
 
 
 def get_run(session: Session, run_id: str) -> RunRow:
@@ -49,7 +49,15 @@ def list_runs(
         query = query.where(RunRow.state.in_(list(states)))
     if after:
         created_s, _, last_id = after.partition("|")
-        created = datetime.fromisoformat(created_s)
+        try:
+            created = datetime.fromisoformat(created_s)
+        except ValueError as exc:
+            raise InvalidArgument(
+                "page_token is not valid",
+                violations=[
+                    Violation("page_token", "not a token from a previous response", "INVALID")
+                ],
+            ) from exc
         query = query.where(
             (RunRow.created_at < created) | ((RunRow.created_at == created) & (RunRow.id < last_id))
         )

@@ -590,3 +590,8 @@ def mark_worker_lost(session: Session, run_id: str, node_id: str, attempt: int) 
         )
         .values(state=StepState.FAILED.value, error_category="WORKER_LOST", ended_at=utcnow())
     )
+
+
+def run_by_request_id(session: Session, request_id: str) -> RunRow | None:
+    """The run a StartRun with this idempotency key created, if any."""
+    return session.scalar(select(RunRow).where(RunRow.request_id == request_id))

@@ -201,3 +201,34 @@ def test_concurrent_runs_all_finish(client: Client) -> None:
     for t in threads:
         t.join(timeout=120)
     assert results == [run_pb2.RUN_STATE_SUCCEEDED] * 5
+
+
+def test_bad_page_token_is_invalid_argument(client: Client) -> None:
+    for token in ("bm90LWEtdGltZXxydW4=", "%%%"):
+        with pytest.raises(grpc.RpcError) as err:
+            client.executor.ListRuns(executor_service_pb2.ListRunsRequest(page_token=token))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "page_token" in [field for field, _, _ in error_details(err.value)[1]]
+
+
+def test_concurrent_start_runs_with_one_request_id_make_one_run(client: Client) -> None:
+    job = client.create_job(wf.OUTPUT_PASSING).job
+    request = executor_service_pb2.StartRunRequest(
+        job_id=job.job_id, request_id="once-" + job.job_id
+    )
+    replies: list[Any] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            replies.append(client.executor.StartRun(request).run.run_id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(replies) == 8 and len(set(replies)) == 1
