@@ -19,6 +19,7 @@ from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
 from conveyor.kernel.logging import configure_logging
 from conveyor.kernel.settings import Settings
+from conveyor.monitor.v1 import event_pb2
 from conveyor.translator.domain import compile_workflow
 from conveyor.translator.v1 import translator_service_pb2
 
@@ -376,6 +377,33 @@ def runs_cancel(
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     out.print(f"run {run_id}: {render.run_state(reply.run.state)}")
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: str,
+    node: Annotated[str | None, typer.Argument(help="Only this step's output.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")
+    ] = False,
+    server: ServerOpt = None,
+) -> None:
+    """Print the steps' output (stdout to stdout, stderr to stderr), live with --follow."""
+    client = _client(server)
+    try:
+        render.print_logs(
+            client.watch(
+                run_id,
+                types=[event_pb2.EVENT_TYPE_STEP_LOG],
+                node_id=node or "",
+                history_only=not follow,
+            ),
+            prefix=node is None,
+        )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    finally:
+        client.close()
 
 
 @jobs_app.command("list")

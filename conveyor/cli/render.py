@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from collections.abc import Iterable
+from typing import IO, Any
 
 from google.protobuf import json_format
 from rich.console import Console
@@ -107,3 +109,44 @@ def run_table(console: Console, run: run_pb2.Run) -> None:
             (detail or "")[:120],
         )
     console.print(table)
+
+
+def print_logs(
+    events: Iterable[event_pb2.RunEvent],
+    *,
+    prefix: bool,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> None:
+    """Write STEP_LOG chunks as they come; with `prefix`, each line starts with its step."""
+    streams = {
+        event_pb2.LOG_STREAM_STDOUT: out or sys.stdout,
+        event_pb2.LOG_STREAM_STDERR: err or sys.stderr,
+    }
+    at_line_start: dict[tuple[str, int], bool] = {}
+    for ev in events:
+        if ev.type != event_pb2.EVENT_TYPE_STEP_LOG:
+            continue
+        target = streams.get(ev.log.stream, streams[event_pb2.LOG_STREAM_STDOUT])
+        text = ev.log.text
+        if prefix:
+            key = (ev.node_id, ev.log.stream)
+            text = _prefixed(text, f"[{ev.node_id}] ", at_line_start.get(key, True))
+            at_line_start[key] = text.endswith("\n")
+        target.write(text)
+        if ev.log.truncated:
+            (err or sys.stderr).write(
+                f"\n[live output of {ev.node_id} reached the live log cap; the full output is"
+                f" in `conveyor runs show {ev.run_id}` and its artifact]\n"
+            )
+        target.flush()
+
+
+def _prefixed(text: str, lead: str, start: bool) -> str:
+    """`text` with `lead` before every line that begins in it (the first one only at `start`)."""
+    lines = text.split("\n")
+    parts = []
+    for i, line in enumerate(lines):
+        begins = i > 0 or start
+        parts.append(lead + line if begins and line else line)
+    return "\n".join(parts)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from conveyor.executor import engine
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
-from conveyor.kernel import outbox
+from conveyor.kernel import feed, outbox
 from conveyor.kernel.errors import NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
@@ -98,6 +98,11 @@ class RunTx:
         )
         outbox.append(self.session, ev)
         self.effects.events.append(ev)
+        if type_ == outbox.RUN_STATE_CHANGED:
+            run = self.run
+            feed.record(
+                self.session, ev, job_id=run.job_id, job_name=run.job_name, trigger=run.trigger
+            )
 
     def set_run(self, state: RunState, message: str = "") -> None:
         """Move the run to a state (no-op when already there)."""

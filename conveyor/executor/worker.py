@@ -14,6 +14,7 @@ from celery import Celery
 
 from conveyor.executor import runs
 from conveyor.executor.celeryapp import send_steps
+from conveyor.executor.livelog import LiveLog
 from conveyor.executor.runners import StepContext, StepOutcome, execute
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
@@ -89,7 +90,11 @@ class WorkerRuntime:
             is_cancelled=self._cancel_check(run_id, node_id, attempt),
             secrets_to_mask=[v for v in self.secrets.values() if v],
         )
-        outcome = execute(claim.node, ctx)
+        live = self._live_log(ctx)
+        try:
+            outcome = execute(claim.node, ctx)
+        finally:
+            live.close()  # every chunk is written before the result that ends the step
         result = to_result(outcome)
         bound.info(
             "step attempt ended",
@@ -102,6 +107,19 @@ class WorkerRuntime:
                 session, run_id, node_id, attempt, result, rand=random.random
             )
         self.after_commit(effects)
+
+    def _live_log(self, ctx: StepContext) -> LiveLog:
+        """Stream the attempt's output as STEP_LOG events (wires `ctx.on_output`)."""
+        live = LiveLog(
+            db=self.db,
+            publish=self.bus.publish,
+            run_id=ctx.run_id,
+            node_id=ctx.node_id,
+            attempt=ctx.attempt,
+            cap=self.settings.live_log_cap,
+        )
+        ctx.on_output = live.write
+        return live
 
     def _cancel_check(self, run_id: str, node_id: str, attempt: int) -> Callable[[], bool]:
         last = [time.monotonic()]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from conveyor.kernel.outbox import Event
+from conveyor.kernel.outbox import RUN_STATE_CHANGED, Event
 
 QUEUE_LIMIT = 10_000
 
@@ -39,6 +39,12 @@ class Hub:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
         self._lock = threading.Lock()
+        self._on_run_change: list[Callable[[], None]] = []
+
+    def on_run_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the bus thread) whenever a batch holds a run state change."""
+        with self._lock:
+            self._on_run_change.append(callback)
 
     def subscribe(self, run_id: str) -> Subscription:
         """Subscribe the calling event loop to a run's live events."""
@@ -60,6 +66,10 @@ class Hub:
         """Bus listener: hand each event to the loop of every subscriber of its run."""
         with self._lock:
             targets = [(ev, list(self._subs.get(ev.run_id, ()))) for ev in events]
+            wake = list(self._on_run_change)
+        if wake and any(ev.type == RUN_STATE_CHANGED for ev in events):
+            for callback in wake:
+                callback()
         for ev, subs in targets:
             for sub in subs:
                 if sub.loop.is_closed():
