@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -119,6 +120,27 @@ def _run_filter(request: Any) -> FeedFilter:
     return FeedFilter(job_ids=frozenset(request.job_ids), states=states, triggers=triggers)
 
 
+class _ResponseCache:
+    """Recent WatchRun responses by (run, sequence): with N watchers of one run, each live
+    event is converted to protobuf once instead of N times."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, int], monitor_service_pb2.WatchRunResponse] = (
+            OrderedDict()
+        )
+
+    def get(self, ev: Event) -> monitor_service_pb2.WatchRunResponse:
+        """The response for an event (a run's sequence identifies its event for good)."""
+        key = (ev.run_id, ev.sequence)
+        found = self._items.get(key)
+        if found is None:
+            found = self._items[key] = monitor_service_pb2.WatchRunResponse(event=event_pb(ev))
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return found
+
+
 class _EventFilter:
     """What one WatchRun call wants to see."""
 
@@ -152,6 +174,7 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
         self._db = db
         self._hub = hub
         self._tailer = FeedTailer(db=db, hub=hub)
+        self._responses = _ResponseCache()
 
     def _read(self, run_id: str, after: int, flt: _EventFilter, until: int | None) -> list[Event]:
         with self._db.transaction() as session:
@@ -211,7 +234,7 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
                 if live is not None and live.sequence == last + 1 and not sub.overflowed:
                     last = live.sequence
                     if flt.wants(live):
-                        yield monitor_service_pb2.WatchRunResponse(event=event_pb(live))
+                        yield self._responses.get(live)
                     if live.terminal:
                         return
                 else:
