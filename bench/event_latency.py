@@ -156,9 +156,10 @@ async def one_round(
     ws = [Watcher() for _ in range(watchers)]
     channels: list[grpc.aio.Channel] = []
     http: httpx.AsyncClient | None = None
-    if transport == "grpc":
+    if transport in ("grpc", "grpc-monitor"):
+        target = info["grpc"] if transport == "grpc" else info["monitor"]
         channels = [
-            grpc.aio.insecure_channel(info["grpc"], options=CHANNEL_OPTIONS)
+            grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
             for _ in range(math.ceil(watchers / STREAMS_PER_CHANNEL))
         ]
         stubs = [monitor_service_pb2_grpc.MonitorServiceStub(ch) for ch in channels]
@@ -193,14 +194,14 @@ def pct(values: list[float], q: int) -> float:
 
 
 async def measure(
-    chain: int, counts: list[int], tmp: Path, info: dict[str, Any]
+    chain: int, counts: list[int], transports: list[str], tmp: Path, info: dict[str, Any]
 ) -> list[dict[str, Any]]:
     client = Client(info["grpc"])
     job_id = client.create_job(gated_chain(chain)).job.job_id
     client.close()
     baseline = rss_kib(info["procs"][3].pid)
     rows = []
-    for transport in ("grpc", "sse"):
+    for transport in transports:
         for n in counts:
             rounds = [
                 await one_round(transport=transport, watchers=n, info=info, job_id=job_id, tmp=tmp)
@@ -261,6 +262,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chain", type=int, default=20)
     parser.add_argument("--watchers", default="1,100,1000")
+    parser.add_argument(
+        "--transports",
+        default="grpc,sse,grpc-monitor",
+        help="grpc and sse go through the gateway; grpc-monitor straight to the monitor",
+    )
     parser.add_argument("--no-write", action="store_true", help="print, do not update the doc")
     args = parser.parse_args()
     counts = [int(x) for x in args.watchers.split(",")]
@@ -268,7 +274,8 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         harness.distributed(Path(tmp), POSTGRES_URL, REDIS_URL, workers=1) as info,
     ):
-        rows = asyncio.run(measure(args.chain, counts, Path(tmp), info))
+        transports = args.transports.split(",")
+        rows = asyncio.run(measure(args.chain, counts, transports, Path(tmp), info))
     body = report(rows, args.chain)
     print(body)
     if not args.no_write:

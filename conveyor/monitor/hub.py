@@ -70,14 +70,22 @@ class Hub:
         if wake and any(ev.type == RUN_STATE_CHANGED for ev in events):
             for callback in wake:
                 callback()
+        # One thread-safe hand-over per event loop and batch, not one per watcher and event.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Event]]] = {}
         for ev, subs in targets:
             for sub in subs:
-                if sub.loop.is_closed():
-                    continue
-                sub.loop.call_soon_threadsafe(sub._offer, ev)
+                by_loop.setdefault(sub.loop, []).append((sub, ev))
+        for loop, items in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_offer_all, items)
 
     @property
     def watchers(self) -> int:
         """Number of live subscriptions."""
         with self._lock:
             return sum(len(s) for s in self._subs.values())
+
+
+def _offer_all(items: list[tuple[Subscription, Event]]) -> None:
+    for sub, ev in items:
+        sub._offer(ev)
