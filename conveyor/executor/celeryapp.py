@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from conveyor.kernel.logging import step_log_context
 from conveyor.kernel.settings import Settings
 
 TASK_NAME = "conveyor.run_step"
@@ -64,7 +65,9 @@ def make_celery(settings: Settings) -> Celery:
         """Execute one attempt of one step (thin adapter over the worker runtime)."""
         if _handler is None:
             raise RuntimeError("no worker runtime installed in this process")
-        _handler(run_id, node_id, attempt, self.request)
+        task_id = str(getattr(self.request, "id", "") or "")
+        with step_log_context(run_id, node_id, attempt, task_id):
+            _handler(run_id, node_id, attempt, self.request)
 
     return app
 

@@ -38,6 +38,7 @@ from conveyor.gateway.transcode import (
 )
 from conveyor.kernel.errors import ConveyorError
 from conveyor.kernel.grpcserver import channel, to_status
+from conveyor.kernel.ids import new_id
 
 log = structlog.get_logger(__name__)
 
@@ -245,6 +246,8 @@ class HttpGateway:
         metadata = tuple(
             (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
         )
+        if "x-request-id" not in request.headers:  # one id follows the call through every service
+            metadata += (("x-request-id", new_id()),)
         if route.server_streaming:
             return await self._stream(route, message, metadata)
         try:
