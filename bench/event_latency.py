@@ -228,7 +228,7 @@ async def measure(
     return rows
 
 
-def report(rows: list[dict[str, Any]], chain: int) -> str:
+def report(rows: list[dict[str, Any]], chain: int, load: tuple[float, float]) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "## Event delivery latency",
@@ -253,7 +253,10 @@ def report(rows: list[dict[str, Any]], chain: int) -> str:
     lines += [
         "",
         f"Gateway RSS with no watcher: {baseline:.0f} MiB; the RSS column is read while that"
-        f" many watchers are connected. Watcher errors: {errors}.",
+        " many watchers are connected (Python rarely returns freed memory, so a row after a"
+        f" 1,000-watcher row still shows that peak). Watcher errors: {errors}. Load average"
+        f" (1 min) at start and end: {load[0]:.1f} and {load[1]:.1f} on {os.cpu_count()} cores."
+        " `grpc-monitor` watches the monitor directly, without the gateway hop.",
     ]
     return "\n".join(lines)
 
@@ -270,13 +273,14 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print, do not update the doc")
     args = parser.parse_args()
     counts = [int(x) for x in args.watchers.split(",")]
+    load_start = os.getloadavg()[0]
     with (
         tempfile.TemporaryDirectory() as tmp,
         harness.distributed(Path(tmp), POSTGRES_URL, REDIS_URL, workers=1) as info,
     ):
         transports = args.transports.split(",")
         rows = asyncio.run(measure(args.chain, counts, transports, Path(tmp), info))
-    body = report(rows, args.chain)
+    body = report(rows, args.chain, (load_start, os.getloadavg()[0]))
     print(body)
     if not args.no_write:
         write_section("event-delivery", body)

@@ -168,6 +168,8 @@ class _EventStream(Response):
 
 async def _next(queue: asyncio.Queue[_Item], wait_s: float) -> _Item | None:
     """The next stream item, or None after `wait_s` seconds of silence."""
+    with contextlib.suppress(asyncio.QueueEmpty):
+        return queue.get_nowait()
     try:
         return await asyncio.wait_for(queue.get(), wait_s)
     except TimeoutError:

@@ -250,9 +250,13 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
         """The next live event not yet accounted for, or None after a quiet spell."""
         while True:
             try:
-                live = await asyncio.wait_for(queue.get(), IDLE_POLL_S)
-            except TimeoutError:
-                return None
+                # The fast path skips wait_for's timer when a burst is already queued.
+                live = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    live = await asyncio.wait_for(queue.get(), IDLE_POLL_S)
+                except TimeoutError:
+                    return None
             if live.sequence > last:
                 return live
 
