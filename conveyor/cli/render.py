@@ -8,6 +8,7 @@ from typing import IO, Any
 
 from google.protobuf import json_format
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from conveyor.executor.v1 import run_pb2
@@ -80,6 +81,12 @@ def event_line(ev: event_pb2.RunEvent) -> str:
         style = STATE_STYLE.get(state, "white")
         tail = f"  {ev.message}" if ev.message else ""
         return f"{when}  [bold]run[/bold] [{style}]{state}[/{style}]{tail}"
+    if ev.type == event_pb2.EVENT_TYPE_STEP_LOG:
+        stream = "err" if ev.log.stream == event_pb2.LOG_STREAM_STDERR else "out"
+        lines = ev.log.text.rstrip("\n").split("\n")
+        return "\n".join(
+            f"{when}  {ev.node_id:<20} [dim]{stream}|[/dim] {escape(line)}" for line in lines
+        )
     state = step_state(ev.step_state)
     style = STATE_STYLE.get(state, "white")
     attempt = f" (attempt {ev.attempt})" if ev.attempt > 1 else ""
@@ -118,12 +125,14 @@ def print_logs(
     out: IO[str] | None = None,
     err: IO[str] | None = None,
 ) -> None:
-    """Write STEP_LOG chunks as they come; with `prefix`, each line starts with its step."""
-    streams = {
+    """Write STEP_LOG chunks as they come; with `prefix`, whole lines led by their step."""
+    streams: dict[int, IO[str]] = {
         event_pb2.LOG_STREAM_STDOUT: out or sys.stdout,
         event_pb2.LOG_STREAM_STDERR: err or sys.stderr,
     }
-    at_line_start: dict[tuple[str, int], bool] = {}
+    # With prefixes, a line split across chunks waits for its end, so steps never interleave
+    # inside a line.
+    partial: dict[tuple[str, int], str] = {}  # (node, stream) -> unfinished line
     for ev in events:
         if ev.type != event_pb2.EVENT_TYPE_STEP_LOG:
             continue
@@ -131,8 +140,10 @@ def print_logs(
         text = ev.log.text
         if prefix:
             key = (ev.node_id, ev.log.stream)
-            text = _prefixed(text, f"[{ev.node_id}] ", at_line_start.get(key, True))
-            at_line_start[key] = text.endswith("\n")
+            lines = (partial.pop(key, "") + text).split("\n")
+            if lines[-1]:
+                partial[key] = lines[-1]
+            text = "".join(f"[{ev.node_id}] {line}\n" for line in lines[:-1])
         target.write(text)
         if ev.log.truncated:
             (err or sys.stderr).write(
@@ -140,13 +151,5 @@ def print_logs(
                 f" in `conveyor runs show {ev.run_id}` and its artifact]\n"
             )
         target.flush()
-
-
-def _prefixed(text: str, lead: str, start: bool) -> str:
-    """`text` with `lead` before every line that begins in it (the first one only at `start`)."""
-    lines = text.split("\n")
-    parts = []
-    for i, line in enumerate(lines):
-        begins = i > 0 or start
-        parts.append(lead + line if begins and line else line)
-    return "\n".join(parts)
+    for (node_id, stream), rest in partial.items():
+        streams.get(stream, streams[event_pb2.LOG_STREAM_STDOUT]).write(f"[{node_id}] {rest}\n")

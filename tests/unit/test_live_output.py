@@ -141,3 +141,30 @@ def test_close_waits_for_every_queued_piece() -> None:
     for stream in ("stdout", "stderr"):
         text = "".join(t for s, t in flat if s == stream)
         assert text == "".join(f"{stream}{i}\n" for i in range(500))
+
+
+def test_cli_prefixes_each_line_once_even_when_chunks_split_lines() -> None:
+    import io
+
+    from conveyor.cli.render import print_logs
+    from conveyor.monitor.v1 import event_pb2
+
+    def chunk(node: str, stream: int, text: str) -> event_pb2.RunEvent:
+        return event_pb2.RunEvent(
+            type=event_pb2.EVENT_TYPE_STEP_LOG,
+            node_id=node,
+            log=event_pb2.StepLog(stream=stream, text=text),
+        )
+
+    out, err = io.StringIO(), io.StringIO()
+    events = [
+        chunk("a", 1, "one\ntw"),
+        chunk("b", 1, "x\n"),
+        chunk("a", 1, "o\n"),
+        chunk("a", 2, "warn\n"),
+        chunk("b", 1, "\nno newline at the end"),
+        event_pb2.RunEvent(type=event_pb2.EVENT_TYPE_RUN_STATE_CHANGED),
+    ]
+    print_logs(events, prefix=True, out=out, err=err)
+    assert out.getvalue() == "[a] one\n[b] x\n[a] two\n[b] \n[b] no newline at the end\n"
+    assert err.getvalue() == "[a] warn\n"
