@@ -171,7 +171,9 @@ async def _next(queue: asyncio.Queue[_Item], wait_s: float) -> _Item | None:
     with contextlib.suppress(asyncio.QueueEmpty):
         return queue.get_nowait()
     try:
-        return await asyncio.wait_for(queue.get(), wait_s)
+        # Not wait_for: on Python 3.11 it starts a task per wait, per watcher and event.
+        async with asyncio.timeout(wait_s):
+            return await queue.get()
     except TimeoutError:
         return None
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -23,6 +23,7 @@ from conveyor.monitor.hub import Hub
 from conveyor.monitor.runfeed import FeedTailer
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 
+T = TypeVar("T")
 SERVICE_NAME = monitor_service_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 IDLE_POLL_S = 2.0
 FEED_IDLE_S = 5.0
@@ -118,6 +119,21 @@ def _run_filter(request: Any) -> FeedFilter:
     if violations:
         raise InvalidArgument("invalid WatchRuns request", violations=violations)
     return FeedFilter(job_ids=frozenset(request.job_ids), states=states, triggers=triggers)
+
+
+async def next_item(queue: asyncio.Queue[T], wait_s: float) -> T | None:
+    """The next queued item, or None after `wait_s` of silence.
+
+    `asyncio.timeout`, not `wait_for`: on Python 3.11 wait_for wraps every wait in a new
+    task, which with hundreds of watchers woken per event was most of the monitor's CPU.
+    """
+    with contextlib.suppress(asyncio.QueueEmpty):
+        return queue.get_nowait()
+    try:
+        async with asyncio.timeout(wait_s):
+            return await queue.get()
+    except TimeoutError:
+        return None
 
 
 class _ResponseCache:
@@ -249,15 +265,8 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
     async def _next_live(queue: asyncio.Queue[Event], last: int) -> Event | None:
         """The next live event not yet accounted for, or None after a quiet spell."""
         while True:
-            try:
-                # The fast path skips wait_for's timer when a burst is already queued.
-                live = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                try:
-                    live = await asyncio.wait_for(queue.get(), IDLE_POLL_S)
-                except TimeoutError:
-                    return None
-            if live.sequence > last:
+            live = await next_item(queue, IDLE_POLL_S)
+            if live is None or live.sequence > last:
                 return live
 
     @map_errors
@@ -285,9 +294,7 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
                         last = change.position
                         yield change_pb(change)
                     refill = False
-                change_or_none = None
-                with contextlib.suppress(TimeoutError):
-                    change_or_none = await asyncio.wait_for(sub.queue.get(), FEED_IDLE_S)
+                change_or_none = await next_item(sub.queue, FEED_IDLE_S)
                 if sub.overflowed:
                     refill = True
                     continue
