@@ -34,6 +34,7 @@ protos: install  ## regenerate Python code from protos/
 
 bench: install  ## distributed-mode benchmarks vs raw Celery -> docs/performance.md
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.event_latency
 
 clean:
 	rm -rf $(VENV) .conveyor
