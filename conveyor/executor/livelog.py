@@ -7,8 +7,10 @@ slows the step's pipe (like a slow terminal would) instead of growing memory. On
 thread merges whatever has queued up meanwhile into one transaction, which numbers the
 chunks of each stream 1, 2, 3, … and appends them to the run's event outbox under the run
 lock, so log chunks share the run's gap-free sequence with its state changes and a watcher
-resumes both with one number. The worker closes the `LiveLog` before it records the step's
-result, so every chunk precedes the step's final state event and the run's terminal event.
+resumes both with one number. Chunks larger than `BUS_TEXT_LIMIT` are published as
+text-less placeholders, which make watchers read them from the table. The worker closes the
+`LiveLog` before it records the step's result, so every chunk precedes the step's final
+state event and the run's terminal event.
 
 Each stream of an attempt sends at most `cap` characters live; the chunk that reaches the
 cap is marked ``truncated``, and the rest of the output is only in the step's stdout/stderr
@@ -20,7 +22,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -38,6 +40,10 @@ log = structlog.get_logger(__name__)
 
 STREAMS = ("stdout", "stderr")
 MERGE_LIMIT = 64 * 1024
+# Larger chunks cross the bus as a placeholder without text; watchers read them from the
+# table. So however fast a step writes, the bus carries at most about 20 messages of at most
+# this size per stream per second.
+BUS_TEXT_LIMIT = 16 * 1024
 QUEUE_LIMIT = 256
 _END = ("", "")
 
@@ -176,7 +182,14 @@ class LiveLog:
         if not events:
             self._stopped = True  # the attempt was cancelled or superseded
             return
-        self._publish(events)
+        self._publish([for_bus(ev) for ev in events])
+
+
+def for_bus(ev: Event) -> Event:
+    """The event as published: a large chunk goes without its text, marked ``thin``."""
+    if len(ev.message) <= BUS_TEXT_LIMIT:
+        return ev
+    return replace(ev, message="", data={**ev.data, "thin": True})
 
 
 def merge(items: Sequence[tuple[str, str]], limit: int = MERGE_LIMIT) -> list[tuple[str, str]]:

@@ -27,7 +27,7 @@ T = TypeVar("T")
 SERVICE_NAME = monitor_service_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 IDLE_POLL_S = 2.0
 FEED_IDLE_S = 5.0
-REPLAY_BATCH = 1000
+REPLAY_BATCH = 256  # rows per table read; a log row holds up to 64 KiB
 MAX_JOB_FILTER = 100
 MAX_ID_LEN = 64
 _LOG_STREAMS: dict[str, Any] = {
@@ -247,14 +247,19 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
                         return
                     need_table = False
                 live = await self._next_live(sub.queue, last)
-                if live is not None and live.sequence == last + 1 and not sub.overflowed:
+                if (
+                    live is not None
+                    and live.sequence == last + 1
+                    and not sub.overflowed
+                    and not live.data.get("thin")  # a large log chunk: its text is in the table
+                ):
                     last = live.sequence
                     if flt.wants(live):
                         yield self._responses.get(live)
                     if live.terminal:
                         return
                 else:
-                    # a gap, an overflow or a quiet spell: the table is the truth
+                    # a gap, an overflow, a thin event or a quiet spell: the table is the truth
                     sub.overflowed = False
                     head = await asyncio.to_thread(self._head, run_id)
                     need_table = True

@@ -168,3 +168,19 @@ def test_cli_prefixes_each_line_once_even_when_chunks_split_lines() -> None:
     print_logs(events, prefix=True, out=out, err=err)
     assert out.getvalue() == "[a] one\n[b] x\n[a] two\n[b] \n[b] no newline at the end\n"
     assert err.getvalue() == "[a] warn\n"
+
+
+def test_large_chunks_cross_the_bus_without_their_text() -> None:
+    from datetime import UTC, datetime
+
+    from conveyor.executor.livelog import BUS_TEXT_LIMIT, for_bus
+    from conveyor.kernel.outbox import STEP_LOG, Event
+
+    def event(text: str) -> Event:
+        now = datetime.now(UTC)
+        return Event("r", 5, STEP_LOG, now, node_id="n", message=text, data={"chunk": 1})
+
+    small = event("x" * BUS_TEXT_LIMIT)
+    assert for_bus(small) is small
+    thin = for_bus(event("x" * (BUS_TEXT_LIMIT + 1)))
+    assert (thin.sequence, thin.message, thin.data) == (5, "", {"chunk": 1, "thin": True})
