@@ -274,6 +274,37 @@ def test_watch_runs_filters_and_resumes(client: Client, stack: dict[str, Any]) -
     assert [int(e["id"]) for e in sse] == positions[4:]
     assert json.loads(sse[1]["data"])["event"]["run_state"] == "RUN_STATE_FAILED"
 
+    # And from the CLI, which follows until stopped.
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "conveyor",
+            "runs",
+            "watch",
+            "--after",
+            str(positions[2]),
+            "--state",
+            "failed",
+            "--server",
+            stack["grpc"],
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert (int(line[0]), line[2], line[3], line[4]) == (
+        positions[5],
+        bad_run.run_id,
+        "FAILED",
+        "it-feed-bad",
+    )
+
 
 @pytest.mark.parametrize(
     ("request_", "field"),
