@@ -252,12 +252,14 @@ class HttpGateway:
         )
         if "x-request-id" not in request.headers:  # one id follows the call through every service
             metadata += (("x-request-id", new_id()),)
-        if route.server_streaming:
-            return await self._stream(route, message, metadata)
-        try:
-            return JSONResponse(to_json(await self._unary(route, message, metadata)))
-        except CallError as failure:
-            return _error(failure)
+        request_id = dict(metadata)["x-request-id"]
+        with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=route.grpc_path):
+            if route.server_streaming:
+                return await self._stream(route, message, metadata)
+            try:
+                return JSONResponse(to_json(await self._unary(route, message, metadata)))
+            except CallError as failure:
+                return _error(failure)
 
     @staticmethod
     def _request_message(
