@@ -36,6 +36,7 @@ bench: install  ## distributed-mode benchmarks vs raw Celery -> docs/performance
 	$(BIN)/python -m bench.translator
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.foreach
+	$(BIN)/python -m bench.event_latency
 
 clean:
 	rm -rf $(VENV) .conveyor

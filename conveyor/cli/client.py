@@ -54,14 +54,28 @@ class Client:
         run: run_pb2.Run = reply.run
         return run
 
-    def watch(self, run_id: str, after: int = 0) -> Iterator[event_pb2.RunEvent]:
+    def watch(
+        self,
+        run_id: str,
+        after: int = 0,
+        *,
+        types: list[Any] | None = None,
+        node_id: str = "",
+        history_only: bool = False,
+    ) -> Iterator[event_pb2.RunEvent]:
         """Events of a run until it ends; reconnects and resumes if the stream breaks."""
         last = after
         failures = 0
         while True:
             try:
                 for reply in self.monitor.WatchRun(
-                    monitor_service_pb2.WatchRunRequest(run_id=run_id, after_sequence=last)
+                    monitor_service_pb2.WatchRunRequest(
+                        run_id=run_id,
+                        after_sequence=last,
+                        types=types or [],
+                        node_id=node_id,
+                        history_only=history_only,
+                    )
                 ):
                     failures = 0
                     last = reply.event.sequence

@@ -21,6 +21,7 @@ from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
 from conveyor.kernel.logging import configure_logging
 from conveyor.kernel.settings import Settings
+from conveyor.monitor.v1 import event_pb2, monitor_service_pb2
 from conveyor.translator.domain import compile_workflow
 from conveyor.translator.v1 import translator_service_pb2
 
@@ -436,6 +437,72 @@ def runs_reject(
 ) -> None:
     """Reject a step that waits for approval; it fails with category REJECTED."""
     _decide(run_id, node_id, comment, approver, server, approve=False)
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: str,
+    node: Annotated[str | None, typer.Argument(help="Only this step's output.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the run ends.")
+    ] = False,
+    server: ServerOpt = None,
+) -> None:
+    """Print the steps' output (stdout to stdout, stderr to stderr), live with --follow."""
+    client = _client(server)
+    try:
+        render.print_logs(
+            client.watch(
+                run_id,
+                types=[event_pb2.EVENT_TYPE_STEP_LOG],
+                node_id=node or "",
+                history_only=not follow,
+            ),
+            prefix=node is None,
+        )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    finally:
+        client.close()
+
+
+@runs_app.command("watch")
+def runs_watch(
+    job: Annotated[list[str] | None, typer.Option(help="Only runs of this job id.")] = None,
+    state: Annotated[list[str] | None, typer.Option(help="Only changes into this state.")] = None,
+    trigger: Annotated[list[str] | None, typer.Option(help="Only runs started so.")] = None,
+    after: Annotated[int, typer.Option(help="Resume after this feed position.")] = 0,
+    server: ServerOpt = None,
+) -> None:
+    """Print every run's state changes as they happen (Ctrl-C to stop)."""
+    try:
+        states = [run_pb2.RunState.Value(f"RUN_STATE_{s.upper()}") for s in state or []]
+        triggers = [run_pb2.RunTrigger.Value(f"RUN_TRIGGER_{s.upper()}") for s in trigger or []]
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(EXIT_INVALID) from exc
+    client = _client(server)
+    request = monitor_service_pb2.WatchRunsRequest(
+        after_sequence=after,
+        job_ids=job or [],
+        states=states,
+        triggers=triggers,
+        from_now=after == 0,
+    )
+    try:
+        for change in client.monitor.WatchRuns(request):
+            when = change.event.event_time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+            out.print(
+                f"{change.sequence:>8}  {when}  {change.event.run_id}"
+                f"  {render.run_state(change.event.run_state):<9}  {change.job_name}",
+                markup=False,
+            )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
 
 
 @jobs_app.command("list")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from collections.abc import Iterable
+from typing import IO, Any
 
 from google.protobuf import json_format
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from conveyor.executor.v1 import run_pb2
@@ -81,6 +84,12 @@ def event_line(ev: event_pb2.RunEvent) -> str:
         style = STATE_STYLE.get(state, "white")
         tail = f"  {ev.message}" if ev.message else ""
         return f"{when}  [bold]run[/bold] [{style}]{state}[/{style}]{tail}"
+    if ev.type == event_pb2.EVENT_TYPE_STEP_LOG:
+        stream = "err" if ev.log.stream == event_pb2.LOG_STREAM_STDERR else "out"
+        lines = ev.log.text.rstrip("\n").split("\n")
+        return "\n".join(
+            f"{when}  {ev.node_id:<20} [dim]{stream}|[/dim] {escape(line)}" for line in lines
+        )
     state = step_state(ev.step_state)
     style = STATE_STYLE.get(state, "white")
     attempt = f" (attempt {ev.attempt})" if ev.attempt > 1 else ""
@@ -124,3 +133,40 @@ def run_table(console: Console, run: run_pb2.Run) -> None:
             (detail or "")[:160],
         )
     console.print(table)
+
+
+def print_logs(
+    events: Iterable[event_pb2.RunEvent],
+    *,
+    prefix: bool,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> None:
+    """Write STEP_LOG chunks as they come; with `prefix`, whole lines led by their step."""
+    streams: dict[int, IO[str]] = {
+        event_pb2.LOG_STREAM_STDOUT: out or sys.stdout,
+        event_pb2.LOG_STREAM_STDERR: err or sys.stderr,
+    }
+    # With prefixes, a line split across chunks waits for its end, so steps never interleave
+    # inside a line.
+    partial: dict[tuple[str, int], str] = {}  # (node, stream) -> unfinished line
+    for ev in events:
+        if ev.type != event_pb2.EVENT_TYPE_STEP_LOG:
+            continue
+        target = streams.get(ev.log.stream, streams[event_pb2.LOG_STREAM_STDOUT])
+        text = ev.log.text
+        if prefix:
+            key = (ev.node_id, ev.log.stream)
+            lines = (partial.pop(key, "") + text).split("\n")
+            if lines[-1]:
+                partial[key] = lines[-1]
+            text = "".join(f"[{ev.node_id}] {line}\n" for line in lines[:-1])
+        target.write(text)
+        if ev.log.truncated:
+            (err or sys.stderr).write(
+                f"\n[live output of {ev.node_id} reached the live log cap; the full output is"
+                f" in `conveyor runs show {ev.run_id}` and its artifact]\n"
+            )
+        target.flush()
+    for (node_id, stream), rest in partial.items():
+        streams.get(stream, streams[event_pb2.LOG_STREAM_STDOUT]).write(f"[{node_id}] {rest}\n")

@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from conveyor.kernel.logging import step_log_context
 from conveyor.kernel.settings import Settings
 
 TASK_NAME = "conveyor.run_step"
@@ -30,7 +31,9 @@ def run_step(self: Any, run_id: str, node_id: str, attempt: int) -> None:
     """Execute one attempt of one step (thin adapter over the worker runtime)."""
     if _handler is None:
         raise RuntimeError("no worker runtime installed in this process")
-    _handler(run_id, node_id, attempt, self.request)
+    task_id = str(getattr(self.request, "id", "") or "")
+    with step_log_context(run_id, node_id, attempt, task_id):
+        _handler(run_id, node_id, attempt, self.request)
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -25,7 +25,7 @@ from conveyor.executor.subruns import (
     check_parent_chain,
     child_result,
 )
-from conveyor.kernel import outbox
+from conveyor.kernel import feed, outbox
 from conveyor.kernel.errors import NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
@@ -81,6 +81,11 @@ class RunTx:
         )
         outbox.append(self.session, ev)
         self.effects.events.append(ev)
+        if type_ == outbox.RUN_STATE_CHANGED:
+            run = self.run
+            feed.record(
+                self.session, ev, job_id=run.job_id, job_name=run.job_name, trigger=run.trigger
+            )
 
     def set_run(self, state: RunState, message: str = "") -> None:
         """Move the run to a state (no-op when already there)."""

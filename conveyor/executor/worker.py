@@ -16,6 +16,7 @@ from celery import Celery
 
 from conveyor.executor import orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
+from conveyor.executor.livelog import LiveLog
 from conveyor.executor.liveness import Heartbeater
 from conveyor.executor.runners import StepContext, StepOutcome, execute
 from conveyor.executor.runners.base import ErrorCategory, Masker, StepError
@@ -109,7 +110,11 @@ class WorkerRuntime:
             if claim.node.get("type") in orchestrate.ORCHESTRATED:
                 self._orchestrate(claim, ctx)
                 return
-            outcome = execute(claim.node, ctx)
+            live = self._live_log(ctx)
+            try:
+                outcome = execute(claim.node, ctx)
+            finally:
+                live.close()  # every chunk is written before the result that ends the step
         finally:
             self.heartbeats.discard((run_id, node_id, attempt))
         result = to_result(outcome)
@@ -180,6 +185,19 @@ class WorkerRuntime:
             channel = grpc.insecure_channel(self.settings.executor_addr, options=CHANNEL_OPTIONS)
             self._stub = executor_service_pb2_grpc.ExecutorServiceStub(channel)
         return self._stub
+
+    def _live_log(self, ctx: StepContext) -> LiveLog:
+        """Stream the attempt's output as STEP_LOG events (wires `ctx.on_output`)."""
+        live = LiveLog(
+            db=self.db,
+            publish=self.bus.publish,
+            run_id=ctx.run_id,
+            node_id=ctx.node_id,
+            attempt=ctx.attempt,
+            cap=self.settings.live_log_cap,
+        )
+        ctx.on_output = live.write
+        return live
 
     def _cancel_check(self, run_id: str, node_id: str, attempt: int) -> Callable[[], bool]:
         last = [time.monotonic()]

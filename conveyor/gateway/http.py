@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from conveyor.gateway.transcode import (
 )
 from conveyor.kernel.errors import ConveyorError
 from conveyor.kernel.grpcserver import channel, to_status
+from conveyor.kernel.ids import new_id
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +51,34 @@ _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 # How many decoded stream messages may wait for a slow HTTP client before the backend is paused.
 _STREAM_BUFFER = 64
 
-_Item = tuple[str, Any]  # ("message", Message) | ("end", None) | ("failure", CallError)
+# Stream messages up to this size are encoded to SSE once per distinct message (LRU): with N
+# watchers of one run, a live event is decoded and turned into JSON once, not N times.
+_SSE_CACHE_MAX_BYTES = 16 * 1024
+
+_Item = tuple[str, Any]  # ("message", Message | bytes) | ("end", None) | ("failure", CallError)
+
+
+_RESPONSE_TYPES: dict[str, Any] = {}  # grpc path -> response message class
+
+
+@functools.lru_cache(maxsize=1024)
+def _sse_from_wire(grpc_path: str, raw: bytes) -> bytes:
+    return sse_event(_RESPONSE_TYPES[grpc_path].FromString(raw))
+
+
+def _sse_encoder(route: HttpRoute) -> Any:
+    """Encode a stream item: a local servicer's message, or a backend's raw bytes."""
+
+    _RESPONSE_TYPES[route.grpc_path] = route.response_cls
+
+    def encode(item: Message | bytes) -> bytes:
+        if isinstance(item, Message):
+            return sse_event(item)
+        if len(item) <= _SSE_CACHE_MAX_BYTES:
+            return _sse_from_wire(route.grpc_path, item)
+        return sse_event(route.response_cls.FromString(item))
+
+    return encode
 
 
 def _error(failure: CallError) -> JSONResponse:
@@ -78,6 +107,7 @@ class _EventStream(Response):
         first: _Item | None,
         keepalive_s: float,
         closing: asyncio.Event,
+        encode: Any = sse_event,
     ) -> None:
         # Not Response.__init__: it would declare Content-Length: 0 for the empty content.
         self.status_code = 200
@@ -89,6 +119,7 @@ class _EventStream(Response):
         ]
         self._queue, self._pump, self._first = queue, pump, first
         self._keepalive_s, self._closing = keepalive_s, closing
+        self._encode = encode
         self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -124,7 +155,7 @@ class _EventStream(Response):
             if item is None:
                 chunk = b": keepalive\n\n"
             elif item[0] == "message":
-                chunk = sse_event(item[1])
+                chunk = self._encode(item[1])
             elif item[0] == "failure":
                 chunk = sse_error(item[1])
             else:
@@ -137,13 +168,19 @@ class _EventStream(Response):
 
 async def _next(queue: asyncio.Queue[_Item], wait_s: float) -> _Item | None:
     """The next stream item, or None after `wait_s` seconds of silence."""
+    with contextlib.suppress(asyncio.QueueEmpty):
+        return queue.get_nowait()
     try:
-        return await asyncio.wait_for(queue.get(), wait_s)
+        # Not wait_for: on Python 3.11 it starts a task per wait, per watcher and event.
+        async with asyncio.timeout(wait_s):
+            return await queue.get()
     except TimeoutError:
         return None
 
 
-async def _pump(messages: AsyncGenerator[Message, None], queue: asyncio.Queue[_Item]) -> None:
+async def _pump(
+    messages: AsyncGenerator[Message | bytes, None], queue: asyncio.Queue[_Item]
+) -> None:
     try:
         async for message in messages:
             await queue.put(("message", message))
@@ -213,12 +250,16 @@ class HttpGateway:
         metadata = tuple(
             (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
         )
-        if route.server_streaming:
-            return await self._stream(route, message, metadata)
-        try:
-            return JSONResponse(to_json(await self._unary(route, message, metadata)))
-        except CallError as failure:
-            return _error(failure)
+        if "x-request-id" not in request.headers:  # one id follows the call through every service
+            metadata += (("x-request-id", new_id()),)
+        request_id = dict(metadata)["x-request-id"]
+        with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=route.grpc_path):
+            if route.server_streaming:
+                return await self._stream(route, message, metadata)
+            try:
+                return JSONResponse(to_json(await self._unary(route, message, metadata)))
+            except CallError as failure:
+                return _error(failure)
 
     @staticmethod
     def _request_message(
@@ -264,7 +305,8 @@ class HttpGateway:
 
     async def _messages(
         self, route: HttpRoute, message: Message, metadata: tuple[tuple[str, str], ...]
-    ) -> AsyncGenerator[Message, None]:
+    ) -> AsyncGenerator[Message | bytes, None]:
+        """The stream's messages: decoded from a local servicer, raw bytes from a backend."""
         servicer = self._local.get(route.service)
         if servicer is not None:
             try:
@@ -276,7 +318,6 @@ class HttpGateway:
         call = self._channel(self._addresses[route.service]).unary_stream(
             route.grpc_path,
             request_serializer=route.request_cls.SerializeToString,
-            response_deserializer=route.response_cls.FromString,
         )(message, metadata=metadata)
         try:
             async for item in call:
@@ -303,6 +344,7 @@ class HttpGateway:
             first=first,
             keepalive_s=self._keepalive_s,
             closing=self._closing,
+            encode=_sse_encoder(route),
         )
 
     async def healthz(self, request: Request) -> Response:

@@ -17,6 +17,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 # Imported for their side effect: the public services' descriptors land in the default pool.
 from conveyor.executor.v1 import executor_service_pb2  # noqa: F401
 from conveyor.kernel.grpcserver import ServiceRegistration, channel
+from conveyor.kernel.ids import new_id
 from conveyor.monitor.v1 import monitor_service_pb2  # noqa: F401
 from conveyor.translator.v1 import translator_service_pb2  # noqa: F401
 
@@ -41,6 +42,13 @@ def forwardable(metadata: Sequence[tuple[str, Any]] | None) -> Metadata:
             continue
         kept.append((name, value))
     return tuple(kept)
+
+
+def with_request_id(metadata: Metadata) -> Metadata:
+    """The metadata with an x-request-id, so one id follows the call through every service."""
+    if any(name == "x-request-id" for name, _ in metadata):
+        return metadata
+    return (*metadata, ("x-request-id", new_id()))
 
 
 def service_descriptor(name: str) -> ServiceDescriptor:
@@ -110,7 +118,7 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[misc]
             multi = self._channel(address).unary_unary(path)
             call = multi(
                 request,
-                metadata=forwardable(context.invocation_metadata()),
+                metadata=with_request_id(forwardable(context.invocation_metadata())),
                 timeout=context.time_remaining(),
             )
             try:
@@ -131,7 +139,7 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[misc]
             multi = self._channel(address).unary_stream(path)
             call = multi(
                 request,
-                metadata=forwardable(context.invocation_metadata()),
+                metadata=with_request_id(forwardable(context.invocation_metadata())),
                 timeout=context.time_remaining(),
             )
             try:

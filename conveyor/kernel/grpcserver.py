@@ -23,6 +23,7 @@ from conveyor.kernel.errors import (
     NotFound,
     Unavailable,
 )
+from conveyor.kernel.logging import rpc_log_context
 
 log = structlog.get_logger(__name__)
 
@@ -88,25 +89,27 @@ def map_errors(fn: F) -> F:
 
         @functools.wraps(fn)
         async def stream(self: Any, request: Any, context: Any) -> AsyncIterator[Any]:
-            try:
-                async for item in fn(self, request, context):
-                    yield item
-            except (grpc.aio.AbortError, GeneratorExit):
-                raise
-            except Exception as exc:
-                await _abort(context, exc)
+            with rpc_log_context(fn.__name__, request, context):
+                try:
+                    async for item in fn(self, request, context):
+                        yield item
+                except (grpc.aio.AbortError, GeneratorExit):
+                    raise
+                except Exception as exc:
+                    await _abort(context, exc)
 
         return cast(F, stream)
 
     @functools.wraps(fn)
     async def unary(self: Any, request: Any, context: Any) -> Any:
-        try:
-            return await fn(self, request, context)
-        except grpc.aio.AbortError:
-            raise
-        except Exception as exc:
-            await _abort(context, exc)
-            raise  # unreachable: abort raises
+        with rpc_log_context(fn.__name__, request, context):
+            try:
+                return await fn(self, request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await _abort(context, exc)
+                raise  # unreachable: abort raises
 
     return cast(F, unary)
 

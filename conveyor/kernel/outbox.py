@@ -7,12 +7,26 @@ are gap-free and in commit order.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from conveyor.kernel.db import Base
 
@@ -132,12 +146,42 @@ def append(session: Session, event: Event) -> None:
     )
 
 
-def events_after(session: Session, run_id: str, after: int, *, limit: int = 1000) -> list[Event]:
-    """A run's events with sequence > after, in order."""
-    rows = session.scalars(
-        select(RunEventRow)
-        .where(RunEventRow.run_id == run_id, RunEventRow.sequence > after)
-        .order_by(RunEventRow.sequence)
-        .limit(limit)
-    )
+def events_after(
+    session: Session,
+    run_id: str,
+    after: int,
+    *,
+    limit: int = 1000,
+    until: int | None = None,
+    types: Collection[str] = (),
+    node_id: str = "",
+) -> list[Event]:
+    """A run's events with after < sequence (<= until), in order.
+
+    `types` and `node_id` narrow the result, but the run's terminal event is always
+    included, so a reader knows when the run is over.
+    """
+    query = select(RunEventRow).where(RunEventRow.run_id == run_id, RunEventRow.sequence > after)
+    if until is not None:
+        query = query.where(RunEventRow.sequence <= until)
+    if types or node_id:
+        wanted: list[ColumnElement[bool]] = []
+        if types:
+            wanted.append(RunEventRow.type.in_(sorted(types)))
+        if node_id:
+            wanted.append(RunEventRow.node_id == node_id)
+        terminal = and_(
+            RunEventRow.type == RUN_STATE_CHANGED,
+            RunEventRow.run_state.in_(sorted(TERMINAL_RUN_STATES)),
+        )
+        query = query.where(or_(and_(*wanted), terminal))
+    rows = session.scalars(query.order_by(RunEventRow.sequence).limit(limit))
     return [Event.from_row(r) for r in rows]
+
+
+def last_sequence(session: Session, run_id: str) -> int:
+    """The run's newest committed sequence (0 when it has no events)."""
+    value = session.scalar(
+        select(func.max(RunEventRow.sequence)).where(RunEventRow.run_id == run_id)
+    )
+    return int(value or 0)

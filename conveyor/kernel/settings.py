@@ -32,6 +32,12 @@ class Settings(BaseSettings):
     http_addr: str = "127.0.0.1:8080"
 
     inline_output_cap: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    live_log_cap: int = Field(
+        default=8 * 1024 * 1024,
+        ge=0,
+        le=256 * 1024 * 1024,
+        description="Characters of each output stream of an attempt streamed live (0: none).",
+    )
     default_step_timeout_s: float = Field(default=3600.0, gt=0)
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     worker_queues: str = Field(default="default", description="Comma-separated queue names.")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from conveyor.kernel.outbox import Event
+from conveyor.kernel.outbox import RUN_STATE_CHANGED, Event
 
 QUEUE_LIMIT = 10_000
 
@@ -39,6 +39,12 @@ class Hub:
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
         self._lock = threading.Lock()
+        self._on_run_change: list[Callable[[], None]] = []
+
+    def on_run_change(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (from the bus thread) whenever a batch holds a run state change."""
+        with self._lock:
+            self._on_run_change.append(callback)
 
     def subscribe(self, run_id: str) -> Subscription:
         """Subscribe the calling event loop to a run's live events."""
@@ -60,14 +66,26 @@ class Hub:
         """Bus listener: hand each event to the loop of every subscriber of its run."""
         with self._lock:
             targets = [(ev, list(self._subs.get(ev.run_id, ()))) for ev in events]
+            wake = list(self._on_run_change)
+        if wake and any(ev.type == RUN_STATE_CHANGED for ev in events):
+            for callback in wake:
+                callback()
+        # One thread-safe hand-over per event loop and batch, not one per watcher and event.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Event]]] = {}
         for ev, subs in targets:
             for sub in subs:
-                if sub.loop.is_closed():
-                    continue
-                sub.loop.call_soon_threadsafe(sub._offer, ev)
+                by_loop.setdefault(sub.loop, []).append((sub, ev))
+        for loop, items in by_loop.items():
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_offer_all, items)
 
     @property
     def watchers(self) -> int:
         """Number of live subscriptions."""
         with self._lock:
             return sum(len(s) for s in self._subs.values())
+
+
+def _offer_all(items: list[tuple[Subscription, Event]]) -> None:
+    for sub, ev in items:
+        sub._offer(ev)

@@ -166,6 +166,7 @@ def distributed(
             yield {
                 "grpc": f"127.0.0.1:{ports['gateway']}",
                 "http": f"http://127.0.0.1:{ports['http']}",
+                "monitor": f"127.0.0.1:{ports['monitor']}",
                 "database_url": db_url,
                 "procs": procs,
                 "env": env,

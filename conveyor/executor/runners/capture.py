@@ -203,11 +203,13 @@ class LiveOutput:
         if self._callback is None:
             return
         self._pending += data
-        if len(self._pending) >= self._max_batch:
-            end = self._pending.rfind(b"\n") + 1
-            self._emit(end or len(self._pending))
-        else:
+        if len(self._pending) < self._max_batch:
             self.tick()
+            return
+        # Full batches go out now, each at most max_batch bytes, cut after a newline if any.
+        while len(self._pending) >= self._max_batch:
+            end = self._pending.rfind(b"\n", 0, self._max_batch) + 1
+            self._emit(end or self._max_batch)
 
     def tick(self) -> None:
         """Send the complete lines waiting, if the interval has passed."""

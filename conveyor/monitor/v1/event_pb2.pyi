@@ -17,13 +17,22 @@ class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_TYPE_RUN_STATE_CHANGED: _ClassVar[EventType]
     EVENT_TYPE_STEP_STATE_CHANGED: _ClassVar[EventType]
     EVENT_TYPE_STEP_LOG: _ClassVar[EventType]
+
+class LogStream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOG_STREAM_UNSPECIFIED: _ClassVar[LogStream]
+    LOG_STREAM_STDOUT: _ClassVar[LogStream]
+    LOG_STREAM_STDERR: _ClassVar[LogStream]
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_RUN_STATE_CHANGED: EventType
 EVENT_TYPE_STEP_STATE_CHANGED: EventType
 EVENT_TYPE_STEP_LOG: EventType
+LOG_STREAM_UNSPECIFIED: LogStream
+LOG_STREAM_STDOUT: LogStream
+LOG_STREAM_STDERR: LogStream
 
 class RunEvent(_message.Message):
-    __slots__ = ("sequence", "run_id", "type", "event_time", "run_state", "node_id", "step_state", "attempt", "message", "data")
+    __slots__ = ("sequence", "run_id", "type", "event_time", "run_state", "node_id", "step_state", "attempt", "message", "data", "log")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +43,7 @@ class RunEvent(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     run_id: str
     type: EventType
@@ -44,4 +54,19 @@ class RunEvent(_message.Message):
     attempt: int
     message: str
     data: _struct_pb2.Struct
-    def __init__(self, sequence: _Optional[int] = ..., run_id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_state: _Optional[_Union[_run_pb2.RunState, str]] = ..., node_id: _Optional[str] = ..., step_state: _Optional[_Union[_run_pb2.StepState, str]] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    log: StepLog
+    def __init__(self, sequence: _Optional[int] = ..., run_id: _Optional[str] = ..., type: _Optional[_Union[EventType, str]] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., run_state: _Optional[_Union[_run_pb2.RunState, str]] = ..., node_id: _Optional[str] = ..., step_state: _Optional[_Union[_run_pb2.StepState, str]] = ..., attempt: _Optional[int] = ..., message: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., log: _Optional[_Union[StepLog, _Mapping]] = ...) -> None: ...
+
+class StepLog(_message.Message):
+    __slots__ = ("stream", "text", "chunk", "offset", "truncated")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    stream: LogStream
+    text: str
+    chunk: int
+    offset: int
+    truncated: bool
+    def __init__(self, stream: _Optional[_Union[LogStream, str]] = ..., text: _Optional[str] = ..., chunk: _Optional[int] = ..., offset: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...

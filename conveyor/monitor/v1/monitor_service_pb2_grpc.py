@@ -40,6 +40,11 @@ class MonitorServiceStub:
                 request_serializer=conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunRequest.SerializeToString,
                 response_deserializer=conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunResponse.FromString,
                 _registered_method=True)
+        self.WatchRuns = channel.unary_stream(
+                '/conveyor.monitor.v1.MonitorService/WatchRuns',
+                request_serializer=conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunsRequest.SerializeToString,
+                response_deserializer=conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunsResponse.FromString,
+                _registered_method=True)
 
 
 class MonitorServiceServicer:
@@ -48,8 +53,22 @@ class MonitorServiceServicer:
 
     def WatchRun(self, request, context):
         """Streams a run's events: first those after after_sequence from the event table, then
-        live ones, without gaps or duplicates; the stream ends after the run's terminal event.
-        Fails with NOT_FOUND when the run has no events (no such run).
+        live ones, without gaps or duplicates; the stream ends after the run's terminal event
+        (also when a filter leaves that event out). Step output arrives as STEP_LOG events.
+        Fails with NOT_FOUND when the run has no events (no such run), INVALID_ARGUMENT for a
+        missing run_id, a negative after_sequence or an unknown event type.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRuns(self, request, context):
+        """Streams the state changes of every run, in commit order, optionally filtered by job,
+        state and trigger. Resumable: each change carries its position in the global feed
+        (`sequence`); a client that reconnects with after_sequence gets every later change once.
+        The stream does not end by itself. Fails with INVALID_ARGUMENT for a negative
+        after_sequence, one beyond the newest change, unknown enum values or too many filter
+        values.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -62,6 +81,11 @@ def add_MonitorServiceServicer_to_server(servicer, server):
                     servicer.WatchRun,
                     request_deserializer=conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunRequest.FromString,
                     response_serializer=conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunResponse.SerializeToString,
+            ),
+            'WatchRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRuns,
+                    request_deserializer=conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunsRequest.FromString,
+                    response_serializer=conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +116,33 @@ class MonitorService:
             '/conveyor.monitor.v1.MonitorService/WatchRun',
             conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunRequest.SerializeToString,
             conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/conveyor.monitor.v1.MonitorService/WatchRuns',
+            conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunsRequest.SerializeToString,
+            conveyor_dot_monitor_dot_v1_dot_monitor__service__pb2.WatchRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,161 @@
+"""The global feed of run state changes: one cursor across all runs, for WatchRuns.
+
+A run's own events are numbered per run (outbox.py). Watching *every* run needs one order
+over all of them that a client can resume from. Table ids are not that order: on
+PostgreSQL two transactions can take ids 7 and 8 and commit 8 first, so a reader that saw 8
+and resumed "after 8" would never see 7. The feed position is therefore assigned at the
+very end of the writing transaction, by incrementing the single row of ``run_feed_head``:
+its row lock is held only from that update until COMMIT, so positions are handed out in
+commit order and a gap can never become visible. The cost is that commits which change a
+run's state serialise on that one row for the moment between the update and the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, Integer, String, Text, event, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from conveyor.kernel.db import Base
+from conveyor.kernel.outbox import Event
+
+_PENDING = "conveyor.feed.pending"
+HEAD_ID = 1
+
+
+class RunFeedRow(Base):
+    """One run state change in the global feed (table run_feed)."""
+
+    __tablename__ = "run_feed"
+
+    position: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    run_id: Mapped[str] = mapped_column(String(32))
+    run_sequence: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    job_name: Mapped[str] = mapped_column(String(200))
+    trigger: Mapped[str] = mapped_column(String(16))
+    run_state: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunFeedHead(Base):
+    """The last position handed out (one row, id 1)."""
+
+    __tablename__ = "run_feed_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """A feed entry: a run moved to a state."""
+
+    position: int
+    run_id: str
+    run_sequence: int
+    job_id: str
+    job_name: str
+    trigger: str
+    run_state: str
+    message: str
+    time: datetime
+
+    @classmethod
+    def from_row(cls, row: RunFeedRow) -> RunChange:
+        """Build from a stored row."""
+        created = row.created_at
+        if created.tzinfo is None:  # SQLite drops the zone; values are stored in UTC
+            created = created.replace(tzinfo=UTC)
+        return cls(
+            position=row.position,
+            run_id=row.run_id,
+            run_sequence=row.run_sequence,
+            job_id=row.job_id,
+            job_name=row.job_name,
+            trigger=row.trigger,
+            run_state=row.run_state,
+            message=row.message,
+            time=created,
+        )
+
+
+@dataclass(frozen=True)
+class FeedFilter:
+    """Which changes a watcher wants; an empty set means any."""
+
+    job_ids: frozenset[str] = frozenset()
+    states: frozenset[str] = frozenset()
+    triggers: frozenset[str] = frozenset()
+
+    def matches(self, change: RunChange) -> bool:
+        """Whether the change passes every set filter."""
+        return (
+            (not self.job_ids or change.job_id in self.job_ids)
+            and (not self.states or change.run_state in self.states)
+            and (not self.triggers or change.trigger in self.triggers)
+        )
+
+
+def record(session: Session, ev: Event, *, job_id: str, job_name: str, trigger: str) -> None:
+    """Queue a run state change for the feed; it gets its position just before commit."""
+    pending: list[RunFeedRow] = session.info.setdefault(_PENDING, [])
+    pending.append(
+        RunFeedRow(
+            run_id=ev.run_id,
+            run_sequence=ev.sequence,
+            job_id=job_id,
+            job_name=job_name,
+            trigger=trigger,
+            run_state=ev.run_state or "",
+            message=ev.message[:2000],
+            created_at=ev.time,
+        )
+    )
+
+
+@event.listens_for(Session, "before_commit")
+def _assign_positions(session: Session) -> None:
+    pending: list[RunFeedRow] | None = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    top = session.execute(
+        update(RunFeedHead)
+        .where(RunFeedHead.id == HEAD_ID)
+        .values(position=RunFeedHead.position + len(pending))
+        .returning(RunFeedHead.position)
+    ).scalar_one_or_none()
+    if top is None:  # a schema made without the migration's seed row
+        session.add(RunFeedHead(id=HEAD_ID, position=len(pending)))
+        top = len(pending)
+    for offset, row in enumerate(pending):
+        row.position = top - len(pending) + offset + 1
+    session.add_all(pending)
+    session.flush()
+
+
+def head(session: Session) -> int:
+    """The newest committed position (0 when the feed is empty)."""
+    value = session.scalar(select(func.max(RunFeedRow.position)))
+    return int(value or 0)
+
+
+def changes_after(
+    session: Session, after: int, flt: FeedFilter | None = None, *, limit: int = 1000
+) -> list[RunChange]:
+    """Changes with position > after, oldest first, filtered in the query."""
+    query = select(RunFeedRow).where(RunFeedRow.position > after)
+    if flt is not None:
+        if flt.job_ids:
+            query = query.where(RunFeedRow.job_id.in_(sorted(flt.job_ids)))
+        if flt.states:
+            query = query.where(RunFeedRow.run_state.in_(sorted(flt.states)))
+        if flt.triggers:
+            query = query.where(RunFeedRow.trigger.in_(sorted(flt.triggers)))
+    rows = session.scalars(query.order_by(RunFeedRow.position).limit(limit))
+    return [RunChange.from_row(r) for r in rows]
