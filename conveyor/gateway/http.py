@@ -17,6 +17,7 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +38,7 @@ from conveyor.gateway.transcode import (
 )
 from conveyor.kernel.errors import ConveyorError
 from conveyor.kernel.grpcserver import channel, to_status
+from conveyor.kernel.metrics import aggregate, local_exposition
 
 log = structlog.get_logger(__name__)
 
@@ -348,6 +350,7 @@ def build_http_app(
     health_targets: Mapping[str, str] | None = None,
     call_timeout_s: float | None = CALL_TIMEOUT_S,
     keepalive_s: float = KEEPALIVE_S,
+    metrics_targets: Mapping[str, str] | None = None,
 ) -> Starlette:
     """The gateway's Starlette app; `app.state.gateway` is the `HttpGateway` (call `close()`)."""
     gateway = HttpGateway(
@@ -358,6 +361,13 @@ def build_http_app(
         keepalive_s=keepalive_s,
     )
 
+    async def metrics_endpoint(_: Request) -> Response:
+        if metrics_targets is None:
+            body = local_exposition()
+        else:
+            body = await asyncio.to_thread(aggregate, {"gateway": REGISTRY}, metrics_targets)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
@@ -366,6 +376,7 @@ def build_http_app(
     app = Starlette(
         routes=[
             Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/{path:path}", gateway.dispatch, methods=_METHODS),
         ],
         lifespan=lifespan,

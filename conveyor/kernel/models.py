@@ -7,4 +7,5 @@ def import_all_models() -> None:
     """Register every table on conveyor.kernel.db.Base.metadata."""
     import conveyor.executor.models
     import conveyor.kernel.outbox
+    import conveyor.monitor.models
     import conveyor.translator.store  # noqa: F401

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(
         default=30.0, gt=0, description="A QUEUED step older than this is sent again."
     )
+    worker_heartbeat_s: float = Field(
+        default=1.0, gt=0, le=60, description="Celery event heartbeat period of a worker."
+    )
+    alert_interval_s: float = Field(default=2.0, gt=0, le=3600, description="Alert evaluation.")
+    metrics_host: str = Field(default="127.0.0.1", description="Bind host of /metrics servers.")
+    translator_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    executor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    monitor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
     log_level: str = "INFO"
     log_json: bool = True
 
