@@ -237,7 +237,9 @@ async def start_service(name: str, settings: Settings) -> Suite:
     return suite
 
 
-def run_worker(settings: Settings, *, pool: str, concurrency: int, queues: str) -> None:
+def run_worker(
+    settings: Settings, *, pool: str, concurrency: int, queues: str, hostname: str | None = None
+) -> None:
     """A Celery worker process for distributed mode (blocks until stopped)."""
     app = make_celery(settings)
     db = open_database(settings, migrate=False)
@@ -259,6 +261,7 @@ def run_worker(settings: Settings, *, pool: str, concurrency: int, queues: str) 
         "--loglevel=INFO",
         "--without-mingle",
         "--without-gossip",
+        *([f"--hostname={hostname}"] if hostname else []),
     ]
     try:
         app.worker_main(argv)

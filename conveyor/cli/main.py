@@ -293,6 +293,9 @@ def worker(
     queues: Annotated[str | None, typer.Option(help="Comma-separated queues.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Parallel steps.")] = None,
     pool: Annotated[str, typer.Option(help="threads or prefork.")] = "threads",
+    hostname: Annotated[
+        str | None, typer.Option(help="Celery node name, e.g. w1@%h (default celery@host).")
+    ] = None,
 ) -> None:
     """A Celery worker executing steps (distributed mode)."""
     from conveyor.suite import run_worker
@@ -304,6 +307,7 @@ def worker(
         pool=pool,
         concurrency=concurrency or settings.worker_concurrency,
         queues=queues or settings.worker_queues,
+        hostname=hostname,
     )
 
 

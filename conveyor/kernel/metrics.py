@@ -20,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     start_http_server,
 )
@@ -28,6 +29,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 log = structlog.get_logger(__name__)
+
+# `*_created` series render as separate gauge families in the text format, which would clash
+# with the same histogram's samples when processes are merged; rate() does not need them.
+disable_created_metrics()
 
 SCRAPE_TIMEOUT_S = 2.0
 MAX_SCRAPE_BYTES = 8 * 1024 * 1024
@@ -123,7 +128,8 @@ def aggregate(local: Mapping[str, CollectorRegistry], remote: Mapping[str, str])
             up.add_sample("conveyor_scrape_up", {"service": service}, 0.0)
             continue
         for family in parsed:
-            _relabel(family, service, families)
+            if not family.name.endswith("_created"):
+                _relabel(family, service, families)
         up.add_sample("conveyor_scrape_up", {"service": service}, 1.0)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([*families.values(), up]))

@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(
         default=30.0, gt=0, description="A QUEUED step older than this is sent again."
     )
-    worker_heartbeat_s: float = Field(
-        default=1.0, gt=0, le=60, description="Celery event heartbeat period of a worker."
+    worker_heartbeat_s: int = Field(
+        default=1, ge=1, le=60, description="Celery event heartbeat period of a worker (s)."
     )
     alert_interval_s: float = Field(default=2.0, gt=0, le=3600, description="Alert evaluation.")
     metrics_host: str = Field(default="127.0.0.1", description="Bind host of /metrics servers.")

@@ -123,6 +123,7 @@ def distributed(
     """Every service and a worker as separate OS processes on PostgreSQL and Redis."""
     with redis_database(redis_url) as broker, postgres_database(postgres_url) as db_url:
         ports = {k: free_port() for k in ("translator", "executor", "monitor", "gateway", "http")}
+        metrics_ports = {k: free_port() for k in ("translator", "executor", "monitor")}
         env = {
             **os.environ,
             "CONVEYOR_DATABASE_URL": db_url,
@@ -135,6 +136,7 @@ def distributed(
             "CONVEYOR_GATEWAY_ADDR": f"127.0.0.1:{ports['gateway']}",
             "CONVEYOR_HTTP_ADDR": f"127.0.0.1:{ports['http']}",
             "CONVEYOR_LOG_LEVEL": "WARNING",
+            **{f"CONVEYOR_{k.upper()}_METRICS_PORT": str(v) for k, v in metrics_ports.items()},
             **(extra_env or {}),
         }
         exe = [sys.executable, "-m", "conveyor"]
@@ -155,7 +157,7 @@ def distributed(
             for svc in ("translator", "executor", "monitor", "gateway"):
                 spawn(svc, "serve", svc)
             for i in range(workers):
-                spawn(f"worker{i}", "worker", "--concurrency", "4")
+                spawn(f"worker{i}", "worker", "--concurrency", "4", "--hostname", f"worker{i}@%h")
             for svc in ("translator", "executor", "monitor", "gateway"):
                 wait_serving(f"127.0.0.1:{ports[svc]}", procs=procs)
             yield {
@@ -164,6 +166,8 @@ def distributed(
                 "database_url": db_url,
                 "procs": procs,
                 "logs": logs,
+                "env": env,
+                "spawn": spawn,
             }
         finally:
             for p in procs:
