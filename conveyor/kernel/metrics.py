@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 
 # `*_created` series render as separate gauge families in the text format, which would clash
 # with the same histogram's samples when processes are merged; rate() does not need them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 SCRAPE_TIMEOUT_S = 2.0
 MAX_SCRAPE_BYTES = 8 * 1024 * 1024
