@@ -14,6 +14,7 @@ from google.protobuf import json_format
 from rich.console import Console
 
 from conveyor.cli import render
+from conveyor.cli.alerts import alerts_app
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
@@ -29,6 +30,7 @@ runs_app = typer.Typer(no_args_is_help=True, help="Inspect and cancel runs.")
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect saved jobs.")
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(alerts_app, name="alerts")
 
 out = Console()
 err = Console(stderr=True)

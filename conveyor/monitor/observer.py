@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -20,6 +21,9 @@ log = structlog.get_logger(__name__)
 WEBHOOK_ATTEMPTS = 3
 WEBHOOK_TIMEOUT_S = 5.0
 WEBHOOK_BACKOFF_S = 0.5
+# After a start, worker-offline alerts are neither resolved nor raised until every live
+# worker has had time to send a heartbeat (Celery's slowest default period is 2 s).
+WORKER_WARMUP_S = 10.0
 
 
 async def post_webhook(client: httpx.AsyncClient, url: str, payload: dict[str, Any]) -> str:
@@ -52,6 +56,7 @@ class Observer:
         self.tracker = tracker
         self.kind = queues.broker_kind(settings.broker_url)
         self._client = httpx.AsyncClient()
+        self._started = time.monotonic()
 
     async def close(self) -> None:
         """Close the webhook client."""
@@ -93,7 +98,8 @@ class Observer:
         for f in figures:
             metrics.QUEUE_DEPTH.labels(queue=f.queue).set(f.depth)
             metrics.QUEUE_OLDEST_AGE.labels(queue=f.queue).set(f.oldest_age_s or 0.0)
-        workers = [(w.hostname, up) for w, up in self.tracker.workers()]
+        known = time.monotonic() - self._started >= WORKER_WARMUP_S
+        workers = [(w.hostname, up) for w, up in self.tracker.workers()] if known else []
         metrics.WORKERS.labels(state="online").set(sum(1 for _, up in workers if up))
         metrics.WORKERS.labels(state="offline").set(sum(1 for _, up in workers if not up))
         with self._db.transaction() as session:
@@ -105,6 +111,7 @@ class Observer:
                 running_steps=alertstore.running_steps(session),
                 queues=[alerting.QueueFact(f.queue, f.depth, f.oldest_age_s) for f in figures],
                 workers=workers,
+                workers_known=known,
             )
         return facts, rules, firing
 
