@@ -177,7 +177,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
                         getattr(merged, path).CopyFrom(getattr(request.rule, path))
                     else:
                         merged.ClearField(path)
-                elif field.label == field.LABEL_REPEATED:
+                elif field.is_repeated:
                     del getattr(merged, path)[:]
                     getattr(merged, path).extend(getattr(request.rule, path))
                 else:

@@ -98,10 +98,11 @@ class Observer:
         for f in figures:
             metrics.QUEUE_DEPTH.labels(queue=f.queue).set(f.depth)
             metrics.QUEUE_OLDEST_AGE.labels(queue=f.queue).set(f.oldest_age_s or 0.0)
+        seen = [(w.hostname, up) for w, up in self.tracker.workers()]
+        metrics.WORKERS.labels(state="online").set(sum(1 for _, up in seen if up))
+        metrics.WORKERS.labels(state="offline").set(sum(1 for _, up in seen if not up))
         known = time.monotonic() - self._started >= WORKER_WARMUP_S
-        workers = [(w.hostname, up) for w, up in self.tracker.workers()] if known else []
-        metrics.WORKERS.labels(state="online").set(sum(1 for _, up in workers if up))
-        metrics.WORKERS.labels(state="offline").set(sum(1 for _, up in workers if not up))
+        workers = seen if known else []
         with self._db.transaction() as session:
             rules = alertstore.enabled_rules(session)
             firing = alertstore.firing_alerts(session)
