@@ -19,6 +19,7 @@ import pytest
 from google.protobuf import duration_pb2
 
 from conveyor.cli.client import Client
+from conveyor.executor.v1 import run_pb2
 from conveyor.monitor.v1 import (
     alert_service_pb2,
     alert_service_pb2_grpc,
@@ -163,6 +164,10 @@ def test_queue_depth_rises_and_falls(
     assert len(depth_alerts) == 1  # one alert for the whole spell, not one per evaluation
     assert depth_alerts[0].state == alert_service_pb2.ALERT_STATE_RESOLVED
     assert depth_alerts[0].deliveries == 2
+    stats = insight.GetJobStats(insight_service_pb2.GetJobStatsRequest(job_id=job.job_id))
+    assert stats.total_runs == 3 and stats.success_rate == 1.0
+    assert [(c.state, c.count) for c in stats.runs_by_state] == [(run_pb2.RUN_STATE_SUCCEEDED, 3)]
+    assert stats.HasField("p95_duration") and stats.mean_attempts == 1.0
 
 
 def test_metrics_exposition_passes_promtool(
