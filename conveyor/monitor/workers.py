@@ -26,6 +26,9 @@ MAX_WORKERS = 1000
 MAX_TRACKED_TASKS = 50_000
 MAX_RATE_SAMPLES = 100_000
 MAX_QUEUES_PER_WORKER = 100
+# A worker whose configuration is unknown (its inspect reply was lost or slow) is asked again.
+REINSPECT_AFTER_S = 5.0
+INSPECT_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -41,6 +44,7 @@ class WorkerInfo:
     last_seen: float = 0.0
     said_goodbye: bool = False
     software_version: str = ""
+    inspected_at: float = 0.0
 
     def online(self, now: float) -> bool:
         """True while heartbeats keep arriving."""
@@ -94,6 +98,10 @@ class WorkerTracker:
             info.said_goodbye = kind == "worker-offline"
             if kind == "worker-online":
                 new = True
+            if not info.concurrency and now - info.inspected_at >= REINSPECT_AFTER_S:
+                new = not info.said_goodbye
+            if new:
+                info.inspected_at = now
         if new and self.on_new_worker is not None:
             self.on_new_worker(hostname)
 
@@ -219,7 +227,9 @@ class EventListener:
             while self._pending and not self._stop.is_set():
                 hostname = self._pending.popleft()
                 try:
-                    probe = self._app.control.inspect(destination=[hostname], timeout=1.0)
+                    probe = self._app.control.inspect(
+                        destination=[hostname], timeout=INSPECT_TIMEOUT_S
+                    )
                     stats = (probe.stats() or {}).get(hostname) or {}
                     queues = (probe.active_queues() or {}).get(hostname) or []
                 except Exception:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from conveyor.monitor.workers import OFFLINE_BEATS, RATE_WINDOW_S, WorkerTracker
+from conveyor.monitor.workers import (
+    OFFLINE_BEATS,
+    RATE_WINDOW_S,
+    REINSPECT_AFTER_S,
+    WorkerTracker,
+)
 
 
 class Clock:
@@ -59,3 +64,21 @@ def test_rates_and_learned_queues_from_task_events() -> None:
     assert tracker.consumers("gpu") == 1 and tracker.consumers("default") == 0
     clock.now += RATE_WINDOW_S + 1
     assert tracker.rates() == {}
+
+
+def test_worker_without_configuration_is_asked_again() -> None:
+    clock = Clock()
+    tracker = WorkerTracker(clock=clock)
+    asked: list[str] = []
+    tracker.on_new_worker = asked.append
+    tracker.handle({"type": "worker-online", "hostname": "w@h", "freq": 1.0})
+    clock.now += 1
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0})
+    assert asked == ["w@h"]  # the first question may still be answered
+    clock.now += REINSPECT_AFTER_S
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0})
+    assert asked == ["w@h", "w@h"]
+    tracker.register("w@h", queues=["default"], concurrency=2)
+    clock.now += REINSPECT_AFTER_S
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0})
+    assert asked == ["w@h", "w@h"]
