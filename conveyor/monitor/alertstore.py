@@ -111,6 +111,8 @@ def update_rule(
     for path in paths:
         setattr(row, path, values[path])
     row.updated_at = now
+    if not row.enabled:
+        _resolve_all(session, rule_id, now=now)
     try:
         session.flush()
     except IntegrityError as exc:
@@ -121,11 +123,22 @@ def update_rule(
 def delete_rule(session: Session, rule_id: str, *, now: datetime) -> None:
     """Delete a rule and resolve its firing alerts."""
     get_rule(session, rule_id)
+    _resolve_all(session, rule_id, now=now)
+    session.execute(delete(AlertRuleRow).where(AlertRuleRow.id == rule_id))
+
+
+def _resolve_all(session: Session, rule_id: str, *, now: datetime) -> None:
+    """Resolve a rule's firing alerts (it was disabled or deleted; no webhook is called)."""
     for alert in session.scalars(
         select(AlertRow).where(AlertRow.rule_id == rule_id, AlertRow.state == FIRING)
     ):
         alert.state, alert.resolved_at = RESOLVED, now
-    session.execute(delete(AlertRuleRow).where(AlertRuleRow.id == rule_id))
+
+
+def rule_enabled(session: Session, rule_id: str) -> bool:
+    """True when the rule exists and is enabled (checked again right before firing)."""
+    row = session.get(AlertRuleRow, rule_id)
+    return row is not None and row.enabled
 
 
 def enabled_rules(session: Session) -> list[Rule]:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -103,9 +102,7 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
                     queues=sorted(w.queues),
                     concurrency=w.concurrency,
                     active_steps=w.active,
-                    last_heartbeat_time=timestamp(
-                        utcnow() - timedelta(seconds=max(0.0, time.time() - w.last_seen))
-                    ),
+                    last_heartbeat_time=timestamp(datetime.fromtimestamp(w.last_seen, UTC)),
                     state=insight_service_pb2.WORKER_STATE_ONLINE
                     if up
                     else insight_service_pb2.WORKER_STATE_OFFLINE,

@@ -123,6 +123,8 @@ class Observer:
         out = []
         with self._db.transaction() as session:
             for change in to_fire:
+                if not alertstore.rule_enabled(session, change.rule.id):
+                    continue  # deleted or disabled since the facts were gathered
                 row = alertstore.fire(session, change.rule, change.subject, change.message, now=now)
                 out.append((change, row.id, alertstore.FIRING))
             for change in to_resolve:

@@ -226,6 +226,37 @@ def test_bad_input_is_rejected(stubs: tuple[Any, Any, Client]) -> None:
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_failed_run_alert_fires_once_and_resolves_on_success(
+    stubs: tuple[Any, Any, Client], receiver: Receiver
+) -> None:
+    _, alerts, client = stubs
+    alerts.CreateAlertRule(
+        _rule("exit job failed", alert_service_pb2.ALERT_KIND_RUN_FAILED, receiver.url,
+              job="ops-exit")
+    )  # fmt: skip
+    text = wf.doc(
+        "ops-exit",
+        [wf.cmd("exit", ["python3", "-c", "import sys; sys.exit(int(sys.argv[1]))",
+                         "{{ params.code }}"])],
+        [],
+        parameters={"type": "object", "properties": {"code": {"type": "integer"}}},
+    )  # fmt: skip
+    job = client.create_job(text).job
+
+    def posts(state: str) -> list[dict[str, Any]]:
+        return [p for p in receiver.posts if p["rule"] == "exit job failed" and p["state"] == state]
+
+    for _ in range(2):  # a second failure while firing is not announced again
+        run = client.start_run(job.job_id, {"code": 3})
+        assert list(client.watch(run.run_id))[-1].run_state == run_pb2.RUN_STATE_FAILED
+        eventually(lambda: posts("FIRING") or None, "the failed run alert")
+    good = client.start_run(job.job_id, {"code": 0})
+    assert list(client.watch(good.run_id))[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+    resolved = eventually(lambda: posts("RESOLVED") or None, "the failed run alert to resolve")
+    assert len(posts("FIRING")) == 1 and len(resolved) == 1
+    assert resolved[0]["subject"] == "ops-exit" and "[RESOLVED]" in resolved[0]["text"]
+
+
 # Last: it kills the only worker of the default queue.
 def test_killed_worker_goes_offline_and_alerts(
     stack: dict[str, Any], stubs: tuple[Any, Any, Client], receiver: Receiver
