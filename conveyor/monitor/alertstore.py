@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conveyor.executor.models import RunRow, StepRow
-from conveyor.kernel.errors import AlreadyExists, NotFound
+from conveyor.kernel.errors import AlreadyExists, FailedPrecondition, NotFound
 from conveyor.kernel.ids import as_utc, new_id
 from conveyor.monitor.alerting import AlertKind, EndedRun, Rule, RunningStep
 from conveyor.monitor.models import AlertRow, AlertRuleRow
@@ -20,6 +20,7 @@ RUN_LOOKBACK = timedelta(days=7)
 MAX_ENDED_RUNS = 5000
 MAX_RUNNING_STEPS = 1000
 MAX_RULES = 1000
+ALERT_RETENTION = timedelta(days=30)
 EDITABLE = (
     "display_name",
     "kind",
@@ -69,6 +70,10 @@ def create_rule(session: Session, rule: Rule, *, request_id: str, now: datetime)
         existing = session.scalar(select(AlertRuleRow).where(AlertRuleRow.request_id == request_id))
         if existing is not None:
             return existing
+    if (session.scalar(select(func.count()).select_from(AlertRuleRow)) or 0) >= MAX_RULES:
+        raise FailedPrecondition(
+            f"at most {MAX_RULES} alert rules; delete one first", reason="TOO_MANY_RULES"
+        )
     row = AlertRuleRow(
         id=new_id(), request_id=request_id or None, created_at=now, updated_at=now, **_fields(rule)
     )
@@ -192,6 +197,16 @@ def record_delivery(session: Session, alert_id: str, error: str) -> None:
     else:
         row.deliveries += 1
         row.last_delivery_error = ""
+
+
+def prune(session: Session, *, now: datetime) -> int:
+    """Delete alerts resolved longer ago than the retention period."""
+    result = session.execute(
+        delete(AlertRow).where(
+            AlertRow.state == RESOLVED, AlertRow.resolved_at < now - ALERT_RETENTION
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def list_alerts(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
 from conveyor.kernel.errors import NotFound
 from conveyor.kernel.ids import as_utc
+from conveyor.translator.store import JobRow
 
 MAX_DURATION_SAMPLES = 100_000
 TOP_CATEGORIES = 10
@@ -62,8 +63,6 @@ def job_stats(session: Session, job: str, *, window: timedelta, now: datetime) -
         select(RunRow.job_id, RunRow.job_name).where(of_job).order_by(RunRow.created_at.desc())
     ).first()
     if ident is None:
-        from conveyor.translator.store import JobRow
-
         row = session.execute(
             select(JobRow.id, JobRow.name).where(or_(JobRow.id == job, JobRow.name == job))
         ).first()

@@ -24,6 +24,7 @@ WEBHOOK_BACKOFF_S = 0.5
 # After a start, worker-offline alerts are neither resolved nor raised until every live
 # worker has had time to send a heartbeat (Celery's slowest default period is 2 s).
 WORKER_WARMUP_S = 10.0
+PRUNE_EVERY_S = 3600.0
 
 
 async def post_webhook(client: httpx.AsyncClient, url: str, payload: dict[str, Any]) -> str:
@@ -57,6 +58,7 @@ class Observer:
         self.kind = queues.broker_kind(settings.broker_url)
         self._client = httpx.AsyncClient()
         self._started = time.monotonic()
+        self._pruned_at: float | None = None
 
     async def close(self) -> None:
         """Close the webhook client."""
@@ -104,6 +106,9 @@ class Observer:
         known = time.monotonic() - self._started >= WORKER_WARMUP_S
         workers = seen if known else []
         with self._db.transaction() as session:
+            if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+                alertstore.prune(session, now=now)
+                self._pruned_at = time.monotonic()
             rules = alertstore.enabled_rules(session)
             firing = alertstore.firing_alerts(session)
             facts = alerting.Facts(

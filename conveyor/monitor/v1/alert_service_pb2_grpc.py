@@ -73,7 +73,8 @@ class AlertServiceServicer:
 
     def CreateAlertRule(self, request, context):
         """Creates an alert rule. A repeated request_id returns the rule created the first time.
-        Fails with INVALID_ARGUMENT (BadRequest field violations) for a bad rule.
+        Fails with INVALID_ARGUMENT (BadRequest field violations) for a bad rule, ALREADY_EXISTS
+        when another rule has the display name, FAILED_PRECONDITION when 1000 rules exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,8 +96,9 @@ class AlertServiceServicer:
 
     def UpdateAlertRule(self, request, context):
         """Updates the fields of a rule named by update_mask (all editable fields when empty).
-        Fails with NOT_FOUND when the rule does not exist and INVALID_ARGUMENT for a bad
-        mask path or value.
+        Disabling a rule resolves its firing alerts (without a webhook call).
+        Fails with NOT_FOUND when the rule does not exist, INVALID_ARGUMENT for a bad
+        mask path or value, ALREADY_EXISTS when the new display name is taken.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,7 +112,7 @@ class AlertServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAlerts(self, request, context):
-        """Lists alerts, newest first. Fails with INVALID_ARGUMENT for a bad page_size or page_token.
+        """Lists alerts, newest first; resolved alerts are kept for 30 days. Fails with INVALID_ARGUMENT for a bad page_size or page_token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
