@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -156,3 +157,45 @@ def test_queues_and_workers_over_http(http: httpx.Client) -> None:
     assert workers[0]["concurrency"] == 4 and workers[0]["queues"] == ["default"]
     too_many = http.get("/v1/queues", params=[("queues", f"q{i}") for i in range(101)])
     assert too_many.status_code == 400
+
+
+def test_memory_queue_depth_fires_and_disabling_the_rule_resolves(
+    suite: dict[str, str], http: httpx.Client
+) -> None:
+    rule = http.post(
+        "/v1/alertRules",
+        json={
+            "display_name": "nobody consumes",
+            "kind": "ALERT_KIND_QUEUE_DEPTH",
+            "queue": "nobody",
+            "threshold": "0",
+            "enabled": True,
+        },
+    ).json()["rule"]
+    again = http.post("/v1/alertRules", json={"display_name": "nobody consumes", "kind": 1})
+    assert again.status_code == 409
+    client = Client(suite["grpc"])
+    try:
+        job = client.create_job(wf.doc("ops-nobody", [wf.cmd("a", ["true"], queue="nobody")], []))
+        run = client.start_run(job.job.job_id, {})
+    finally:
+        client.close()
+    nobody = http.get("/v1/queues", params={"queues": "nobody"}).json()["queues"][0]
+    assert nobody["depth"] == "1" and nobody["oldest_age_source"] == "AGE_SOURCE_DATABASE"
+
+    def alerts(state: str) -> list[dict[str, Any]]:
+        found = http.get("/v1/alerts", params={"state": state, "rule_id": rule["rule_id"]})
+        return list(found.json().get("alerts", []))
+
+    deadline = time.monotonic() + 60
+    while not alerts("ALERT_STATE_FIRING"):
+        assert time.monotonic() < deadline, "the queue depth alert never fired"
+        time.sleep(0.2)
+    assert alerts("ALERT_STATE_FIRING")[0]["subject"] == "nobody"
+    off = http.patch(
+        f"/v1/alertRules/{rule['rule_id']}", params={"update_mask": "enabled"}, json={}
+    )
+    assert off.status_code == 200
+    assert alerts("ALERT_STATE_FIRING") == []
+    assert [a["subject"] for a in alerts("ALERT_STATE_RESOLVED")] == ["nobody"]
+    http.post(f"/v1/runs/{run.run_id}:cancel", json={})
