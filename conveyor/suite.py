@@ -16,6 +16,7 @@ from conveyor.artifacts.local import LocalArtifactSink
 from conveyor.executor import api as executor_api
 from conveyor.executor.celeryapp import make_celery, set_step_handler
 from conveyor.executor.worker import WorkerRuntime
+from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
 from conveyor.kernel.grpcserver import replace_port, start_server
@@ -107,6 +108,7 @@ class Suite:
 async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     """Every service and a Celery worker pool in this process (SQLite, memory broker and bus)."""
     suite = Suite(settings=settings)
+    tracing.setup("embedded", exporter=settings.trace_exporter)
     db = await asyncio.to_thread(open_database, settings, migrate=True)
     bus = make_bus(settings.events_url)
     hub = Hub()
@@ -195,6 +197,7 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
 async def start_service(name: str, settings: Settings) -> Suite:
     """One service of the distributed mode (translator, executor, monitor or gateway)."""
     suite = Suite(settings=settings)
+    tracing.setup(name, exporter=settings.trace_exporter)
     if name == "gateway":
         await _start_gateway(suite, mode="distributed")
         return suite
@@ -241,6 +244,7 @@ def run_worker(
     settings: Settings, *, pool: str, concurrency: int, queues: str, hostname: str | None = None
 ) -> None:
     """A Celery worker process for distributed mode (blocks until stopped)."""
+    tracing.setup("worker", exporter=settings.trace_exporter)
     app = make_celery(settings)
     db = open_database(settings, migrate=False)
     bus = make_bus(settings.events_url)

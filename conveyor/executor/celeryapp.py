@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from conveyor.kernel import tracing
 from conveyor.kernel.settings import Settings
 
 TASK_NAME = "conveyor.run_step"
@@ -85,4 +86,5 @@ def send_steps(app: Celery, broker_url: str, dispatches: Iterable[Any]) -> None:
             queue=d.queue,
             priority=broker_priority(broker_url, d.priority),
             countdown=d.countdown or None,
+            headers=tracing.inject(),
         )

@@ -15,6 +15,7 @@ from celery import Celery
 from conveyor.executor import runs
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.runners import StepContext, StepOutcome, execute
+from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
 from conveyor.kernel.settings import Settings
@@ -58,6 +59,14 @@ class WorkerRuntime:
             send_steps(self.app, self.settings.broker_url, effects.dispatch)
 
     def handle(self, run_id: str, node_id: str, attempt: int, request: Any) -> None:
+        """Run one attempt within the trace its message carries (see `_handle`)."""
+        carrier = tracing.carrier_from(
+            {h: getattr(request, h, None) for h in tracing.HEADERS if getattr(request, h, None)}
+        )
+        with tracing.span("run_step", carrier, kind=tracing.CONSUMER):
+            self._handle(run_id, node_id, attempt, request)
+
+    def _handle(self, run_id: str, node_id: str, attempt: int, request: Any) -> None:
         """Run one attempt: claim it, execute it, record it, send the ready successors."""
         bound = log.bind(run_id=run_id, step_id=node_id, attempt=attempt)
         worker = str(getattr(request, "hostname", None) or self.hostname)
@@ -72,6 +81,7 @@ class WorkerRuntime:
                 worker=worker,
                 queue=queue,
                 task_id=str(getattr(request, "id", "") or ""),
+                trace_id=tracing.current_trace_id(),
             )
         self.after_commit(effects)
         if claim is None:

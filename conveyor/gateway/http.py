@@ -36,6 +36,7 @@ from conveyor.gateway.transcode import (
     sse_event,
     to_json,
 )
+from conveyor.kernel import tracing
 from conveyor.kernel.errors import ConveyorError
 from conveyor.kernel.grpcserver import channel, to_status
 from conveyor.kernel.metrics import aggregate, local_exposition
@@ -217,10 +218,16 @@ class HttpGateway:
         )
         if route.server_streaming:
             return await self._stream(route, message, metadata)
-        try:
-            return JSONResponse(to_json(await self._unary(route, message, metadata)))
-        except CallError as failure:
-            return _error(failure)
+        carrier = tracing.carrier_from(request.headers)
+        with tracing.span(route.grpc_path, carrier, kind=tracing.SERVER):
+            metadata = (
+                *((k, v) for k, v in metadata if k not in tracing.HEADERS),
+                *tracing.inject().items(),
+            )
+            try:
+                return JSONResponse(to_json(await self._unary(route, message, metadata)))
+            except CallError as failure:
+                return _error(failure)
 
     @staticmethod
     def _request_message(

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     translator_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
     executor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
     monitor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    trace_exporter: str = Field(default="", description="'' = spans not exported; 'console'.")
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -10,16 +10,18 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 import httpx
+import psycopg
 import pytest
 from google.protobuf import duration_pb2
 
 from conveyor.cli.client import Client
-from conveyor.executor.v1 import run_pb2
+from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.monitor.v1 import (
     alert_service_pb2,
     alert_service_pb2_grpc,
@@ -255,6 +257,45 @@ def test_failed_run_alert_fires_once_and_resolves_on_success(
     resolved = eventually(lambda: posts("RESOLVED") or None, "the failed run alert to resolve")
     assert len(posts("FIRING")) == 1 and len(resolved) == 1
     assert resolved[0]["subject"] == "ops-exit" and "[RESOLVED]" in resolved[0]["text"]
+
+
+@pytest.mark.parametrize("via", ["http", "grpc"])
+def test_trace_context_reaches_every_attempt_row(stack: dict[str, Any], via: str) -> None:
+    trace_id = uuid.uuid4().hex
+    traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
+    client = Client(stack["grpc"])
+    try:
+        text = wf.doc(
+            "ops-traced", [wf.cmd("first", ["true"]), wf.cmd("second", ["true"])],
+            [("first", "second")],
+        )  # fmt: skip
+        job = client.create_job(text).job
+        if via == "http":
+            started = httpx.post(
+                f"{stack['http']}/v1/jobs/{job.job_id}:run",
+                json={},
+                headers={"traceparent": traceparent},
+                timeout=30,
+            )
+            assert started.status_code == 200, started.text
+            run_id = started.json()["run"]["run_id"]
+        else:
+            reply = client.executor.StartRun(
+                executor_service_pb2.StartRunRequest(job_id=job.job_id),
+                metadata=[("traceparent", traceparent)],
+                timeout=30,
+            )
+            run_id = reply.run.run_id
+        assert list(client.watch(run_id))[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+    finally:
+        client.close()
+    with psycopg.connect(stack["database_url"]) as conn:
+        rows = conn.execute(
+            "SELECT node_id, trace_id FROM job_executions WHERE run_id = %s ORDER BY node_id",
+            (run_id,),
+        ).fetchall()
+    # "second" was sent by the worker that ran "first": the context went through Celery twice.
+    assert rows == [("first", trace_id), ("second", trace_id)]
 
 
 # Last: it kills the only worker of the default queue.

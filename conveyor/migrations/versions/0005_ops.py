@@ -1,4 +1,4 @@
-"""alert rules and alerts
+"""alert rules and alerts; trace id on attempts
 
 Revision ID: 0005_ops
 Revises: 0001
@@ -52,10 +52,16 @@ def upgrade() -> None:
     )
     op.create_index("ix_alerts_rule_subject_state", "alerts", ["rule_id", "subject", "state"])
     op.create_index("ix_alerts_fired_at", "alerts", ["fired_at"])
+    with op.batch_alter_table("job_executions") as batch_op:
+        batch_op.add_column(
+            sa.Column("trace_id", sa.String(length=32), nullable=False, server_default="")
+        )
 
 
 def downgrade() -> None:
     """Revert."""
+    with op.batch_alter_table("job_executions") as batch_op:
+        batch_op.drop_column("trace_id")
     op.drop_index("ix_alerts_fired_at", table_name="alerts")
     op.drop_index("ix_alerts_rule_subject_state", table_name="alerts")
     op.drop_table("alerts")
