@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,7 +46,9 @@ class Settings(BaseSettings):
     translator_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
     executor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
     monitor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
-    trace_exporter: str = Field(default="", description="'' = spans not exported; 'console'.")
+    trace_exporter: Literal["", "console"] = Field(
+        default="", description="'' = spans are not exported; 'console' prints them."
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
