@@ -16,13 +16,17 @@ from conveyor.artifacts.local import LocalArtifactSink
 from conveyor.executor import api as executor_api
 from conveyor.executor.celeryapp import make_celery, set_step_handler
 from conveyor.executor.worker import WorkerRuntime
+from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
 from conveyor.kernel.grpcserver import replace_port, start_server
+from conveyor.kernel.metrics import serve_metrics
 from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
+from conveyor.monitor import alert_api, insight_api
 from conveyor.monitor import api as monitor_api
 from conveyor.monitor.hub import Hub
+from conveyor.monitor.ops import build_ops
 from conveyor.scheduler import api as scheduler_api
 from conveyor.scheduler.main import serve_scheduler
 from conveyor.translator import api as translator_api
@@ -61,7 +65,7 @@ class EmbeddedWorker:
             pool_cls="threads",
             concurrency=settings.worker_concurrency,
             queues=[q.strip() for q in settings.worker_queues.split(",") if q.strip()],
-            without_heartbeat=True,
+            heartbeat_interval=settings.worker_heartbeat_s,
             without_mingle=True,
             without_gossip=True,
             loglevel="WARNING",
@@ -106,6 +110,7 @@ class Suite:
 async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     """Every service and a Celery worker pool in this process (SQLite, memory broker and bus)."""
     suite = Suite(settings=settings)
+    tracing.setup("embedded", exporter=settings.trace_exporter)
     db = await asyncio.to_thread(open_database, settings, migrate=True)
     bus = make_bus(settings.events_url)
     hub = Hub()
@@ -125,9 +130,14 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     suite._tasks.append(asyncio.create_task(executor.wake_forever()))
 
     monitor = monitor_api.MonitorServicer(db=db, hub=hub)
-    server, port = await start_server([monitor_api.registration(monitor)], settings.monitor_addr)
+    ops = build_ops(settings=settings, db=db, bus=bus, app=app)
+    server, port = await start_server(
+        [monitor_api.registration(monitor), *ops.registrations], settings.monitor_addr
+    )
     settings.monitor_addr = replace_port(settings.monitor_addr, port)
     suite._servers.append(server)
+    ops.start()
+    suite._async_closers.insert(0, ops.stop)
 
     await _start_scheduler(suite, db)
 
@@ -148,6 +158,22 @@ def routes(settings: Settings) -> dict[str, str]:
         executor_api.SERVICE_NAME: settings.executor_addr,
         monitor_api.SERVICE_NAME: settings.monitor_addr,
         scheduler_api.SERVICE_NAME: settings.scheduler_addr,
+        insight_api.SERVICE_NAME: settings.monitor_addr,
+        alert_api.SERVICE_NAME: settings.monitor_addr,
+    }
+
+
+def metrics_targets(settings: Settings) -> dict[str, str]:
+    """The /metrics URLs of the services whose metrics port is set (for the gateway)."""
+    ports = {
+        "translator": (settings.translator_addr, settings.translator_metrics_port),
+        "executor": (settings.executor_addr, settings.executor_metrics_port),
+        "monitor": (settings.monitor_addr, settings.monitor_metrics_port),
+    }
+    return {
+        name: f"http://{addr.rsplit(':', 1)[0]}:{port}/metrics"
+        for name, (addr, port) in ports.items()
+        if port
     }
 
 
@@ -168,6 +194,7 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
         grpc_address=settings.gateway_addr,
         http_address=settings.http_addr,
         mode=mode,
+        metrics_targets=metrics_targets(settings) if mode == "distributed" else None,
     )
     settings.gateway_addr = replace_port(settings.gateway_addr, handle.grpc_port)
     settings.http_addr = replace_port(settings.http_addr, handle.http_port)
@@ -185,6 +212,7 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
 async def start_service(name: str, settings: Settings) -> Suite:
     """One service of the distributed mode (translator, executor, monitor, scheduler or gateway)."""
     suite = Suite(settings=settings)
+    tracing.setup(name, exporter=settings.trace_exporter)
     if name == "gateway":
         await _start_gateway(suite, mode="distributed")
         return suite
@@ -212,18 +240,31 @@ async def start_service(name: str, settings: Settings) -> Suite:
         suite._closers.append(bus.close)
         hub = Hub()
         bus.listen(hub.deliver)
-        regs = [monitor_api.registration(monitor_api.MonitorServicer(db=db, hub=hub))]
+        ops = build_ops(settings=settings, db=db, bus=bus, app=make_celery(settings))
+        regs = [
+            monitor_api.registration(monitor_api.MonitorServicer(db=db, hub=hub)),
+            *ops.registrations,
+        ]
         address = settings.monitor_addr
     else:
         raise ValueError(f"unknown service {name!r}")
     server, port = await start_server(regs, address)
     suite._servers.append(server)
+    if name == "monitor":
+        ops.start()
+        suite._async_closers.append(ops.stop)
+    metrics_server = serve_metrics(settings.metrics_host, getattr(settings, f"{name}_metrics_port"))
+    if metrics_server is not None:
+        suite._closers.append(metrics_server[0].shutdown)
     suite.addresses = {name: replace_port(address, port)}
     return suite
 
 
-def run_worker(settings: Settings, *, pool: str, concurrency: int, queues: str) -> None:
+def run_worker(
+    settings: Settings, *, pool: str, concurrency: int, queues: str, hostname: str | None = None
+) -> None:
     """A Celery worker process for distributed mode (blocks until stopped)."""
+    tracing.setup("worker", exporter=settings.trace_exporter)
     app = make_celery(settings)
     db = open_database(settings, migrate=False)
     bus = make_bus(settings.events_url)
@@ -240,9 +281,11 @@ def run_worker(settings: Settings, *, pool: str, concurrency: int, queues: str) 
         f"--concurrency={concurrency}",
         f"--queues={queues}",
         "--events",
+        f"--heartbeat-interval={settings.worker_heartbeat_s}",
         "--loglevel=INFO",
         "--without-mingle",
         "--without-gossip",
+        *([f"--hostname={hostname}"] if hostname else []),
     ]
     try:
         app.worker_main(argv)

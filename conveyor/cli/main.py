@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from rich.console import Console
 
 from conveyor.cli import render
+from conveyor.cli.alerts import alerts_app
 from conveyor.cli.client import Client
 from conveyor.cli.schedules import schedules_app
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
@@ -33,6 +34,7 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Inspect saved jobs.")
 app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(alerts_app, name="alerts")
 
 out = Console()
 err = Console(stderr=True)
@@ -301,6 +303,9 @@ def worker(
     queues: Annotated[str | None, typer.Option(help="Comma-separated queues.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Parallel steps.")] = None,
     pool: Annotated[str, typer.Option(help="threads or prefork.")] = "threads",
+    hostname: Annotated[
+        str | None, typer.Option(help="Celery node name, e.g. w1@%h (default celery@host).")
+    ] = None,
 ) -> None:
     """A Celery worker executing steps (distributed mode)."""
     from conveyor.suite import run_worker
@@ -312,6 +317,7 @@ def worker(
         pool=pool,
         concurrency=concurrency or settings.worker_concurrency,
         queues=queues or settings.worker_queues,
+        hostname=hostname,
     )
 
 

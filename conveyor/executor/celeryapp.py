@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from conveyor.kernel import tracing
 from conveyor.kernel.logging import step_log_context
 from conveyor.kernel.settings import Settings
 
@@ -90,4 +91,5 @@ def send_steps(app: Celery, broker_url: str, dispatches: Iterable[Any]) -> None:
             args=[d.run_id, d.node_id, d.attempt],
             queue=d.queue,
             priority=broker_priority(broker_url, d.priority),
+            headers=tracing.inject(),
         )

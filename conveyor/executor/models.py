@@ -136,3 +136,4 @@ class ExecutionRow(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     error_category: Mapped[str | None] = mapped_column(String(16))
     error_message: Mapped[str] = mapped_column(Text, default="")
+    trace_id: Mapped[str] = mapped_column(String(32), default="", server_default="")

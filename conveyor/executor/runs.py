@@ -300,6 +300,7 @@ def claim_step(
     worker: str,
     queue: str,
     task_id: str,
+    trace_id: str = "",
 ) -> tuple[Claim | None, Effects]:
     """Mark a QUEUED step RUNNING for this attempt; None when the message is stale."""
     effects = Effects()
@@ -324,6 +325,7 @@ def claim_step(
             worker=worker,
             queue=queue,
             task_id=task_id,
+            trace_id=trace_id,
             started_at=tx.now,
             error_message="",
         )

@@ -22,6 +22,7 @@ from conveyor.executor.runners import StepContext, StepOutcome, execute
 from conveyor.executor.runners.base import ErrorCategory, Masker, StepError
 from conveyor.executor.secrets import read_secrets_file
 from conveyor.executor.v1 import executor_service_pb2_grpc
+from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
 from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
@@ -64,7 +65,7 @@ class WorkerRuntime:
         self.artifacts = artifacts
         self.secrets = load_secrets(secrets_file=settings.secrets_file)
         self.hostname = socket.gethostname()
-        self.heartbeats = Heartbeater(db, settings.worker_heartbeat_s)
+        self.heartbeats = Heartbeater(db, settings.attempt_heartbeat_s)
         self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
 
     def after_commit(self, effects: runs.Effects) -> None:
@@ -74,6 +75,14 @@ class WorkerRuntime:
             send_steps(self.app, self.settings.broker_url, effects.dispatch)
 
     def handle(self, run_id: str, node_id: str, attempt: int, request: Any) -> None:
+        """Run one attempt within the trace its message carries (see `_handle`)."""
+        carrier = tracing.carrier_from(
+            {h: getattr(request, h, None) for h in tracing.HEADERS if getattr(request, h, None)}
+        )
+        with tracing.span("run_step", carrier, kind=tracing.CONSUMER):
+            self._handle(run_id, node_id, attempt, request)
+
+    def _handle(self, run_id: str, node_id: str, attempt: int, request: Any) -> None:
         """Run one attempt: claim it, execute it, record it, send the ready successors."""
         bound = log.bind(run_id=run_id, step_id=node_id, attempt=attempt)
         worker = str(getattr(request, "hostname", None) or self.hostname)
@@ -88,6 +97,7 @@ class WorkerRuntime:
                 worker=worker,
                 queue=queue,
                 task_id=str(getattr(request, "id", "") or ""),
+                trace_id=tracing.current_trace_id(),
             )
         self.after_commit(effects)
         if claim is None:

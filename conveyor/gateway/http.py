@@ -18,6 +18,7 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,9 +37,11 @@ from conveyor.gateway.transcode import (
     sse_event,
     to_json,
 )
+from conveyor.kernel import tracing
 from conveyor.kernel.errors import ConveyorError
 from conveyor.kernel.grpcserver import channel, to_status
 from conveyor.kernel.ids import new_id
+from conveyor.kernel.metrics import aggregate, local_exposition
 
 log = structlog.get_logger(__name__)
 
@@ -256,10 +259,16 @@ class HttpGateway:
         with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=route.grpc_path):
             if route.server_streaming:
                 return await self._stream(route, message, metadata)
-            try:
-                return JSONResponse(to_json(await self._unary(route, message, metadata)))
-            except CallError as failure:
-                return _error(failure)
+            carrier = tracing.carrier_from(request.headers)
+            with tracing.span(route.grpc_path, carrier, kind=tracing.SERVER):
+                metadata = (
+                    *((k, v) for k, v in metadata if k not in tracing.HEADERS),
+                    *tracing.inject().items(),
+                )
+                try:
+                    return JSONResponse(to_json(await self._unary(route, message, metadata)))
+                except CallError as failure:
+                    return _error(failure)
 
     @staticmethod
     def _request_message(
@@ -390,6 +399,7 @@ def build_http_app(
     health_targets: Mapping[str, str] | None = None,
     call_timeout_s: float | None = CALL_TIMEOUT_S,
     keepalive_s: float = KEEPALIVE_S,
+    metrics_targets: Mapping[str, str] | None = None,
 ) -> Starlette:
     """The gateway's Starlette app; `app.state.gateway` is the `HttpGateway` (call `close()`)."""
     gateway = HttpGateway(
@@ -400,6 +410,13 @@ def build_http_app(
         keepalive_s=keepalive_s,
     )
 
+    async def metrics_endpoint(_: Request) -> Response:
+        if metrics_targets is None:
+            body = local_exposition()
+        else:
+            body = await asyncio.to_thread(aggregate, {"gateway": REGISTRY}, metrics_targets)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
@@ -408,6 +425,7 @@ def build_http_app(
     app = Starlette(
         routes=[
             Route("/healthz", gateway.healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/{path:path}", gateway.dispatch, methods=_METHODS),
         ],
         lifespan=lifespan,

@@ -88,10 +88,13 @@ async def serve_gateway(
     http_address: str,
     mode: str,
     keepalive_s: float = KEEPALIVE_S,
+    metrics_targets: Mapping[str, str] | None = None,
 ) -> GatewayHandle:
     """Start the gateway: gRPC (GatewayService + proxied services) and HTTP/JSON + SSE.
 
     `keepalive_s` is the idle time after which an event stream sends a `: keepalive` comment.
+    `metrics_targets` (service -> /metrics URL) are scraped into the gateway's `/metrics`;
+    None serves this process's own registry (the embedded suite, where every service shares it).
     """
     proxy = Proxy(routes)
     servicer = service.GatewayServicer(routes=routes, mode=mode)
@@ -104,6 +107,7 @@ async def serve_gateway(
         local={service.SERVICE_NAME: servicer},
         health_targets=routes,
         keepalive_s=keepalive_s,
+        metrics_targets=metrics_targets,
     )
     gateway: HttpGateway = app.state.gateway
     try:

@@ -16,6 +16,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 # Imported for their side effect: the public services' descriptors land in the default pool.
 from conveyor.executor.v1 import executor_service_pb2  # noqa: F401
+from conveyor.kernel import tracing
 from conveyor.kernel.grpcserver import ServiceRegistration, channel
 from conveyor.kernel.ids import new_id
 from conveyor.monitor.v1 import monitor_service_pb2  # noqa: F401
@@ -29,6 +30,12 @@ _HOP_HEADERS = frozenset(
 )
 # The one reserved grpc-* key that carries application data (google.rpc.Status details).
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def traced(metadata: Metadata) -> Metadata:
+    """Metadata with the trace headers of the current span (the gateway's) instead."""
+    kept = [(k, v) for k, v in metadata if k not in tracing.HEADERS]
+    return (*kept, *tracing.inject().items())
 
 
 def forwardable(metadata: Sequence[tuple[str, Any]] | None) -> Metadata:
@@ -116,15 +123,17 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[misc]
     ) -> Callable[[bytes, grpc.aio.ServicerContext[bytes, bytes]], Awaitable[bytes]]:
         async def handle(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
             multi = self._channel(address).unary_unary(path)
-            call = multi(
-                request,
-                metadata=with_request_id(forwardable(context.invocation_metadata())),
-                timeout=context.time_remaining(),
-            )
-            try:
-                response: bytes = await call
-            except grpc.aio.AioRpcError as err:
-                await _relay_failure(context, err)
+            incoming = context.invocation_metadata()
+            with tracing.span(path, tracing.carrier_from(incoming), kind=tracing.SERVER):
+                call = multi(
+                    request,
+                    metadata=traced(with_request_id(forwardable(incoming))),
+                    timeout=context.time_remaining(),
+                )
+                try:
+                    response: bytes = await call
+                except grpc.aio.AioRpcError as err:
+                    await _relay_failure(context, err)
             await _relay_metadata(context, call)
             return response
 

@@ -15,6 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from conveyor.kernel import tracing
 from conveyor.kernel.errors import (
     AlreadyExists,
     ConveyorError,
@@ -102,9 +103,11 @@ def map_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     async def unary(self: Any, request: Any, context: Any) -> Any:
+        metadata = context.invocation_metadata() if context is not None else None
         with rpc_log_context(fn.__name__, request, context):
             try:
-                return await fn(self, request, context)
+                with tracing.span(fn.__name__, tracing.carrier_from(metadata), kind=tracing.SERVER):
+                    return await fn(self, request, context)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:

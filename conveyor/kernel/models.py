@@ -8,5 +8,6 @@ def import_all_models() -> None:
     import conveyor.executor.models
     import conveyor.kernel.feed
     import conveyor.kernel.outbox
+    import conveyor.monitor.models
     import conveyor.scheduler.store
     import conveyor.translator.store  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,7 +45,7 @@ class Settings(BaseSettings):
     requeue_after_s: float = Field(
         default=30.0, gt=0, description="A QUEUED step older than this is sent again."
     )
-    worker_heartbeat_s: float = Field(
+    attempt_heartbeat_s: float = Field(
         default=5.0, gt=0, le=300, description="How often a worker stamps its running attempts."
     )
     worker_lost_after_s: float = Field(
@@ -53,6 +54,17 @@ class Settings(BaseSettings):
     secrets_file: Path | None = Field(
         default=None,
         description="Secrets for templates (secrets.NAME): a JSON object or KEY=VALUE lines.",
+    )
+    worker_heartbeat_s: int = Field(
+        default=1, ge=1, le=60, description="Celery event heartbeat period of a worker (s)."
+    )
+    alert_interval_s: float = Field(default=2.0, gt=0, le=3600, description="Alert evaluation.")
+    metrics_host: str = Field(default="127.0.0.1", description="Bind host of /metrics servers.")
+    translator_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    executor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    monitor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    trace_exporter: Literal["", "console"] = Field(
+        default="", description="'' = spans are not exported; 'console' prints them."
     )
     log_level: str = "INFO"
     log_json: bool = True

@@ -127,6 +127,7 @@ def distributed(
             k: free_port()
             for k in ("translator", "executor", "monitor", "scheduler", "gateway", "http")
         }
+        metrics_ports = {k: free_port() for k in ("translator", "executor", "monitor")}
         env = {
             **os.environ,
             "CONVEYOR_DATABASE_URL": db_url,
@@ -140,6 +141,7 @@ def distributed(
             "CONVEYOR_GATEWAY_ADDR": f"127.0.0.1:{ports['gateway']}",
             "CONVEYOR_HTTP_ADDR": f"127.0.0.1:{ports['http']}",
             "CONVEYOR_LOG_LEVEL": "WARNING",
+            **{f"CONVEYOR_{k.upper()}_METRICS_PORT": str(v) for k, v in metrics_ports.items()},
             **(extra_env or {}),
         }
         exe = [sys.executable, "-m", "conveyor"]
@@ -160,7 +162,7 @@ def distributed(
             for svc in ("translator", "executor", "monitor", "scheduler", "gateway"):
                 spawn(svc, "serve", svc)
             for i in range(workers):
-                spawn(f"worker{i}", "worker", "--concurrency", "4")
+                spawn(f"worker{i}", "worker", "--concurrency", "4", "--hostname", f"worker{i}@%h")
             for svc in ("translator", "executor", "monitor", "scheduler", "gateway"):
                 wait_serving(f"127.0.0.1:{ports[svc]}", procs=procs)
             yield {
@@ -169,8 +171,8 @@ def distributed(
                 "monitor": f"127.0.0.1:{ports['monitor']}",
                 "database_url": db_url,
                 "procs": procs,
-                "env": env,
                 "logs": logs,
+                "env": env,
                 "spawn": spawn,
             }
         finally:

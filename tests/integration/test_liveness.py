@@ -25,7 +25,7 @@ pytestmark = pytest.mark.distributed
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The distributed suite with fast heartbeats, so a lost worker is noticed in seconds."""
     tmp = tmp_path_factory.mktemp("liveness")
-    env = {"CONVEYOR_WORKER_HEARTBEAT_S": "0.5", "CONVEYOR_WORKER_LOST_AFTER_S": "3"}
+    env = {"CONVEYOR_ATTEMPT_HEARTBEAT_S": "0.5", "CONVEYOR_WORKER_LOST_AFTER_S": "3"}
     with harness.distributed(tmp, POSTGRES_URL, REDIS_URL, workers=1, extra_env=env) as info:
         yield info
 

@@ -1,7 +1,7 @@
 """language: approval and retry wake-ups, sub-workflow parent links
 
 Revision ID: 0003_language
-Revises: 0001
+Revises: 0002_scheduler
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_language"
-down_revision = "0001"
+down_revision = "0002_scheduler"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """global run-change feed (WatchRuns)
 
 Revision ID: 0004_logs
-Revises: 0001
+Revises: 0003_language
 Create Date: 2026-11-29 05:45:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_logs"
-down_revision = "0001"
+down_revision = "0003_language"
 branch_labels = None
 depends_on = None
 

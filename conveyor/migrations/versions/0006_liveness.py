@@ -1,7 +1,7 @@
 """worker liveness: heartbeat stamp on attempts
 
 Revision ID: 0006_liveness
-Revises: 0001
+Revises: 0005_ops
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_liveness"
-down_revision = "0001"
+down_revision = "0005_ops"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,84 @@
+"""Worker liveness and queue rates folded from Celery events, on an injected clock."""
+
+from __future__ import annotations
+
+from conveyor.monitor.workers import (
+    OFFLINE_BEATS,
+    RATE_WINDOW_S,
+    REINSPECT_AFTER_S,
+    WorkerTracker,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_worker_goes_offline_after_missed_heartbeats() -> None:
+    clock = Clock()
+    tracker = WorkerTracker(clock=clock)
+    seen: list[str] = []
+    tracker.on_new_worker = seen.append
+    tracker.handle({"type": "worker-online", "hostname": "w@h", "freq": 1.0, "sw_ver": "5.4"})
+    tracker.register("w@h", queues=["default"], concurrency=4)
+    clock.now += 1
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0, "active": 2})
+    [(info, online)] = tracker.workers()
+    assert online and info.active == 2 and info.concurrency == 4 and info.queues == {"default"}
+    assert seen == ["w@h"]
+    clock.now += OFFLINE_BEATS * 1.0
+    assert tracker.workers()[0][1]
+    clock.now += 0.5
+    assert not tracker.workers()[0][1]
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0})
+    assert tracker.workers()[0][1]
+
+
+def test_goodbye_is_offline_at_once() -> None:
+    tracker = WorkerTracker(clock=Clock())
+    tracker.handle({"type": "worker-online", "hostname": "w@h", "freq": 2.0})
+    tracker.handle({"type": "worker-offline", "hostname": "w@h"})
+    assert tracker.workers()[0][1] is False
+
+
+def test_registering_an_unseen_worker_is_ignored() -> None:
+    tracker = WorkerTracker(clock=Clock())
+    tracker.register("ghost@h", queues=["q"], concurrency=1)
+    assert tracker.workers() == []
+
+
+def test_rates_and_learned_queues_from_task_events() -> None:
+    clock = Clock()
+    tracker = WorkerTracker(clock=clock)
+    tracker.handle({"type": "worker-online", "hostname": "w@h", "freq": 1.0})
+    for i in range(6):
+        tracker.handle({"type": "task-sent", "uuid": f"t{i}", "queue": "gpu"})
+    for i in range(3):
+        tracker.handle({"type": "task-received", "uuid": f"t{i}", "hostname": "w@h"})
+    tracker.handle({"type": "task-received", "uuid": "unknown", "hostname": "w@h"})
+    assert tracker.rates() == {"gpu": (6 / RATE_WINDOW_S, 3 / RATE_WINDOW_S)}
+    assert tracker.consumers("gpu") == 1 and tracker.consumers("default") == 0
+    clock.now += RATE_WINDOW_S + 1
+    assert tracker.rates() == {}
+
+
+def test_worker_without_configuration_is_asked_again() -> None:
+    clock = Clock()
+    tracker = WorkerTracker(clock=clock)
+    asked: list[str] = []
+    tracker.on_new_worker = asked.append
+    tracker.handle({"type": "worker-online", "hostname": "w@h", "freq": 1.0})
+    clock.now += 1
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0})
+    assert asked == ["w@h"]  # the first question may still be answered
+    clock.now += REINSPECT_AFTER_S
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0})
+    assert asked == ["w@h", "w@h"]
+    tracker.register("w@h", queues=["default"], concurrency=2)
+    clock.now += REINSPECT_AFTER_S
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0})
+    assert asked == ["w@h", "w@h"]
