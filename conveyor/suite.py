@@ -169,6 +169,7 @@ def metrics_targets(settings: Settings) -> dict[str, str]:
         "translator": (settings.translator_addr, settings.translator_metrics_port),
         "executor": (settings.executor_addr, settings.executor_metrics_port),
         "monitor": (settings.monitor_addr, settings.monitor_metrics_port),
+        "scheduler": (settings.scheduler_addr, settings.scheduler_metrics_port),
     }
     return {
         name: f"http://{addr.rsplit(':', 1)[0]}:{port}/metrics"
@@ -221,6 +222,9 @@ async def start_service(name: str, settings: Settings) -> Suite:
     if name == "scheduler":
         await _start_scheduler(suite, db)
         suite.addresses = {name: settings.scheduler_addr}
+        scheduler_metrics = serve_metrics(settings.metrics_host, settings.scheduler_metrics_port)
+        if scheduler_metrics is not None:
+            suite._closers.append(scheduler_metrics[0].shutdown)
         return suite
     if name == "translator":
         regs = [translator_api.registration(db)]

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     translator_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
     executor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
     monitor_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    scheduler_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
     trace_exporter: Literal["", "console"] = Field(
         default="", description="'' = spans are not exported; 'console' prints them."
     )

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from conveyor.kernel.db import Base
 from conveyor.kernel.errors import InvalidArgument, NotFound, Violation
 from conveyor.kernel.ids import as_utc, new_id
+from conveyor.kernel.metrics import observe_schedule_lag
 from conveyor.kernel.paging import decode_token, encode_token
 from conveyor.scheduler import policies
 from conveyor.scheduler.domain import Calendar, Spec
@@ -537,6 +538,7 @@ def observe(
         action.first_step_at = first_step_at
         nominal = as_utc(action.nominal_time) or action.nominal_time
         action.lag_s = (first_step_at - nominal).total_seconds()
+        observe_schedule_lag(max(action.lag_s, 0.0))
     if was_terminal or run_state not in policies.TERMINAL_RUN_STATES:
         return None
     row = get_schedule(session, action.schedule_id, lock=True)

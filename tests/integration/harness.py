@@ -127,7 +127,7 @@ def distributed(
             k: free_port()
             for k in ("translator", "executor", "monitor", "scheduler", "gateway", "http")
         }
-        metrics_ports = {k: free_port() for k in ("translator", "executor", "monitor")}
+        metrics_ports = {k: free_port() for k in ("translator", "executor", "monitor", "scheduler")}
         env = {
             **os.environ,
             "CONVEYOR_DATABASE_URL": db_url,

@@ -207,6 +207,7 @@ def test_metrics_exposition_passes_promtool(
         'conveyor_scrape_up{service="translator"} 1.0',
         'conveyor_scrape_up{service="executor"} 1.0',
         'conveyor_scrape_up{service="monitor"} 1.0',
+        'conveyor_scrape_up{service="scheduler"} 1.0',
     ):
         assert name in body, name
 

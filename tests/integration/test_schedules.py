@@ -91,6 +91,15 @@ def test_http_created_cron_schedule_starts_runs_with_trigger_schedule(
     with_lag = [a for a in listed["actions"] if a.get("lag")]
     assert with_lag and all(a["run_id"] for a in with_lag)
 
+    def lag_observed() -> bool:
+        body = httpx.get(f"{stack['http']}/metrics", timeout=30).text
+        return any(
+            line.startswith("conveyor_schedule_lag_seconds_count") and float(line.split()[-1]) > 0
+            for line in body.splitlines()
+        )
+
+    wait_for(lag_observed, what="conveyor_schedule_lag_seconds at the gateway's /metrics")
+
 
 def test_trigger_obeys_skip_policy_and_update_changes_the_spec(
     client: Client, scheduler: Any
