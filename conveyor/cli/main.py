@@ -165,6 +165,11 @@ def _execute(
     run = client.start_run(job_id, params)
     if output != "json":
         out.print(f"run {run.run_id} started (job {run.job_name})")
+    return _follow(client, run, watch=watch, output=output)
+
+
+def _follow(client: Client, run: run_pb2.Run, *, watch: bool, output: str) -> int:
+    """Wait for a run to end (printing its events with watch); the exit code for its state."""
     for ev in client.watch(run.run_id):
         if watch and output != "json":
             out.print(render.event_line(ev))
@@ -419,6 +424,29 @@ def _decide(
 
 CommentOpt = Annotated[str, typer.Option(help="Why; shown on the step.")]
 ApproverOpt = Annotated[str, typer.Option(help="Who decides (default: $USER).")]
+
+
+@runs_app.command("retry")
+def runs_retry(
+    run_id: str,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Show live progress.")] = False,
+    output: OutputOpt = "text",
+    server: ServerOpt = None,
+) -> None:
+    """Resume a failed or cancelled run: succeeded steps are reused, the rest run again."""
+    client = _client(server)
+    try:
+        reply = client.executor.RetryRun(
+            executor_service_pb2.RetryRunRequest(run_id=run_id), timeout=60
+        )
+        if output != "json":
+            out.print(f"run {reply.run.run_id} started (retry of {run_id})")
+        code = _follow(client, reply.run, watch=watch, output=output)
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    finally:
+        client.close()
+    raise typer.Exit(code)
 
 
 @runs_app.command("approve")

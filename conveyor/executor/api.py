@@ -199,6 +199,44 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         return executor_service_pb2.CancelRunResponse(run=await asyncio.to_thread(work))
 
     @map_errors
+    async def RetryRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+        """See the proto."""
+        violations = []
+        if not request.run_id:
+            violations.append(Violation("run_id", "required", "REQUIRED"))
+        if len(request.request_id) > MAX_REQUEST_ID:
+            violations.append(Violation("request_id", "at most 128 characters", "TOO_LONG"))
+        if violations:
+            raise InvalidArgument("invalid RetryRun request", violations=violations)
+
+        def create() -> Any:
+            with self._db.transaction() as session:
+                run, effects = runs.retry_run(
+                    session, request.run_id, request_id=request.request_id or None
+                )
+                steps, executions = runs.run_steps(session, run.id)
+                message = run_pb(run, steps, executions)
+            self._after_commit(effects)
+            return message
+
+        def work() -> Any:
+            try:
+                return create()
+            except IntegrityError:
+                if not request.request_id:
+                    raise
+                with self._db.transaction() as session:
+                    run = runs.run_by_request_id(session, request.request_id)
+                    if run is None:
+                        raise
+                    steps, executions = runs.run_steps(session, run.id)
+                    return run_pb(run, steps, executions)
+
+        run = await asyncio.to_thread(work)
+        log.info("run retried", run_id=run.run_id, retry_of=request.run_id)
+        return executor_service_pb2.RetryRunResponse(run=run)
+
+    @map_errors
     async def ApproveStep(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
         """See the proto."""
         if request.decision == executor_service_pb2.APPROVAL_DECISION_UNSPECIFIED:

@@ -126,6 +126,7 @@ def run_pb(
         request_id=run.request_id or "",
         last_sequence=run.event_seq,
         parent_run_id=run.parent_run_id or "",
+        retry_of_run_id=run.retry_of or "",
         parent_node_id=run.parent_node_id or "",
         steps=[
             step_pb(s, nodes.get(s.node_id, {}), (executions or {}).get(s.node_id, []))

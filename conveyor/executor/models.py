@@ -65,6 +65,7 @@ class RunRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # A sub-workflow run points at the run and step that started it.
     parent_run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    retry_of: Mapped[str | None] = mapped_column(String(32))
     parent_node_id: Mapped[str | None] = mapped_column(String(64))
 
     @property

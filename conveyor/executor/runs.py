@@ -26,7 +26,7 @@ from conveyor.executor.subruns import (
     child_result,
 )
 from conveyor.kernel import feed, outbox
-from conveyor.kernel.errors import NotFound
+from conveyor.kernel.errors import FailedPrecondition, NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
 
@@ -196,6 +196,7 @@ def start_run(
     parent_run_id: str | None = None,
     parent_node_id: str | None = None,
     max_depth: int = MAX_SUBWORKFLOW_DEPTH,
+    queue_entry: bool = True,
 ) -> tuple[RunRow, Effects]:
     """Create the run and its steps and queue the entry steps; idempotent on request_id."""
     if request_id:
@@ -241,9 +242,78 @@ def start_run(
             failure_handled=False,
         )
     session.add_all(steps.values())
-    for decision in engine.entry_decisions(job.plan):
-        tx.queue_step(steps[decision.node_id])
+    if queue_entry:
+        for decision in engine.entry_decisions(job.plan):
+            tx.queue_step(steps[decision.node_id])
     session.flush()
+    return run, effects
+
+
+RETRYABLE_RUN_STATES = frozenset({RunState.FAILED.value, RunState.CANCELLED.value})
+
+
+def retry_run(
+    session: Session, source_id: str, *, request_id: str | None
+) -> tuple[RunRow, Effects]:
+    """Resume a failed or cancelled run as a new run that reuses its succeeded steps.
+
+    The new run has the source's plan snapshot, parameters and priority. A step that
+    SUCCEEDED in the source keeps its outputs and branch handle and is not run again (a step
+    inside a foreach only with its foreach); every other step starts PENDING. The entry steps
+    that were not reused are queued, and the engine decides the children of the reused steps
+    exactly as if those steps had just succeeded, so the run goes on from where it stopped.
+    """
+    if request_id:
+        prior = run_by_request_id(session, request_id)
+        if prior is not None:
+            return prior, Effects()
+    source = get_run(session, source_id)
+    if source.state not in RETRYABLE_RUN_STATES:
+        raise FailedPrecondition(
+            f"run {source_id!r} is {source.state}; only a FAILED or CANCELLED run can be retried",
+            metadata={"run_id": source_id, "state": source.state},
+        )
+    plan = source.plan
+    nodes = plan["nodes"]
+    old = {
+        row.node_id: row
+        for row in session.scalars(select(StepRow).where(StepRow.run_id == source.id))
+    }
+
+    def reusable(node_id: str) -> bool:
+        row = old.get(node_id)
+        if row is None or row.state != StepState.SUCCEEDED.value:
+            return False
+        group = nodes[node_id].get("group")
+        return group is None or reusable(str(group))
+
+    reused = [n for n in nodes if reusable(n)]
+    job = JobPlan(source.job_id, source.job_name, source.job_version, plan)
+    run, effects = start_run(
+        session,
+        job,
+        parameters=dict(source.parameters),
+        request_id=request_id,
+        trigger="RETRY",
+        priority=source.priority,
+        queue_entry=False,
+    )
+    run.retry_of = source.id
+    tx = RunTx(session, run, effects)
+    cache = StepCache(session, run.id)
+    cache.load(nodes)
+    for node_id in reused:
+        src, step = old[node_id], cache.get(node_id)
+        step.outputs = src.outputs
+        step.handle = src.handle
+        step.child_run_id = src.child_run_id
+        step.started_at = src.started_at
+        tx.set_step(step, StepState.SUCCEEDED, f"reused from run {source.id}", handle=src.handle)
+    done = set(reused)
+    for decision in engine.entry_decisions(plan):
+        if decision.node_id not in done:
+            tx.queue_step(cache.get(decision.node_id))
+    _advance(tx, cache, [n for n in reused if nodes[n].get("group") is None])
     return run, effects
 
 

@@ -55,6 +55,11 @@ class ExecutorServiceStub:
                 request_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunRequest.SerializeToString,
                 response_deserializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunResponse.FromString,
                 _registered_method=True)
+        self.RetryRun = channel.unary_unary(
+                '/conveyor.executor.v1.ExecutorService/RetryRun',
+                request_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.RetryRunRequest.SerializeToString,
+                response_deserializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.RetryRunResponse.FromString,
+                _registered_method=True)
         self.ApproveStep = channel.unary_unary(
                 '/conveyor.executor.v1.ExecutorService/ApproveStep',
                 request_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.ApproveStepRequest.SerializeToString,
@@ -102,6 +107,17 @@ class ExecutorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryRun(self, request, context):
+        """Resumes a FAILED or CANCELLED run as a new run (trigger RETRY) of the same job version
+        with the same parameters: steps that succeeded are reused with their outputs (not run
+        again), and the rest run from where the source run stopped.
+        Fails with NOT_FOUND when no run has that id, FAILED_PRECONDITION when it did not fail or
+        was not cancelled. A repeated request_id returns the run it created the first time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ApproveStep(self, request, context):
         """Approves or rejects a step of type action.approval that is WAITING for a decision.
         Approval succeeds the step; rejection fails it with category REJECTED and the comment.
@@ -136,6 +152,11 @@ def add_ExecutorServiceServicer_to_server(servicer, server):
                     servicer.CancelRun,
                     request_deserializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunRequest.FromString,
                     response_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'RetryRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryRun,
+                    request_deserializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.RetryRunRequest.FromString,
+                    response_serializer=conveyor_dot_executor_dot_v1_dot_executor__service__pb2.RetryRunResponse.SerializeToString,
             ),
             'ApproveStep': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveStep,
@@ -252,6 +273,33 @@ class ExecutorService:
             '/conveyor.executor.v1.ExecutorService/CancelRun',
             conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunRequest.SerializeToString,
             conveyor_dot_executor_dot_v1_dot_executor__service__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.executor.v1.ExecutorService/RetryRun',
+            conveyor_dot_executor_dot_v1_dot_executor__service__pb2.RetryRunRequest.SerializeToString,
+            conveyor_dot_executor_dot_v1_dot_executor__service__pb2.RetryRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

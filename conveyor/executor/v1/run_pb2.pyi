@@ -55,6 +55,7 @@ class RunTrigger(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_TRIGGER_SCHEDULE: _ClassVar[RunTrigger]
     RUN_TRIGGER_WEBHOOK: _ClassVar[RunTrigger]
     RUN_TRIGGER_SUBWORKFLOW: _ClassVar[RunTrigger]
+    RUN_TRIGGER_RETRY: _ClassVar[RunTrigger]
 RUN_STATE_UNSPECIFIED: RunState
 RUN_STATE_PENDING: RunState
 RUN_STATE_RUNNING: RunState
@@ -87,6 +88,7 @@ RUN_TRIGGER_MANUAL: RunTrigger
 RUN_TRIGGER_SCHEDULE: RunTrigger
 RUN_TRIGGER_WEBHOOK: RunTrigger
 RUN_TRIGGER_SUBWORKFLOW: RunTrigger
+RUN_TRIGGER_RETRY: RunTrigger
 
 class Execution(_message.Message):
     __slots__ = ("attempt", "worker", "queue", "task_id", "start_time", "end_time", "wall_time", "cpu_user_time", "cpu_system_time", "max_rss_kib", "exit_code", "error_category", "error_message", "state")
@@ -169,7 +171,7 @@ class Step(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., node_type: _Optional[str] = ..., label: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., skip_reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue: _Optional[str] = ..., failure_handled: _Optional[bool] = ..., executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., stdout_uri: _Optional[str] = ..., stderr_uri: _Optional[str] = ..., child_run_id: _Optional[str] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "job_id", "job_name", "job_version", "state", "trigger", "parameters", "create_time", "start_time", "end_time", "steps", "error_message", "priority", "request_id", "last_sequence", "parent_run_id", "parent_node_id")
+    __slots__ = ("run_id", "job_id", "job_name", "job_version", "state", "trigger", "parameters", "create_time", "start_time", "end_time", "steps", "error_message", "priority", "request_id", "last_sequence", "parent_run_id", "parent_node_id", "retry_of_run_id")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +189,7 @@ class Run(_message.Message):
     LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRY_OF_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job_id: str
     job_name: str
@@ -204,4 +207,5 @@ class Run(_message.Message):
     last_sequence: int
     parent_run_id: str
     parent_node_id: str
-    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_version: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error_message: _Optional[str] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., parent_node_id: _Optional[str] = ...) -> None: ...
+    retry_of_run_id: str
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_version: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error_message: _Optional[str] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., parent_node_id: _Optional[str] = ..., retry_of_run_id: _Optional[str] = ...) -> None: ...
