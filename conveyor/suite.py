@@ -217,14 +217,17 @@ async def start_service(name: str, settings: Settings) -> Suite:
     if name == "gateway":
         await _start_gateway(suite, mode="distributed")
         return suite
+    # /metrics first: a taken port stops the process before any gRPC server exists.
+    metrics_server = serve_metrics(
+        settings.metrics_host, getattr(settings, f"{name}_metrics_port", 0)
+    )
+    if metrics_server is not None:
+        suite._closers.append(metrics_server[0].shutdown)
     db = await asyncio.to_thread(open_database, settings, migrate=False)
     suite._closers.append(db.dispose)
     if name == "scheduler":
         await _start_scheduler(suite, db)
         suite.addresses = {name: settings.scheduler_addr}
-        scheduler_metrics = serve_metrics(settings.metrics_host, settings.scheduler_metrics_port)
-        if scheduler_metrics is not None:
-            suite._closers.append(scheduler_metrics[0].shutdown)
         return suite
     if name == "translator":
         regs = [translator_api.registration(db)]
@@ -257,9 +260,6 @@ async def start_service(name: str, settings: Settings) -> Suite:
     if name == "monitor":
         ops.start()
         suite._async_closers.append(ops.stop)
-    metrics_server = serve_metrics(settings.metrics_host, getattr(settings, f"{name}_metrics_port"))
-    if metrics_server is not None:
-        suite._closers.append(metrics_server[0].shutdown)
     suite.addresses = {name: replace_port(address, port)}
     return suite
 

@@ -82,7 +82,10 @@ def serve_metrics(host: str, port: int) -> tuple[Any, int] | None:
     """Serve this process's registry on http://host:port/metrics; None when port is 0."""
     if port <= 0:
         return None
-    server, _thread = start_http_server(port, addr=host)
+    try:
+        server, _thread = start_http_server(port, addr=host)
+    except OSError as exc:
+        raise RuntimeError(f"cannot serve /metrics on {host}:{port}: {exc}") from exc
     return server, int(server.server_address[1])
 
 

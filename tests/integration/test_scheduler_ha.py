@@ -43,7 +43,11 @@ def all_runs(client: Client, job_id: str) -> list[Any]:
 def test_two_schedulers_one_killed_no_duplicate_no_missed_fire(tmp_path: Path) -> None:
     with harness.distributed(tmp_path, POSTGRES_URL, REDIS_URL, workers=1) as info:
         second_port = harness.free_port()
-        env = {**info["env"], "CONVEYOR_SCHEDULER_ADDR": f"127.0.0.1:{second_port}"}
+        env = {
+            **info["env"],
+            "CONVEYOR_SCHEDULER_ADDR": f"127.0.0.1:{second_port}",
+            "CONVEYOR_SCHEDULER_METRICS_PORT": "0",  # the first one holds the port
+        }
         log = (info["logs"] / "scheduler-b.log").open("wb")
         second = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "serve", "scheduler"],
