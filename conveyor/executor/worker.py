@@ -83,11 +83,19 @@ class WorkerRuntime:
             self._handle(run_id, node_id, attempt, request)
 
     def _handle(self, run_id: str, node_id: str, attempt: int, request: Any) -> None:
-        """Run one attempt: claim it, execute it, record it, send the ready successors."""
-        bound = log.bind(run_id=run_id, step_id=node_id, attempt=attempt)
+        """Run one attempt: claim it, execute it, record it, send the ready successors.
+
+        Hand-off: when a step's end makes a successor ready on the queue this message came
+        from, the same transaction that records the end also claims that successor, and this
+        thread runs it next instead of sending it through the broker (one transaction and one
+        broker round trip less per step of a chain). Other ready successors are sent as usual.
+        If the worker dies meanwhile, the successor is RUNNING without heartbeats and the
+        executor's liveness sweep fails it as WORKER_LOST, like any attempt of a lost worker.
+        """
         worker = str(getattr(request, "hostname", None) or self.hostname)
         delivery = getattr(request, "delivery_info", None) or {}
         queue = str(delivery.get("routing_key") or "")
+        task_id = str(getattr(request, "id", "") or "")
         with self.db.transaction() as session:
             claim, effects = runs.claim_step(
                 session,
@@ -96,13 +104,30 @@ class WorkerRuntime:
                 attempt,
                 worker=worker,
                 queue=queue,
-                task_id=str(getattr(request, "id", "") or ""),
+                task_id=task_id,
                 trace_id=tracing.current_trace_id(),
             )
         self.after_commit(effects)
         if claim is None:
-            bound.info("stale step message ignored")
+            log.info("stale step message ignored", run_id=run_id, step_id=node_id, attempt=attempt)
             return
+        current: tuple[str, str, int, runs.Claim] | None = (run_id, node_id, attempt, claim)
+        while current is not None:
+            current = self._run_claimed(*current, worker=worker, queue=queue, task_id=task_id)
+
+    def _run_claimed(
+        self,
+        run_id: str,
+        node_id: str,
+        attempt: int,
+        claim: runs.Claim,
+        *,
+        worker: str,
+        queue: str,
+        task_id: str,
+    ) -> tuple[str, str, int, runs.Claim] | None:
+        """Execute a claimed attempt and record it; returns the successor handed to us, if any."""
+        bound = log.bind(run_id=run_id, step_id=node_id, attempt=attempt)
         scope = {**claim.scope, "secrets": self.secrets}
         ctx = StepContext(
             run_id=run_id,
@@ -119,7 +144,7 @@ class WorkerRuntime:
         try:
             if claim.node.get("type") in orchestrate.ORCHESTRATED:
                 self._orchestrate(claim, ctx)
-                return
+                return None
             live = self._live_log(ctx)
             try:
                 outcome = execute(claim.node, ctx)
@@ -134,11 +159,35 @@ class WorkerRuntime:
             category=result.error_category,
             wall_s=result.wall_s,
         )
+        handed: tuple[str, str, int, runs.Claim] | None = None
         with self.db.transaction() as session:
             effects = runs.finish_step(
                 session, run_id, node_id, attempt, result, rand=random.random
             )
+            nxt = self._handoff_candidate(effects, queue)
+            if nxt is not None:
+                next_claim, claimed = runs.claim_step(
+                    session,
+                    nxt.run_id,
+                    nxt.node_id,
+                    nxt.attempt,
+                    worker=worker,
+                    queue=queue,
+                    task_id=task_id,
+                    trace_id=tracing.current_trace_id(),
+                )
+                if next_claim is not None:
+                    effects.dispatch.remove(nxt)
+                    effects.events.extend(claimed.events)
+                    handed = (nxt.run_id, nxt.node_id, nxt.attempt, next_claim)
         self.after_commit(effects)
+        return handed
+
+    def _handoff_candidate(self, effects: runs.Effects, queue: str) -> Any:
+        """The first successor ready on this message's queue (None when hand-off is off)."""
+        if not self.settings.worker_handoff or not queue:
+            return None
+        return next((d for d in effects.dispatch if d.queue == queue), None)
 
     def _orchestrate(self, claim: runs.Claim, ctx: StepContext) -> None:
         """Foreach, approval and sub-workflow steps (see `conveyor.executor.orchestrate`)."""

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     worker_lost_after_s: float = Field(
         default=45.0, gt=0, description="A running attempt silent this long is WORKER_LOST."
     )
+    worker_handoff: bool = Field(
+        default=True,
+        description="A worker runs a successor it made ready on the same queue itself.",
+    )
     secrets_file: Path | None = Field(
         default=None,
         description="Secrets for templates (secrets.NAME): a JSON object or KEY=VALUE lines.",
