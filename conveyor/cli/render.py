@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable
 from typing import IO, Any
@@ -123,7 +124,7 @@ def run_table(console: Console, run: run_pb2.Run) -> None:
         if not detail and s.state == run_pb2.STEP_STATE_WAITING:
             detail = waiting_detail(run.run_id, s)
         if not detail and s.HasField("output"):
-            detail = json_format.MessageToJson(s.output, indent=None)
+            detail = json.dumps(normalise_numbers(json_format.MessageToDict(s.output)))
         table.add_row(
             s.node_id,
             s.node_type,

@@ -228,7 +228,11 @@ def start_run(
     tx = RunTx(session, run, effects)
     tx.emit(outbox.RUN_STATE_CHANGED, run_state=RunState.PENDING.value)
     steps: dict[str, StepRow] = {}
-    for position, (node_id, node) in enumerate(job.plan["nodes"].items()):
+    # Positions follow the plan's topological order (a plan that crossed gRPC as a Struct has
+    # lost the order of its "nodes" map).
+    order = job.plan.get("order") or list(job.plan["nodes"])
+    for position, node_id in enumerate(order):
+        node = job.plan["nodes"][node_id]
         steps[node_id] = StepRow(
             run_id=run.id,
             node_id=node_id,

@@ -237,16 +237,17 @@ def test_concurrent_start_runs_with_one_request_id_make_one_run(client: Client) 
 def test_a_chain_is_handed_off_on_one_worker_thread(client: Client) -> None:
     text = wf.doc(
         "handoff",
-        [wf.cmd("a", ["echo", "1"]), wf.cmd("b", ["echo", "2"]), wf.cmd("c", ["echo", "3"])],
-        [("a", "b"), ("b", "c")],
+        [wf.cmd("c", ["echo", "1"]), wf.cmd("b", ["echo", "2"]), wf.cmd("a", ["echo", "3"])],
+        [("c", "b"), ("b", "a")],
     )
     result = client.get_run(client.start_run(client.create_job(text).job.job_id, {}).run_id)
     for _ in client.watch(result.run_id):
         pass
     final = client.get_run(result.run_id)
     assert final.state == run_pb2.RUN_STATE_SUCCEEDED
+    assert [s.node_id for s in final.steps] == ["c", "b", "a"]  # plan (topological) order
     executions = [s.executions[0] for s in final.steps]
-    # b and c were claimed in the transaction that recorded their parent's end, so they ran
-    # under the Celery message that started a: one message for the whole chain.
+    # b and a were claimed in the transaction that recorded their parent's end, so they ran
+    # under the Celery message that started c: one message for the whole chain.
     assert len({e.task_id for e in executions}) == 1
     assert all(e.task_id for e in executions)
