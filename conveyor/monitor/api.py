@@ -193,7 +193,7 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
         self._responses = _ResponseCache()
 
     def _read(self, run_id: str, after: int, flt: _EventFilter, until: int | None) -> list[Event]:
-        with self._db.transaction() as session:
+        with self._db.read() as session:
             return outbox.events_after(
                 session,
                 run_id,
@@ -205,7 +205,7 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
             )
 
     def _head(self, run_id: str) -> int:
-        with self._db.transaction() as session:
+        with self._db.read() as session:
             return outbox.last_sequence(session, run_id)
 
     async def _from_table(
@@ -313,11 +313,11 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
             sub.close()
 
     def _feed_head(self) -> int:
-        with self._db.transaction() as session:
+        with self._db.read() as session:
             return feed.head(session)
 
     def _feed_read(self, after: int, flt: FeedFilter) -> list[RunChange]:
-        with self._db.transaction() as session:
+        with self._db.read() as session:
             return feed.changes_after(session, after, flt, limit=REPLAY_BATCH)
 
     async def _feed_from_table(self, after: int, flt: FeedFilter) -> AsyncIterator[RunChange]:

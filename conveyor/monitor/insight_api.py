@@ -132,7 +132,7 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
         now = utcnow()
 
         def read() -> jobstats.JobStats:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 return jobstats.job_stats(session, request.job_id, window=window, now=now)
 
         stats = await asyncio.to_thread(read)

@@ -92,11 +92,11 @@ class FeedTailer:
         await self._ready.wait()
 
     def _read(self, after: int) -> list[RunChange]:
-        with self._db.transaction() as session:
+        with self._db.read() as session:
             return feed.changes_after(session, after, limit=READ_BATCH)
 
     def _head(self) -> int:
-        with self._db.transaction() as session:
+        with self._db.read() as session:
             return feed.head(session)
 
     async def _run(self) -> None:
