@@ -17,6 +17,7 @@ from rich.console import Console
 from conveyor.cli import render
 from conveyor.cli.alerts import alerts_app
 from conveyor.cli.client import Client
+from conveyor.cli.params import parse_pairs
 from conveyor.cli.schedules import schedules_app
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
@@ -138,16 +139,7 @@ def _parse_params(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
             err.print(f"error: {params_file} must hold a JSON object")
             raise typer.Exit(EXIT_INVALID)
         params.update(loaded)
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            err.print(f"error: --param {pair!r} must look like name=value", markup=False)
-            raise typer.Exit(EXIT_INVALID)
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
+    return parse_pairs(pairs, err, into=params)
 
 
 def _execute(

@@ -11,6 +11,7 @@ import typer
 from google.protobuf import field_mask_pb2, json_format
 from rich.console import Console
 
+from conveyor.cli.params import parse_pairs
 from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, error_details
 from conveyor.kernel.protoconv import dict_to_struct
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
@@ -87,20 +88,6 @@ def build_spec(
     return spec
 
 
-def _params(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            err.print(f"error: --param {pair!r} must look like name=value", markup=False)
-            raise typer.Exit(EXIT_INVALID)
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
-
-
 def _policies(overlap: str, catchup_window: float, catchup: str, pause_after: int) -> Any:
     try:
         pols = schedule_pb2.SchedulePolicies(
@@ -163,7 +150,7 @@ def create(
         job_id=job,
         description=description,
         spec=build_spec(cron=cron, every=every, at=at, tz=tz, start=start, end=end, jitter=jitter),
-        parameters=dict_to_struct(_params(param or [])),
+        parameters=dict_to_struct(parse_pairs(param or [], err)),
         policies=_policies(overlap, catchup_window, catchup, pause_after),
     )
     try:
@@ -241,7 +228,7 @@ def update(
         schedule.job_id = job
         paths.append("job_id")
     if param is not None:
-        schedule.parameters.CopyFrom(dict_to_struct(_params(param)))
+        schedule.parameters.CopyFrom(dict_to_struct(parse_pairs(param, err)))
         paths.append("parameters")
     if overlap:
         schedule.policies.CopyFrom(_policies(overlap, 0, "coalesce", 0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -47,6 +48,21 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         self._translator = translator_service_pb2_grpc.TranslatorServiceStub(
             channel(settings.translator_addr)
         )
+
+    def _idempotent(self, create: Callable[[], Any], request_id: str) -> Any:
+        """Run `create`; when its request_id lost a race to the unique index, the run the
+        winner created (a retried request returns the same run)."""
+        try:
+            return create()
+        except IntegrityError:
+            if not request_id:
+                raise
+            with self._db.transaction() as session:
+                run = runs.run_by_request_id(session, request_id)
+                if run is None:
+                    raise
+                steps, executions = runs.run_steps(session, run.id)
+                return run_pb(run, steps, executions)
 
     def _after_commit(self, effects: runs.Effects) -> None:
         self._bus.publish(effects.events)
@@ -110,21 +126,6 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                 violations=[Violation(d.path, d.message, d.code) for d in diagnostics],
             )
 
-        def work() -> Any:
-            try:
-                return create()
-            except IntegrityError:
-                # The same request_id raced another StartRun to the unique index: that one won,
-                # and a retried request returns its run.
-                if not request.request_id:
-                    raise
-                with self._db.transaction() as session:
-                    run = runs.run_by_request_id(session, request.request_id)
-                    if run is None:
-                        raise
-                    steps, executions = runs.run_steps(session, run.id)
-                    return run_pb(run, steps, executions)
-
         def create() -> Any:
             with self._db.transaction() as session:
                 run, effects = runs.start_run(
@@ -142,7 +143,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             self._after_commit(effects)
             return message
 
-        run = await asyncio.to_thread(work)
+        run = await asyncio.to_thread(self._idempotent, create, request.request_id)
         log.info("run started", run_id=run.run_id, job=job.name)
         return executor_service_pb2.StartRunResponse(run=run)
 
@@ -219,20 +220,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             self._after_commit(effects)
             return message
 
-        def work() -> Any:
-            try:
-                return create()
-            except IntegrityError:
-                if not request.request_id:
-                    raise
-                with self._db.transaction() as session:
-                    run = runs.run_by_request_id(session, request.request_id)
-                    if run is None:
-                        raise
-                    steps, executions = runs.run_steps(session, run.id)
-                    return run_pb(run, steps, executions)
-
-        run = await asyncio.to_thread(work)
+        run = await asyncio.to_thread(self._idempotent, create, request.request_id)
         log.info("run retried", run_id=run.run_id, retry_of=request.run_id)
         return executor_service_pb2.RetryRunResponse(run=run)
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
-
-from google.protobuf import duration_pb2
 
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
 from conveyor.executor.v1 import executor_service_pb2 as _svc  # noqa: F401 - registers descriptors
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.ids import as_utc
-from conveyor.kernel.protoconv import dict_to_struct, timestamp, to_value
+from conveyor.kernel.protoconv import dict_to_struct, duration, timestamp, to_value
 
 
 def run_state(name: str) -> Any:
@@ -41,14 +38,6 @@ def trigger_name(value: int) -> str:
     return str(run_pb2.RunTrigger.Name(value)).removeprefix("RUN_TRIGGER_")
 
 
-def _duration(seconds: float | None) -> duration_pb2.Duration | None:
-    if seconds is None:
-        return None
-    d = duration_pb2.Duration()
-    d.FromTimedelta(timedelta(seconds=seconds))
-    return d
-
-
 def execution_pb(ex: ExecutionRow) -> run_pb2.Execution:
     """One attempt."""
     msg = run_pb2.Execution(
@@ -58,9 +47,9 @@ def execution_pb(ex: ExecutionRow) -> run_pb2.Execution:
         task_id=ex.task_id,
         start_time=timestamp(as_utc(ex.started_at)),
         end_time=timestamp(as_utc(ex.ended_at)),
-        wall_time=_duration(ex.wall_s),
-        cpu_user_time=_duration(ex.cpu_user_s),
-        cpu_system_time=_duration(ex.cpu_system_s),
+        wall_time=duration(ex.wall_s),
+        cpu_user_time=duration(ex.cpu_user_s),
+        cpu_system_time=duration(ex.cpu_system_s),
         max_rss_kib=ex.max_rss_kb or 0,
         error_category=category(ex.error_category),
         error_message=ex.error_message,

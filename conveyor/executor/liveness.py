@@ -5,20 +5,21 @@ again, but that copy finds the step RUNNING and is ignored as stale. Without mor
 stay RUNNING forever. So every worker process stamps `job_executions.heartbeat_at` for the attempts
 it is running (one UPDATE per attempt per interval, from one thread), and the executor's sweeper
 closes any RUNNING attempt whose last stamp is older than `worker_lost_after_s` as failed with
-category WORKER_LOST. From there the normal path applies: the node's retry policy (WORKER_LOST is
-retried by default) or failure and the run's trigger rules. If the worker was only slow, its late
-result is for a superseded attempt and is ignored.
+category WORKER_LOST. From there the normal path applies: the node's retry policy (WORKER_LOST
+is in the default `retries.on` set) or failure, and the run's trigger rules. If the worker was
+only slow, its late result is for a superseded attempt and is ignored.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from conveyor.executor import runs
@@ -40,7 +41,6 @@ class Heartbeater:
         self._interval_s = interval_s
         self._active: set[Attempt] = set()
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def add(self, attempt: Attempt) -> None:
@@ -81,22 +81,19 @@ class Heartbeater:
         return stamped
 
     def _loop(self) -> None:
-        while not self._wake.wait(self._interval_s):
+        while True:
+            time.sleep(self._interval_s)
             try:
                 self.beat()
             except Exception:  # the database may be briefly unavailable; try again next beat
                 log.warning("heartbeat failed", exc_info=True)
 
-    def stop(self) -> None:
-        """Stop the thread (used by tests and shutdown)."""
-        self._wake.set()
 
-
-def lost_attempts(session: Session, *, cutoff: datetime, limit: int = 200) -> list[Attempt]:
-    """RUNNING attempts whose last heartbeat (or start) is older than cutoff."""
+def _silent(cutoff: datetime) -> Select[str, str, int, str]:
+    """RUNNING attempts of RUNNING steps whose last heartbeat (or start) is older than cutoff."""
     last_seen = func.coalesce(ExecutionRow.heartbeat_at, ExecutionRow.started_at)
-    rows = session.execute(
-        select(StepRow.run_id, StepRow.node_id, StepRow.attempt)
+    return (
+        select(StepRow.run_id, StepRow.node_id, StepRow.attempt, ExecutionRow.worker)
         .join(
             ExecutionRow,
             and_(
@@ -110,9 +107,13 @@ def lost_attempts(session: Session, *, cutoff: datetime, limit: int = 200) -> li
             ExecutionRow.state == StepState.RUNNING.value,
             last_seen < cutoff,
         )
-        .limit(limit)
-    ).all()
-    return [(r, n, int(a)) for r, n, a in rows]
+    )
+
+
+def lost_attempts(session: Session, *, cutoff: datetime, limit: int = 200) -> list[Attempt]:
+    """RUNNING attempts whose last heartbeat (or start) is older than cutoff."""
+    rows = session.execute(_silent(cutoff).limit(limit)).all()
+    return [(r, n, int(a)) for r, n, a, _w in rows]
 
 
 def lost_cutoff(seconds: float) -> datetime:
@@ -157,21 +158,9 @@ def silent_worker(
     session: Session, run_id: str, node_id: str, attempt: int, lost_after_s: float
 ) -> str | None:
     """The worker of this attempt if it is still RUNNING and silent past the cutoff."""
-    last_seen = func.coalesce(ExecutionRow.heartbeat_at, ExecutionRow.started_at)
     row = session.execute(
-        select(ExecutionRow.worker)
-        .join(
-            StepRow,
-            and_(StepRow.run_id == ExecutionRow.run_id, StepRow.node_id == ExecutionRow.node_id),
-        )
-        .where(
-            ExecutionRow.run_id == run_id,
-            ExecutionRow.node_id == node_id,
-            ExecutionRow.attempt == attempt,
-            ExecutionRow.state == StepState.RUNNING.value,
-            StepRow.state == StepState.RUNNING.value,
-            StepRow.attempt == attempt,
-            last_seen < lost_cutoff(lost_after_s),
+        _silent(lost_cutoff(lost_after_s)).where(
+            StepRow.run_id == run_id, StepRow.node_id == node_id, StepRow.attempt == attempt
         )
     ).first()
-    return None if row is None else str(row[0] or "unknown")
+    return None if row is None else str(row[3] or "unknown")

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
-from conveyor.kernel.errors import InvalidArgument, NotFound, Violation
+from conveyor.kernel.errors import NotFound
+from conveyor.kernel.paging import bad_token
 
 
 def get_run(session: Session, run_id: str) -> RunRow:
@@ -52,12 +53,7 @@ def list_runs(
         try:
             created = datetime.fromisoformat(created_s)
         except ValueError as exc:
-            raise InvalidArgument(
-                "page_token is not valid",
-                violations=[
-                    Violation("page_token", "not a token from a previous response", "INVALID")
-                ],
-            ) from exc
+            raise bad_token() from exc
         query = query.where(
             (RunRow.created_at < created) | ((RunRow.created_at == created) & (RunRow.id < last_id))
         )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
 from conveyor.executor import engine
@@ -50,7 +50,6 @@ __all__ = [
     "get_run",
     "list_runs",
     "lock_run",
-    "mark_worker_lost",
     "notify_parent",
     "refresh_activity",
     "requeue_cutoff",
@@ -200,7 +199,7 @@ def start_run(
 ) -> tuple[RunRow, Effects]:
     """Create the run and its steps and queue the entry steps; idempotent on request_id."""
     if request_id:
-        prior = session.scalar(select(RunRow).where(RunRow.request_id == request_id))
+        prior = run_by_request_id(session, request_id)
         if prior is not None:
             return prior, Effects()
     if parent_run_id:
@@ -658,19 +657,6 @@ def stale_queued(session: Session, *, older_than: datetime, limit: int = 500) ->
 def requeue_cutoff(seconds: float) -> datetime:
     """The queued_at before which a QUEUED step counts as lost."""
     return utcnow() - timedelta(seconds=seconds)
-
-
-def mark_worker_lost(session: Session, run_id: str, node_id: str, attempt: int) -> None:
-    """Close an attempt whose worker died without a result."""
-    session.execute(
-        update(ExecutionRow)
-        .where(
-            ExecutionRow.run_id == run_id,
-            ExecutionRow.node_id == node_id,
-            ExecutionRow.attempt == attempt,
-        )
-        .values(state=StepState.FAILED.value, error_category="WORKER_LOST", ended_at=utcnow())
-    )
 
 
 def run_by_request_id(session: Session, request_id: str) -> RunRow | None:

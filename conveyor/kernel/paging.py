@@ -29,10 +29,15 @@ def decode_token(token: str) -> str:
     try:
         return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
-        raise InvalidArgument(
-            "page_token is not valid",
-            violations=[Violation("page_token", "not a token from a previous response", "INVALID")],
-        ) from exc
+        raise bad_token() from exc
+
+
+def bad_token() -> InvalidArgument:
+    """The error for a page token that no List response produced."""
+    return InvalidArgument(
+        "page_token is not valid",
+        violations=[Violation("page_token", "not a token from a previous response", "INVALID")],
+    )
 
 
 def encode_token(key: str) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 
 def normalise_numbers(value: Any) -> Any:
@@ -38,6 +38,15 @@ def to_value(value: Any) -> struct_pb2.Value:
     msg = struct_pb2.Value()
     json_format.ParseDict(value, msg)
     return msg
+
+
+def duration(seconds: float | None) -> duration_pb2.Duration | None:
+    """Seconds as a Duration (None stays None so the field is left unset)."""
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromTimedelta(timedelta(seconds=seconds))
+    return d
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -12,10 +12,9 @@ from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
 from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
 from conveyor.kernel.ids import utcnow
-from conveyor.kernel.protoconv import timestamp
+from conveyor.kernel.protoconv import duration, timestamp
 from conveyor.monitor import alertstore
 from conveyor.monitor.alerting import AlertKind, Rule, validate_rule
-from conveyor.monitor.insight_api import duration
 from conveyor.monitor.models import AlertRow, AlertRuleRow
 from conveyor.monitor.v1 import alert_service_pb2, alert_service_pb2_grpc
 
@@ -208,9 +207,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
         token = paging.decode_token(request.page_token)
         offset = int(token) if token.isdigit() else 0
         if (token and not token.isdigit()) or offset > MAX_ALERT_OFFSET:
-            raise InvalidArgument(
-                "page_token is not valid", violations=[Violation("page_token", "not a token")]
-            )
+            raise paging.bad_token()
         state = ""
         if request.state:
             state = alert_service_pb2.AlertState.Name(request.state).removeprefix("ALERT_STATE_")

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 
 from conveyor.executor.convert import run_state
 from conveyor.executor.v1 import run_pb2
@@ -16,7 +15,7 @@ from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
 from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
 from conveyor.kernel.ids import utcnow
-from conveyor.kernel.protoconv import timestamp
+from conveyor.kernel.protoconv import duration, timestamp
 from conveyor.monitor import jobstats, queues
 from conveyor.monitor.observer import Observer
 from conveyor.monitor.v1 import insight_service_pb2, insight_service_pb2_grpc
@@ -25,15 +24,6 @@ SERVICE_NAME = insight_service_pb2.DESCRIPTOR.services_by_name["InsightService"]
 DEFAULT_WINDOW = timedelta(days=7)
 MAX_WINDOW = timedelta(days=366)
 MAX_NAME = 200
-
-
-def duration(seconds: float | None) -> duration_pb2.Duration | None:
-    """Seconds as a Duration (None stays unset)."""
-    if seconds is None:
-        return None
-    d = duration_pb2.Duration()
-    d.FromTimedelta(timedelta(seconds=seconds))
-    return d
 
 
 def error_category(name: str) -> Any:

@@ -33,10 +33,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from conveyor.kernel.db import Base
-from conveyor.kernel.errors import InvalidArgument, NotFound, Violation
+from conveyor.kernel.errors import NotFound
 from conveyor.kernel.ids import as_utc, new_id
 from conveyor.kernel.metrics import observe_schedule_lag
-from conveyor.kernel.paging import decode_token, encode_token
+from conveyor.kernel.paging import bad_token, decode_token, encode_token
 from conveyor.scheduler import policies
 from conveyor.scheduler.domain import Calendar, Spec
 from conveyor.scheduler.policies import CatchupMode, Outcome, Overlap
@@ -221,20 +221,13 @@ def list_schedules(
     return rows[:page_size], token
 
 
-def _bad_token() -> InvalidArgument:
-    return InvalidArgument(
-        "page_token is not valid",
-        violations=[Violation("page_token", "not a token from a previous response", "INVALID")],
-    )
-
-
 def _token_time(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise _bad_token() from None
+        raise bad_token() from None
     if value.tzinfo is None:
-        raise _bad_token()
+        raise bad_token()
     return value
 
 
@@ -576,7 +569,7 @@ def list_actions(
         when_s, _, last_id = after.partition("|")
         when = _token_time(when_s)
         if not last_id.isdigit():
-            raise _bad_token()
+            raise bad_token()
         query = query.where(
             (ActionRow.nominal_time < when)
             | ((ActionRow.nominal_time == when) & (ActionRow.id < int(last_id)))
