@@ -47,21 +47,7 @@ def measure(fires: int) -> tuple[list[float], int]:
         job = client.create_job(wf.doc("bench-scheduled", [wf.cmd("tick", ["true"])], [])).job
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
         end = start + timedelta(seconds=fires - 1)
-        spec = schedule_pb2.ScheduleSpec()
-        spec.cron.expression = "* * * * * *"
-        spec.start_time.FromDatetime(start)
-        spec.end_time.FromDatetime(end)
-        created = scheduler.CreateSchedule(
-            scheduler_service_pb2.CreateScheduleRequest(
-                schedule=schedule_pb2.Schedule(
-                    job_id=job.job_id,
-                    spec=spec,
-                    policies=schedule_pb2.SchedulePolicies(
-                        overlap=schedule_pb2.OVERLAP_POLICY_ALLOW_ALL
-                    ),
-                )
-            )
-        ).schedule
+        created = harness.every_second_schedule(scheduler, job.job_id, start, end)
         request = scheduler_service_pb2.ListScheduleActionsRequest(
             schedule_id=created.schedule_id, page_size=500
         )

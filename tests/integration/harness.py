@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conveyor.cli.background import BackgroundSuite
 from conveyor.kernel.settings import Settings
+from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2
 
 
 def free_port() -> int:
@@ -185,3 +187,22 @@ def distributed(
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
+
+
+def every_second_schedule(scheduler: Any, job_id: str, start: datetime, end: datetime) -> Any:
+    """Create a `* * * * * *` schedule of a job between start and end (overlap ALLOW_ALL)."""
+    spec = schedule_pb2.ScheduleSpec()
+    spec.cron.expression = "* * * * * *"
+    spec.start_time.FromDatetime(start)
+    spec.end_time.FromDatetime(end)
+    return scheduler.CreateSchedule(
+        scheduler_service_pb2.CreateScheduleRequest(
+            schedule=schedule_pb2.Schedule(
+                job_id=job_id,
+                spec=spec,
+                policies=schedule_pb2.SchedulePolicies(
+                    overlap=schedule_pb2.OVERLAP_POLICY_ALLOW_ALL
+                ),
+            )
+        )
+    ).schedule

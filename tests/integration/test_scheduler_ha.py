@@ -72,21 +72,7 @@ def _exercise(info: dict[str, Any], second: subprocess.Popen[bytes], survivor: s
     job = client.create_job(wf.doc("it-ha", [wf.cmd("tick", ["true"])], [])).job
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
     end = start + timedelta(seconds=WINDOW_S)
-    spec = schedule_pb2.ScheduleSpec()
-    spec.cron.expression = "* * * * * *"
-    spec.start_time.FromDatetime(start)
-    spec.end_time.FromDatetime(end)
-    created = scheduler.CreateSchedule(
-        scheduler_service_pb2.CreateScheduleRequest(
-            schedule=schedule_pb2.Schedule(
-                job_id=job.job_id,
-                spec=spec,
-                policies=schedule_pb2.SchedulePolicies(
-                    overlap=schedule_pb2.OVERLAP_POLICY_ALLOW_ALL
-                ),
-            )
-        )
-    ).schedule
+    created = harness.every_second_schedule(scheduler, job.job_id, start, end)
     expected = Calendar(Spec(kind="cron", cron="* * * * * *", start=start, end=end)).upcoming(
         start - timedelta(seconds=1), 10 * WINDOW_S
     )
