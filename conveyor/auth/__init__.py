@@ -1,0 +1,1 @@
+"""Access control: tokens, roles and the interceptors that enforce them."""
