@@ -52,7 +52,6 @@ def make_celery(settings: Settings) -> Celery:
     elif settings.broker_url.startswith(("redis://", "rediss://")):
         transport.update(
             priority_steps=list(range(MAX_PRIORITY + 1)),
-            sep=":",
             queue_order_strategy="priority",
             visibility_timeout=6 * 3600,
         )
