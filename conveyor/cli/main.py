@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +52,9 @@ ServerOpt = Annotated[
     ),
 ]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="text or json")]
+# `runs watch` resumes from its last position after these errors, this many times in a row.
+_RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+WATCH_RECONNECTS = 30
 
 
 def _client(server: str | None) -> Client:
@@ -321,11 +325,23 @@ def worker(
 @app.command()
 def migrate() -> None:
     """Apply database migrations (CONVEYOR_DATABASE_URL)."""
+    from conveyor.kernel.migrate import current_revision, upgrade
     from conveyor.suite import open_database
 
     settings = Settings()
-    open_database(settings, migrate=True).dispose()
-    err.print("database is up to date")
+    db = open_database(settings, migrate=False)
+    try:
+        before = current_revision(db)
+        upgrade(db)
+        after = current_revision(db)
+    finally:
+        db.dispose()
+    if before == after:
+        err.print(f"database is up to date (revision {after})", markup=False)
+    elif before is None:
+        err.print(f"created the database schema (revision {after})", markup=False)
+    else:
+        err.print(f"migrated the database from revision {before} to {after}", markup=False)
 
 
 @runs_app.command("list")
@@ -353,6 +369,10 @@ def runs_list(
     if output == "json":
         print(json.dumps([render.run_json(r) for r in reply.runs], indent=2))
         return
+    if not reply.runs:
+        err.print("no runs", markup=False)
+        return
+    out.print(f"{'RUN':<32}  {'CREATED':<19}  {'STATE':<9}  JOB", markup=False)
     for r in reply.runs:
         when = r.create_time.ToDatetime().isoformat(timespec="seconds")
         out.print(f"{r.run_id}  {when}  {render.run_state(r.state):<9}  {r.job_name}", markup=False)
@@ -477,6 +497,15 @@ def runs_logs(
     """Print the steps' output (stdout to stdout, stderr to stderr), live with --follow."""
     client = _client(server)
     try:
+        if node:
+            found = client.get_run(run_id)
+            nodes = [step.node_id for step in found.steps]
+            if node not in nodes:
+                err.print(
+                    f"error: run {run_id} has no node {node!r} (nodes: {', '.join(nodes)})",
+                    markup=False,
+                )
+                raise typer.Exit(EXIT_INVALID)
         render.print_logs(
             client.watch(
                 run_id,
@@ -508,23 +537,33 @@ def runs_watch(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from exc
     client = _client(server)
-    request = monitor_service_pb2.WatchRunsRequest(
-        after_sequence=after,
-        job_ids=job or [],
-        states=states,
-        triggers=triggers,
-        from_now=after == 0,
-    )
+    position, from_now, failures = after, after == 0, 0
     try:
-        for change in client.monitor.WatchRuns(request):
-            when = change.event.event_time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
-            out.print(
-                f"{change.sequence:>8}  {when}  {change.event.run_id}"
-                f"  {render.run_state(change.event.run_state):<9}  {change.job_name}",
-                markup=False,
+        while True:
+            request = monitor_service_pb2.WatchRunsRequest(
+                after_sequence=position,
+                job_ids=job or [],
+                states=states,
+                triggers=triggers,
+                from_now=from_now,
             )
-    except grpc.RpcError as exc:
-        raise _fail_rpc(exc) from None
+            try:
+                for change in client.monitor.WatchRuns(request):
+                    failures = 0
+                    position, from_now = change.sequence, False
+                    when = change.event.event_time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+                    out.print(
+                        f"{change.sequence:>8}  {when}  {change.event.run_id}"
+                        f"  {render.run_state(change.event.run_state):<9}  {change.job_name}",
+                        markup=False,
+                    )
+            except grpc.RpcError as exc:
+                if exc.code() not in _RESUMABLE or failures >= WATCH_RECONNECTS:  # type: ignore[attr-defined]
+                    raise _fail_rpc(exc) from None
+                failures += 1
+                where = f"after {position}" if not from_now else "from now"
+                err.print(f"connection lost; resuming {where}", markup=False)
+                time.sleep(min(0.5 * 2**failures, 10.0))
     except KeyboardInterrupt:
         pass
     finally:

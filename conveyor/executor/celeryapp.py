@@ -39,7 +39,12 @@ def run_step(self: Any, run_id: str, node_id: str, attempt: int) -> None:
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for the configured broker, with Conveyor's delivery guarantees."""
-    app = Celery("conveyor", broker=settings.broker_url, set_as_current=False)
+    broker = settings.broker_url
+    if broker.rstrip("/") == "memory:":
+        # The memory transport ignores the host; naming one keeps kombu from warning about it
+        # on every connection.
+        broker = "memory://localhost/"
+    app = Celery("conveyor", broker=broker, set_as_current=False)
     transport: dict[str, Any] = {}
     if settings.broker_url.startswith("memory://"):
         # The in-memory transport polls; the default 1 s would add a second per step.
@@ -47,7 +52,6 @@ def make_celery(settings: Settings) -> Celery:
     elif settings.broker_url.startswith(("redis://", "rediss://")):
         transport.update(
             priority_steps=list(range(MAX_PRIORITY + 1)),
-            sep=":",
             queue_order_strategy="priority",
             visibility_timeout=6 * 3600,
         )

@@ -42,7 +42,8 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("celery", "kombu", "amqp", "uvicorn.access", "alembic"):
+    # httpx logs every request (each /metrics scrape of the gateway) at INFO.
+    for noisy in ("celery", "kombu", "amqp", "uvicorn.access", "alembic", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

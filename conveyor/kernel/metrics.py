@@ -126,6 +126,7 @@ def aggregate(local: Mapping[str, CollectorRegistry], remote: Mapping[str, str])
             response.raise_for_status()
             text = response.text[:MAX_SCRAPE_BYTES]
             parsed = list(text_string_to_metric_families(text))
+            log.debug("metrics scraped", service=service, url=url, bytes=len(text))
         except (httpx.HTTPError, ValueError) as exc:
             log.warning("metrics scrape failed", service=service, url=url, error=str(exc))
             up.add_sample("conveyor_scrape_up", {"service": service}, 0.0)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 
 from conveyor.kernel.db import Database
 
@@ -26,3 +27,9 @@ def upgrade(db: Database) -> None:
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def current_revision(db: Database) -> str | None:
+    """The revision the database is at, or None for a database without Conveyor's schema."""
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

@@ -75,9 +75,9 @@ def job_pb(rec: store.JobRecord, *, full: bool) -> translator_pb2.Job:
         version=rec.version,
         create_time=timestamp(rec.created_at),
         update_time=timestamp(rec.updated_at),
+        node_count=rec.node_count,
     )
     if rec.plan is not None:
-        job.node_count = len(rec.plan.get("nodes", {}))
         job.parameters_schema.CopyFrom(dict_to_struct(rec.plan.get("parameters") or {}))
         if full:
             job.plan.CopyFrom(dict_to_struct(rec.plan))
@@ -140,6 +140,7 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
         rec, result = await asyncio.to_thread(work)
         return translator_service_pb2.CreateJobResponse(
             job=job_pb(rec, full=True),
+            version_created=rec.created,
             diagnostics=[diagnostic_pb(d) for d in result.diagnostics],
         )
 

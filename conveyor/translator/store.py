@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,7 @@ class JobVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    node_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -55,9 +57,13 @@ class JobRecord:
     updated_at: datetime
     definition: dict[str, Any] | None
     plan: dict[str, Any] | None
+    node_count: int = 0
+    created: bool = False  # this call saved a new version
 
 
-def _record(job: JobRow, version: JobVersionRow | None) -> JobRecord:
+def _record(
+    job: JobRow, version: JobVersionRow | None, *, node_count: int = 0, created: bool = False
+) -> JobRecord:
     return JobRecord(
         id=job.id,
         name=job.name,
@@ -67,7 +73,13 @@ def _record(job: JobRow, version: JobVersionRow | None) -> JobRecord:
         updated_at=as_utc(job.updated_at) or job.updated_at,
         definition=version.definition if version else None,
         plan=version.plan if version else None,
+        node_count=version.node_count if version else node_count,
+        created=created,
     )
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def save_job(
@@ -78,7 +90,12 @@ def save_job(
     update_existing: bool,
     request_id: str | None,
 ) -> JobRecord:
-    """Insert a job (version 1) or, when allowed, a new version of the job with that name."""
+    """Insert a job (version 1) or, when allowed, a new version of the job with that name.
+
+    A document equal to the job's latest version (same JSON, key order aside) saves nothing
+    and returns that version with ``created`` false, so re-running an unchanged file does not
+    pile up versions.
+    """
     if request_id:
         prior = session.scalar(select(JobVersionRow).where(JobVersionRow.request_id == request_id))
         if prior is not None:
@@ -101,6 +118,13 @@ def save_job(
     elif not update_existing:
         raise AlreadyExists(f"a job named {name!r} exists", metadata={"job_id": job.id})
     else:
+        latest = session.scalar(
+            select(JobVersionRow).where(
+                JobVersionRow.job_id == job.id, JobVersionRow.version == job.latest_version
+            )
+        )
+        if latest is not None and _canonical(latest.definition) == _canonical(definition):
+            return _record(job, latest)
         job.latest_version += 1
         job.description = str(plan.get("description") or "")
         job.updated_at = now
@@ -110,12 +134,13 @@ def save_job(
         version=job.latest_version,
         definition=definition,
         plan=plan,
+        node_count=len(plan.get("nodes") or ()),
         request_id=request_id or None,
         created_at=now,
     )
     session.add(version)
     session.flush()
-    return _record(job, version)
+    return _record(job, version, created=True)
 
 
 def _find_job(session: Session, job_ref: str) -> JobRow:
@@ -144,14 +169,22 @@ def list_jobs(
 ) -> tuple[list[JobRecord], str]:
     """Jobs ordered by name, without definitions; returns (page, next token)."""
     after = decode_token(page_token)
-    query = select(JobRow).order_by(JobRow.name).limit(page_size + 1)
+    query = (
+        select(JobRow, JobVersionRow.node_count)
+        .outerjoin(
+            JobVersionRow,
+            (JobVersionRow.job_id == JobRow.id) & (JobVersionRow.version == JobRow.latest_version),
+        )
+        .order_by(JobRow.name)
+        .limit(page_size + 1)
+    )
     if after:
         query = query.where(JobRow.name > after)
     if name_prefix:
         query = query.where(JobRow.name.startswith(name_prefix, autoescape=True))
-    rows = list(session.scalars(query))
-    next_token = encode_token(rows[page_size - 1].name) if len(rows) > page_size else ""
-    return [_record(r, None) for r in rows[:page_size]], next_token
+    rows = [(job, count) for job, count in session.execute(query)]
+    next_token = encode_token(rows[page_size - 1][0].name) if len(rows) > page_size else ""
+    return [_record(r, None, node_count=n or 0) for r, n in rows[:page_size]], next_token
 
 
 def delete_job(session: Session, job_ref: str) -> None:

@@ -300,15 +300,17 @@ def test_foreach_item_count_is_bounded(client: Client) -> None:
 # --- sub-workflows --------------------------------------------------------------------------
 
 
-def sub_doc(name: str, job: str, *, wait: bool = True) -> str:
+def sub_doc(name: str, job: str, *, wait: bool = True, child_param: str | None = "who") -> str:
+    """A parent that runs `job`, passing its `v` as the child's `child_param` (None: nothing)."""
     params = {"type": "object", "properties": {"v": {"type": "string", "default": "x"}}}
+    passed = {child_param: "{{ params.v }}"} if child_param else {}
     return wf.doc(
         name,
         [
             {
                 "id": "sub",
                 "type": "action.subworkflow",
-                "data": {"job": job, "parameters": {"who": "{{ params.v }}"}, "wait": wait},
+                "data": {"job": job, "parameters": passed, "wait": wait},
             },
             wf.cmd("after", ["echo", "child said {{ steps.sub.outputs.hello.stdout | trim }}"])
             if wait
@@ -353,9 +355,9 @@ def test_subworkflow_without_wait_returns_at_once(client: Client) -> None:
 
 
 def test_subworkflow_cycle_is_detected(client: Client) -> None:
-    client.create_job(sub_doc("lang-cycle-a", "lang-cycle-b"))
-    client.create_job(sub_doc("lang-cycle-b", "lang-cycle-a"))
-    result = run_to_end(client, sub_doc("lang-cycle-a", "lang-cycle-b"))
+    client.create_job(sub_doc("lang-cycle-a", "lang-cycle-b", child_param="v"))
+    client.create_job(sub_doc("lang-cycle-b", "lang-cycle-a", child_param="v"))
+    result = run_to_end(client, sub_doc("lang-cycle-a", "lang-cycle-b", child_param="v"))
     assert result["state"] == "FAILED"
     # The innermost step that would restart a job on the chain fails with the cycle named;
     # every parent fails in turn with its child.
@@ -367,7 +369,7 @@ def test_subworkflow_cycle_is_detected(client: Client) -> None:
 
 def test_subworkflow_child_failure_fails_step(client: Client) -> None:
     client.create_job(wf.doc("lang-bad-child", [wf.cmd("bad", ["sh", "-c", "exit 4"])], []))
-    result = run_to_end(client, sub_doc("lang-parent-bad", "lang-bad-child"))
+    result = run_to_end(client, sub_doc("lang-parent-bad", "lang-bad-child", child_param=None))
     sub = steps(result)["sub"]
     assert result["state"] == "FAILED"
     assert sub["error_category"] == "NONZERO_EXIT"
@@ -478,9 +480,10 @@ def test_retry_waits_in_the_database_then_runs_again(client: Client, tmp_path: P
 def test_subworkflow_depth_is_bounded(client: Client) -> None:
     # d0 -> d1 -> ... -> d11: starting the eleventh nested run exceeds the depth of 10.
     for i in range(11):
-        client.create_job(sub_doc(f"lang-depth-{i}", f"lang-depth-{i + 1}"))
-    client.create_job(wf.doc("lang-depth-11", [wf.cmd("hello", ["echo", "deep"])], []))
-    result = run_to_end(client, sub_doc("lang-depth-0", "lang-depth-1"))
+        client.create_job(sub_doc(f"lang-depth-{i}", f"lang-depth-{i + 1}", child_param="v"))
+    v_schema = {"type": "object", "properties": {"v": {"type": "string"}}}
+    client.create_job(wf.doc("lang-depth-11", [wf.cmd("hello", ["echo", "deep"])], [], v_schema))
+    result = run_to_end(client, sub_doc("lang-depth-0", "lang-depth-1", child_param="v"))
     assert result["state"] == "FAILED"
     run = client.get_run(result["run_id"])
     for _ in range(10):
@@ -494,7 +497,7 @@ def test_cancelling_a_parent_cancels_its_child_run(client: Client) -> None:
             "lang-slow-child", [{"id": "nap", "type": "action.sleep", "data": {"seconds": 300}}], []
         )
     )
-    run_id = start(client, sub_doc("lang-parent-cancel", "lang-slow-child"))
+    run_id = start(client, sub_doc("lang-parent-cancel", "lang-slow-child", child_param=None))
     run = wait_for(client, run_id, lambda r: bool(step_of(r, "sub").child_run_id))
     child_id = step_of(run, "sub").child_run_id
     client.executor.CancelRun(

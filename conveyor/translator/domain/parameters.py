@@ -12,6 +12,12 @@ Decisions where the format leaves room:
   leaves ``params`` references unchecked.
 - Defaults: a missing property with a ``default`` gets a copy of it, and
   objects present (or defaulted) are filled the same way, level by level.
+- Unknown parameters: when the schema declares ``properties`` or
+  ``patternProperties`` and says nothing about ``additionalProperties`` (or
+  ``unevaluatedProperties``), a top-level run parameter it does not declare is
+  refused (a typo such as ``nme`` for ``name`` would otherwise be ignored and the
+  run go on with the default). JSON Schema itself allows such names; a schema that
+  wants them sets ``"additionalProperties": true``.
 """
 
 from __future__ import annotations
@@ -137,6 +143,25 @@ def _violations(schema: Mapping[str, Any], params: dict[str, Any]) -> list[Diagn
     return found
 
 
+def _unknown(schema: Mapping[str, Any], values: Mapping[str, Any]) -> list[Diagnostic]:
+    """Top-level names the schema does not declare, unless it speaks about extra properties."""
+    if "additionalProperties" in schema or "unevaluatedProperties" in schema:
+        return []
+    declared = declared_parameters(schema)
+    if declared is None:
+        return []
+    known = ", ".join(sorted(declared.names)) or "none"
+    return [
+        Diagnostic(
+            dg.INVALID_FIELD,
+            f"unknown parameter {name!r} (declared: {known})",
+            pointer("parameters", name),
+        )
+        for name in values
+        if name not in declared
+    ]
+
+
 def validate_parameters(
     plan_or_schema: Mapping[str, Any], params: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[Diagnostic]]:
@@ -163,6 +188,7 @@ def validate_parameters(
         diagnostics.append(Diagnostic(dg.INVALID_PARAMETERS_SCHEMA, problem, "/parameters"))
         return values, diagnostics
     _apply_defaults(schema, values)
+    diagnostics.extend(_unknown(schema, values))
     try:
         diagnostics.extend(_violations(schema, values))
     except Exception as exc:  # e.g. an unresolvable $ref found only while validating

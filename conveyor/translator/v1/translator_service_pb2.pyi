@@ -54,12 +54,14 @@ class CreateJobRequest(_message.Message):
     def __init__(self, workflow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., workflow_json: _Optional[str] = ..., update_existing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateJobResponse(_message.Message):
-    __slots__ = ("job", "diagnostics")
+    __slots__ = ("job", "diagnostics", "version_created")
     JOB_FIELD_NUMBER: _ClassVar[int]
     DIAGNOSTICS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_CREATED_FIELD_NUMBER: _ClassVar[int]
     job: _translator_pb2.Job
     diagnostics: _containers.RepeatedCompositeFieldContainer[_translator_pb2.Diagnostic]
-    def __init__(self, job: _Optional[_Union[_translator_pb2.Job, _Mapping]] = ..., diagnostics: _Optional[_Iterable[_Union[_translator_pb2.Diagnostic, _Mapping]]] = ...) -> None: ...
+    version_created: bool
+    def __init__(self, job: _Optional[_Union[_translator_pb2.Job, _Mapping]] = ..., diagnostics: _Optional[_Iterable[_Union[_translator_pb2.Diagnostic, _Mapping]]] = ..., version_created: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id", "version")

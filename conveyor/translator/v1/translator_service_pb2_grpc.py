@@ -91,7 +91,8 @@ class TranslatorServiceServicer:
 
     def CreateJob(self, request, context):
         """Saves a workflow as a job (version 1), or as a new version of the job with the same
-        name when update_existing is set.
+        name when update_existing is set. A document equal to the latest version saves no new
+        version (version_created is false in the response).
         Fails with INVALID_ARGUMENT (with the diagnostics) when the workflow has errors, and
         ALREADY_EXISTS when the name is taken and update_existing is not set.
         """

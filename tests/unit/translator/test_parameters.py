@@ -83,3 +83,27 @@ def test_plan_without_schema_accepts_anything() -> None:
 def test_invalid_schema_is_reported() -> None:
     _, problems = validate_parameters({"type": "object", "properties": {"a": {"type": 3}}}, {})
     assert [d.code for d in problems] == ["INVALID_PARAMETERS_SCHEMA"]
+
+
+def test_unknown_parameter_is_refused_by_name() -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string", "default": "x"}}}
+    _, problems = validate_parameters(schema, {"nme": "typo"})
+    assert [(p.code, p.path) for p in problems] == [("INVALID_FIELD", "/parameters/nme")]
+    assert "unknown parameter 'nme'" in problems[0].message
+    assert "name" in problems[0].message
+
+
+def test_unknown_parameter_allowed_when_schema_says_so() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "additionalProperties": True,
+    }
+    assert validate_parameters(schema, {"nme": "x"}) == ({"nme": "x"}, [])
+    pattern = {"type": "object", "patternProperties": {"^env_": {"type": "string"}}}
+    assert validate_parameters(pattern, {"env_a": "1"}) == ({"env_a": "1"}, [])
+    assert validate_parameters(pattern, {"other": "1"})[1][0].path == "/parameters/other"
+
+
+def test_schema_without_properties_leaves_parameters_open() -> None:
+    assert validate_parameters({"type": "object"}, {"anything": 1}) == ({"anything": 1}, [])
