@@ -241,7 +241,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         _required_id(request.schedule_id, "schedule_id")
 
         def work() -> store.ScheduleRow:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 return store.get_schedule(session, request.schedule_id)
 
         row = await asyncio.to_thread(work)
@@ -255,7 +255,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         size = page_size(request.page_size)
 
         def work() -> tuple[list[store.ScheduleRow], str]:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 return store.list_schedules(
                     session, page_size=size, page_token=request.page_token, job_id=request.job_id
                 )
@@ -425,7 +425,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
             await self._firing.carry_out(fire)
 
         def read() -> store.ActionRow:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 row = session.get(store.ActionRow, action_id)
                 assert row is not None
                 return row
@@ -460,7 +460,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         size = page_size(request.page_size)
 
         def work() -> tuple[list[store.ActionRow], str]:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 return store.list_actions(
                     session, request.schedule_id, page_size=size, page_token=request.page_token
                 )

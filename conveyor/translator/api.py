@@ -153,7 +153,7 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
             )
 
         def work() -> store.JobRecord:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 return store.get_job(session, request.job_id, version=request.version)
 
         rec = await asyncio.to_thread(work)
@@ -165,7 +165,7 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
         size = page_size(request.page_size)
 
         def work() -> tuple[list[store.JobRecord], str]:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 return store.list_jobs(
                     session,
                     page_size=size,
