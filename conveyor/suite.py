@@ -12,7 +12,9 @@ import structlog
 from celery import Celery
 from celery.signals import worker_process_init
 
-from conveyor.artifacts.local import LocalArtifactSink
+from conveyor.artifacts import api as artifacts_api
+from conveyor.artifacts.client import ArtifactClient, ServiceArtifactSink
+from conveyor.artifacts.main import serve_artifacts
 from conveyor.executor import api as executor_api
 from conveyor.executor.celeryapp import make_celery, set_step_handler
 from conveyor.executor.worker import WorkerRuntime
@@ -51,7 +53,7 @@ def install_worker_runtime(settings: Settings, app: Celery, db: Database, bus: E
         db=db,
         bus=bus,
         app=app,
-        artifacts=LocalArtifactSink(settings.resolved_artifact_dir()),
+        artifacts=ServiceArtifactSink(ArtifactClient(settings.artifacts_addr)),
     )
     set_step_handler(runtime.handle)
 
@@ -140,6 +142,7 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     suite._async_closers.insert(0, ops.stop)
 
     await _start_scheduler(suite, db)
+    await _start_artifacts(suite, db)
 
     if worker:
         install_worker_runtime(settings, app, db, bus)
@@ -160,6 +163,7 @@ def routes(settings: Settings) -> dict[str, str]:
         scheduler_api.SERVICE_NAME: settings.scheduler_addr,
         insight_api.SERVICE_NAME: settings.monitor_addr,
         alert_api.SERVICE_NAME: settings.monitor_addr,
+        artifacts_api.SERVICE_NAME: settings.artifacts_addr,
     }
 
 
@@ -170,6 +174,7 @@ def metrics_targets(settings: Settings) -> dict[str, str]:
         "executor": (settings.executor_addr, settings.executor_metrics_port),
         "monitor": (settings.monitor_addr, settings.monitor_metrics_port),
         "scheduler": (settings.scheduler_addr, settings.scheduler_metrics_port),
+        "artifacts": (settings.artifacts_addr, settings.artifacts_metrics_port),
     }
     return {
         name: f"http://{addr.rsplit(':', 1)[0]}:{port}/metrics"
@@ -184,6 +189,14 @@ async def _start_scheduler(suite: Suite, db: Database) -> None:
     suite.settings.scheduler_addr = replace_port(suite.settings.scheduler_addr, handle.port)
     suite._servers.append(handle.server)
     suite._async_closers.append(handle.stop_firing)
+
+
+async def _start_artifacts(suite: Suite, db: Database) -> None:
+    """The artifact service (before the worker, which streams output to it)."""
+    handle = await serve_artifacts(suite.settings, db)
+    suite.settings.artifacts_addr = replace_port(suite.settings.artifacts_addr, handle.port)
+    suite._servers.append(handle.server)
+    suite._async_closers.append(handle.stop_loops)
 
 
 async def _start_gateway(suite: Suite, *, mode: str) -> None:
@@ -207,11 +220,13 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
         "executor": settings.executor_addr,
         "monitor": settings.monitor_addr,
         "scheduler": settings.scheduler_addr,
+        "artifacts": settings.artifacts_addr,
     }
 
 
 async def start_service(name: str, settings: Settings) -> Suite:
-    """One service of the distributed mode (translator, executor, monitor, scheduler or gateway)."""
+    """One service of the distributed mode (translator, executor, monitor, scheduler, artifacts
+    or gateway)."""
     suite = Suite(settings=settings)
     tracing.setup(name, exporter=settings.trace_exporter)
     if name == "gateway":
@@ -228,6 +243,10 @@ async def start_service(name: str, settings: Settings) -> Suite:
     if name == "scheduler":
         await _start_scheduler(suite, db)
         suite.addresses = {name: settings.scheduler_addr}
+        return suite
+    if name == "artifacts":
+        await _start_artifacts(suite, db)
+        suite.addresses = {name: settings.artifacts_addr}
         return suite
     if name == "translator":
         regs = [translator_api.registration(db)]

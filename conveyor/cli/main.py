@@ -206,6 +206,7 @@ def run(
             executor_addr="127.0.0.1:0",
             monitor_addr="127.0.0.1:0",
             scheduler_addr="127.0.0.1:0",
+            artifacts_addr="127.0.0.1:0",
         )
         background = BackgroundSuite(settings)
         server = background.start().addresses["grpc"]
@@ -245,6 +246,7 @@ def dev(
             "executor_addr": "127.0.0.1:0",
             "monitor_addr": "127.0.0.1:0",
             "scheduler_addr": "127.0.0.1:0",
+            "artifacts_addr": "127.0.0.1:0",
             "broker_url": "memory://",
             "events_url": "memory://",
         }
@@ -270,13 +272,13 @@ def dev(
 @app.command()
 def serve(
     service: Annotated[
-        str, typer.Argument(help="translator, executor, monitor, scheduler or gateway.")
+        str, typer.Argument(help="translator, executor, monitor, scheduler, artifacts or gateway.")
     ],
 ) -> None:
     """Run one service (distributed mode; configured by CONVEYOR_* variables)."""
     settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    if service not in ("translator", "executor", "monitor", "scheduler", "gateway"):
+    if service not in ("translator", "executor", "monitor", "scheduler", "artifacts", "gateway"):
         err.print(f"error: unknown service {service!r}", markup=False)
         raise typer.Exit(EXIT_INVALID)
 
