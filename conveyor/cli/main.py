@@ -14,6 +14,7 @@ import typer
 from google.protobuf import json_format
 from rich.console import Console
 
+from conveyor.cli import artifacts as artifacts_cli
 from conveyor.cli import render
 from conveyor.cli.alerts import alerts_app
 from conveyor.cli.client import Client
@@ -36,6 +37,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(artifacts_cli.artifacts_app, name="artifacts")
 
 out = Console()
 err = Console(stderr=True)
@@ -476,18 +478,24 @@ def runs_logs(
     ] = False,
     server: ServerOpt = None,
 ) -> None:
-    """Print the steps' output (stdout to stdout, stderr to stderr), live with --follow."""
+    """Print the steps' output (stdout to stdout, stderr to stderr), live with --follow.
+
+    With NODE, output past the live-log cap is printed too, from the step's artifacts.
+    """
     client = _client(server)
+    cut: dict[tuple[int, int], int] = {}
     try:
-        render.print_logs(
-            client.watch(
-                run_id,
-                types=[event_pb2.EVENT_TYPE_STEP_LOG],
-                node_id=node or "",
-                history_only=not follow,
-            ),
-            prefix=node is None,
+        events = client.watch(
+            run_id,
+            types=[event_pb2.EVENT_TYPE_STEP_LOG],
+            node_id=node or "",
+            history_only=not follow,
         )
+        if node:
+            events = artifacts_cli.past_live_cap(events, cut)
+        render.print_logs(events, prefix=node is None)
+        if node:
+            artifacts_cli.print_rest(server, run_id, node, cut)
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     finally:
