@@ -110,24 +110,31 @@ class FileStore:
 
 
 class _ChunkReader:
-    """A file-like `read(n)` over an iterator of chunks, for minio's multipart upload."""
+    """A file-like `read(n)` over an iterator of chunks, for minio's multipart upload.
+
+    minio asks for a whole part per read; the part is joined once from the chunks (no
+    growing buffer), so a part costs its size once here.
+    """
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = iter(chunks)
-        self._buf = bytearray()
-        self._done = False
+        self._rest = b""
 
     def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or len(self._buf) < size):
-            try:
-                self._buf += next(self._chunks)
-            except StopIteration:
-                self._done = True
-        if size < 0:
-            size = len(self._buf)
-        out = bytes(self._buf[:size])
-        del self._buf[:size]
-        return out
+        pieces = [self._rest] if self._rest else []
+        have = len(self._rest)
+        self._rest = b""
+        while size < 0 or have < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            pieces.append(chunk)
+            have += len(chunk)
+        if size >= 0 and have > size:
+            last = pieces[-1]
+            keep = len(last) - (have - size)
+            pieces[-1], self._rest = last[:keep], last[keep:]
+        return b"".join(pieces)
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,9 @@ class S3Store:
             cast(BinaryIO, _ChunkReader(chunks)),
             length=-1,
             part_size=self.part_size,
+            # One part in flight: minio's parallel uploads queue parts without a bound, so
+            # a fast producer would hold many parts in memory at once.
+            num_parallel_uploads=1,
             content_type=content_type,
         )
 

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     )
     artifacts_region: str = Field(default="", description="S3 region; else AWS_REGION.")
     artifacts_part_size: int = Field(
-        default=16 * 1024 * 1024,
+        default=8 * 1024 * 1024,
         ge=5 * 1024 * 1024,
         le=1024 * 1024 * 1024,
         description="Multipart part size of S3 uploads (bytes); bounds the service's memory.",

@@ -37,8 +37,10 @@ WRITER = (
     "for i in range(int(sys.argv[1])):\n"
     "    w((b'%08d' % i) * (1048576 // 8 - 1) + b'1234567\\n')\n"
 )
-# The bound for the worker's memory growth while the step streams 200 MiB.
-RSS_LIMIT = 64 * MIB
+# The bound for the worker's memory growth while the step streams 200 MiB. In the embedded
+# mode the measured process also hosts the artifact service (with S3, one multipart part of
+# 8 MiB being assembled and sent), so its bound is larger; both are far below the output.
+RSS_LIMIT = {"distributed": 64 * MIB, "embedded": 96 * MIB}
 
 
 def block(i: int) -> bytes:
@@ -119,7 +121,7 @@ def big_run(stack: dict[str, Any]) -> dict[str, Any]:
     finally:
         growth = sampler.growth()
         client.close()
-    return {"run": done, "rss_growth": growth}
+    return {"run": done, "rss_growth": growth, "rss_limit": RSS_LIMIT[stack["mode"]]}
 
 
 def test_big_output_streams_with_bounded_worker_memory(
@@ -127,7 +129,7 @@ def test_big_output_streams_with_bounded_worker_memory(
 ) -> None:
     run = big_run["run"]
     assert run.state == run_pb2.RUN_STATE_SUCCEEDED
-    assert big_run["rss_growth"] < RSS_LIMIT, big_run["rss_growth"]
+    assert big_run["rss_growth"] < big_run["rss_limit"], big_run["rss_growth"]
     step = run.steps[0]
     assert step.stdout_uri.startswith("artifact://")
     found = list(artifacts.list(run.run_id, node_id="p"))
