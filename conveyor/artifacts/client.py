@@ -8,6 +8,7 @@ growing the worker's memory.
 
 from __future__ import annotations
 
+import mimetypes
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -245,7 +246,9 @@ class ServiceArtifactSink:
             attempt=attempt,
             kind=kind,
             name=name,
-            content_type=TEXT if kind in ("STDOUT", "STDERR") else "",
+            content_type=TEXT
+            if kind in ("STDOUT", "STDERR")
+            else mimetypes.guess_type(name)[0] or "",
         )
 
     def save(

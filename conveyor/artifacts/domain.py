@@ -15,6 +15,7 @@ from enum import StrEnum
 from conveyor.kernel.errors import InvalidArgument, Violation
 
 MAX_NAME = 1024
+MAX_PATTERNS = 100
 MAX_DEPTH = 32
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _KEY = re.compile(r"^runs/[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+/[0-9]+/[0-9a-f]{32}$")

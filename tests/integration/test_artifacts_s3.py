@@ -85,7 +85,8 @@ def stack(
 
 
 def test_objects_are_in_the_bucket_and_presigned_urls_work(
-    big_run: dict[str, Any], stack: dict[str, Any]
+    big_run: dict[str, Any],  # noqa: F811 - the imported fixture
+    stack: dict[str, Any],
 ) -> None:
     client = ArtifactClient(stack["grpc"])
     try:
