@@ -16,6 +16,7 @@ from conveyor.artifacts import api as artifacts_api
 from conveyor.artifacts.client import ArtifactClient, ServiceArtifactSink
 from conveyor.artifacts.main import serve_artifacts
 from conveyor.executor import api as executor_api
+from conveyor.executor import history as run_history
 from conveyor.executor.celeryapp import make_celery, set_step_handler
 from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
@@ -27,6 +28,7 @@ from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
 from conveyor.monitor import alert_api, insight_api
 from conveyor.monitor import api as monitor_api
+from conveyor.monitor import history as event_history
 from conveyor.monitor.hub import Hub
 from conveyor.monitor.ops import build_ops
 from conveyor.scheduler import api as scheduler_api
@@ -125,7 +127,9 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     suite._servers.append(server)
 
     executor = executor_api.ExecutorServicer(settings=settings, db=db, bus=bus, app=app)
-    server, port = await start_server([executor_api.registration(executor)], settings.executor_addr)
+    server, port = await start_server(
+        [executor_api.registration(executor), run_history.registration(db)], settings.executor_addr
+    )
     settings.executor_addr = replace_port(settings.executor_addr, port)
     suite._servers.append(server)
     suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
@@ -134,7 +138,8 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     monitor = monitor_api.MonitorServicer(db=db, hub=hub)
     ops = build_ops(settings=settings, db=db, bus=bus, app=app)
     server, port = await start_server(
-        [monitor_api.registration(monitor), *ops.registrations], settings.monitor_addr
+        [monitor_api.registration(monitor), *ops.registrations, event_history.registration(db)],
+        settings.monitor_addr,
     )
     settings.monitor_addr = replace_port(settings.monitor_addr, port)
     suite._servers.append(server)
@@ -164,6 +169,8 @@ def routes(settings: Settings) -> dict[str, str]:
         insight_api.SERVICE_NAME: settings.monitor_addr,
         alert_api.SERVICE_NAME: settings.monitor_addr,
         artifacts_api.SERVICE_NAME: settings.artifacts_addr,
+        run_history.SERVICE_NAME: settings.executor_addr,
+        event_history.SERVICE_NAME: settings.monitor_addr,
     }
 
 
@@ -257,7 +264,7 @@ async def start_service(name: str, settings: Settings) -> Suite:
         executor = executor_api.ExecutorServicer(
             settings=settings, db=db, bus=bus, app=make_celery(settings)
         )
-        regs = [executor_api.registration(executor)]
+        regs = [executor_api.registration(executor), run_history.registration(db)]
         address = settings.executor_addr
         suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
         suite._tasks.append(asyncio.create_task(executor.wake_forever()))
@@ -270,6 +277,7 @@ async def start_service(name: str, settings: Settings) -> Suite:
         regs = [
             monitor_api.registration(monitor_api.MonitorServicer(db=db, hub=hub)),
             *ops.registrations,
+            event_history.registration(db),
         ]
         address = settings.monitor_addr
     else:

@@ -13,14 +13,14 @@ import hashlib
 import queue
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import grpc
 import structlog
 
-from conveyor.artifacts import store
+from conveyor.artifacts import retention, store
 from conveyor.artifacts.backends import ObjectStore
 from conveyor.artifacts.domain import (
     Kind,
@@ -154,6 +154,9 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         self._settings = settings
         self._db = db
         self._backend = backend
+        self.sweeper = retention.Sweeper(
+            self, executor_addr=settings.executor_addr, monitor_addr=settings.monitor_addr
+        )
 
     def _tx(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         with self._db.transaction() as session:
@@ -230,6 +233,43 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
             await self._call(store.remove_rows, [row.id])
         except Exception:  # the stale-row sweep retries
             log.exception("could not discard a failed upload", artifact_id=row.id)
+
+    async def store_bytes(
+        self,
+        *,
+        run_id: str,
+        node_id: str,
+        kind: Kind,
+        name: str,
+        content_type: str,
+        chunks: Iterable[bytes],
+    ) -> store.ArtifactRecord:
+        """Store an artifact the service makes itself (run archives)."""
+        key = object_key(run_id, node_id, 1)
+        row: store.ArtifactRecord = await self._call(
+            store.begin_upload,
+            run_id=run_id,
+            node_id=node_id,
+            attempt=1,
+            kind=kind,
+            name=name,
+            content_type=content_type,
+            backend=self._backend.name,
+            storage_key=key,
+        )
+        sink = _Sink(self._backend, key, content_type)
+        sink.start()
+        for chunk in chunks:
+            await sink.offer(chunk)
+        await sink.offer(_END)
+        await sink.finish()
+        if sink.error is not None:
+            await self._discard(row)
+            raise Unavailable(f"artifact backend failed: {sink.error}") from sink.error
+        done: store.ArtifactRecord = await self._call(
+            store.complete_upload, row.id, size=sink.size, sha256=sink.digest.hexdigest()
+        )
+        return done
 
     @map_errors
     async def DownloadArtifact(  # noqa: N802
@@ -360,6 +400,63 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         count: int = await self._call(store.remove_rows, [r.id for r in records])
         return count
 
+    @map_errors
+    async def SetRetentionPolicy(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """See the proto."""
+        stored = await self._call(retention.set_policy, policy_of(request.policy))
+        return artifacts_service_pb2.SetRetentionPolicyResponse(policy=policy_pb(stored))
+
+    @map_errors
+    async def ListRetentionPolicies(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """See the proto."""
+        found = await self._call(retention.list_policies)
+        return artifacts_service_pb2.ListRetentionPoliciesResponse(
+            policies=[policy_pb(p) for p in found]
+        )
+
+    @map_errors
+    async def DeleteRetentionPolicy(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """See the proto."""
+        await self._call(retention.delete_policy, request.job_id)
+        return artifacts_service_pb2.DeleteRetentionPolicyResponse()
+
+    @map_errors
+    async def SweepRetention(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Any:
+        """See the proto."""
+        limit = request.limit or 100
+        if not 0 < limit <= retention.MAX_SWEEP:
+            raise InvalidArgument(
+                f"limit must be between 1 and {retention.MAX_SWEEP}",
+                violations=[Violation("limit", f"got {limit}", "OUT_OF_RANGE")],
+            )
+        done = await self.sweeper.sweep(dry_run=request.dry_run, limit=limit)
+        return artifacts_service_pb2.SweepRetentionResponse(
+            run_ids=done.run_ids,
+            artifacts=done.artifacts,
+            archived=done.archived,
+            dry_run=done.dry_run,
+        )
+
+    async def retain_forever(self) -> None:
+        """Apply the retention policies every `retention_sweep_interval_s` (0: never)."""
+        every = self._settings.retention_sweep_interval_s
+        if every <= 0:
+            return
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sweeper.sweep(dry_run=False, limit=retention.MAX_SWEEP)
+            except Exception:  # retried at the next interval
+                log.exception("retention sweep failed")
+
     async def sweep_stale_forever(self, *, every_s: float = 600.0) -> None:
         """Finish deletes and failed uploads a crash left behind (WRITING rows after 2 days)."""
         while True:
@@ -372,6 +469,35 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
                 if deleting or writing:
                     await self.delete_ids(deleting + writing)
             await asyncio.sleep(every_s)
+
+
+def policy_of(pb: Any) -> retention.Policy:
+    """Proto -> domain policy."""
+    return retention.Policy(
+        job_id=pb.job_id,
+        keep_runs_for=pb.keep_runs_for.ToTimedelta() if pb.HasField("keep_runs_for") else None,
+        keep_last_runs=pb.keep_last_runs,
+        keep_artifacts_for=pb.keep_artifacts_for.ToTimedelta()
+        if pb.HasField("keep_artifacts_for")
+        else None,
+        archive=pb.archive,
+        updated_at=utcnow(),
+    )
+
+
+def policy_pb(policy: retention.Policy) -> Any:
+    """Domain policy -> proto."""
+    pb = artifacts_service_pb2.RetentionPolicy(
+        job_id=policy.job_id,
+        keep_last_runs=policy.keep_last_runs,
+        archive=policy.archive,
+        update_time=timestamp(policy.updated_at),
+    )
+    if policy.keep_runs_for is not None:
+        pb.keep_runs_for.FromTimedelta(policy.keep_runs_for)
+    if policy.keep_artifacts_for is not None:
+        pb.keep_artifacts_for.FromTimedelta(policy.keep_artifacts_for)
+    return pb
 
 
 def registration(servicer: ArtifactServicer) -> ServiceRegistration:

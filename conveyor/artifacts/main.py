@@ -31,9 +31,14 @@ async def serve_artifacts(settings: Settings, db: Database) -> ArtifactsHandle:
     backend = await asyncio.to_thread(open_store, settings)
     servicer = api.ArtifactServicer(settings=settings, db=db, backend=backend)
     server, port = await start_server([api.registration(servicer)], settings.artifacts_addr)
-    task = asyncio.create_task(servicer.sweep_stale_forever())
+    tasks = [
+        asyncio.create_task(servicer.sweep_stale_forever()),
+        asyncio.create_task(servicer.retain_forever()),
+    ]
 
     async def stop_loops() -> None:
-        await cancel_task(task)
+        for task in tasks:
+            await cancel_task(task)
+        await servicer.sweeper.close()
 
     return ArtifactsHandle(server=server, port=port, servicer=servicer, stop_loops=stop_loops)

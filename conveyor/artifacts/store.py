@@ -193,10 +193,12 @@ def remove_rows(session: Session, artifact_ids: Sequence[str]) -> int:
 
 
 def run_artifact_ids(session: Session, run_ids: Sequence[str], *, limit: int) -> list[str]:
-    """Ids of up to `limit` artifacts (any state) of the given runs."""
+    """Ids of up to `limit` artifacts (any state) of the given runs, archives excepted."""
     return list(
         session.scalars(
-            select(ArtifactRow.id).where(ArtifactRow.run_id.in_(list(run_ids))).limit(limit)
+            select(ArtifactRow.id)
+            .where(ArtifactRow.run_id.in_(list(run_ids)), ArtifactRow.kind != Kind.ARCHIVE.value)
+            .limit(limit)
         )
     )
 

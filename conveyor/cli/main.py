@@ -15,10 +15,12 @@ from google.protobuf import json_format
 from rich.console import Console
 
 from conveyor.cli import artifacts as artifacts_cli
+from conveyor.cli import history as history_cli
 from conveyor.cli import render
 from conveyor.cli.alerts import alerts_app
 from conveyor.cli.client import Client
 from conveyor.cli.params import parse_pairs
+from conveyor.cli.retention import retention_app
 from conveyor.cli.schedules import schedules_app
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
@@ -38,6 +40,9 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(artifacts_cli.artifacts_app, name="artifacts")
+app.add_typer(retention_app, name="retention")
+runs_app.command("export")(history_cli.export_runs)
+runs_app.command("import")(history_cli.import_runs)
 
 out = Console()
 err = Console(stderr=True)

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         default=64 * 1024**3, ge=1, description="Largest artifact accepted (bytes)."
     )
     artifacts_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    retention_sweep_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the artifact service applies retention (0: never).",
+    )
     artifacts_max_declared_files: int = Field(
         default=1000, ge=1, le=100_000, description="Files one step may upload via data.artifacts."
     )

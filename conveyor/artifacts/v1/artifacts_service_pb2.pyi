@@ -128,3 +128,71 @@ class DeleteRunArtifactsResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: int
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class RetentionPolicy(_message.Message):
+    __slots__ = ("job_id", "keep_runs_for", "keep_last_runs", "keep_artifacts_for", "archive", "update_time")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_RUNS_FOR_FIELD_NUMBER: _ClassVar[int]
+    KEEP_LAST_RUNS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_ARTIFACTS_FOR_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    keep_runs_for: _duration_pb2.Duration
+    keep_last_runs: int
+    keep_artifacts_for: _duration_pb2.Duration
+    archive: bool
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, job_id: _Optional[str] = ..., keep_runs_for: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., keep_last_runs: _Optional[int] = ..., keep_artifacts_for: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., archive: _Optional[bool] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetRetentionPolicyRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: RetentionPolicy
+    def __init__(self, policy: _Optional[_Union[RetentionPolicy, _Mapping]] = ...) -> None: ...
+
+class SetRetentionPolicyResponse(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: RetentionPolicy
+    def __init__(self, policy: _Optional[_Union[RetentionPolicy, _Mapping]] = ...) -> None: ...
+
+class ListRetentionPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRetentionPoliciesResponse(_message.Message):
+    __slots__ = ("policies",)
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[RetentionPolicy]
+    def __init__(self, policies: _Optional[_Iterable[_Union[RetentionPolicy, _Mapping]]] = ...) -> None: ...
+
+class DeleteRetentionPolicyRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class DeleteRetentionPolicyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SweepRetentionRequest(_message.Message):
+    __slots__ = ("dry_run", "limit")
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    limit: int
+    def __init__(self, dry_run: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SweepRetentionResponse(_message.Message):
+    __slots__ = ("run_ids", "artifacts", "archived", "dry_run")
+    RUN_IDS_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACTS_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVED_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    run_ids: _containers.RepeatedScalarFieldContainer[str]
+    artifacts: int
+    archived: int
+    dry_run: bool
+    def __init__(self, run_ids: _Optional[_Iterable[str]] = ..., artifacts: _Optional[int] = ..., archived: _Optional[int] = ..., dry_run: _Optional[bool] = ...) -> None: ...

@@ -66,6 +66,26 @@ class ArtifactServiceStub:
                 request_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRunArtifactsRequest.SerializeToString,
                 response_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRunArtifactsResponse.FromString,
                 _registered_method=True)
+        self.SetRetentionPolicy = channel.unary_unary(
+                '/conveyor.artifacts.v1.ArtifactService/SetRetentionPolicy',
+                request_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SetRetentionPolicyRequest.SerializeToString,
+                response_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SetRetentionPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListRetentionPolicies = channel.unary_unary(
+                '/conveyor.artifacts.v1.ArtifactService/ListRetentionPolicies',
+                request_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.ListRetentionPoliciesRequest.SerializeToString,
+                response_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.ListRetentionPoliciesResponse.FromString,
+                _registered_method=True)
+        self.DeleteRetentionPolicy = channel.unary_unary(
+                '/conveyor.artifacts.v1.ArtifactService/DeleteRetentionPolicy',
+                request_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRetentionPolicyRequest.SerializeToString,
+                response_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRetentionPolicyResponse.FromString,
+                _registered_method=True)
+        self.SweepRetention = channel.unary_unary(
+                '/conveyor.artifacts.v1.ArtifactService/SweepRetention',
+                request_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SweepRetentionRequest.SerializeToString,
+                response_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SweepRetentionResponse.FromString,
+                _registered_method=True)
 
 
 class ArtifactServiceServicer:
@@ -128,6 +148,41 @@ class ArtifactServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRetentionPolicy(self, request, context):
+        """Sets the retention policy of a job (or, with an empty job id, the default policy).
+        Fails with INVALID_ARGUMENT for a negative or over-long duration or count.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRetentionPolicies(self, request, context):
+        """Lists the retention policies, the default one (empty job id) first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteRetentionPolicy(self, request, context):
+        """Removes a job's retention policy (the default then applies to it).
+        Fails with NOT_FOUND when the job has no policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SweepRetention(self, request, context):
+        """Applies the policies once: ended runs past their limits are archived (when the policy
+        says so) and deleted (runs by the executor, events by the monitor, then their artifacts
+        here), and artifacts past their age are deleted. At most `limit` runs (default 100, at
+        most 1000). With `dry_run` it only reports what would go.
+        Fails with UNAVAILABLE when the executor or monitor cannot be reached (what was done
+        stays done; the next sweep goes on from there).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArtifactServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +215,26 @@ def add_ArtifactServiceServicer_to_server(servicer, server):
                     servicer.DeleteRunArtifacts,
                     request_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRunArtifactsRequest.FromString,
                     response_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRunArtifactsResponse.SerializeToString,
+            ),
+            'SetRetentionPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRetentionPolicy,
+                    request_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SetRetentionPolicyRequest.FromString,
+                    response_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SetRetentionPolicyResponse.SerializeToString,
+            ),
+            'ListRetentionPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRetentionPolicies,
+                    request_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.ListRetentionPoliciesRequest.FromString,
+                    response_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.ListRetentionPoliciesResponse.SerializeToString,
+            ),
+            'DeleteRetentionPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteRetentionPolicy,
+                    request_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRetentionPolicyRequest.FromString,
+                    response_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRetentionPolicyResponse.SerializeToString,
+            ),
+            'SweepRetention': grpc.unary_unary_rpc_method_handler(
+                    servicer.SweepRetention,
+                    request_deserializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SweepRetentionRequest.FromString,
+                    response_serializer=conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SweepRetentionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -326,6 +401,114 @@ class ArtifactService:
             '/conveyor.artifacts.v1.ArtifactService/DeleteRunArtifacts',
             conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRunArtifactsRequest.SerializeToString,
             conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRunArtifactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRetentionPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.artifacts.v1.ArtifactService/SetRetentionPolicy',
+            conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SetRetentionPolicyRequest.SerializeToString,
+            conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SetRetentionPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRetentionPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.artifacts.v1.ArtifactService/ListRetentionPolicies',
+            conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.ListRetentionPoliciesRequest.SerializeToString,
+            conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.ListRetentionPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteRetentionPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.artifacts.v1.ArtifactService/DeleteRetentionPolicy',
+            conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRetentionPolicyRequest.SerializeToString,
+            conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.DeleteRetentionPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SweepRetention(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.artifacts.v1.ArtifactService/SweepRetention',
+            conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SweepRetentionRequest.SerializeToString,
+            conveyor_dot_artifacts_dot_v1_dot_artifacts__service__pb2.SweepRetentionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""Artifact service: table job_artifacts
+"""Artifact service: tables job_artifacts, retention_policies, retention_pending
 
 Revision ID: 0009_artifacts
 Revises: 0007_retry
@@ -36,8 +36,24 @@ def upgrade() -> None:
     op.create_index("ix_job_artifacts_run_node", "job_artifacts", ["run_id", "node_id", "attempt"])
     op.create_index("ix_job_artifacts_state", "job_artifacts", ["state"])
     op.create_index("ix_job_artifacts_created_at", "job_artifacts", ["created_at"])
+    op.create_table(
+        "retention_policies",
+        sa.Column("job_id", sa.String(length=32), primary_key=True),
+        sa.Column("keep_runs_for_s", sa.Float(), nullable=True),
+        sa.Column("keep_last_runs", sa.Integer(), nullable=False),
+        sa.Column("keep_artifacts_for_s", sa.Float(), nullable=True),
+        sa.Column("archive", sa.Boolean(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
+        "retention_pending",
+        sa.Column("run_id", sa.String(length=32), primary_key=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
     """Revert."""
+    op.drop_table("retention_pending")
+    op.drop_table("retention_policies")
     op.drop_table("job_artifacts")
