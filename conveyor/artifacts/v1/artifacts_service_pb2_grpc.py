@@ -107,8 +107,8 @@ class ArtifactServiceServicer:
     def DownloadArtifact(self, request, context):
         """Streams an artifact's bytes, optionally a byte range, in chunks of at most 1 MiB.
         Fails with NOT_FOUND when no artifact has that id or it belongs to another run than
-        `run_id`, OUT_OF_RANGE when `offset` is past the end, INVALID_ARGUMENT for a negative
-        offset or length.
+        `run_id`, INVALID_ARGUMENT (reason RANGE_NOT_SATISFIABLE, metadata `size`) when `offset`
+        is past the end, INVALID_ARGUMENT for a negative offset or length.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
