@@ -20,9 +20,19 @@ import psycopg
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from conveyor.artifacts.client import ArtifactClient
 from conveyor.cli.background import BackgroundSuite
 from conveyor.kernel.settings import Settings
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2
+
+
+def read_artifact(gateway: str, uri: str) -> str:
+    """The text of a step output's artifact (`artifact://<id>`), through the gateway."""
+    client = ArtifactClient(gateway)
+    try:
+        return b"".join(client.download(uri.removeprefix("artifact://"))).decode()
+    finally:
+        client.close()
 
 
 def free_port() -> int:
