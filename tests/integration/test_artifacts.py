@@ -335,3 +335,56 @@ def test_direct_upload_roundtrip_and_delete(stack: dict[str, Any]) -> None:
         assert _code(lambda: direct.get(stored.artifact_id))[0] == grpc.StatusCode.NOT_FOUND
     finally:
         direct.close()
+
+
+def test_list_pages_with_opaque_tokens(stack: dict[str, Any]) -> None:
+    direct = ArtifactClient(stack["artifacts"])
+    try:
+        names = [f"f{i}.txt" for i in range(5)]
+        for name in names:
+            direct.upload(
+                run_id="r-pages",
+                node_id="n",
+                attempt=1,
+                kind="FILE",
+                name=name,
+                chunks=[name.encode()],
+            )
+        seen: list[str] = []
+        token = ""
+        pages = 0
+        while True:
+            reply = direct.stub.ListArtifacts(
+                artifacts_service_pb2.ListArtifactsRequest(
+                    run_id="r-pages", page_size=2, page_token=token
+                )
+            )
+            seen += [a.name for a in reply.artifacts]
+            pages += 1
+            token = reply.next_page_token
+            if not token:
+                break
+        assert (seen, pages) == (names, 3)
+        code, _ = _code(
+            lambda: direct.stub.ListArtifacts(
+                artifacts_service_pb2.ListArtifactsRequest(run_id="r-pages", page_token="nope!")
+            )
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        direct.close()
+
+
+def test_upload_needs_one_header_first(stack: dict[str, Any]) -> None:
+    direct = ArtifactClient(stack["artifacts"])
+    header = artifacts_service_pb2.UploadHeader(
+        run_id="r", node_id="n", attempt=1, kind=artifact_pb2.ARTIFACT_KIND_FILE, name="x"
+    )
+    try:
+        data_first = [artifacts_service_pb2.UploadArtifactRequest(data=b"x")]
+        twice = [artifacts_service_pb2.UploadArtifactRequest(header=header)] * 2
+        for messages in (data_first, twice):
+            code, _ = _code(lambda m=messages: direct.stub.UploadArtifact(iter(m)))
+            assert code == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        direct.close()
