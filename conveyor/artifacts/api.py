@@ -13,7 +13,7 @@ import hashlib
 import queue
 import re
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -242,9 +242,9 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         kind: Kind,
         name: str,
         content_type: str,
-        chunks: Iterable[bytes],
+        chunks: AsyncIterator[bytes],
     ) -> store.ArtifactRecord:
-        """Store an artifact the service makes itself (run archives)."""
+        """Store an artifact the service makes itself (run archives), streamed."""
         key = object_key(run_id, node_id, 1)
         row: store.ArtifactRecord = await self._call(
             store.begin_upload,
@@ -259,9 +259,15 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         )
         sink = _Sink(self._backend, key, content_type)
         sink.start()
-        for chunk in chunks:
-            await sink.offer(chunk)
-        await sink.offer(_END)
+        try:
+            async for chunk in chunks:
+                await sink.offer(chunk)
+            await sink.offer(_END)
+        except BaseException:
+            await sink.offer(InvalidArgument("archive aborted"))
+            await sink.finish()
+            await self._discard(row)
+            raise
         await sink.finish()
         if sink.error is not None:
             await self._discard(row)

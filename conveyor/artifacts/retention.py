@@ -19,7 +19,7 @@ idempotent, batches are bounded, and each call is a short transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -301,6 +301,22 @@ class Sweeper:
         result.run_ids += list(purged.deleted_run_ids)
         log.info("retention deleted runs", runs=len(purged.deleted_run_ids))
 
+    async def _archive_lines(self, run_id: str, first: list[str]) -> AsyncIterator[bytes]:
+        """A run's archive, page by page: executor records, events, artifact rows."""
+        yield "".join(f"{line}\n" for line in first).encode()
+        token = ""
+        while True:
+            events = await self._events.ExportRunEvents(
+                event_history_service_pb2.ExportRunEventsRequest(run_id=run_id, page_token=token),
+                timeout=60,
+            )
+            yield "".join(f"{line}\n" for line in events.records).encode()
+            token = events.next_page_token
+            if not token:
+                break
+        artifacts = await self._svc._call(artifact_records, [run_id])
+        yield "".join(f"{line}\n" for line in artifacts).encode()
+
     async def _archive(self, run_ids: list[str], by_job: dict[str, Policy]) -> int:
         """Write each run's full record as an ARCHIVE artifact when its policy asks."""
         default = by_job.get("")
@@ -315,27 +331,13 @@ class Sweeper:
             policy = by_job.get(job_id, default)
             if policy is None or not policy.archive:
                 continue
-            lines = list(page.records)
-            token = ""
-            while True:
-                events = await self._events.ExportRunEvents(
-                    event_history_service_pb2.ExportRunEventsRequest(
-                        run_id=run_id, page_token=token
-                    ),
-                    timeout=60,
-                )
-                lines += events.records
-                token = events.next_page_token
-                if not token:
-                    break
-            lines += await self._svc._call(artifact_records, [run_id])
             await self._svc.store_bytes(
                 run_id=run_id,
                 node_id="run",
                 kind=Kind.ARCHIVE,
                 name="archive.jsonl",
                 content_type="application/x-ndjson",
-                chunks=[(line + "\n").encode() for line in lines],
+                chunks=self._archive_lines(run_id, list(page.records)),
             )
             done += 1
         return done
