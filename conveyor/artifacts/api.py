@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import queue
 import re
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +28,7 @@ from conveyor.artifacts.domain import (
     object_key,
     resolve_range,
 )
+from conveyor.artifacts.upload import END, UploadSink
 from conveyor.artifacts.v1 import artifact_pb2, artifacts_service_pb2, artifacts_service_pb2_grpc
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Unavailable, Violation
@@ -49,7 +47,6 @@ MAX_RUNS_PER_DELETE = 100
 DELETE_BATCH = 500
 DEFAULT_URL_TTL = timedelta(minutes=15)
 MAX_URL_TTL = timedelta(days=7)
-_QUEUE_CHUNKS = 8
 _CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+(;[ \w.+=\"-]*)?$")
 _KIND_PB = {
     Kind.STDOUT: artifact_pb2.ARTIFACT_KIND_STDOUT,
@@ -58,7 +55,6 @@ _KIND_PB = {
     Kind.ARCHIVE: artifact_pb2.ARTIFACT_KIND_ARCHIVE,
 }
 _PB_KIND = {v: k for k, v in _KIND_PB.items()}
-_END = object()
 
 
 def artifact_pb(rec: store.ArtifactRecord) -> artifact_pb2.Artifact:
@@ -99,52 +95,6 @@ def _header(first: Any) -> Any:
             violations=[Violation("header.content_type", "type/subtype", "INVALID")],
         )
     return header
-
-
-class _Sink(threading.Thread):
-    """Feeds one upload's chunks from a bounded queue into the backend, hashing as it goes."""
-
-    def __init__(self, backend: ObjectStore, key: str, content_type: str) -> None:
-        super().__init__(name="conveyor-artifact-upload", daemon=True)
-        self.backend, self.key, self.content_type = backend, key, content_type
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-        self.digest = hashlib.sha256()
-        self.size = 0
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-    def _chunks(self) -> Iterator[bytes]:
-        while True:
-            item = self.queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            self.digest.update(item)
-            self.size += len(item)
-            yield item
-
-    def run(self) -> None:
-        try:
-            self.backend.put(self.key, self._chunks(), content_type=self.content_type)
-        except BaseException as exc:
-            self.error = exc
-        finally:
-            self.done.set()
-
-    async def offer(self, item: Any) -> None:
-        """Queue an item without blocking the event loop (waits while the queue is full)."""
-        while not self.done.is_set():
-            try:
-                self.queue.put_nowait(item)
-                return
-            except queue.Full:
-                await asyncio.sleep(0.002)
-
-    async def finish(self) -> None:
-        """Wait for the backend to have stored everything (or failed)."""
-        while not self.done.is_set():
-            await asyncio.to_thread(self.done.wait, 1.0)
 
 
 class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # type: ignore[misc]
@@ -188,7 +138,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
             backend=self._backend.name,
             storage_key=key,
         )
-        sink = _Sink(self._backend, key, content_type)
+        sink = UploadSink(self._backend, key, content_type)
         sink.start()
         received = 0
         ok = False
@@ -209,7 +159,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
                     await sink.offer(message.data)
                 if sink.done.is_set():
                     break
-            await sink.offer(_END)
+            await sink.offer(END)
             await sink.finish()
             if sink.error is not None:
                 raise Unavailable(f"artifact backend failed: {sink.error}") from sink.error
@@ -257,12 +207,12 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
             backend=self._backend.name,
             storage_key=key,
         )
-        sink = _Sink(self._backend, key, content_type)
+        sink = UploadSink(self._backend, key, content_type)
         sink.start()
         try:
             async for chunk in chunks:
                 await sink.offer(chunk)
-            await sink.offer(_END)
+            await sink.offer(END)
         except BaseException:
             await sink.offer(InvalidArgument("archive aborted"))
             await sink.finish()
