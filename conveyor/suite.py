@@ -12,8 +12,11 @@ import structlog
 from celery import Celery
 from celery.signals import worker_process_init
 
-from conveyor.artifacts.local import LocalArtifactSink
+from conveyor.artifacts import api as artifacts_api
+from conveyor.artifacts.client import ArtifactClient, ServiceArtifactSink
+from conveyor.artifacts.main import serve_artifacts
 from conveyor.executor import api as executor_api
+from conveyor.executor import history as run_history
 from conveyor.executor.celeryapp import make_celery, set_step_handler
 from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
@@ -25,6 +28,7 @@ from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
 from conveyor.monitor import alert_api, insight_api
 from conveyor.monitor import api as monitor_api
+from conveyor.monitor import history as event_history
 from conveyor.monitor.hub import Hub
 from conveyor.monitor.ops import build_ops
 from conveyor.scheduler import api as scheduler_api
@@ -51,7 +55,7 @@ def install_worker_runtime(settings: Settings, app: Celery, db: Database, bus: E
         db=db,
         bus=bus,
         app=app,
-        artifacts=LocalArtifactSink(settings.resolved_artifact_dir()),
+        artifacts=ServiceArtifactSink(ArtifactClient(settings.artifacts_addr)),
     )
     set_step_handler(runtime.handle)
 
@@ -123,7 +127,9 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     suite._servers.append(server)
 
     executor = executor_api.ExecutorServicer(settings=settings, db=db, bus=bus, app=app)
-    server, port = await start_server([executor_api.registration(executor)], settings.executor_addr)
+    server, port = await start_server(
+        [executor_api.registration(executor), run_history.registration(db)], settings.executor_addr
+    )
     settings.executor_addr = replace_port(settings.executor_addr, port)
     suite._servers.append(server)
     suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
@@ -132,7 +138,8 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     monitor = monitor_api.MonitorServicer(db=db, hub=hub)
     ops = build_ops(settings=settings, db=db, bus=bus, app=app)
     server, port = await start_server(
-        [monitor_api.registration(monitor), *ops.registrations], settings.monitor_addr
+        [monitor_api.registration(monitor), *ops.registrations, event_history.registration(db)],
+        settings.monitor_addr,
     )
     settings.monitor_addr = replace_port(settings.monitor_addr, port)
     suite._servers.append(server)
@@ -140,6 +147,7 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     suite._async_closers.insert(0, ops.stop)
 
     await _start_scheduler(suite, db)
+    await _start_artifacts(suite, db)
 
     if worker:
         install_worker_runtime(settings, app, db, bus)
@@ -160,6 +168,9 @@ def routes(settings: Settings) -> dict[str, str]:
         scheduler_api.SERVICE_NAME: settings.scheduler_addr,
         insight_api.SERVICE_NAME: settings.monitor_addr,
         alert_api.SERVICE_NAME: settings.monitor_addr,
+        artifacts_api.SERVICE_NAME: settings.artifacts_addr,
+        run_history.SERVICE_NAME: settings.executor_addr,
+        event_history.SERVICE_NAME: settings.monitor_addr,
     }
 
 
@@ -170,6 +181,7 @@ def metrics_targets(settings: Settings) -> dict[str, str]:
         "executor": (settings.executor_addr, settings.executor_metrics_port),
         "monitor": (settings.monitor_addr, settings.monitor_metrics_port),
         "scheduler": (settings.scheduler_addr, settings.scheduler_metrics_port),
+        "artifacts": (settings.artifacts_addr, settings.artifacts_metrics_port),
     }
     return {
         name: f"http://{addr.rsplit(':', 1)[0]}:{port}/metrics"
@@ -184,6 +196,14 @@ async def _start_scheduler(suite: Suite, db: Database) -> None:
     suite.settings.scheduler_addr = replace_port(suite.settings.scheduler_addr, handle.port)
     suite._servers.append(handle.server)
     suite._async_closers.append(handle.stop_firing)
+
+
+async def _start_artifacts(suite: Suite, db: Database) -> None:
+    """The artifact service (before the worker, which streams output to it)."""
+    handle = await serve_artifacts(suite.settings, db)
+    suite.settings.artifacts_addr = replace_port(suite.settings.artifacts_addr, handle.port)
+    suite._servers.append(handle.server)
+    suite._async_closers.append(handle.stop_loops)
 
 
 async def _start_gateway(suite: Suite, *, mode: str) -> None:
@@ -207,11 +227,13 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
         "executor": settings.executor_addr,
         "monitor": settings.monitor_addr,
         "scheduler": settings.scheduler_addr,
+        "artifacts": settings.artifacts_addr,
     }
 
 
 async def start_service(name: str, settings: Settings) -> Suite:
-    """One service of the distributed mode (translator, executor, monitor, scheduler or gateway)."""
+    """One service of the distributed mode (translator, executor, monitor, scheduler, artifacts
+    or gateway)."""
     suite = Suite(settings=settings)
     tracing.setup(name, exporter=settings.trace_exporter)
     if name == "gateway":
@@ -229,6 +251,10 @@ async def start_service(name: str, settings: Settings) -> Suite:
         await _start_scheduler(suite, db)
         suite.addresses = {name: settings.scheduler_addr}
         return suite
+    if name == "artifacts":
+        await _start_artifacts(suite, db)
+        suite.addresses = {name: settings.artifacts_addr}
+        return suite
     if name == "translator":
         regs = [translator_api.registration(db)]
         address = settings.translator_addr
@@ -238,7 +264,7 @@ async def start_service(name: str, settings: Settings) -> Suite:
         executor = executor_api.ExecutorServicer(
             settings=settings, db=db, bus=bus, app=make_celery(settings)
         )
-        regs = [executor_api.registration(executor)]
+        regs = [executor_api.registration(executor), run_history.registration(db)]
         address = settings.executor_addr
         suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
         suite._tasks.append(asyncio.create_task(executor.wake_forever()))
@@ -251,6 +277,7 @@ async def start_service(name: str, settings: Settings) -> Suite:
         regs = [
             monitor_api.registration(monitor_api.MonitorServicer(db=db, hub=hub)),
             *ops.registrations,
+            event_history.registration(db),
         ]
         address = settings.monitor_addr
     else:

@@ -1,4 +1,7 @@
-"""Artifacts kept in a folder of the local file system, for one-machine setups and tests.
+"""A worker-local artifact sink (a folder of this machine), for runner tests and tools.
+
+Steps of a running Conveyor store their artifacts through the artifact service
+(`conveyor.artifacts.client.ServiceArtifactSink`); this sink needs no service.
 
 Layout: ``<root>/<run_id>/<node_id>/<attempt>/<name>``. A file is written
 under a temporary name and renamed into place, so a reader never sees half an
@@ -8,12 +11,50 @@ artifact and a failed save leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
+
+
+class LocalWriter:
+    """An artifact file being written; the final name appears only once it is complete."""
+
+    def __init__(self, target: Path, name: str) -> None:
+        self.target, self.name = target, name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
+        self._file = os.fdopen(fd, "wb")
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        """Append bytes."""
+        self._file.write(data)
+        self._digest.update(data)
+        self._size += len(data)
+
+    def close(self) -> dict[str, Any]:
+        """Rename into place; the artifact record."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.target)
+        return {
+            "name": self.name,
+            "uri": self.target.as_uri(),
+            "size": self._size,
+            "sha256": self._digest.hexdigest(),
+        }
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
 
 
 class LocalArtifactSink:
@@ -50,7 +91,13 @@ class LocalArtifactSink:
             raise
         return target.as_uri()
 
-    def open(self, uri: str) -> BinaryIO:
+    def open(
+        self, run_id: str, node_id: str, attempt: int, name: str, *, kind: str = ""
+    ) -> LocalWriter:
+        """Start writing an artifact as its bytes arrive (renamed into place on close)."""
+        return LocalWriter(self.path_for(run_id, node_id, attempt, name), name)
+
+    def read(self, uri: str) -> BinaryIO:
         """Open an artifact this sink saved, for reading."""
         parts = urlsplit(uri)
         if parts.scheme != "file" or parts.netloc not in ("", "localhost"):

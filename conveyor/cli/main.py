@@ -15,10 +15,13 @@ import typer
 from google.protobuf import json_format
 from rich.console import Console
 
+from conveyor.cli import artifacts as artifacts_cli
+from conveyor.cli import history as history_cli
 from conveyor.cli import render
 from conveyor.cli.alerts import alerts_app
 from conveyor.cli.client import Client
 from conveyor.cli.params import parse_pairs
+from conveyor.cli.retention import retention_app
 from conveyor.cli.schedules import schedules_app
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
@@ -37,6 +40,10 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(artifacts_cli.artifacts_app, name="artifacts")
+app.add_typer(retention_app, name="retention")
+runs_app.command("export")(history_cli.export_runs)
+runs_app.command("import")(history_cli.import_runs)
 
 out = Console()
 err = Console(stderr=True)
@@ -210,6 +217,7 @@ def run(
             executor_addr="127.0.0.1:0",
             monitor_addr="127.0.0.1:0",
             scheduler_addr="127.0.0.1:0",
+            artifacts_addr="127.0.0.1:0",
         )
         background = BackgroundSuite(settings)
         server = background.start().addresses["grpc"]
@@ -249,6 +257,7 @@ def dev(
             "executor_addr": "127.0.0.1:0",
             "monitor_addr": "127.0.0.1:0",
             "scheduler_addr": "127.0.0.1:0",
+            "artifacts_addr": "127.0.0.1:0",
             "broker_url": "memory://",
             "events_url": "memory://",
         }
@@ -274,13 +283,13 @@ def dev(
 @app.command()
 def serve(
     service: Annotated[
-        str, typer.Argument(help="translator, executor, monitor, scheduler or gateway.")
+        str, typer.Argument(help="translator, executor, monitor, scheduler, artifacts or gateway.")
     ],
 ) -> None:
     """Run one service (distributed mode; configured by CONVEYOR_* variables)."""
     settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    if service not in ("translator", "executor", "monitor", "scheduler", "gateway"):
+    if service not in ("translator", "executor", "monitor", "scheduler", "artifacts", "gateway"):
         err.print(f"error: unknown service {service!r}", markup=False)
         raise typer.Exit(EXIT_INVALID)
 
@@ -494,8 +503,12 @@ def runs_logs(
     ] = False,
     server: ServerOpt = None,
 ) -> None:
-    """Print the steps' output (stdout to stdout, stderr to stderr), live with --follow."""
+    """Print the steps' output (stdout to stdout, stderr to stderr), live with --follow.
+
+    With NODE, output past the live-log cap is printed too, from the step's artifacts.
+    """
     client = _client(server)
+    cut: dict[tuple[int, int], int] = {}
     try:
         if node:
             found = client.get_run(run_id)
@@ -506,15 +519,17 @@ def runs_logs(
                     markup=False,
                 )
                 raise typer.Exit(EXIT_INVALID)
-        render.print_logs(
-            client.watch(
-                run_id,
-                types=[event_pb2.EVENT_TYPE_STEP_LOG],
-                node_id=node or "",
-                history_only=not follow,
-            ),
-            prefix=node is None,
+        events = client.watch(
+            run_id,
+            types=[event_pb2.EVENT_TYPE_STEP_LOG],
+            node_id=node or "",
+            history_only=not follow,
         )
+        if node:
+            events = artifacts_cli.past_live_cap(events, cut)
+        render.print_logs(events, prefix=node is None)
+        if node:
+            artifacts_cli.print_rest(server, run_id, node, cut)
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     finally:

@@ -14,6 +14,7 @@ import grpc
 import structlog
 from celery import Celery
 
+from conveyor.artifacts.declared import upload_declared
 from conveyor.executor import orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.livelog import LiveLog
@@ -150,6 +151,9 @@ class WorkerRuntime:
                 outcome = execute(claim.node, ctx)
             finally:
                 live.close()  # every chunk is written before the result that ends the step
+            outcome = upload_declared(
+                claim.node, ctx, outcome, limit=self.settings.artifacts_max_declared_files
+            )
         finally:
             self.heartbeats.discard((run_id, node_id, attempt))
         result = to_result(outcome)

@@ -74,6 +74,37 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # --- Artifact service (object store for step output and declared files) ---
+    artifacts_addr: str = "127.0.0.1:50065"
+    artifacts_url: str = Field(
+        default="",
+        description="file:///folder or s3://bucket?endpoint=http://host:port; '' = file in"
+        " artifact_dir.",
+    )
+    artifacts_access_key: str = Field(default="", description="S3 key; else AWS_ACCESS_KEY_ID.")
+    artifacts_secret_key: str = Field(
+        default="", description="S3 secret; else AWS_SECRET_ACCESS_KEY."
+    )
+    artifacts_region: str = Field(default="", description="S3 region; else AWS_REGION.")
+    artifacts_part_size: int = Field(
+        default=8 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Multipart part size of S3 uploads (bytes); bounds the service's memory.",
+    )
+    artifacts_max_bytes: int = Field(
+        default=64 * 1024**3, ge=1, description="Largest artifact accepted (bytes)."
+    )
+    artifacts_metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = off.")
+    retention_sweep_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the artifact service applies retention (0: never).",
+    )
+    artifacts_max_declared_files: int = Field(
+        default=1000, ge=1, le=100_000, description="Files one step may upload via data.artifacts."
+    )
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""
         if self.database_url:

@@ -20,9 +20,19 @@ import psycopg
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from conveyor.artifacts.client import ArtifactClient
 from conveyor.cli.background import BackgroundSuite
 from conveyor.kernel.settings import Settings
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2
+
+
+def read_artifact(gateway: str, uri: str) -> str:
+    """The text of a step output's artifact (`artifact://<id>`), through the gateway."""
+    client = ArtifactClient(gateway)
+    try:
+        return b"".join(client.download(uri.removeprefix("artifact://"))).decode()
+    finally:
+        client.close()
 
 
 def free_port() -> int:
@@ -65,6 +75,7 @@ def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, str]]:
         executor_addr="127.0.0.1:0",
         monitor_addr="127.0.0.1:0",
         scheduler_addr="127.0.0.1:0",
+        artifacts_addr="127.0.0.1:0",
         broker_url="memory://",
         events_url="memory://",
         database_url="",
@@ -127,7 +138,15 @@ def distributed(
     with redis_database(redis_url) as broker, postgres_database(postgres_url) as db_url:
         ports = {
             k: free_port()
-            for k in ("translator", "executor", "monitor", "scheduler", "gateway", "http")
+            for k in (
+                "translator",
+                "executor",
+                "monitor",
+                "scheduler",
+                "artifacts",
+                "gateway",
+                "http",
+            )
         }
         metrics_ports = {k: free_port() for k in ("translator", "executor", "monitor", "scheduler")}
         env = {
@@ -140,6 +159,7 @@ def distributed(
             "CONVEYOR_EXECUTOR_ADDR": f"127.0.0.1:{ports['executor']}",
             "CONVEYOR_MONITOR_ADDR": f"127.0.0.1:{ports['monitor']}",
             "CONVEYOR_SCHEDULER_ADDR": f"127.0.0.1:{ports['scheduler']}",
+            "CONVEYOR_ARTIFACTS_ADDR": f"127.0.0.1:{ports['artifacts']}",
             "CONVEYOR_GATEWAY_ADDR": f"127.0.0.1:{ports['gateway']}",
             "CONVEYOR_HTTP_ADDR": f"127.0.0.1:{ports['http']}",
             "CONVEYOR_LOG_LEVEL": "WARNING",
@@ -161,16 +181,17 @@ def distributed(
             return p
 
         try:
-            for svc in ("translator", "executor", "monitor", "scheduler", "gateway"):
+            for svc in ("translator", "executor", "monitor", "scheduler", "artifacts", "gateway"):
                 spawn(svc, "serve", svc)
             for i in range(workers):
                 spawn(f"worker{i}", "worker", "--concurrency", "4", "--hostname", f"worker{i}@%h")
-            for svc in ("translator", "executor", "monitor", "scheduler", "gateway"):
+            for svc in ("translator", "executor", "monitor", "scheduler", "artifacts", "gateway"):
                 wait_serving(f"127.0.0.1:{ports[svc]}", procs=procs)
             yield {
                 "grpc": f"127.0.0.1:{ports['gateway']}",
                 "http": f"http://127.0.0.1:{ports['http']}",
                 "monitor": f"127.0.0.1:{ports['monitor']}",
+                "artifacts": f"127.0.0.1:{ports['artifacts']}",
                 "database_url": db_url,
                 "procs": procs,
                 "logs": logs,

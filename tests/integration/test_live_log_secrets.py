@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from conveyor.monitor.v1 import event_pb2
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
 from tests.integration import workflows as wf
+from tests.integration.harness import read_artifact
 
 SECRET = "s3cr3t-live-t0ken"
 SECRET_ENV = {"CONVEYOR_SECRET_LIVE_TOKEN": SECRET}
@@ -77,5 +77,5 @@ def test_a_secret_split_across_writes_is_masked_live_and_in_the_artifact(
     assert stderr == "err ***\n"
     assert all(SECRET[:6] not in c.text and SECRET[6:] not in c.text for c in logs)
     step = secret_client.get_run(run.run_id).steps[0]
-    artifact = Path(step.stdout_uri.removeprefix("file://")).read_text()
+    artifact = read_artifact(secret_client.address, step.stdout_uri)
     assert artifact == stdout

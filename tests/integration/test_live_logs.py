@@ -18,6 +18,7 @@ from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.grpcserver import error_details
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2
 from tests.integration import workflows as wf
+from tests.integration.harness import read_artifact
 
 LINES = 10_000
 HALF = LINES // 2
@@ -110,7 +111,7 @@ def test_ten_thousand_lines_arrive_live_once_and_in_order(client: Client, tmp_pa
     assert any(e.log.text == "half way\n" for e in logs)
     # After the step, the full text is in the step's artifact (and the inline head).
     step = client.get_run(run_id).steps[0]
-    full = Path(step.stdout_uri.removeprefix("file://")).read_text()
+    full = read_artifact(client.address, step.stdout_uri)
     assert full == stdout_text(events)
     assert full.startswith(step.stdout.split("\n[… output truncated")[0])
 

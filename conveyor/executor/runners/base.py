@@ -34,6 +34,22 @@ class ErrorCategory(StrEnum):
     INTERNAL = "INTERNAL"
 
 
+class ArtifactWriter(Protocol):
+    """An artifact being written while its bytes arrive."""
+
+    def write(self, data: bytes) -> None:
+        """Append bytes (may block while the store catches up); OSError when it failed."""
+        ...
+
+    def close(self) -> dict[str, Any]:
+        """Finish; the artifact record (``name``, ``uri``, ``size``, ``sha256``, …)."""
+        ...
+
+    def abort(self) -> None:
+        """Give up; nothing is kept."""
+        ...
+
+
 class ArtifactSink(Protocol):
     """Where output too large to keep inline is stored."""
 
@@ -41,6 +57,12 @@ class ArtifactSink(Protocol):
         self, run_id: str, node_id: str, attempt: int, name: str, data_iter: Iterable[bytes]
     ) -> str:
         """Store the bytes of `data_iter` as artifact `name` of one attempt; return its URI."""
+        ...
+
+    def open(
+        self, run_id: str, node_id: str, attempt: int, name: str, *, kind: str = ""
+    ) -> ArtifactWriter:
+        """Start artifact `name` of one attempt, written as its bytes arrive."""
         ...
 
 

@@ -3,15 +3,16 @@
 Bytes flow through a `ByteMasker` first, so no secret reaches the inline text,
 the artifact or the live log, even when it arrives split across reads. The
 masked stream then goes to a `StreamCapture`, which keeps the first
-``cap`` bytes inline and, once the stream is longer, writes the whole stream
-to a temporary file that is handed to the artifact sink when the step ends;
-memory use stays bounded however much a step prints. `LiveOutput` batches the
-same bytes into whole lines for the live-log callback.
+``cap`` bytes inline and, once the stream is longer, streams the whole stream
+to the step's artifact sink while the step runs (the sink's bounded queue
+pushes back on the pipe); memory use stays bounded however much a step prints.
+`LiveOutput` batches the same bytes into whole lines for the live-log callback.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import tempfile
 import time
@@ -23,8 +24,10 @@ import structlog
 from conveyor.executor.runners.base import (
     MASK,
     ArtifactSink,
+    ArtifactWriter,
     ErrorCategory,
     Masker,
+    StepContext,
     StepError,
 )
 
@@ -82,28 +85,54 @@ class ByteMasker:
 
 
 class StreamCapture:
-    """Keeps the head of one stream inline; past the cap, the whole stream goes to a file."""
+    """Keeps the head of one stream inline; past the cap, the whole stream goes to the store.
 
-    def __init__(self, name: str, cap: int) -> None:
+    With a `stream_to` factory (a step's artifact sink, see `for_step`) the bytes beyond the
+    cap are written to the artifact store while the step runs: the writer's bounded queue
+    makes a fast step wait for the store instead of growing memory, and nothing is buffered
+    on the worker's disk. Without one the stream spills to a temporary file, saved at the end.
+    """
+
+    def __init__(
+        self, name: str, cap: int, *, stream_to: Callable[[], ArtifactWriter] | None = None
+    ) -> None:
         self.name = name
         self.cap = max(cap, 0)
         self.size = 0
         self._head = bytearray()
         self._tail = bytearray()
         self._spill: IO[bytes] | None = None
+        self._stream_to = stream_to
+        self._writer: ArtifactWriter | None = None
+        self._record: dict[str, Any] | None = None
+
+    @classmethod
+    def for_step(cls, name: str, ctx: StepContext) -> StreamCapture:
+        """A capture of one output stream of a step, streaming to the step's artifact sink."""
+        sink = ctx.artifacts
+        if not hasattr(sink, "open"):
+            return cls(name, ctx.inline_output_cap)
+
+        def open_writer() -> ArtifactWriter:
+            return sink.open(ctx.run_id, ctx.node_id, ctx.attempt, name)
+
+        return cls(name, ctx.inline_output_cap, stream_to=open_writer)
 
     @property
     def truncated(self) -> bool:
         """Whether the stream was longer than the inline cap."""
-        return self._spill is not None
+        return self._spill is not None or self._writer is not None
 
     def write(self, data: bytes) -> None:
-        """Append bytes to the stream."""
+        """Append bytes to the stream (OSError when the artifact cannot be written)."""
         if not data:
             return
         self.size += len(data)
         self._tail += data
         del self._tail[:-_TAIL]
+        if self._writer is not None:
+            self._writer.write(data)
+            return
         if self._spill is not None:
             self._spill.write(data)
             return
@@ -113,6 +142,14 @@ class StreamCapture:
             return
         self._head += data[:room]
         # The artifact holds every byte, so the head already kept inline goes first.
+        if self._stream_to is not None:
+            try:
+                self._writer = self._stream_to()
+            except Exception as exc:  # a sink is pluggable: report it as a capture failure
+                raise OSError(f"could not open artifact {self.name}: {exc}") from exc
+            self._writer.write(bytes(self._head))
+            self._writer.write(data[room:])
+            return
         # The file outlives this call; close() releases it.
         self._spill = tempfile.TemporaryFile(prefix="conveyor-output-")  # noqa: SIM115
         self._spill.write(self._head)
@@ -142,7 +179,16 @@ class StreamCapture:
     def save(
         self, sink: ArtifactSink, *, run_id: str, node_id: str, attempt: int
     ) -> dict[str, Any] | None:
-        """Hand a spilled stream to the sink; returns the artifact record, or None if inline."""
+        """Finish the artifact; returns its record, or None when the stream stayed inline."""
+        if self._writer is not None:
+            if self._record is None:
+                try:
+                    self._record = self._writer.close()
+                except Exception as exc:
+                    raise StepError(
+                        ErrorCategory.INFRA, f"could not save artifact {self.name}: {exc}"
+                    ) from exc
+            return self._record
         if self._spill is None:
             return None
         spill = self._spill
@@ -167,9 +213,12 @@ class StreamCapture:
         return {"name": self.name, "uri": uri, "size": size, "sha256": digest.hexdigest()}
 
     def close(self) -> None:
-        """Drop the temporary file, if any."""
+        """Drop the temporary file, or abort an artifact that was never finished."""
         if self._spill is not None:
             self._spill.close()
+        if self._writer is not None and self._record is None:
+            with contextlib.suppress(Exception):
+                self._writer.abort()
 
 
 class LiveOutput:

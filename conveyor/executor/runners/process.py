@@ -221,8 +221,8 @@ def run_process(
     masker: Masker,
 ) -> ProcessResult:
     """Run `argv` to the end (or until timeout or cancellation) and capture its output."""
-    stdout = StreamCapture("stdout", ctx.inline_output_cap)
-    stderr = StreamCapture("stderr", ctx.inline_output_cap)
+    stdout = StreamCapture.for_step("stdout", ctx)
+    stderr = StreamCapture.for_step("stderr", ctx)
     started = time.monotonic()
     proc = _start(argv, env=env, cwd=cwd, with_stdin=stdin is not None)
     assert proc.stdout is not None and proc.stderr is not None

@@ -27,6 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from conveyor.artifacts.domain import MAX_PATTERNS as MAX_ARTIFACT_PATTERNS
+from conveyor.artifacts.domain import name_problem
 from conveyor.kernel.templating import is_templated
 from conveyor.translator.domain import diagnostics as dg
 from conveyor.translator.domain.diagnostics import Diagnostics, pointer
@@ -148,6 +150,20 @@ def _anything(_value: Any) -> str | None:
     return None
 
 
+def _artifact_patterns(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return "must be a list of glob patterns (text)"
+    if len(value) > MAX_ARTIFACT_PATTERNS:
+        return f"must hold at most {MAX_ARTIFACT_PATTERNS} patterns"
+    for pattern in value:
+        problem = name_problem(pattern)
+        if problem is not None:
+            return (
+                f"pattern {pattern[:80]!r} {problem} (patterns stay inside the working directory)"
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class Field:
     """One type-specific data field: its check, whether it is required, its default."""
@@ -163,6 +179,7 @@ _PROCESS: Final = {
     "stdin": Field(_text),
     "success_codes": Field(_exit_codes, default=[0]),
     "output": Field(_one_of("text", "json", "lines")),
+    "artifacts": Field(_artifact_patterns),
 }
 _HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 

@@ -15,7 +15,7 @@ def test_save_and_open_round_trip(tmp_path: Path) -> None:
     uri = sink.save("r1", "fetch", 2, "stdout", iter([b"hello ", b"world"]))
     assert uri.startswith("file://")
     assert (tmp_path / "r1" / "fetch" / "2" / "stdout").read_bytes() == b"hello world"
-    with sink.open(uri) as f:
+    with sink.read(uri) as f:
         assert f.read() == b"hello world"
 
 
@@ -44,6 +44,6 @@ def test_open_refuses_files_outside_the_root(tmp_path: Path) -> None:
     (tmp_path / "other").write_bytes(b"private")
     sink = LocalArtifactSink(tmp_path / "root")
     with pytest.raises(ValueError, match="outside"):
-        sink.open((tmp_path / "other").as_uri())
+        sink.read((tmp_path / "other").as_uri())
     with pytest.raises(ValueError, match="not a local artifact"):
-        sink.open("s3://bucket/key")
+        sink.read("s3://bucket/key")

@@ -245,7 +245,7 @@ def test_large_stdout_is_capped_inline_and_complete_in_the_artifact(
     )
     inline = out["stdout"].split("\n[… output truncated")[0]
     assert inline == expected[:65536].decode("utf-8", errors="replace")
-    with sink.open(out["stdout_uri"]) as f:
+    with sink.read(out["stdout_uri"]) as f:
         stored = f.read()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(expected).hexdigest()
     [artifact] = outcome.artifacts
@@ -338,7 +338,7 @@ def test_secret_in_a_spilled_stream_is_masked_in_the_artifact(
     code = "print('x' * 100 + 'topsecret' + 'y' * 100)"
     node = command({"argv": [PY, "-c", code]})
     outcome = execute(node, make_ctx(secrets_to_mask=["topsecret"], inline_output_cap=105))
-    with sink.open(outcome.outputs["stdout_uri"]) as f:
+    with sink.read(outcome.outputs["stdout_uri"]) as f:
         assert f.read() == ("x" * 100 + "***" + "y" * 100 + "\n").encode()
     assert "topsecret" not in outcome.outputs["stdout"]
 
