@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from conveyor.gateway.dashboard import dashboard_routes
 from conveyor.gateway.proxy import service_descriptor
 from conveyor.gateway.transcode import (
     CallError,
@@ -426,6 +427,7 @@ def build_http_app(
         routes=[
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *dashboard_routes(),
             Route("/{path:path}", gateway.dispatch, methods=_METHODS),
         ],
         lifespan=lifespan,
