@@ -1,6 +1,6 @@
 // The workflow graph at the editor's positions, each node coloured by its step's state.
-import { memo, useMemo } from "react";
-import { Background, Controls, Handle, MiniMap, Position, ReactFlow, type Edge, type Node, type NodeProps } from "@xyflow/react";
+import { memo, useEffect, useMemo } from "react";
+import { Background, Controls, Handle, MiniMap, Position, ReactFlow, useNodesState, type Edge, type Node, type NodeProps } from "@xyflow/react";
 import "@xyflow/react/dist/base.css";
 import { short } from "./api";
 
@@ -168,6 +168,25 @@ export function WorkflowGraph({
     });
   }, [docNodes, layout, handles, status, selected, vertical]);
 
+  // React Flow keeps each node's measured size on the node objects it is given back: keep
+  // them (and the objects of unchanged nodes, so a state change redraws only its node).
+  const [shown, setShown, onNodesChange] = useNodesState<Node<StepNodeData>>([]);
+  useEffect(() => {
+    setShown((prev) => {
+      const before = new Map(prev.map((n) => [n.id, n]));
+      return nodes.map((n) => {
+        const old = before.get(n.id);
+        if (!old) return n;
+        const same =
+          old.position.x === n.position.x &&
+          old.position.y === n.position.y &&
+          old.parentId === n.parentId &&
+          (Object.keys(n.data) as (keyof StepNodeData)[]).every((k) => String(old.data[k]) === String(n.data[k]));
+        return same ? old : { ...n, measured: old.measured };
+      });
+    });
+  }, [nodes, setShown]);
+
   const edges: Edge[] = useMemo(
     () =>
       docEdges.map((e, i) => ({
@@ -184,7 +203,8 @@ export function WorkflowGraph({
   return (
     <div className="graph" style={{ height }} aria-label="Workflow graph" role="region">
       <ReactFlow
-        nodes={nodes}
+        nodes={shown}
+        onNodesChange={onNodesChange}
         edges={edges}
         nodeTypes={NODE_TYPES}
         onNodeClick={(_, n) => onSelect?.(n.id)}

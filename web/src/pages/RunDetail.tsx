@@ -14,9 +14,11 @@ const LOG_CAP = 256 * 1024; // characters of live log kept per open panel
 /** Per node and attempt: when it was queued, started and ended (from the event history). */
 type Attempts = Map<string, Map<number, { queued?: number; started?: number; ended?: number; state?: string }>>;
 
-function applyEvent(ev: RunEvent, states: Map<string, string>, attempts: Attempts): void {
+type Live = Map<string, { state: string; sequence: number }>;
+
+function applyEvent(ev: RunEvent, states: Live, attempts: Attempts): void {
   if (ev.type !== "EVENT_TYPE_STEP_STATE_CHANGED" || !ev.node_id) return;
-  states.set(ev.node_id, ev.step_state);
+  states.set(ev.node_id, { state: ev.step_state, sequence: Number(ev.sequence) });
   const t = ev.event_time ? Date.parse(ev.event_time) : Date.now();
   const byAttempt = attempts.get(ev.node_id) ?? new Map();
   attempts.set(ev.node_id, byAttempt);
@@ -46,7 +48,7 @@ export function RunDetailPage({ runId }: { runId: string }) {
   const [run, setRun] = useState<Run | null>(null);
   const [doc, setDoc] = useState<WorkflowDoc | null>(null);
   const [error, setError] = useState("");
-  const [liveStates, setLiveStates] = useState<Map<string, string>>(new Map());
+  const [liveStates, setLiveStates] = useState<Live>(new Map());
   const [runState, setRunState] = useState<string>("");
   const attemptsRef = useRef<Attempts>(new Map());
   const [timelineTick, setTimelineTick] = useState(0);
@@ -94,7 +96,7 @@ export function RunDetailPage({ runId }: { runId: string }) {
     });
     // State events from the start (history, then live): colours and the timeline.
     const ctrl = new AbortController();
-    const states = new Map<string, string>();
+    const states: Live = new Map();
     let flush: number | undefined;
     stream(
       `/v1/runs/${encodeURIComponent(runId)}/events?types=EVENT_TYPE_STEP_STATE_CHANGED&types=EVENT_TYPE_RUN_STATE_CHANGED`,
@@ -102,6 +104,7 @@ export function RunDetailPage({ runId }: { runId: string }) {
         const ev = (m.data as WatchRunResponse).event;
         if (!ev) return;
         if (ev.type === "EVENT_TYPE_RUN_STATE_CHANGED") setRunState(ev.run_state);
+        if (ev.type === "EVENT_TYPE_RUN_STATE_CHANGED" && TERMINAL_RUN.has(ev.run_state)) void load();
         applyEvent(ev, states, attemptsRef.current);
         if (flush === undefined) {
           flush = window.setTimeout(() => {
@@ -118,6 +121,8 @@ export function RunDetailPage({ runId }: { runId: string }) {
       cancelled = true;
       ctrl.abort();
       window.clearTimeout(flush);
+      window.clearTimeout(refreshTimer.current);
+      refreshTimer.current = undefined;
     };
   }, [runId, load, scheduleRefresh]);
 
@@ -125,9 +130,13 @@ export function RunDetailPage({ runId }: { runId: string }) {
   const status = useMemo(() => {
     const m = new Map<string, NodeStatus>();
     for (const [id, s] of steps) m.set(id, { state: s.state, detail: foreachDetail(s) });
-    for (const [id, st] of liveStates) m.set(id, { state: st, detail: foreachDetail(steps.get(id)) });
+    // An event newer than the run we hold wins; the run's own state otherwise.
+    const known = Number(run?.last_sequence ?? 0);
+    for (const [id, st] of liveStates) {
+      if (st.sequence > known || !steps.has(id)) m.set(id, { state: st.state, detail: foreachDetail(steps.get(id)) });
+    }
     return m;
-  }, [steps, liveStates]);
+  }, [steps, liveStates, run]);
 
   const spans: Span[] = useMemo(() => {
     void timelineTick;
@@ -225,7 +234,7 @@ export function RunDetailPage({ runId }: { runId: string }) {
             run={run}
             nodeId={selected}
             step={selectedStep}
-            liveState={liveStates.get(selected)}
+            liveState={status.get(selected)?.state}
             canOperate={canOperate}
             onClose={() => setSelected(undefined)}
             onDecided={() => void load()}

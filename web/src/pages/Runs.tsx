@@ -52,6 +52,7 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
   const [next, setNext] = useState("");
   const [error, setError] = useState("");
   const [live, setLive] = useState(false);
+  const [loading, setLoading] = useState(true);
   const [jobs, setJobs] = useState<{ id: string; name: string }[]>([]);
   const now = useNow(1000);
   const pageToken = tokens[tokens.length - 1];
@@ -68,6 +69,7 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
   useEffect(() => {
     let cancelled = false;
     setError("");
+    setLoading(true);
     api<ListRunsResponse>("/v1/runs", {
       query: { page_size: String(PAGE_SIZE), page_token: pageToken || undefined, job_id: job || undefined, states: state || undefined },
     })
@@ -76,7 +78,8 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
         setRuns(r.runs);
         setNext(r.next_page_token);
       })
-      .catch((e) => !cancelled && setError(String(e.message ?? e)));
+      .catch((e) => !cancelled && setError(String(e.message ?? e)))
+      .finally(() => !cancelled && setLoading(false));
     return () => {
       cancelled = true;
     };
@@ -176,7 +179,7 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
         </label>
       </div>
       {error && <p role="alert" className="error">{error}</p>}
-      <table aria-label="Runs">
+      <table aria-label="Runs" aria-busy={loading}>
         <thead>
           <tr>
             <th>Run</th>
