@@ -258,6 +258,7 @@ def test_screenshots_of_the_main_pages(
         "dashboard-jobs.png": ("/#/jobs", page.get_by_role("table", name="Jobs")),
         "dashboard-errors.png": ("/#/errors", page.get_by_role("article").first),
         "dashboard-workers.png": ("/#/queues", page.get_by_role("table", name="Workers")),
+        "dashboard-kpis.png": ("/#/kpis", page.get_by_role("table", name="Job KPIs")),
     }
     for name, (url, ready) in shots.items():
         page.goto(url)
@@ -267,6 +268,11 @@ def test_screenshots_of_the_main_pages(
             expect(page.get_by_role("group", name="Decision")).to_be_visible()
         page.wait_for_timeout(300)  # let the graph's fit-to-view settle
         page.screenshot(path=str(out / name))
+        if name == "dashboard-kpis.png":  # the figures come from GetKpis, drawn as charts
+            started = page.get_by_role("img", name=re.compile(r"^Runs started per hour: "))
+            expect(started).to_be_visible()
+            hello_row = page.get_by_role("row").filter(has_text="hello")
+            expect(hello_row.first).to_contain_text("100%")
         assert (out / name).stat().st_size > 10_000
 
 

@@ -7,6 +7,7 @@ import { SchedulesPage } from "./pages/Schedules";
 import { QueuesPage } from "./pages/Queues";
 import { AlertsPage } from "./pages/Alerts";
 import { ErrorsPage } from "./pages/Errors";
+import { KpisPage } from "./pages/Kpis";
 
 export const CallerContext = createContext<Caller>({ name: "", role: "ROLE_VIEWER" });
 export const useCaller = (): Caller => useContext(CallerContext);
@@ -34,6 +35,7 @@ const NAV: [string, string][] = [
   ["schedules", "Schedules"],
   ["queues", "Queues & workers"],
   ["alerts", "Alerts"],
+  ["kpis", "KPIs"],
 ];
 
 function SignIn({ onSignedIn, error }: { onSignedIn: (c: Caller) => void; error: string }) {
@@ -104,6 +106,7 @@ export function App() {
   else if (page === "schedules") body = <SchedulesPage />;
   else if (page === "queues") body = <QueuesPage />;
   else if (page === "alerts") body = <AlertsPage />;
+  else if (page === "kpis") body = <KpisPage />;
   else body = <RunsPage query={query} />;
 
   return (

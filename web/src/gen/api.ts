@@ -354,6 +354,44 @@ export interface GetJobStatsResponse {
   top_error_categories: ErrorCategoryCount[];
 }
 
+export interface GetKpisRequest {
+  window?: string;
+  bucket?: string;
+}
+
+export interface KpiBucket {
+  start_time?: string;
+  runs_started: string;
+  runs_succeeded: string;
+  runs_failed: string;
+  mean_queue_wait?: string;
+  p95_queue_wait?: string;
+  queued_steps: string;
+  busy_slot_seconds: number;
+  worker_utilization: number;
+}
+
+export interface JobKpi {
+  job_id: string;
+  job_name: string;
+  runs: string;
+  succeeded: string;
+  failed: string;
+  success_rate: number;
+  mean_duration?: string;
+  p95_duration?: string;
+}
+
+export interface GetKpisResponse {
+  window_start_time?: string;
+  window_end_time?: string;
+  bucket?: string;
+  buckets: KpiBucket[];
+  jobs: JobKpi[];
+  worker_slots: number;
+  sampled: boolean;
+}
+
 export type AlertKind = "ALERT_KIND_UNSPECIFIED" | "ALERT_KIND_RUN_FAILED" | "ALERT_KIND_CONSECUTIVE_FAILURES" | "ALERT_KIND_STEP_DURATION" | "ALERT_KIND_QUEUE_DEPTH" | "ALERT_KIND_QUEUE_AGE" | "ALERT_KIND_WORKER_OFFLINE";
 
 export type AlertState = "ALERT_STATE_UNSPECIFIED" | "ALERT_STATE_FIRING" | "ALERT_STATE_RESOLVED";
