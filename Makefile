@@ -43,6 +43,7 @@ bench: install  ## distributed-mode benchmarks vs raw Celery -> docs/performance
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.foreach
 	$(BIN)/python -m bench.event_latency
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .conveyor

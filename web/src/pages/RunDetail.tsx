@@ -56,10 +56,12 @@ export function RunDetailPage({ runId }: { runId: string }) {
   const [tab, setTab] = useState<"graph" | "timeline" | "compare">("graph");
   const [notice, setNotice] = useState("");
   const refreshTimer = useRef<number | undefined>();
+  const stepCount = useRef(0);
 
   const load = useCallback(async () => {
     try {
       const r = (await api<GetRunResponse>(`/v1/runs/${encodeURIComponent(runId)}`)).run!;
+      stepCount.current = r.steps.length;
       setRun(r);
       return r;
     } catch (e) {
@@ -68,13 +70,14 @@ export function RunDetailPage({ runId }: { runId: string }) {
     }
   }, [runId]);
 
-  // Refresh the full run (attempts, outputs) at most once a second while events arrive.
+  // Refresh the full run (attempts, outputs) while events arrive: about once a second for a
+  // small run, less often for a big one (a 500-step run is ~0.5 MB; colours come from events).
   const scheduleRefresh = useCallback(() => {
     if (refreshTimer.current !== undefined) return;
     refreshTimer.current = window.setTimeout(() => {
       refreshTimer.current = undefined;
       void load();
-    }, 700);
+    }, Math.max(700, stepCount.current * 10));
   }, [load]);
 
   useEffect(() => {
