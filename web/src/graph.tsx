@@ -139,6 +139,20 @@ export function WorkflowGraph({
     return layout.size === 0 && spread(ys) > spread(xs);
   }, [docNodes, layout]);
 
+  // A foreach holding body nodes is drawn as a box around them (its saved size, or one
+  // that fits their positions, which are relative to it).
+  const groupSize = useMemo(() => {
+    const m = new Map<string, { width: number; height: number }>();
+    for (const parent of docNodes) {
+      const kids = docNodes.filter((c) => c.parentId === parent.id && c.position);
+      if (kids.length === 0) continue;
+      const width = parent.width ?? Math.max(...kids.map((c) => c.position!.x)) + 200;
+      const height = parent.height ?? Math.max(...kids.map((c) => c.position!.y)) + 70;
+      m.set(parent.id, { width, height });
+    }
+    return m;
+  }, [docNodes]);
+
   const nodes: Node<StepNodeData>[] = useMemo(() => {
     const ids = new Set(docNodes.map((n) => n.id));
     // Parents first: React Flow places a child relative to its parent.
@@ -152,7 +166,8 @@ export function WorkflowGraph({
         type: "step",
         position: n.position ?? layout.get(n.id) ?? { x: 0, y: 0 },
         parentId: parent,
-        style: n.type === "logic.foreach" && n.width && n.height ? { width: n.width, height: n.height } : undefined,
+        style: groupSize.get(n.id),
+        className: groupSize.has(n.id) ? "flow-group" : undefined,
         data: {
           label,
           kind: n.type ?? "",
@@ -166,7 +181,7 @@ export function WorkflowGraph({
         connectable: false,
       };
     });
-  }, [docNodes, layout, handles, status, selected, vertical]);
+  }, [docNodes, layout, handles, status, selected, vertical, groupSize]);
 
   // React Flow keeps each node's measured size on the node objects it is given back: keep
   // them (and the objects of unchanged nodes, so a state change redraws only its node).

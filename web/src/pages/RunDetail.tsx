@@ -130,16 +130,21 @@ export function RunDetailPage({ runId }: { runId: string }) {
   }, [runId, load, scheduleRefresh]);
 
   const steps = useMemo(() => new Map((run?.steps ?? []).map((s) => [s.node_id, s])), [run]);
+  const inBody = useMemo(() => new Set((doc?.nodes ?? []).filter((n) => n.parentId).map((n) => n.id)), [doc]);
   const status = useMemo(() => {
     const m = new Map<string, NodeStatus>();
-    for (const [id, s] of steps) m.set(id, { state: s.state, detail: foreachDetail(s) });
+    for (const [id, s] of steps) {
+      // A foreach body node's step holds its per-item summary ("succeeded for 5 of 5 items").
+      const summary = inBody.has(id) ? (s.error_message || s.skip_reason).slice(0, 60) : "";
+      m.set(id, { state: s.state, detail: summary || foreachDetail(s) });
+    }
     // An event newer than the run we hold wins; the run's own state otherwise.
     const known = Number(run?.last_sequence ?? 0);
     for (const [id, st] of liveStates) {
       if (st.sequence > known || !steps.has(id)) m.set(id, { state: st.state, detail: foreachDetail(steps.get(id)) });
     }
     return m;
-  }, [steps, liveStates, run]);
+  }, [steps, liveStates, run, inBody]);
 
   const spans: Span[] = useMemo(() => {
     void timelineTick;
