@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 
-.PHONY: install demo dev test lint protos bench clean
+.PHONY: install demo dev test lint protos web bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,15 +28,22 @@ lint: install  ## ruff, mypy, stale generated code, buf lint
 	$(BIN)/mypy conveyor
 	$(BIN)/python scripts/gen_protos.py --check
 	npx --yes @bufbuild/buf@$(BUF_VERSION) lint
+	$(BIN)/python scripts/gen_ts_types.py --check
+	$(BIN)/python scripts/build_dashboard.py --check
 
 protos: install  ## regenerate Python code from protos/
 	$(BIN)/python scripts/gen_protos.py
+
+web: install  ## regenerate the dashboard's API types and rebuild it into the package (npm)
+	$(BIN)/python scripts/gen_ts_types.py
+	$(BIN)/python scripts/build_dashboard.py
 
 bench: install  ## distributed-mode benchmarks vs raw Celery -> docs/performance.md
 	$(BIN)/python -m bench.translator
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.foreach
 	$(BIN)/python -m bench.event_latency
+	$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) .conveyor

@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from conveyor.gateway import downloads
+from conveyor.gateway.dashboard import dashboard_routes
 from conveyor.gateway.proxy import service_descriptor
 from conveyor.gateway.transcode import (
     CallError,
@@ -428,6 +429,7 @@ def build_http_app(
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *downloads.routes(gateway),
+            *dashboard_routes(),
             Route("/{path:path}", gateway.dispatch, methods=_METHODS),
         ],
         lifespan=lifespan,

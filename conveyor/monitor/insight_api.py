@@ -24,6 +24,10 @@ SERVICE_NAME = insight_service_pb2.DESCRIPTOR.services_by_name["InsightService"]
 DEFAULT_WINDOW = timedelta(days=7)
 MAX_WINDOW = timedelta(days=366)
 MAX_NAME = 200
+DEFAULT_KPI_WINDOW = timedelta(hours=24)
+MAX_KPI_WINDOW = timedelta(days=31)
+MIN_KPI_BUCKET = timedelta(minutes=1)
+MAX_KPI_BUCKETS = 1000
 
 
 def error_category(name: str) -> Any:
@@ -145,6 +149,86 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
                 for c, n in stats.top_categories
             ],
         )
+
+    @map_errors
+    async def GetKpis(  # noqa: N802
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
+    ) -> Any:
+        """See the proto."""
+        window, bucket = kpi_window(request)
+        now = utcnow()
+        slots = sum(w.concurrency for w, up in self._observer.tracker.workers() if up)
+
+        def read() -> jobstats.Kpis:
+            with self._db.read() as session:
+                return jobstats.kpis(
+                    session, since=now - window, until=now, bucket_s=bucket.total_seconds()
+                )
+
+        k = await asyncio.to_thread(read)
+        capacity = slots * k.bucket_s
+        return insight_service_pb2.GetKpisResponse(
+            window_start_time=timestamp(k.since),
+            window_end_time=timestamp(k.until),
+            bucket=duration(k.bucket_s),
+            worker_slots=slots,
+            sampled=k.sampled,
+            buckets=[
+                insight_service_pb2.KpiBucket(
+                    start_time=timestamp(b.start),
+                    runs_started=b.runs_started,
+                    runs_succeeded=b.runs_succeeded,
+                    runs_failed=b.runs_failed,
+                    mean_queue_wait=duration(sum(b.waits) / len(b.waits) if b.waits else None),
+                    p95_queue_wait=duration(jobstats.percentile(b.waits, 0.95)),
+                    queued_steps=b.queued_steps,
+                    busy_slot_seconds=b.busy_s,
+                    worker_utilization=b.busy_s / capacity if capacity else 0.0,
+                )
+                for b in k.buckets
+            ],
+            jobs=[
+                insight_service_pb2.JobKpi(
+                    job_id=j.job_id,
+                    job_name=j.job_name,
+                    runs=j.runs,
+                    succeeded=j.succeeded,
+                    failed=j.failed,
+                    success_rate=jobstats.success_rate(
+                        {"SUCCEEDED": j.succeeded, "FAILED": j.failed}
+                    ),
+                    mean_duration=duration(
+                        sum(j.durations) / len(j.durations) if j.durations else None
+                    ),
+                    p95_duration=duration(jobstats.percentile(j.durations, 0.95)),
+                )
+                for j in k.jobs
+            ],
+        )
+
+
+def kpi_window(request: Any) -> tuple[timedelta, timedelta]:
+    """The window and bucket of a GetKpisRequest, defaults applied; INVALID_ARGUMENT if bad."""
+    bad = []
+    window = DEFAULT_KPI_WINDOW
+    if request.HasField("window"):
+        window = request.window.ToTimedelta()
+        if window <= timedelta(0) or window > MAX_KPI_WINDOW:
+            bad.append(Violation("window", "must be in (0, 31 days]", "OUT_OF_RANGE"))
+    bucket = max(MIN_KPI_BUCKET, window / 24)
+    if request.HasField("bucket"):
+        bucket = request.bucket.ToTimedelta()
+        if bucket < MIN_KPI_BUCKET:
+            bad.append(Violation("bucket", "must be at least one minute", "OUT_OF_RANGE"))
+        elif not bad and bucket > window:
+            bad.append(Violation("bucket", "must not be longer than the window", "OUT_OF_RANGE"))
+        elif not bad and window / bucket > MAX_KPI_BUCKETS:
+            bad.append(
+                Violation("bucket", f"at most {MAX_KPI_BUCKETS} buckets per window", "TOO_MANY")
+            )
+    if bad:
+        raise InvalidArgument("invalid KPI request", violations=bad)
+    return window, bucket
 
 
 def registration(servicer: InsightServicer) -> ServiceRegistration:

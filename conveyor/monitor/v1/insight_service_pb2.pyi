@@ -1,5 +1,6 @@
 import datetime
 
+from conveyor.auth.v1 import auth_pb2 as _auth_pb2
 from conveyor.executor.v1 import run_pb2 as _run_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -148,3 +149,71 @@ class GetJobStatsResponse(_message.Message):
     mean_attempts: float
     top_error_categories: _containers.RepeatedCompositeFieldContainer[ErrorCategoryCount]
     def __init__(self, job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total_runs: _Optional[int] = ..., runs_by_state: _Optional[_Iterable[_Union[RunStateCount, _Mapping]]] = ..., success_rate: _Optional[float] = ..., p50_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., p95_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mean_attempts: _Optional[float] = ..., top_error_categories: _Optional[_Iterable[_Union[ErrorCategoryCount, _Mapping]]] = ...) -> None: ...
+
+class GetKpisRequest(_message.Message):
+    __slots__ = ("window", "bucket")
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    window: _duration_pb2.Duration
+    bucket: _duration_pb2.Duration
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., bucket: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class KpiBucket(_message.Message):
+    __slots__ = ("start_time", "runs_started", "runs_succeeded", "runs_failed", "mean_queue_wait", "p95_queue_wait", "queued_steps", "busy_slot_seconds", "worker_utilization")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    RUNS_STARTED_FIELD_NUMBER: _ClassVar[int]
+    RUNS_SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    MEAN_QUEUE_WAIT_FIELD_NUMBER: _ClassVar[int]
+    P95_QUEUE_WAIT_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_STEPS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_SLOT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    runs_started: int
+    runs_succeeded: int
+    runs_failed: int
+    mean_queue_wait: _duration_pb2.Duration
+    p95_queue_wait: _duration_pb2.Duration
+    queued_steps: int
+    busy_slot_seconds: float
+    worker_utilization: float
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., runs_started: _Optional[int] = ..., runs_succeeded: _Optional[int] = ..., runs_failed: _Optional[int] = ..., mean_queue_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., p95_queue_wait: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., queued_steps: _Optional[int] = ..., busy_slot_seconds: _Optional[float] = ..., worker_utilization: _Optional[float] = ...) -> None: ...
+
+class JobKpi(_message.Message):
+    __slots__ = ("job_id", "job_name", "runs", "succeeded", "failed", "success_rate", "mean_duration", "p95_duration")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_DURATION_FIELD_NUMBER: _ClassVar[int]
+    P95_DURATION_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    job_name: str
+    runs: int
+    succeeded: int
+    failed: int
+    success_rate: float
+    mean_duration: _duration_pb2.Duration
+    p95_duration: _duration_pb2.Duration
+    def __init__(self, job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., runs: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., success_rate: _Optional[float] = ..., mean_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., p95_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetKpisResponse(_message.Message):
+    __slots__ = ("window_start_time", "window_end_time", "bucket", "buckets", "jobs", "worker_slots", "sampled")
+    WINDOW_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_END_TIME_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    window_start_time: _timestamp_pb2.Timestamp
+    window_end_time: _timestamp_pb2.Timestamp
+    bucket: _duration_pb2.Duration
+    buckets: _containers.RepeatedCompositeFieldContainer[KpiBucket]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobKpi]
+    worker_slots: int
+    sampled: bool
+    def __init__(self, window_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bucket: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[KpiBucket, _Mapping]]] = ..., jobs: _Optional[_Iterable[_Union[JobKpi, _Mapping]]] = ..., worker_slots: _Optional[int] = ..., sampled: _Optional[bool] = ...) -> None: ...

@@ -50,6 +50,11 @@ class InsightServiceStub:
                 request_serializer=conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetJobStatsRequest.SerializeToString,
                 response_deserializer=conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetJobStatsResponse.FromString,
                 _registered_method=True)
+        self.GetKpis = channel.unary_unary(
+                '/conveyor.monitor.v1.InsightService/GetKpis',
+                request_serializer=conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetKpisRequest.SerializeToString,
+                response_deserializer=conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetKpisResponse.FromString,
+                _registered_method=True)
 
 
 class InsightServiceServicer:
@@ -82,6 +87,16 @@ class InsightServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetKpis(self, request, context):
+        """Returns the operating figures over a window ending now, per time bucket and per job:
+        runs started and ended, success rate, durations, queue wait and worker utilization.
+        Fails with INVALID_ARGUMENT when the window is not in (0, 31 days], the bucket is under
+        one minute or longer than the window, or the window holds more than 1000 buckets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InsightServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +114,11 @@ def add_InsightServiceServicer_to_server(servicer, server):
                     servicer.GetJobStats,
                     request_deserializer=conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetJobStatsRequest.FromString,
                     response_serializer=conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetJobStatsResponse.SerializeToString,
+            ),
+            'GetKpis': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKpis,
+                    request_deserializer=conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetKpisRequest.FromString,
+                    response_serializer=conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetKpisResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +203,33 @@ class InsightService:
             '/conveyor.monitor.v1.InsightService/GetJobStats',
             conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetJobStatsRequest.SerializeToString,
             conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetJobStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKpis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.monitor.v1.InsightService/GetKpis',
+            conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetKpisRequest.SerializeToString,
+            conveyor_dot_monitor_dot_v1_dot_insight__service__pb2.GetKpisResponse.FromString,
             options,
             channel_credentials,
             insecure,

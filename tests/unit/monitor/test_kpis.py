@@ -1,0 +1,134 @@
+"""GetKpis figures over a small, hand-made history in SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.executor.models import ExecutionRow, RunRow, StepRow
+from conveyor.kernel.db import Base, Database
+from conveyor.kernel.errors import InvalidArgument
+from conveyor.monitor import jobstats
+from conveyor.monitor.insight_api import kpi_window
+from conveyor.monitor.v1 import insight_service_pb2
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def _run(run_id: str, job: str, state: str, created: datetime, ran_s: float | None) -> RunRow:
+    started = created + timedelta(seconds=1)
+    return RunRow(
+        id=run_id,
+        job_id=f"id-{job}",
+        job_name=job,
+        job_version=1,
+        state=state,
+        trigger="MANUAL",
+        parameters={},
+        plan_data={},
+        created_at=created,
+        started_at=started,
+        ended_at=started + timedelta(seconds=ran_s) if ran_s is not None else None,
+    )
+
+
+def _attempt(run_id: str, node: str, queued: datetime, wait_s: float, ran_s: float) -> list[Any]:
+    started = queued + timedelta(seconds=wait_s)
+    step = StepRow(
+        run_id=run_id,
+        node_id=node,
+        node_type="action.command",
+        position=0,
+        state="SUCCEEDED",
+        attempt=1,
+        queued_at=queued,
+        started_at=started,
+    )
+    execution = ExecutionRow(
+        run_id=run_id,
+        node_id=node,
+        attempt=1,
+        state="SUCCEEDED",
+        started_at=started,
+        ended_at=started + timedelta(seconds=ran_s),
+    )
+    return [step, execution]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Any:
+    database = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    Base.metadata.create_all(database.engine)
+    t0 = NOW - 3 * HOUR  # three one-hour buckets: [t0, t0+1h), [t0+1h, t0+2h), [t0+2h, now)
+    rows: list[Any] = [
+        _run("r1", "a", "SUCCEEDED", t0 + timedelta(minutes=10), 60),
+        _run("r2", "a", "FAILED", t0 + timedelta(minutes=20), 120),
+        _run("r3", "b", "SUCCEEDED", t0 + HOUR + timedelta(minutes=5), 30),
+        _run("r4", "b", "RUNNING", t0 + 2 * HOUR + timedelta(minutes=1), None),
+        _run("old", "a", "SUCCEEDED", t0 - 5 * HOUR, 10),  # before the window: not counted
+    ]
+    database_rows: list[Any] = []
+    database_rows += _attempt("r1", "n", t0 + timedelta(minutes=10), 4, 60)
+    # Queued before the end of bucket 0, started in bucket 1: bucket 0 ends with it queued.
+    database_rows += _attempt("r3", "n", t0 + timedelta(minutes=59), 600, 1800)
+    with database.transaction() as session:
+        session.add_all(rows)
+        session.flush()
+        session.add_all(database_rows)
+    yield database
+    database.dispose()
+
+
+def test_buckets_count_runs_waits_queued_steps_and_busy_time(db: Database) -> None:
+    with db.read() as session:
+        k = jobstats.kpis(session, since=NOW - 3 * HOUR, until=NOW, bucket_s=3600)
+    assert [b.runs_started for b in k.buckets] == [2, 1, 1]
+    assert [(b.runs_succeeded, b.runs_failed) for b in k.buckets] == [(1, 1), (1, 0), (0, 0)]
+    assert k.buckets[0].waits == [4.0]
+    assert k.buckets[1].waits == [600.0]
+    assert [b.queued_steps for b in k.buckets] == [1, 0, 0]
+    # r1 ran 60 s in bucket 0; r3 ran from 01:09 for 30 min, all in bucket 1.
+    assert k.buckets[0].busy_s == pytest.approx(60)
+    assert k.buckets[1].busy_s == pytest.approx(1800)
+    assert k.buckets[2].busy_s == 0
+    a, b = k.jobs
+    assert (a.job_name, a.runs, a.succeeded, a.failed) == ("a", 2, 1, 1)
+    assert sorted(a.durations) == [60.0, 120.0]
+    assert (b.job_name, b.runs, b.succeeded, b.durations) == ("b", 2, 1, [30.0])
+    assert not k.sampled
+
+
+def test_an_attempt_spanning_buckets_is_split_between_them(db: Database) -> None:
+    with db.read() as session:
+        k = jobstats.kpis(session, since=NOW - 3 * HOUR, until=NOW, bucket_s=1800)
+    # r3's attempt: 01:09 -> 01:39 after t0, i.e. 21 min in bucket 2 and 9 min in bucket 3.
+    assert k.buckets[2].busy_s == pytest.approx(21 * 60)
+    assert k.buckets[3].busy_s == pytest.approx(9 * 60)
+
+
+def _request(**fields: Any) -> Any:
+    req = insight_service_pb2.GetKpisRequest()
+    for name, value in fields.items():
+        getattr(req, name).FromTimedelta(value)
+    return req
+
+
+def test_window_and_bucket_defaults_and_bounds() -> None:
+    assert kpi_window(_request()) == (timedelta(hours=24), timedelta(hours=1))
+    assert kpi_window(_request(window=timedelta(minutes=10))) == (
+        timedelta(minutes=10),
+        timedelta(minutes=1),
+    )
+    for bad in (
+        {"window": timedelta(days=32)},
+        {"window": timedelta(0)},
+        {"bucket": timedelta(seconds=30)},
+        {"window": HOUR, "bucket": 2 * HOUR},
+        {"window": timedelta(days=30), "bucket": timedelta(minutes=1)},
+    ):
+        with pytest.raises(InvalidArgument):
+            kpi_window(_request(**bad))
