@@ -139,6 +139,9 @@ class WorkerRuntime:
             default_timeout_s=self.settings.default_step_timeout_s,
             is_cancelled=self._cancel_check(run_id, node_id, attempt),
             secrets_to_mask=[v for v in self.secrets.values() if v],
+            template_max_s=self.settings.template_max_s,
+            template_max_output=self.settings.template_max_output,
+            template_max_steps=self.settings.template_max_steps,
         )
         self.heartbeats.add((run_id, node_id, attempt))
         try:

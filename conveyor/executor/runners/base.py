@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from conveyor.kernel.templating import TemplateError, evaluate, render_string, render_value
+from conveyor.kernel.templating import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_MAX_S,
+    DEFAULT_MAX_STEPS,
+    Piece,
+    TemplateError,
+    evaluate,
+    render_expression_text,
+    render_string,
+    render_value,
+    template_pieces,
+)
 
 MASK = "***"
 
@@ -62,6 +74,18 @@ class StepContext:
     is_cancelled: Callable[[], bool] = _never_cancelled
     on_output: Callable[[str, str], None] | None = None
     secrets_to_mask: Sequence[str] = ()
+    #: Template budget: seconds (also bounded by the node's timeout), characters, steps.
+    template_max_s: float = DEFAULT_MAX_S
+    template_max_output: int = DEFAULT_MAX_OUTPUT
+    template_max_steps: int = DEFAULT_MAX_STEPS
+    #: When execution of the attempt began (monotonic); set by `execute`.
+    started: float | None = None
+
+    def remaining(self, timeout_s: float | None) -> float | None:
+        """What is left of `timeout_s` once the time spent so far (rendering) is counted."""
+        if timeout_s is None or self.started is None:
+            return timeout_s
+        return max(0.0, timeout_s - (time.monotonic() - self.started))
 
 
 @dataclass
@@ -191,6 +215,19 @@ class Renderer:
             return render_string(value, self.scope, quote_values=quote_values)
         except TemplateError as exc:
             raise _template_failure(self.node_id, path, exc) from exc
+
+    def pieces(self, value: str, path: str) -> tuple[tuple[Piece, ...], list[str]]:
+        """Split `value` into static text and expressions and render each expression."""
+        try:
+            pieces = template_pieces(value)
+            values = [render_expression_text(p.text, self.scope) for p in pieces if p.expression]
+        except TemplateError as exc:
+            raise _template_failure(self.node_id, path, exc) from exc
+        return pieces, values
+
+    def template_failure(self, path: str, expression: str, message: str) -> StepError:
+        """A TEMPLATE failure of field `path`."""
+        return _template_failure(self.node_id, path, TemplateError(expression, message))
 
     def native(self, value: Any, path: str) -> Any:
         """Render every string inside `value`; a lone ``{{ expr }}`` keeps its native type."""

@@ -104,7 +104,8 @@ def _send(
     """Send the request and read the body into a capture; maps transport errors."""
     body = StreamCapture("body", ctx.inline_output_cap)
     started = time.monotonic()
-    deadline = None if timeout_s is None else started + timeout_s
+    left = ctx.remaining(timeout_s)
+    deadline = None if left is None else started + left
     byte_masker = ByteMasker(masker)
     try:
         with (
