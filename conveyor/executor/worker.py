@@ -18,6 +18,7 @@ from conveyor.executor import orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.livelog import LiveLog
 from conveyor.executor.liveness import Heartbeater
+from conveyor.executor.models import RunRow, cached_plan
 from conveyor.executor.runners import StepContext, StepOutcome, execute
 from conveyor.executor.runners.base import ErrorCategory, Masker, StepError
 from conveyor.executor.secrets import read_secrets_file
@@ -129,6 +130,7 @@ class WorkerRuntime:
         """Execute a claimed attempt and record it; returns the successor handed to us, if any."""
         bound = log.bind(run_id=run_id, step_id=node_id, attempt=attempt)
         scope = {**claim.scope, "secrets": self.secrets}
+        scope["steps"] = self._upstream_steps(run_id, node_id, claim.scope.get("steps") or {})
         ctx = StepContext(
             run_id=run_id,
             node_id=node_id,
@@ -185,6 +187,18 @@ class WorkerRuntime:
                     handed = (nxt.run_id, nxt.node_id, nxt.attempt, next_claim)
         self.after_commit(effects)
         return handed
+
+    def _upstream_steps(
+        self, run_id: str, node_id: str, steps: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The outputs of the steps upstream of `node_id`: all a template may read."""
+        plan = cached_plan(run_id)
+        if plan is None:
+            with self.db.transaction() as session:
+                run = session.get(RunRow, run_id)
+                plan = run.plan if run is not None else {"nodes": {}}
+        upstream = upstream_nodes(plan, node_id)
+        return {n: v for n, v in steps.items() if n in upstream}
 
     def _handoff_candidate(self, effects: runs.Effects, queue: str) -> Any:
         """The first successor ready on this message's queue (None when hand-off is off)."""
@@ -273,6 +287,26 @@ class WorkerRuntime:
                 return runs.step_cancelled(session, run_id, node_id, attempt)
 
         return check
+
+
+def upstream_nodes(plan: Mapping[str, Any], node_id: str) -> set[str]:
+    """Every node a path of edges leads from to `node_id` (its ancestors).
+
+    Inside a foreach body (a node with a ``group``), the ancestors of the foreach count too.
+    """
+    nodes = plan.get("nodes") or {}
+    seen: set[str] = set()
+    stack = [node_id]
+    while stack:
+        node = nodes.get(stack.pop()) or {}
+        group = node.get("group")
+        parents = [p.get("node") for p in node.get("parents") or []]
+        for parent in [*parents, group]:
+            if isinstance(parent, str) and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    seen.discard(node_id)
+    return seen
 
 
 def _masked_failure(failure: StepError, ctx: StepContext) -> StepOutcome:

@@ -7,9 +7,11 @@ and masking secret values out of everything a step reports.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -142,19 +144,76 @@ class StepError(Exception):
         )
 
 
+#: Secrets shorter than this are masked only as they are, not in derived forms: the
+#: derived forms of a very short value would match ordinary text.
+MIN_DERIVED_LENGTH = 4
+# A base64 fragment shorter than this is too likely to occur by chance.
+_MIN_B64_FRAGMENT = 6
+
+
+def _base64_fragments(secret: bytes) -> set[str]:
+    """The base64 text of `secret` at each of the three byte alignments in a longer value.
+
+    Only the characters that depend on the secret's bytes alone are kept, so the
+    fragment appears in the encoding of any text that contains the secret.
+    """
+    found: set[str] = set()
+    for offset in range(3):
+        total = offset + len(secret)
+        start = (8 * offset + 5) // 6
+        end = (8 * total) // 6
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * offset + secret).decode()
+            fragment = text[start:end]
+            if len(fragment) >= _MIN_B64_FRAGMENT:
+                found.add(fragment)
+                if offset == 0:
+                    found.add(text)  # the whole encoding, padding included
+    return found
+
+
+def derived_forms(secret: str) -> set[str]:
+    """The forms of a secret that masking also replaces (see docs/workflow-format.md)."""
+    forms = {secret}
+    if len(secret) < MIN_DERIVED_LENGTH:
+        return forms
+    raw = secret.encode()
+    forms |= {secret.upper(), secret.lower(), secret[::-1]}
+    forms |= {
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret),  # "/" kept, as Jinja's urlencode does
+        urllib.parse.quote_plus(secret),
+    }
+    forms |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms.add(raw.hex())
+    forms |= _base64_fragments(raw)
+    return {f for f in forms if f}
+
+
 class Masker:
-    """Replaces every secret value by ``***`` in text, bytes and nested outputs."""
+    """Replaces every secret value by ``***`` in text, bytes and nested outputs.
+
+    Besides the value itself: the value in any letter case, reversed, URL-encoded,
+    JSON-escaped, as hex, and base64 (standard and URL-safe) at any alignment.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         # A secret made only of asterisks would match the mask itself and
         # grow it on every pass, so such values are not masked.
         values = {s for s in secrets if s and s.strip("*")}
+        forms: set[str] = set()
+        for value in values:
+            forms |= derived_forms(value)
+        forms = {f for f in forms if f.strip("*")}
         # Longest first, so a secret containing a shorter one is masked whole.
-        ordered = sorted(values, key=len, reverse=True)
+        ordered = sorted(forms, key=lambda f: (-len(f), f))
         self.secret_bytes = [s.encode() for s in ordered]
-        self._text = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        flags = re.IGNORECASE
+        self._text = re.compile("|".join(map(re.escape, ordered)), flags) if ordered else None
         self._bytes = (
-            re.compile(b"|".join(re.escape(s.encode()) for s in ordered)) if ordered else None
+            re.compile(b"|".join(re.escape(s.encode()) for s in ordered), flags)
+            if ordered
+            else None
         )
 
     @property
