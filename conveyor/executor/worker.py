@@ -16,6 +16,7 @@ from celery import Celery
 
 from conveyor.executor import orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
+from conveyor.executor.egress import EgressPolicy
 from conveyor.executor.livelog import LiveLog
 from conveyor.executor.liveness import Heartbeater
 from conveyor.executor.models import RunRow, cached_plan
@@ -65,6 +66,7 @@ class WorkerRuntime:
         self.app = app
         self.artifacts = artifacts
         self.secrets = load_secrets(secrets_file=settings.secrets_file)
+        self.egress = EgressPolicy.from_settings(settings)
         self.hostname = socket.gethostname()
         self.heartbeats = Heartbeater(db, settings.attempt_heartbeat_s)
         self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
@@ -144,6 +146,7 @@ class WorkerRuntime:
             template_max_s=self.settings.template_max_s,
             template_max_output=self.settings.template_max_output,
             template_max_steps=self.settings.template_max_steps,
+            egress=self.egress,
         )
         self.heartbeats.add((run_id, node_id, attempt))
         try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from conveyor.executor.egress import EgressPolicy
 from conveyor.kernel.templating import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_MAX_S,
@@ -80,6 +81,8 @@ class StepContext:
     template_max_s: float = DEFAULT_MAX_S
     template_max_output: int = DEFAULT_MAX_OUTPUT
     template_max_steps: int = DEFAULT_MAX_STEPS
+    #: Where action.http and action.notify may connect (default: the default denials only).
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     #: When execution of the attempt began (monotonic); set by `execute`.
     started: float | None = None
 
