@@ -22,6 +22,7 @@ from conveyor.executor.liveness import Heartbeater
 from conveyor.executor.models import RunRow, cached_plan
 from conveyor.executor.runners import StepContext, StepOutcome, execute
 from conveyor.executor.runners.base import ErrorCategory, Masker, StepError
+from conveyor.executor.runners.confine import make_undumpable, protect_file, resolve_step_user
 from conveyor.executor.secrets import read_secrets_file
 from conveyor.executor.v1 import executor_service_pb2_grpc
 from conveyor.kernel import tracing
@@ -67,6 +68,13 @@ class WorkerRuntime:
         self.artifacts = artifacts
         self.secrets = load_secrets(secrets_file=settings.secrets_file)
         self.egress = EgressPolicy.from_settings(settings)
+        # Confinement: steps run as an unprivileged user when the worker is root, cannot
+        # read this process's environment or memory, nor the secrets file.
+        self.step_user = resolve_step_user(settings.step_user)
+        make_undumpable()
+        if settings.secrets_file is not None:
+            protect_file(settings.secrets_file, self.step_user)
+        self.work_root = str((settings.step_work_root or settings.data_dir / "steps").resolve())
         self.hostname = socket.gethostname()
         self.heartbeats = Heartbeater(db, settings.attempt_heartbeat_s)
         self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
@@ -147,6 +155,9 @@ class WorkerRuntime:
             template_max_output=self.settings.template_max_output,
             template_max_steps=self.settings.template_max_steps,
             egress=self.egress,
+            work_root=self.work_root,
+            keep_failed_workdirs=self.settings.keep_failed_workdirs,
+            step_user=self.step_user,
         )
         self.heartbeats.add((run_id, node_id, attempt))
         try:

@@ -63,6 +63,15 @@ def _never_cancelled() -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class StepUser:
+    """The unprivileged user (and group) a step's processes run as."""
+
+    name: str
+    uid: int
+    gid: int
+
+
 @dataclass
 class StepContext:
     """Everything a runner needs besides the node: identity, template scope and hooks."""
@@ -83,6 +92,12 @@ class StepContext:
     template_max_steps: int = DEFAULT_MAX_STEPS
     #: Where action.http and action.notify may connect (default: the default denials only).
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    #: Where each attempt's working directory is made (None: a folder in the temp dir).
+    work_root: str | None = None
+    #: Keep the working directory of a failed attempt (for debugging).
+    keep_failed_workdirs: bool = False
+    #: The user steps run as (None: the worker's own user).
+    step_user: StepUser | None = None
     #: When execution of the attempt began (monotonic); set by `execute`.
     started: float | None = None
 

@@ -26,6 +26,7 @@ import json
 import os
 import signal
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from conveyor.executor.runners.base import (
@@ -37,6 +38,7 @@ from conveyor.executor.runners.base import (
     StepOutcome,
     invalid_field,
 )
+from conveyor.executor.runners.confine import attempt_workdir, resolve_cwd, step_path
 from conveyor.executor.runners.process import ProcessResult, run_process
 from conveyor.kernel.shellwords import ShellTemplateError, SplitError, shell_command
 from conveyor.kernel.shellwords import split_command as split_pieces
@@ -58,6 +60,8 @@ def node_timeout(node: Mapping[str, Any], ctx: StepContext) -> float | None:
 def base_env(ctx: StepContext) -> dict[str, str]:
     """The minimal environment every step process starts from."""
     env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+    if ctx.step_user is not None and "PATH" in env:
+        env["PATH"] = step_path(env["PATH"], ctx.step_user)
     env.update(
         CONVEYOR_RUN_ID=ctx.run_id,
         CONVEYOR_STEP_ID=ctx.node_id,
@@ -138,28 +142,58 @@ def run_process_step(
     ctx: StepContext,
     masker: Masker,
     renderer: Renderer,
+    script: tuple[str, str] | None = None,
 ) -> StepOutcome:
-    """Run a process for a command-like node and turn how it ended into the step's outcome."""
+    """Run a process for a command-like node and turn how it ended into the step's outcome.
+
+    The process runs in a fresh working directory of the attempt (see `confine`). With
+    `script` (text, file suffix) the text is written there and its path appended to argv.
+    """
     r = renderer
     cwd = r.field_text("cwd")
     stdin = r.field_text("stdin")
     success = _success_codes(r)
     mode = _output_mode(r)
     timeout_s = node_timeout(node, ctx)
-    result = run_process(
-        argv,
-        env=env,
-        cwd=cwd or None,
-        stdin=None if stdin is None else stdin.encode(),
-        timeout_s=ctx.remaining(timeout_s),
-        ctx=ctx,
-        masker=masker,
-    )
+    with attempt_workdir(ctx) as workdir:
+        where = resolve_cwd(ctx.node_id, workdir, cwd, ctx.step_user)
+        args = list(argv)
+        if script is not None:
+            args.append(_write_script(workdir, where, script, ctx))
+        if ctx.step_user is not None:
+            env = {**env, "HOME": str(workdir)}
+        result = run_process(
+            args,
+            env=env,
+            cwd=str(where),
+            stdin=None if stdin is None else stdin.encode(),
+            timeout_s=ctx.remaining(timeout_s),
+            ctx=ctx,
+            masker=masker,
+        )
+        try:
+            return _outcome(result, ctx=ctx, success=success, mode=mode, timeout_s=timeout_s)
+        finally:
+            result.stdout.close()
+            result.stderr.close()
+
+
+def _write_script(workdir: Path, cwd: Path, script: tuple[str, str], ctx: StepContext) -> str:
+    """Write the script into the working directory; its path relative to `cwd`.
+
+    Relative, because a step user may not be able to traverse the directories above the
+    working directory, only the working directory itself.
+    """
+    text, suffix = script
+    path = workdir / f".conveyor-script{suffix}"
     try:
-        return _outcome(result, ctx=ctx, success=success, mode=mode, timeout_s=timeout_s)
-    finally:
-        result.stdout.close()
-        result.stderr.close()
+        path.write_text(text, encoding="utf-8")
+        path.chmod(0o500)
+        if ctx.step_user is not None:
+            os.chown(path, ctx.step_user.uid, ctx.step_user.gid)
+    except OSError as exc:
+        raise StepError(ErrorCategory.INFRA, f"could not write the script: {exc}") from exc
+    return os.path.relpath(path, cwd)
 
 
 def _outcome(
