@@ -8,9 +8,10 @@ attribute is an error, never an empty string, and attribute escapes such as
 Beyond Jinja's own filters there are ``quote`` (POSIX shell quoting),
 ``tojson`` (plain JSON, not HTML-escaped) and ``fromjson``.
 
-With ``quote_values=True`` every ``{{ expr }}`` output is shell-quoted, so a
-``shell: true`` command cannot be broken out of by a parameter value. A value
-already passed through ``|quote`` is not quoted twice.
+With ``quote_values=True`` every ``{{ expr }}`` output is shell-quoted (a value
+already passed through ``|quote`` is not quoted twice). Commands do not rely on
+it: `template_pieces` splits a command into static text and expressions, and
+`conveyor.kernel.shellwords` places each value where the shell cannot parse it.
 
 Every render runs under a `Budget`: a deadline, a cap on output size and a cap
 on "steps" (loop iterations, calls, attribute reads). A budget is installed for
