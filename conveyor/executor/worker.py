@@ -68,6 +68,7 @@ class WorkerRuntime:
         self.artifacts = artifacts
         self.secrets = load_secrets(secrets_file=settings.secrets_file)
         self.egress = EgressPolicy.from_settings(settings)
+        Masker(v for v in self.secrets.values() if v)  # builds the (cached) mask patterns now
         # Confinement: steps run as an unprivileged user when the worker is root, cannot
         # read this process's environment or memory, nor the secrets file.
         self.step_user = resolve_step_user(settings.step_user)

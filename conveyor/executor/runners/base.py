@@ -8,6 +8,7 @@ and masking secret values out of everything a step reports.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import time
@@ -208,6 +209,48 @@ def derived_forms(secret: str) -> set[str]:
     return {f for f in forms if f}
 
 
+def _trie(words: Iterable[str]) -> str:
+    """One regular expression matching any of `words`, the longest first, shaped as a
+    trie so that matching does not try every word at every position."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(root)
+
+
+@functools.lru_cache(maxsize=32)
+def _patterns(
+    secrets: frozenset[str],
+) -> tuple[list[bytes], re.Pattern[str] | None, re.Pattern[bytes] | None]:
+    """The byte forms and the text and bytes patterns for a set of secrets (cached: a
+    worker's secrets do not change, and building the patterns is the costly part)."""
+    forms: set[str] = set()
+    for value in secrets:
+        forms |= derived_forms(value)
+    forms = {f for f in forms if f.strip("*")}
+    if not forms:
+        return [], None, None
+    # Longest first, so a secret containing a shorter one is masked whole.
+    ordered = sorted(forms, key=lambda f: (-len(f), f))
+    source = _trie(sorted({f.lower() for f in forms}))
+    return (
+        [f.encode() for f in ordered],
+        re.compile(source, re.IGNORECASE),
+        re.compile(source.encode(), re.IGNORECASE),
+    )
+
+
 class Masker:
     """Replaces every secret value by ``***`` in text, bytes and nested outputs.
 
@@ -218,21 +261,8 @@ class Masker:
     def __init__(self, secrets: Iterable[str]) -> None:
         # A secret made only of asterisks would match the mask itself and
         # grow it on every pass, so such values are not masked.
-        values = {s for s in secrets if s and s.strip("*")}
-        forms: set[str] = set()
-        for value in values:
-            forms |= derived_forms(value)
-        forms = {f for f in forms if f.strip("*")}
-        # Longest first, so a secret containing a shorter one is masked whole.
-        ordered = sorted(forms, key=lambda f: (-len(f), f))
-        self.secret_bytes = [s.encode() for s in ordered]
-        flags = re.IGNORECASE
-        self._text = re.compile("|".join(map(re.escape, ordered)), flags) if ordered else None
-        self._bytes = (
-            re.compile(b"|".join(re.escape(s.encode()) for s in ordered), flags)
-            if ordered
-            else None
-        )
+        values = frozenset(s for s in secrets if s and s.strip("*"))
+        self.secret_bytes, self._text, self._bytes = _patterns(values)
 
     @property
     def active(self) -> bool:
