@@ -194,3 +194,46 @@ def test_no_process_of_a_step_survives_a_sigkilled_worker(tmp_path: Path, as_use
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+UNDUMPABLE_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from conveyor.executor.runners.confine import make_undumpable
+    if sys.argv[1] == "yes":
+        assert make_undumpable()
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+@needs_root
+@pytest.mark.parametrize("undumpable", [True, False])
+def test_a_non_dumpable_worker_hides_its_environment_from_its_own_user(
+    tmp_path: Path, undumpable: bool
+) -> None:
+    # Both processes run as the same unprivileged user, as a non-root worker and its steps do.
+    user = nobody()
+    setpriv = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
+    env = {**os.environ, "WORKER_ONLY_CREDENTIAL": "hunter2-same-user"}
+    worker = subprocess.Popen(
+        [*setpriv, sys.executable, "-c", UNDUMPABLE_WORKER, "yes" if undumpable else "no"],
+        env=env,
+        stdout=subprocess.PIPE,
+        cwd="/",
+    )
+    try:
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == b"ready"
+        peek = subprocess.run(
+            [*setpriv, "cat", f"/proc/{worker.pid}/environ"],
+            capture_output=True,
+            check=False,
+            cwd="/",
+        )
+        leaked = b"hunter2-same-user" in peek.stdout
+        assert leaked is not undumpable
+    finally:
+        worker.kill()
+        worker.wait()
