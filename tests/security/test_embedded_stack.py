@@ -130,3 +130,23 @@ def test_a_template_bomb_fails_and_the_worker_goes_on(
     s = steps(result)
     assert s["bomb"]["error_category"] == "TEMPLATE"
     assert s["after"]["state"] == "SUCCEEDED"
+
+
+def test_templates_see_only_upstream_steps(stack: dict[str, Any]) -> None:
+    doc = wf.doc(
+        "sec-upstream",
+        [
+            wf.cmd("a", ["echo", "a"]),
+            wf.cmd("side", ["echo", "side-output"]),
+            wf.cmd("delay", ["sleep", "1"]),
+            wf.cmd("c", ["echo", "{{ steps | list | sort | join(',') }}|{{ steps | tojson }}"]),
+        ],
+        [("a", "side"), ("a", "delay"), ("delay", "c")],
+    )
+    result = run_to_end(stack["client"], doc)
+    s = steps(result)
+    assert s["side"]["state"] == "SUCCEEDED"
+    # "side" (an echo) ends long before "delay" (a one-second sleep) lets "c" start.
+    names, _, dumped = s["c"]["stdout"].strip().partition("|")
+    assert names == "a,delay"
+    assert "side-output" not in dumped
