@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 
-.PHONY: install demo dev test lint protos web bench clean
+.PHONY: install demo dev test lint protos web bench security clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ dev: install  ## every service + a worker pool in one process
 
 test: install  ## the whole suite: unit, contract, integration (embedded + distributed), e2e
 	$(BIN)/pytest -q -p no:cacheprovider
+
+security: install  ## the hostile-input suite (injection, sandbox escapes, bombs, SSRF, secrets) -> docs/reliability.md
+	$(BIN)/pytest -q -p no:cacheprovider tests/security
 
 lint: install  ## ruff, mypy, stale generated code, buf lint
 	$(BIN)/ruff check conveyor tests bench scripts

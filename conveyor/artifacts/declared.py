@@ -9,7 +9,6 @@ with a warning. Files are streamed in 1 MiB chunks, never read whole.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -20,28 +19,13 @@ import structlog
 from conveyor.artifacts.domain import name_problem
 from conveyor.executor.runners.base import (
     ErrorCategory,
-    Renderer,
     StepContext,
-    StepError,
     StepOutcome,
 )
 
 log = structlog.get_logger(__name__)
 
 CHUNK = 1024 * 1024
-
-
-def working_directory(node: Mapping[str, Any], ctx: StepContext) -> Path:
-    """The directory the step ran in: its rendered ``data.cwd``, else the worker's own.
-
-    The one place that decides it, so a per-attempt working directory changes only this.
-    """
-    data = node.get("data") or {}
-    try:
-        cwd = Renderer(ctx.node_id, data, ctx.scope).field_text("cwd")
-    except StepError:
-        cwd = None
-    return Path(cwd or os.getcwd()).resolve()
 
 
 def find_files(root: Path, patterns: list[str], *, limit: int) -> tuple[list[Path], list[str]]:
@@ -78,17 +62,18 @@ def _read(path: Path) -> Iterator[bytes]:
 
 
 def upload_declared(
-    node: Mapping[str, Any], ctx: StepContext, outcome: StepOutcome, *, limit: int
+    node: Mapping[str, Any], ctx: StepContext, outcome: StepOutcome, *, root: Path
 ) -> StepOutcome:
-    """Upload the node's declared files; the outcome gains their records and any warnings.
+    """Upload the node's declared files under `root` (the step's working directory, while it
+    still exists); the outcome gains their records and any warnings.
 
     A failed upload fails the step (category INFRA): the files it promised are missing.
     """
     patterns = (node.get("data") or {}).get("artifacts")
     if not patterns or not isinstance(patterns, list):
         return outcome
-    root = working_directory(node, ctx)
-    files, warnings = find_files(root, [str(p) for p in patterns], limit=limit)
+    root = root.resolve()
+    files, warnings = find_files(root, [str(p) for p in patterns], limit=ctx.max_declared_files)
     records: list[dict[str, Any]] = []
     for path in files:
         name = path.relative_to(root).as_posix()

@@ -40,6 +40,12 @@ def _remember_plan(run_id: str, plan: dict[str, Any]) -> None:
             _PLANS.popitem(last=False)
 
 
+def cached_plan(run_id: str) -> dict[str, Any] | None:
+    """The plan of a run if this process has it in memory (claiming a step puts it there)."""
+    with _PLANS_LOCK:
+        return _PLANS.get(run_id)
+
+
 class RunRow(Base):
     """One execution of a job, with its own snapshot of the plan."""
 

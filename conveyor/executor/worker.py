@@ -14,13 +14,15 @@ import grpc
 import structlog
 from celery import Celery
 
-from conveyor.artifacts.declared import upload_declared
 from conveyor.executor import orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
+from conveyor.executor.egress import EgressPolicy
 from conveyor.executor.livelog import LiveLog
 from conveyor.executor.liveness import Heartbeater
+from conveyor.executor.models import RunRow, cached_plan
 from conveyor.executor.runners import StepContext, StepOutcome, execute
 from conveyor.executor.runners.base import ErrorCategory, Masker, StepError
+from conveyor.executor.runners.confine import make_undumpable, protect_file, resolve_step_user
 from conveyor.executor.secrets import read_secrets_file
 from conveyor.executor.v1 import executor_service_pb2_grpc
 from conveyor.kernel import tracing
@@ -65,6 +67,15 @@ class WorkerRuntime:
         self.app = app
         self.artifacts = artifacts
         self.secrets = load_secrets(secrets_file=settings.secrets_file)
+        self.egress = EgressPolicy.from_settings(settings)
+        Masker(v for v in self.secrets.values() if v)  # builds the (cached) mask patterns now
+        # Confinement: steps run as an unprivileged user when the worker is root, cannot
+        # read this process's environment or memory, nor the secrets file.
+        self.step_user = resolve_step_user(settings.step_user)
+        make_undumpable()
+        if settings.secrets_file is not None:
+            protect_file(settings.secrets_file, self.step_user)
+        self.work_root = str((settings.step_work_root or settings.data_dir / "steps").resolve())
         self.hostname = socket.gethostname()
         self.heartbeats = Heartbeater(db, settings.attempt_heartbeat_s)
         self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
@@ -130,6 +141,7 @@ class WorkerRuntime:
         """Execute a claimed attempt and record it; returns the successor handed to us, if any."""
         bound = log.bind(run_id=run_id, step_id=node_id, attempt=attempt)
         scope = {**claim.scope, "secrets": self.secrets}
+        scope["steps"] = self._upstream_steps(run_id, node_id, claim.scope.get("steps") or {})
         ctx = StepContext(
             run_id=run_id,
             node_id=node_id,
@@ -140,6 +152,14 @@ class WorkerRuntime:
             default_timeout_s=self.settings.default_step_timeout_s,
             is_cancelled=self._cancel_check(run_id, node_id, attempt),
             secrets_to_mask=[v for v in self.secrets.values() if v],
+            template_max_s=self.settings.template_max_s,
+            template_max_output=self.settings.template_max_output,
+            template_max_steps=self.settings.template_max_steps,
+            egress=self.egress,
+            work_root=self.work_root,
+            keep_failed_workdirs=self.settings.keep_failed_workdirs,
+            max_declared_files=self.settings.artifacts_max_declared_files,
+            step_user=self.step_user,
         )
         self.heartbeats.add((run_id, node_id, attempt))
         try:
@@ -151,9 +171,6 @@ class WorkerRuntime:
                 outcome = execute(claim.node, ctx)
             finally:
                 live.close()  # every chunk is written before the result that ends the step
-            outcome = upload_declared(
-                claim.node, ctx, outcome, limit=self.settings.artifacts_max_declared_files
-            )
         finally:
             self.heartbeats.discard((run_id, node_id, attempt))
         result = to_result(outcome)
@@ -186,6 +203,18 @@ class WorkerRuntime:
                     handed = (nxt.run_id, nxt.node_id, nxt.attempt, next_claim)
         self.after_commit(effects)
         return handed
+
+    def _upstream_steps(
+        self, run_id: str, node_id: str, steps: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The outputs of the steps upstream of `node_id`: all a template may read."""
+        plan = cached_plan(run_id)
+        if plan is None:
+            with self.db.transaction() as session:
+                run = session.get(RunRow, run_id)
+                plan = run.plan if run is not None else {"nodes": {}}
+        upstream = upstream_nodes(plan, node_id)
+        return {n: v for n, v in steps.items() if n in upstream}
 
     def _handoff_candidate(self, effects: runs.Effects, queue: str) -> Any:
         """The first successor ready on this message's queue (None when hand-off is off)."""
@@ -274,6 +303,26 @@ class WorkerRuntime:
                 return runs.step_cancelled(session, run_id, node_id, attempt)
 
         return check
+
+
+def upstream_nodes(plan: Mapping[str, Any], node_id: str) -> set[str]:
+    """Every node a path of edges leads from to `node_id` (its ancestors).
+
+    Inside a foreach body (a node with a ``group``), the ancestors of the foreach count too.
+    """
+    nodes = plan.get("nodes") or {}
+    seen: set[str] = set()
+    stack = [node_id]
+    while stack:
+        node = nodes.get(stack.pop()) or {}
+        group = node.get("group")
+        parents = [p.get("node") for p in node.get("parents") or []]
+        for parent in [*parents, group]:
+            if isinstance(parent, str) and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    seen.discard(node_id)
+    return seen
 
 
 def _masked_failure(failure: StepError, ctx: StepContext) -> StepOutcome:

@@ -119,3 +119,45 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when the broker is Celery's in-process memory transport."""
         return self.broker_url.startswith("memory://")
+
+    # --- Safe step execution: template budget, egress control, confinement ---------------
+    template_max_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds an attempt may spend rendering templates (also within timeout_s).",
+    )
+    template_max_output: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Characters one rendered template value or field may have.",
+    )
+    template_max_steps: int = Field(
+        default=1_000_000,
+        ge=1000,
+        le=1_000_000_000,
+        description="Loop iterations, calls and attribute reads rendering an attempt may do.",
+    )
+    egress_allow: str = Field(
+        default="",
+        description="Comma-separated hosts, IPs or CIDRs (optionally host:port) action.http and"
+        " action.notify may reach even when denied by default.",
+    )
+    egress_deny: str = Field(
+        default="",
+        description="Comma-separated hosts, IPs or CIDRs (optionally host:port) never reached;"
+        " wins over egress_allow.",
+    )
+    step_work_root: Path | None = Field(
+        default=None,
+        description="Where each attempt gets its own working directory; default data_dir/steps.",
+    )
+    keep_failed_workdirs: bool = Field(
+        default=False, description="Keep the working directory of a failed attempt."
+    )
+    step_user: str = Field(
+        default="auto",
+        description="User steps run as: 'auto' = nobody when the worker runs as root, else the"
+        " worker's own user; 'off' = the worker's user; or a user name or uid.",
+    )

@@ -8,9 +8,16 @@ attribute is an error, never an empty string, and attribute escapes such as
 Beyond Jinja's own filters there are ``quote`` (POSIX shell quoting),
 ``tojson`` (plain JSON, not HTML-escaped) and ``fromjson``.
 
-With ``quote_values=True`` every ``{{ expr }}`` output is shell-quoted, so a
-``shell: true`` command cannot be broken out of by a parameter value. A value
-already passed through ``|quote`` is not quoted twice.
+With ``quote_values=True`` every ``{{ expr }}`` output is shell-quoted (a value
+already passed through ``|quote`` is not quoted twice). Commands do not rely on
+it: `template_pieces` splits a command into static text and expressions, and
+`conveyor.kernel.shellwords` places each value where the shell cannot parse it.
+
+Every render runs under a `Budget`: a deadline, a cap on output size and a cap
+on "steps" (loop iterations, calls, attribute reads). A budget is installed for
+a step with `budget_scope`; without one, each render gets a default budget of its
+own. Running out raises `BudgetExceeded` (a `TemplateError`); a cancellation
+noticed while rendering raises `RenderCancelled`.
 
 The translator uses `references` to check, before any run, that a template
 only names upstream steps and declared parameters.
@@ -18,10 +25,13 @@ only names upstream steps and declared parameters.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import operator
 import re
 import shlex
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,16 +42,24 @@ from jinja2 import nodes
 from jinja2.lexer import Token, TokenStream
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.visitor import NodeTransformer
 
 __all__ = [
+    "Budget",
+    "BudgetExceeded",
+    "Piece",
     "Reference",
+    "RenderCancelled",
     "TemplateError",
     "TemplateSyntaxError",
+    "budget_scope",
     "evaluate",
     "is_templated",
     "references",
+    "render_expression_text",
     "render_string",
     "render_value",
+    "template_pieces",
 ]
 
 # Bounds for operators that can otherwise allocate unbounded memory or CPU from
@@ -71,6 +89,217 @@ class TemplateSyntaxError(TemplateError):
         return f"{self.expression}: line {self.lineno}, column {self.column}: {self.message}"
 
 
+class BudgetExceeded(TemplateError):
+    """Rendering ran out of its budget (time, output size or steps)."""
+
+
+class RenderCancelled(Exception):
+    """The step was cancelled while its templates were rendering."""
+
+
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+DEFAULT_MAX_STEPS = 1_000_000
+DEFAULT_MAX_S = 10.0
+# How many steps pass between two looks at the clock and the cancellation flag.
+_CHECK_EVERY = 512
+
+
+class Budget:
+    """What rendering may spend: a deadline, output characters and steps.
+
+    A step is one loop iteration, call, filter or attribute read. The clock and
+    the cancellation hook are looked at every few hundred steps and on every
+    chunk of output, so even a loop with an empty body stops at the deadline.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_s: float | None = DEFAULT_MAX_S,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> None:
+        self.started = time.monotonic()
+        self.max_s = max_s
+        self.deadline = None if max_s is None else self.started + max_s
+        self.max_output = max_output
+        self.max_steps = max_steps
+        self.is_cancelled = is_cancelled
+        self.steps = 0
+
+    def elapsed(self) -> float:
+        """Seconds since the budget was created."""
+        return time.monotonic() - self.started
+
+    def tick(self, count: int = 1) -> None:
+        """Spend `count` steps; raises when the budget is gone."""
+        self.steps += count
+        if self.steps > self.max_steps:
+            raise BudgetExceeded(
+                "template",
+                f"rendering took more than {self.max_steps} steps (loop iterations and calls)",
+            )
+        if self.steps % _CHECK_EVERY < count:
+            self.check()
+
+    def check(self) -> None:
+        """Raise if the deadline passed or the step was cancelled."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise BudgetExceeded("template", f"rendering took longer than {self.max_s:g} s")
+        if self.is_cancelled is not None and self.is_cancelled():
+            raise RenderCancelled("cancelled while rendering templates")
+
+    def size(self, length: int) -> None:
+        """Refuse a value or an output longer than the output cap."""
+        if length > self.max_output:
+            raise BudgetExceeded(
+                "template",
+                f"a rendered value is {length} characters, more than the limit of "
+                f"{self.max_output}",
+            )
+
+
+_BUDGET: contextvars.ContextVar[Budget | None] = contextvars.ContextVar(
+    "conveyor_template_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def budget_scope(budget: Budget) -> Iterator[Budget]:
+    """Render every template of this thread under `budget` until the block ends."""
+    token = _BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _BUDGET.reset(token)
+
+
+@contextlib.contextmanager
+def _render_budget() -> Iterator[Budget]:
+    """The budget in force, or a default one for this render alone."""
+    current = _BUDGET.get()
+    if current is not None:
+        yield current
+        return
+    with budget_scope(Budget()) as fresh:
+        yield fresh
+
+
+def _budget() -> Budget:
+    current = _BUDGET.get()
+    # Outside a render (Jinja folds constant expressions while compiling) each check
+    # gets a fresh default budget, which still bounds sizes.
+    return Budget() if current is None else current
+
+
+def _sized(value: Any) -> Any:
+    if isinstance(value, str | bytes | list | tuple | dict):
+        _budget().size(len(value))
+    return value
+
+
+def _budget_iter(value: Any) -> Iterator[Any]:
+    budget = _budget()
+    for item in value:
+        budget.tick()
+        yield item
+
+
+def _budget_size(value: Any) -> Any:
+    budget = _budget()
+    budget.tick()
+    return _sized(value)
+
+
+# A width, precision or count this long in a format string or a padding call would
+# allocate more than any budget allows before it could be checked.
+_HUGE_NUMBER = re.compile(r"\d{7,}")
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def _precheck_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse str method calls whose result would be huge, before they allocate it."""
+    owner = getattr(obj, "__self__", None)
+    name = getattr(obj, "__name__", "")
+    budget = _budget()
+    numbers = [a for a in (*args, *kwargs.values()) if isinstance(a, int)]
+    if name in ("format", "format_map") and any(n > budget.max_output for n in numbers):
+        raise BudgetExceeded("template", "a format width or precision that large is not allowed")
+    if not isinstance(owner, str):
+        return
+    if name in _PADDING_METHODS and any(n > budget.max_output for n in numbers):
+        budget.size(max(numbers))
+    if name == "replace" and len(args) >= 2 and isinstance(args[0], str):
+        old, new = args[0], args[1]
+        if isinstance(new, str) and len(new) > len(old):
+            hits = owner.count(old) if old else len(owner) + 1
+            budget.size(len(owner) + hits * (len(new) - len(old)))
+
+
+class _BudgetTransformer(NodeTransformer):
+    """Rewrites a parsed template so loops and concatenations spend the budget."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:  # noqa: N802 - visitor protocol
+        self.generic_visit(node)
+        node.iter = nodes.Filter(
+            node.iter, "_conveyor_iter", [], [], None, None, lineno=node.lineno
+        )
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:  # noqa: N802 - visitor protocol
+        self.generic_visit(node)
+        return nodes.Filter(node, "_conveyor_size", [], [], None, None, lineno=node.lineno)
+
+
+def _budgeted_filter(func: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _budget().tick()
+        return _sized(func(*args, **kwargs))
+
+    # Jinja passes the environment or context to filters marked for it.
+    for marker in ("jinja_pass_arg",):
+        if hasattr(func, marker):
+            setattr(wrapper, marker, getattr(func, marker))
+    wrapper.__name__ = getattr(func, "__name__", "filter")
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+MAX_LIPSUM_PARAGRAPHS = 100
+
+
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    """Jinja's ``lipsum``, limited to `MAX_LIPSUM_PARAGRAPHS` paragraphs of 1000 words."""
+    if not 0 <= n <= MAX_LIPSUM_PARAGRAPHS or not 0 <= max <= 1000 or not 0 <= min <= max:
+        raise BudgetExceeded(
+            "lipsum", f"at most {MAX_LIPSUM_PARAGRAPHS} paragraphs of at most 1000 words"
+        )
+    return str(jinja2.utils.generate_lorem_ipsum(n=n, html=html, min=min, max=max))
+
+
+def _format_filter(value: Any, *args: Any, **kwargs: Any) -> str:
+    if isinstance(value, str) and _HUGE_NUMBER.search(value):
+        raise BudgetExceeded("template", "a format width or precision that large is not allowed")
+    return jinja2.filters.do_format(value, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _padding_filter(func: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(width, int):
+            _budget().size(width)
+        return func(value, width, *args, **kwargs)
+
+    return wrapper
+
+
+@jinja2.pass_eval_context
+def _replace_filter(eval_ctx: Any, s: Any, old: Any, new: Any, count: Any = None) -> Any:
+    if isinstance(s, str) and isinstance(old, str) and isinstance(new, str):
+        _precheck_call(s.replace, (old, new), {})
+    return jinja2.filters.do_replace(eval_ctx, s, old, new, count)
+
+
 @dataclass(frozen=True)
 class Reference:
     """A variable a template reads: its root name and first attribute or key, if constant."""
@@ -80,9 +309,13 @@ class Reference:
 
 
 class _Quoted(str):
-    """A string that is already shell-quoted, so the quoting finalizer leaves it alone."""
+    """A string that is already shell-quoted, so the quoting finalizer leaves it alone.
 
-    __slots__ = ()
+    `original` is the value before quoting: a shell command passes values through the
+    environment, where quoting is not needed and would show.
+    """
+
+    original: str
 
 
 def _text(value: Any) -> str:
@@ -90,7 +323,10 @@ def _text(value: Any) -> str:
 
 
 def _quote_filter(value: Any) -> str:
-    return _Quoted(shlex.quote(_text(value)))
+    text = _text(value)
+    quoted = _Quoted(shlex.quote(text))
+    quoted.original = text
+    return quoted
 
 
 def _tojson_filter(value: Any) -> str:
@@ -108,13 +344,44 @@ def _quoting_finalize(value: Any) -> Any:
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, plus bounds on repetition and exponentiation."""
+    """The sandbox, plus bounds on repetition and exponentiation and a render budget."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        """Compile `source` with loops and concatenations rewritten to spend the budget."""
+        source = _BudgetTransformer().visit(source)
+        return super()._generate(source, name, filename, defer_init=defer_init)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        """Every call spends a step; str methods that would allocate too much are refused."""
+        _budget().tick()
+        _precheck_call(__obj, args, kwargs)
+        return _sized(super().call(__context, __obj, *args, **kwargs))
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """Every subscript spends a step."""
+        _budget().tick()
+        return super().getitem(obj, argument)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """``a.b`` on a mapping reads key ``b`` first, so a step named ``get`` or ``items``
         (``steps.get.output``) is the step, not the dict method of that name."""
+        _budget().tick()
+        if (
+            isinstance(obj, str)
+            and attribute in ("format", "format_map")
+            and _HUGE_NUMBER.search(obj)
+        ):
+            raise jinja2.exceptions.SecurityError(
+                "a format width or precision that large is not allowed"
+            )
         if isinstance(obj, Mapping) and isinstance(attribute, str):
             try:
                 return obj[attribute]
@@ -123,7 +390,20 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
-        """Refuse ``*`` and ``**`` results that would exhaust memory or CPU."""
+        """Refuse ``*``, ``**``, ``+`` and ``%`` results that would exhaust memory or CPU."""
+        _budget().tick()
+        if operator_ == "+":
+            return _sized(operator.add(left, right))
+        if operator_ == "%":
+            huge = any(
+                isinstance(n, int) and n > _budget().max_output
+                for n in (right if isinstance(right, tuple) else (right,))
+            )
+            if isinstance(left, str) and (_HUGE_NUMBER.search(left) or ("*" in left and huge)):
+                raise jinja2.exceptions.SecurityError(
+                    "a format width or precision that large is not allowed"
+                )
+            return _sized(operator.mod(left, right))
         if operator_ == "*":
             for seq, count in ((left, right), (right, left)):
                 if (
@@ -152,6 +432,15 @@ def _make_environment(*, quoting: bool) -> _Environment:
     env.filters["quote"] = _quote_filter
     env.filters["tojson"] = _tojson_filter
     env.filters["fromjson"] = _fromjson_filter
+    env.filters["format"] = _format_filter
+    env.filters["replace"] = _replace_filter
+    for name in ("center", "indent"):
+        env.filters[name] = _padding_filter(env.filters[name])
+    for name, func in list(env.filters.items()):
+        env.filters[name] = _budgeted_filter(func)
+    env.globals["lipsum"] = _lipsum
+    env.filters["_conveyor_iter"] = _budget_iter
+    env.filters["_conveyor_size"] = _budget_size
     return env
 
 
@@ -179,6 +468,8 @@ def _expression(source: str) -> Callable[..., Any]:
 
 
 def _error(source: str, exc: BaseException) -> TemplateError:
+    if isinstance(exc, BudgetExceeded):
+        return BudgetExceeded(source, exc.message)
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return TemplateSyntaxError(
             source, exc.message or "invalid template", lineno=exc.lineno, column=1
@@ -198,10 +489,23 @@ def render_string(source: str, scope: Mapping[str, Any], *, quote_values: bool =
         raise _error(source, exc) from exc  # errors only compiling finds, e.g. unknown filters
     except Exception as exc:  # any failure of user-written template code
         raise _error(source, exc) from exc
-    try:
-        return template.render(scope)
-    except Exception as exc:  # any failure of user-written template code
-        raise _error(source, exc) from exc
+    with _render_budget() as budget:
+        budget.check()
+        parts: list[str] = []
+        length = 0
+        try:
+            for chunk in template.generate(scope):
+                length += len(chunk)
+                budget.size(length)
+                budget.tick()
+                parts.append(chunk)
+        except RenderCancelled:
+            raise
+        except BudgetExceeded as exc:
+            raise BudgetExceeded(source, exc.message) from exc
+        except Exception as exc:  # any failure of user-written template code
+            raise _error(source, exc) from exc
+        return "".join(parts)
 
 
 _LONE_EXPRESSION = re.compile(r"\{\{[-+]?(?P<expr>.*?)[-+]?\}\}", re.DOTALL)
@@ -230,6 +534,8 @@ def render_value(value: Any, scope: Mapping[str, Any], *, quote_values: bool = F
         if expression is not None:
             try:
                 return _evaluate(expression, scope)
+            except BudgetExceeded as exc:
+                raise BudgetExceeded(value, exc.message) from exc
             except TemplateError as exc:
                 raise TemplateError(value, exc.message) from exc
         return render_string(value, scope, quote_values=quote_values)
@@ -238,6 +544,88 @@ def render_value(value: Any, scope: Mapping[str, Any], *, quote_values: bool = F
     if isinstance(value, list | tuple):
         return [render_value(v, scope, quote_values=quote_values) for v in value]
     return value
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A part of a template: static text, or the source of one ``{{ expression }}``."""
+
+    text: str
+    expression: bool
+
+
+_MAX_PIECES = 10_000
+
+
+@lru_cache(maxsize=1024)
+def _pieces(source: str) -> tuple[Piece, ...]:
+    found: list[Piece] = []
+    expr: list[str] | None = None
+    try:
+        for lineno, kind, value in _ENV.lexer.tokeniter(source, None):
+            if kind == "block_begin":
+                raise TemplateSyntaxError(
+                    source,
+                    "template statements ({% ... %}) are not allowed here; write the choice as"
+                    " an expression, e.g. {{ 'a' if params.flag else 'b' }}",
+                    lineno=lineno,
+                    column=1,
+                )
+            if kind == "variable_begin":
+                expr = []
+            elif kind == "variable_end":
+                text = "".join(expr or []).strip()
+                if not text:
+                    raise TemplateSyntaxError(
+                        source, "empty expression {{ }}", lineno=lineno, column=1
+                    )
+                found.append(Piece(text, True))
+                expr = None
+            elif expr is not None:
+                expr.append(value)
+            elif kind == "data":
+                found.append(Piece(value, False))
+            if len(found) > _MAX_PIECES:
+                raise TemplateError(source, f"more than {_MAX_PIECES} template expressions")
+        if expr is not None:
+            raise TemplateSyntaxError(
+                source, "unexpected end of template, expected '}}'", lineno=1, column=1
+            )
+    except jinja2.TemplateSyntaxError:
+        _parse(source, expression=False)  # raises the error located by line and column
+        raise
+    for piece in found:
+        if piece.expression:
+            _expression(piece.text)  # a syntax error inside one expression fails now
+    return tuple(found)
+
+
+def template_pieces(source: str) -> tuple[Piece, ...]:
+    """Split a template into static text and expressions, in order.
+
+    Comments and whitespace control are applied as Jinja would; ``{% raw %}`` content is
+    static text. Statements (``{% if %}``, ``{% for %}``...) are refused with a
+    `TemplateSyntaxError`, as is an expression that does not parse.
+    """
+    try:
+        return _pieces(source)
+    except TemplateError:
+        raise
+    except jinja2.TemplateSyntaxError as exc:
+        raise _error(source, exc) from exc
+
+
+def render_expression_text(expression: str, scope: Mapping[str, Any]) -> str:
+    """Evaluate one expression and give the text ``{{ expression }}`` would render.
+
+    A value passed through ``|quote`` gives its unquoted text.
+    """
+    value = _evaluate(expression, scope)
+    if isinstance(value, _Quoted):
+        return value.original
+    text = _text(value)
+    _budget().size(len(text))
+    return text
 
 
 def _check_defined(source: str, value: Any) -> None:
@@ -255,10 +643,16 @@ def _check_defined(source: str, value: Any) -> None:
 
 
 def _evaluate(expression: str, scope: Mapping[str, Any]) -> Any:
-    try:
-        result = _expression(expression)(**scope)
-    except Exception as exc:  # any failure of user-written template code
-        raise _error(expression, exc) from exc
+    with _render_budget() as budget:
+        budget.check()
+        try:
+            result = _sized(_expression(expression)(**scope))
+        except RenderCancelled:
+            raise
+        except BudgetExceeded as exc:
+            raise BudgetExceeded(expression, exc.message) from exc
+        except Exception as exc:  # any failure of user-written template code
+            raise _error(expression, exc) from exc
     _check_defined(expression, result)
     return result
 

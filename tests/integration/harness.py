@@ -79,7 +79,7 @@ def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, str]]:
         broker_url="memory://",
         events_url="memory://",
         database_url="",
-        **overrides,
+        **{"egress_allow": "127.0.0.1", **overrides},  # the tests' own HTTP servers
     )
     with BackgroundSuite(settings) as suite:
         yield suite.addresses
@@ -163,6 +163,7 @@ def distributed(
             "CONVEYOR_GATEWAY_ADDR": f"127.0.0.1:{ports['gateway']}",
             "CONVEYOR_HTTP_ADDR": f"127.0.0.1:{ports['http']}",
             "CONVEYOR_LOG_LEVEL": "WARNING",
+            "CONVEYOR_EGRESS_ALLOW": "127.0.0.1",  # the tests' own HTTP servers
             **{f"CONVEYOR_{k.upper()}_METRICS_PORT": str(v) for k, v in metrics_ports.items()},
             **(extra_env or {}),
         }

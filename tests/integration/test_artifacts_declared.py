@@ -20,8 +20,6 @@ MAKE_FILES = (
 
 
 def test_declared_files_are_uploaded(stack: dict[str, Any], client: Client, tmp_path: Path) -> None:
-    workdir = tmp_path / "work"
-    workdir.mkdir()
     document = wf.doc(
         "declared-files",
         [
@@ -31,7 +29,7 @@ def test_declared_files_are_uploaded(stack: dict[str, Any], client: Client, tmp_
                 "data": {
                     "command": MAKE_FILES,
                     "shell": True,
-                    "cwd": "{{ params.dir }}",
+                    "cwd": "{{ params.dir }}",  # relative to the attempt's working directory
                     "artifacts": ["out/*.txt", "nested/**/*.bin", "missing/*.zip", "report.html"],
                 },
             }
@@ -40,7 +38,7 @@ def test_declared_files_are_uploaded(stack: dict[str, Any], client: Client, tmp_
         parameters={"type": "object", "properties": {"dir": {"type": "string"}}},
     )
     job = client.create_job(document).job
-    run = client.start_run(job.job_id, {"dir": str(workdir)})
+    run = client.start_run(job.job_id, {"dir": "work"})
     for _ in client.watch(run.run_id):
         pass
     done = client.get_run(run.run_id)

@@ -10,14 +10,19 @@ from pathlib import Path
 import pytest
 
 from conveyor.kernel.templating import (
+    Budget,
+    BudgetExceeded,
     Reference,
+    RenderCancelled,
     TemplateError,
     TemplateSyntaxError,
+    budget_scope,
     evaluate,
     is_templated,
     references,
     render_string,
     render_value,
+    template_pieces,
 )
 
 SCOPE = {
@@ -205,3 +210,106 @@ def test_mapping_keys_win_over_dict_methods() -> None:
     assert render_value("{{ steps.get.output.env }}", scope) == "prod"
     assert render_value("{{ steps.items.n }}", scope) == 2
     assert render_value("{{ steps.keys() | list | length }}", scope) == 2
+
+
+class TestBudget:
+    """Rendering is bounded in steps, size and time, and notices cancellation."""
+
+    @pytest.mark.parametrize(
+        "source",
+        [
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "{% for c in 'x' * 100000 %}{% for d in 'y' * 100000 %}{{ '' }}{% endfor %}"
+            "{% endfor %}",
+            "{% set ns = namespace(a='x') %}{% for i in range(64) %}"
+            "{% set ns.a = ns.a ~ ns.a %}{% endfor %}{{ ns.a | length }}",
+            "{{ ('x' * 1000000) | replace('x', 'xxxxxxxxxx') }}",
+            "{{ ('x' * 1000000).replace('x', 'xxxxxxxxxx') }}",
+            "{{ '%999999999d' % 1 }}",
+            "{{ '%*d' % (999999999, 1) }}",
+            "{{ '{:>999999999}'.format(1) }}",
+            "{{ '{:>{}}'.format(1, 999999999) }}",
+            "{{ '%999999999d' | format(1) }}",
+            "{{ 'a'.center(10 ** 9) }}",
+            "{{ 'a' | center(10 ** 9) }}",
+            "{{ 'a b' | indent(10 ** 9) }}",
+            "{{ lipsum(10 ** 6) }}",
+            "{{ ('x' * 900000) + ('x' * 900000) }}",
+        ],
+    )
+    def test_bombs_fail_fast_as_template_errors(self, source: str) -> None:
+        with pytest.raises(TemplateError):
+            render_string(source, {})
+
+    def test_steps_are_counted(self) -> None:
+        source = "{% for i in range(100) %}{{ i }}{% endfor %}"
+        with budget_scope(Budget(max_steps=50)), pytest.raises(BudgetExceeded) as info:
+            render_string(source, {})
+        assert "more than 50 steps" in info.value.message
+        with budget_scope(Budget(max_steps=10_000)):
+            assert render_string(source, {}).startswith("0123")
+
+    def test_output_size_is_capped(self) -> None:
+        with budget_scope(Budget(max_output=2000)), pytest.raises(BudgetExceeded) as info:
+            render_string("{{ x }}", {"x": "y" * 3000})
+        assert "more than the limit of 2000" in info.value.message
+        with budget_scope(Budget(max_output=2000)), pytest.raises(BudgetExceeded):
+            render_value("{{ x }}", {"x": list(range(3000))})
+
+    def test_deadline_stops_an_empty_loop(self) -> None:
+        source = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+        with (
+            budget_scope(Budget(max_s=0.05, max_steps=10**12)),
+            pytest.raises(BudgetExceeded) as info,
+        ):
+            render_string(source, {})
+        assert "longer than 0.05 s" in info.value.message
+
+    def test_cancellation_interrupts_rendering(self) -> None:
+        source = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+        calls = [0]
+
+        def cancelled() -> bool:
+            calls[0] += 1
+            return calls[0] > 3
+
+        with (
+            budget_scope(Budget(max_s=None, max_steps=10**12, is_cancelled=cancelled)),
+            pytest.raises(RenderCancelled),
+        ):
+            render_string(source, {})
+
+    def test_ordinary_templates_are_unaffected(self) -> None:
+        scope = {"params": {"items": ["a", "b"]}}
+        source = "{% for x in params['items'] %}{{ loop.index }}={{ x|upper }};{% endfor %}"
+        assert render_string(source, scope) == "1=A;2=B;"
+        assert render_value("{{ params['items'] | length }}", scope) == 2
+
+
+class TestPieces:
+    def test_splits_text_and_expressions(self) -> None:
+        pieces = template_pieces("a {{- x -}} b {# c #}{% raw %}{{ y }}{% endraw %}'{{ z }}'")
+        assert [(p.text, p.expression) for p in pieces] == [
+            ("a", False),
+            ("x", True),
+            ("b ", False),
+            ("{{ y }}", False),
+            ("'", False),
+            ("z", True),
+            ("'", False),
+        ]
+
+    @pytest.mark.parametrize(
+        ("source", "message"),
+        [
+            ("echo {% if x %}a{% endif %}", "statements"),
+            ("echo {{ x", "expected '}}'"),
+            ("echo {{ }}", "empty expression"),
+            ("echo {{ x + }}", ""),
+            ("echo {{ x | nofilter }}", "nofilter"),
+        ],
+    )
+    def test_refuses_statements_and_broken_expressions(self, source: str, message: str) -> None:
+        with pytest.raises(TemplateSyntaxError) as info:
+            template_pieces(source)
+        assert message in info.value.message

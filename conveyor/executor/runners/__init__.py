@@ -11,6 +11,7 @@ itself; `execute` reports them as not executable here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -26,7 +27,7 @@ from conveyor.executor.runners.base import (
     StepError,
     StepOutcome,
 )
-from conveyor.executor.runners.command import run_command
+from conveyor.executor.runners.command import node_timeout, run_command
 from conveyor.executor.runners.http import run_http, run_notify
 from conveyor.executor.runners.logic import (
     run_condition,
@@ -36,6 +37,7 @@ from conveyor.executor.runners.logic import (
     run_trigger,
 )
 from conveyor.executor.runners.script import run_script
+from conveyor.kernel.templating import Budget, RenderCancelled, budget_scope
 
 __all__ = [
     "RUNNABLE_TYPES",
@@ -82,13 +84,29 @@ def execute(node: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
                 ErrorCategory.INTERNAL, f"node type {node_type} is not executed by a runner"
             ).outcome()
         else:
-            outcome = runner(node, ctx, masker)
+            with budget_scope(_budget(node, ctx)):
+                outcome = runner(node, ctx, masker)
     except StepError as failure:
         outcome = failure.outcome()
+    except RenderCancelled as exc:
+        outcome = StepError(ErrorCategory.CANCELLED, str(exc)).outcome()
     except Exception as exc:  # the contract is "never raises": a bug becomes a failed step
         log.exception("runner crashed", run_id=ctx.run_id, step_id=ctx.node_id, node_type=node_type)
         outcome = StepError(ErrorCategory.INTERNAL, f"{type(exc).__name__}: {exc}").outcome()
     return _masked(outcome, masker)
+
+
+def _budget(node: Mapping[str, Any], ctx: StepContext) -> Budget:
+    """The template budget of one attempt; its time counts in the node's timeout."""
+    ctx.started = time.monotonic()
+    timeout = node_timeout(node, ctx)
+    max_s = ctx.template_max_s if timeout is None else min(ctx.template_max_s, timeout)
+    return Budget(
+        max_s=max_s,
+        max_output=ctx.template_max_output,
+        max_steps=ctx.template_max_steps,
+        is_cancelled=ctx.is_cancelled,
+    )
 
 
 def _masked(outcome: StepOutcome, masker: Masker) -> StepOutcome:

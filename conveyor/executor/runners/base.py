@@ -7,14 +7,30 @@ and masking secret values out of everything a step reports.
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import re
+import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from conveyor.kernel.templating import TemplateError, evaluate, render_string, render_value
+from conveyor.executor.egress import EgressPolicy
+from conveyor.kernel.templating import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_MAX_S,
+    DEFAULT_MAX_STEPS,
+    Piece,
+    TemplateError,
+    evaluate,
+    render_expression_text,
+    render_string,
+    render_value,
+    template_pieces,
+)
 
 MASK = "***"
 
@@ -70,6 +86,15 @@ def _never_cancelled() -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class StepUser:
+    """The unprivileged user (and group) a step's processes run as."""
+
+    name: str
+    uid: int
+    gid: int
+
+
 @dataclass
 class StepContext:
     """Everything a runner needs besides the node: identity, template scope and hooks."""
@@ -84,6 +109,28 @@ class StepContext:
     is_cancelled: Callable[[], bool] = _never_cancelled
     on_output: Callable[[str, str], None] | None = None
     secrets_to_mask: Sequence[str] = ()
+    #: Template budget: seconds (also bounded by the node's timeout), characters, steps.
+    template_max_s: float = DEFAULT_MAX_S
+    template_max_output: int = DEFAULT_MAX_OUTPUT
+    template_max_steps: int = DEFAULT_MAX_STEPS
+    #: Where action.http and action.notify may connect (default: the default denials only).
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    #: Where each attempt's working directory is made (None: a folder in the temp dir).
+    work_root: str | None = None
+    # At most this many declared files (`data.artifacts`) are uploaded per attempt.
+    max_declared_files: int = 1000
+    #: Keep the working directory of a failed attempt (for debugging).
+    keep_failed_workdirs: bool = False
+    #: The user steps run as (None: the worker's own user).
+    step_user: StepUser | None = None
+    #: When execution of the attempt began (monotonic); set by `execute`.
+    started: float | None = None
+
+    def remaining(self, timeout_s: float | None) -> float | None:
+        """What is left of `timeout_s` once the time spent so far (rendering) is counted."""
+        if timeout_s is None or self.started is None:
+            return timeout_s
+        return max(0.0, timeout_s - (time.monotonic() - self.started))
 
 
 @dataclass
@@ -140,20 +187,106 @@ class StepError(Exception):
         )
 
 
+#: Secrets shorter than this are masked only as they are, not in derived forms: the
+#: derived forms of a very short value would match ordinary text.
+MIN_DERIVED_LENGTH = 4
+# A base64 fragment shorter than this is too likely to occur by chance.
+_MIN_B64_FRAGMENT = 6
+
+
+def _base64_fragments(secret: bytes) -> set[str]:
+    """The base64 text of `secret` at each of the three byte alignments in a longer value.
+
+    Only the characters that depend on the secret's bytes alone are kept, so the
+    fragment appears in the encoding of any text that contains the secret.
+    """
+    found: set[str] = set()
+    for offset in range(3):
+        total = offset + len(secret)
+        start = (8 * offset + 5) // 6
+        end = (8 * total) // 6
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * offset + secret).decode()
+            fragment = text[start:end]
+            if len(fragment) >= _MIN_B64_FRAGMENT:
+                found.add(fragment)
+                if offset == 0:
+                    found.add(text)  # the whole encoding, padding included
+    return found
+
+
+def derived_forms(secret: str) -> set[str]:
+    """The forms of a secret that masking also replaces (see docs/workflow-format.md)."""
+    forms = {secret}
+    if len(secret) < MIN_DERIVED_LENGTH:
+        return forms
+    raw = secret.encode()
+    forms |= {secret.upper(), secret.lower(), secret[::-1]}
+    forms |= {
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret),  # "/" kept, as Jinja's urlencode does
+        urllib.parse.quote_plus(secret),
+    }
+    forms |= {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
+    forms.add(raw.hex())
+    forms |= _base64_fragments(raw)
+    return {f for f in forms if f}
+
+
+def _trie(words: Iterable[str]) -> str:
+    """One regular expression matching any of `words`, the longest first, shaped as a
+    trie so that matching does not try every word at every position."""
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, Any]) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(root)
+
+
+@functools.lru_cache(maxsize=32)
+def _patterns(
+    secrets: frozenset[str],
+) -> tuple[list[bytes], re.Pattern[str] | None, re.Pattern[bytes] | None]:
+    """The byte forms and the text and bytes patterns for a set of secrets (cached: a
+    worker's secrets do not change, and building the patterns is the costly part)."""
+    forms: set[str] = set()
+    for value in secrets:
+        forms |= derived_forms(value)
+    forms = {f for f in forms if f.strip("*")}
+    if not forms:
+        return [], None, None
+    # Longest first, so a secret containing a shorter one is masked whole.
+    ordered = sorted(forms, key=lambda f: (-len(f), f))
+    source = _trie(sorted({f.lower() for f in forms}))
+    return (
+        [f.encode() for f in ordered],
+        re.compile(source, re.IGNORECASE),
+        re.compile(source.encode(), re.IGNORECASE),
+    )
+
+
 class Masker:
-    """Replaces every secret value by ``***`` in text, bytes and nested outputs."""
+    """Replaces every secret value by ``***`` in text, bytes and nested outputs.
+
+    Besides the value itself: the value in any letter case, reversed, URL-encoded,
+    JSON-escaped, as hex, and base64 (standard and URL-safe) at any alignment.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         # A secret made only of asterisks would match the mask itself and
         # grow it on every pass, so such values are not masked.
-        values = {s for s in secrets if s and s.strip("*")}
-        # Longest first, so a secret containing a shorter one is masked whole.
-        ordered = sorted(values, key=len, reverse=True)
-        self.secret_bytes = [s.encode() for s in ordered]
-        self._text = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-        self._bytes = (
-            re.compile(b"|".join(re.escape(s.encode()) for s in ordered)) if ordered else None
-        )
+        values = frozenset(s for s in secrets if s and s.strip("*"))
+        self.secret_bytes, self._text, self._bytes = _patterns(values)
 
     @property
     def active(self) -> bool:
@@ -213,6 +346,19 @@ class Renderer:
             return render_string(value, self.scope, quote_values=quote_values)
         except TemplateError as exc:
             raise _template_failure(self.node_id, path, exc) from exc
+
+    def pieces(self, value: str, path: str) -> tuple[tuple[Piece, ...], list[str]]:
+        """Split `value` into static text and expressions and render each expression."""
+        try:
+            pieces = template_pieces(value)
+            values = [render_expression_text(p.text, self.scope) for p in pieces if p.expression]
+        except TemplateError as exc:
+            raise _template_failure(self.node_id, path, exc) from exc
+        return pieces, values
+
+    def template_failure(self, path: str, expression: str, message: str) -> StepError:
+        """A TEMPLATE failure of field `path`."""
+        return _template_failure(self.node_id, path, TemplateError(expression, message))
 
     def native(self, value: Any, path: str) -> Any:
         """Render every string inside `value`; a lone ``{{ expr }}`` keeps its native type."""

@@ -4,8 +4,10 @@
 ``query``, ``json`` (any JSON value, rendered with native types) or ``body``
 (text), ``expect_status`` (a list of codes and ranges such as ``"200-299"``;
 default 200-299) and ``output``: ``json``, ``text``, or when absent ``json``
-for a JSON content type and ``text`` otherwise. Redirects are followed, as a
-browser or most HTTP clients would. The response body is captured like a
+for a JSON content type and ``text`` otherwise. Redirects are followed (up to
+10), as a browser or most HTTP clients would, each hop checked by the egress
+policy (`conveyor.executor.egress`); credentials headers are dropped when a
+redirect leaves the origin. The response body is captured like a
 process's stdout: inline up to the cap, the whole body in an artifact
 ``body`` beyond it.
 
@@ -13,8 +15,9 @@ process's stdout: inline up to the cap, the whole body in an artifact
 expects a 2xx answer; its only output is ``status``.
 
 Failures: an unexpected status is ``HTTP_STATUS`` (the outputs are still
-returned), a refused or broken connection ``CONNECTION``, and running past
-the node's timeout ``TIMEOUT``.
+returned), a refused or broken connection or a destination the egress policy
+denies ``CONNECTION`` (the message says ``egress denied`` and names the rule),
+and running past the node's timeout ``TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from conveyor.executor.egress import EgressDenied, EgressPolicy
 from conveyor.executor.runners.base import (
     ErrorCategory,
     Masker,
@@ -68,6 +72,12 @@ def _describe(ranges: list[tuple[int, int]]) -> str:
     return ", ".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
 
 
+MAX_REDIRECTS = 10
+_REDIRECTS = (301, 302, 303, 307, 308)
+# Headers that carry credentials: dropped when a redirect leaves the origin.
+_CREDENTIALS = ("authorization", "cookie", "proxy-authorization")
+
+
 class _Request:
     """A rendered request, ready to send."""
 
@@ -86,9 +96,9 @@ class _Request:
         elif r.data.get("body") is not None:
             self.content = (r.field_text("body") or "").encode()
 
-    def stream(self, client: httpx.Client) -> Any:
-        """The streaming response context manager."""
-        return client.stream(
+    def first(self, client: httpx.Client) -> httpx.Request:
+        """The request as the node describes it (before any redirect)."""
+        return client.build_request(
             self.method,
             self.url,
             params=self.query or None,
@@ -98,41 +108,104 @@ class _Request:
         )
 
 
+def _pinned(request: httpx.Request, policy: EgressPolicy) -> httpx.Request:
+    """`request` sent to the address the policy checked, with the name kept for Host and TLS."""
+    url = request.url
+    if url.scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
+    host = url.host
+    if not host:
+        raise httpx.InvalidURL("the URL has no host")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    address = policy.check(host, port)
+    headers = request.headers.copy()
+    headers["Host"] = url.netloc.decode("ascii").rpartition("@")[2]
+    extensions = dict(request.extensions)
+    if url.scheme == "https":
+        extensions["sni_hostname"] = host
+    return httpx.Request(
+        request.method,
+        url.copy_with(host=address),
+        headers=headers,
+        content=request.content,
+        extensions=extensions,
+    )
+
+
+def _redirected(request: httpx.Request, response: httpx.Response) -> httpx.Request:
+    """The next request of a redirect, built the way browsers and httpx do."""
+    location = response.headers.get("location", "")
+    url = request.url.join(location)
+    method = request.method
+    content: bytes | None = request.content
+    headers = request.headers.copy()
+    if (response.status_code == 303 and method != "HEAD") or (
+        response.status_code in (301, 302) and method == "POST"
+    ):
+        method, content = "GET", None
+        for name in ("content-length", "content-type", "transfer-encoding"):
+            headers.pop(name, None)
+    if (url.scheme, url.host, url.port) != (request.url.scheme, request.url.host, request.url.port):
+        for name in _CREDENTIALS:
+            headers.pop(name, None)
+    headers.pop("host", None)
+    return httpx.Request(method, url, headers=headers, content=content)
+
+
 def _send(
     request: _Request, *, ctx: StepContext, masker: Masker, timeout_s: float | None
 ) -> tuple[httpx.Response, StreamCapture, int]:
-    """Send the request and read the body into a capture; maps transport errors."""
+    """Send the request (following redirects, each hop egress-checked) and read the body."""
     body = StreamCapture("body", ctx.inline_output_cap)
     started = time.monotonic()
-    deadline = None if timeout_s is None else started + timeout_s
+    left = ctx.remaining(timeout_s)
+    deadline = None if left is None else started + left
     byte_masker = ByteMasker(masker)
+    shown = request.url
     try:
-        with (
-            httpx.Client(timeout=timeout_s, follow_redirects=True) as client,
-            request.stream(client) as response,
-        ):
-            for chunk in response.iter_bytes():
-                body.write(byte_masker.feed(chunk))
-                if ctx.is_cancelled():
-                    raise StepError(ErrorCategory.CANCELLED, "cancelled while receiving")
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise httpx.ReadTimeout("the response took too long")
-            body.write(byte_masker.flush())
+        # trust_env=False: a proxy from the environment would connect instead of the checked
+        # address, so the egress policy could not hold.
+        with httpx.Client(timeout=left, follow_redirects=False, trust_env=False) as client:
+            logical = request.first(client)
+            for hop in range(MAX_REDIRECTS + 1):
+                shown = str(logical.url)
+                response = client.send(_pinned(logical, ctx.egress), stream=True)
+                if response.status_code not in _REDIRECTS or "location" not in response.headers:
+                    break
+                response.close()
+                if hop == MAX_REDIRECTS:
+                    raise httpx.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
+                logical = _redirected(logical, response)
+            try:
+                for chunk in response.iter_bytes():
+                    body.write(byte_masker.feed(chunk))
+                    if ctx.is_cancelled():
+                        raise StepError(ErrorCategory.CANCELLED, "cancelled while receiving")
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise httpx.ReadTimeout("the response took too long")
+                body.write(byte_masker.flush())
+            finally:
+                response.close()
     except StepError:
         body.close()
         raise
+    except EgressDenied as exc:
+        body.close()
+        raise StepError(
+            ErrorCategory.CONNECTION, f"{request.method} {shown}: egress denied: {exc}"
+        ) from exc
     except httpx.TimeoutException as exc:
         body.close()
         raise StepError(
-            ErrorCategory.TIMEOUT, f"timed out after {timeout_s:g} s: {request.url}: {exc}"
+            ErrorCategory.TIMEOUT, f"timed out after {timeout_s:g} s: {shown}: {exc}"
         ) from exc
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         body.close()
-        raise invalid_field(ctx.node_id, "data.url", f"{request.url}: {exc}") from exc
-    except httpx.HTTPError as exc:
+        raise invalid_field(ctx.node_id, "data.url", f"{shown}: {exc}") from exc
+    except (httpx.HTTPError, OSError) as exc:
         body.close()
         raise StepError(
-            ErrorCategory.CONNECTION, f"{request.method} {request.url} failed: {exc}"
+            ErrorCategory.CONNECTION, f"{request.method} {shown} failed: {exc}"
         ) from exc
     return response, body, round((time.monotonic() - started) * 1000)
 

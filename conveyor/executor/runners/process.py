@@ -4,7 +4,10 @@ The child starts in its own session, so it leads a fresh process group: a
 timeout or a cancellation signals the whole group (SIGTERM, then SIGKILL after
 a grace period), which reaches anything the step started in the background
 too. When the child exits by itself, whatever it left running in its group
-is ended the same way, so no step leaves processes behind on a worker.
+is ended the same way, so no step leaves processes behind on a worker. Each
+group is registered with the worker's guard (`guard`), which kills it if the
+worker dies first. With a step user (`StepContext.step_user`) the child runs as
+that user, its group and no supplementary groups.
 
 Each output pipe is drained by its own thread, so a child never blocks on a
 full pipe, and the child is reaped with ``wait4`` to read the kernel's
@@ -16,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -30,8 +35,10 @@ from conveyor.executor.runners.base import (
     ResourceUsage,
     StepContext,
     StepError,
+    StepUser,
 )
 from conveyor.executor.runners.capture import ByteMasker, LiveOutput, StreamCapture
+from conveyor.executor.runners.guard import GUARD
 
 POLL_S = 0.2
 KILL_GRACE_S = 2.0
@@ -178,12 +185,90 @@ class _Reaper(threading.Thread):
             self.done.set()
 
 
+#: What Linux accepts for one argument or environment string (MAX_ARG_STRLEN), and a
+#: bound for all of them together, below the usual ARG_MAX.
+MAX_ARG_BYTES = 128 * 1024 - 1
+MAX_ARGS_TOTAL_BYTES = 1024 * 1024
+
+
+def _check_sizes(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    total = 0
+    items = [(f"argument {i}", a) for i, a in enumerate(argv)]
+    items += [(f"environment variable {k}", f"{k}={v}") for k, v in env.items()]
+    for what, text in items:
+        size = len(text.encode("utf-8", "surrogateescape"))
+        total += size + 1
+        if size > MAX_ARG_BYTES:
+            raise StepError(
+                ErrorCategory.INTERNAL,
+                f"could not start: {what} is {size} bytes, more than the {MAX_ARG_BYTES} bytes"
+                " the system allows for one; pass large values on stdin or in a file",
+            )
+    if total > MAX_ARGS_TOTAL_BYTES:
+        raise StepError(
+            ErrorCategory.INTERNAL,
+            f"could not start: arguments and environment take {total} bytes, more than"
+            f" {MAX_ARGS_TOTAL_BYTES}; pass large values on stdin or in a file",
+        )
+
+
+SETPRIV = shutil.which("setpriv")
+# Used when util-linux's setpriv is missing: the same switch in a short Python program.
+_SWITCH_USER = (
+    "import os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1]));"
+    " os.execvp(sys.argv[3], sys.argv[3:])"
+)
+
+
+def _as_user(
+    argv: list[str], user: StepUser, *, env: Mapping[str, str], cwd: str | None
+) -> list[str]:
+    """`argv` wrapped to run as `user`, with its group and no supplementary groups.
+
+    The switch happens in the exec'd wrapper, not between fork and exec: Python can then
+    start the child with vfork, which a process with gRPC threads needs (a plain fork
+    runs gRPC's fork handlers, which may abort the child).
+    """
+    program = argv[0]
+    if "/" not in program:
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise StepError(
+                ErrorCategory.INFRA,
+                f"could not start: [Errno 2] No such file or directory: {program!r}",
+            )
+    elif not os.path.exists(os.path.join(cwd or "", program)):
+        raise StepError(
+            ErrorCategory.INFRA,
+            f"could not start: [Errno 2] No such file or directory: {program!r}",
+        )
+    if SETPRIV is not None:
+        return [
+            SETPRIV,
+            f"--reuid={user.uid}",
+            f"--regid={user.gid}",
+            "--clear-groups",
+            "--",
+            *argv,
+        ]
+    return [sys.executable, "-I", "-c", _SWITCH_USER, str(user.uid), str(user.gid), *argv]
+
+
 def _start(
-    argv: Sequence[str], *, env: Mapping[str, str], cwd: str | None, with_stdin: bool
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | None,
+    with_stdin: bool,
+    user: StepUser | None = None,
 ) -> subprocess.Popen[bytes]:
+    _check_sizes(argv, env)
+    command = list(argv)
+    if user is not None:
+        command = _as_user(command, user, env=env, cwd=cwd)
     try:
-        return subprocess.Popen(
-            list(argv),
+        proc = subprocess.Popen(
+            command,
             stdin=subprocess.PIPE if with_stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -196,6 +281,8 @@ def _start(
         raise StepError(ErrorCategory.INFRA, f"could not start: {exc}") from exc
     except ValueError as exc:  # e.g. a NUL byte in an argument or the environment
         raise StepError(ErrorCategory.INTERNAL, f"could not start: {exc}") from exc
+    GUARD.register(proc.pid)  # the group dies with this worker, even by SIGKILL
+    return proc
 
 
 def _supervise(reaper: _Reaper, *, deadline: float | None, ctx: StepContext) -> tuple[bool, bool]:
@@ -224,7 +311,7 @@ def run_process(
     stdout = StreamCapture.for_step("stdout", ctx)
     stderr = StreamCapture.for_step("stderr", ctx)
     started = time.monotonic()
-    proc = _start(argv, env=env, cwd=cwd, with_stdin=stdin is not None)
+    proc = _start(argv, env=env, cwd=cwd, with_stdin=stdin is not None, user=ctx.step_user)
     assert proc.stdout is not None and proc.stderr is not None
     pgid = proc.pid
     readers = [
@@ -253,6 +340,7 @@ def run_process(
         if not reaper.done.is_set() or _group_alive(pgid):
             terminate_group(pgid, reaper.done)
         reaper.done.wait()
+        GUARD.unregister(pgid)
         _finish_readers(readers)
         proc.stdout.close()
         proc.stderr.close()

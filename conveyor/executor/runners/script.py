@@ -9,16 +9,14 @@ instead:
   by ``_``; strings are passed as they are, other values as JSON;
 - the node's ``env`` map, rendered (this is how step outputs reach a script).
 
+The script is written into the attempt's working directory (removed with it).
 Capture, timeout, ``cwd``, ``stdin``, ``success_codes`` and ``output`` work as
 for ``action.command``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,13 +61,12 @@ def run_script(node: Mapping[str, Any], ctx: StepContext, masker: Masker) -> Ste
     if isinstance(params, Mapping):
         env.update(param_env(params))
     env.update(r.field_map("env"))
-    fd, path = tempfile.mkstemp(prefix="conveyor-script-", suffix=INTERPRETERS[interpreter])
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(script)
-        return run_process_step(
-            [interpreter, path], env=env, node=node, ctx=ctx, masker=masker, renderer=r
-        )
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+    return run_process_step(
+        [interpreter],
+        env=env,
+        node=node,
+        ctx=ctx,
+        masker=masker,
+        renderer=r,
+        script=(script, INTERPRETERS[interpreter]),
+    )

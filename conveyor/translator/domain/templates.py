@@ -1,5 +1,9 @@
 """Static checks of the templates in node data: size, syntax and what they refer to.
 
+A ``command`` string of an ``action.command`` node (with or without ``shell``) may hold
+only ``{{ expressions }}``, never ``{% statements %}``: its values are placed by position
+(see `conveyor.kernel.shellwords`), which a statement would make ambiguous.
+
 A template may read ``params`` (declared names), ``steps.<id>`` (nodes upstream
 of it; inside a foreach body, also nodes upstream of the foreach), ``run``
 (``id``, ``job``, ``trigger``, ``started_at``), ``secrets``, Jinja's globals
@@ -11,12 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.kernel.shellwords import ShellScanner, ShellTemplateError
 from conveyor.kernel.templating import (
     GLOBAL_NAMES,
     Reference,
+    TemplateError,
     TemplateSyntaxError,
     is_templated,
     references,
+    template_pieces,
 )
 from conveyor.translator.domain import diagnostics as dg
 from conveyor.translator.domain.diagnostics import Diagnostics, pointer
@@ -125,9 +132,54 @@ def _check_string(
             )
 
 
+def _check_command(node: Node, ctx: _Context) -> None:
+    """A command string holds expressions only; in shell mode each must be referencable."""
+    value = node.raw_data.get("command")
+    if not isinstance(value, str) or ("{%" not in value and "{{" not in value):
+        return
+    path = node.path + "/data" + pointer("command")
+    try:
+        pieces = template_pieces(value)
+    except TemplateSyntaxError as exc:
+        if "{%" in value and "statements" in exc.message:
+            ctx.out.error(
+                dg.TEMPLATE_SYNTAX,
+                f"node '{node.id}' field 'command': template statements ({{% ... %}}) are not"
+                " allowed in a command, because values are placed by position; write the"
+                " choice as an expression, e.g. {{ 'a' if params.flag else 'b' }}, or use"
+                " action.script with the values in env",
+                path,
+                node_id=node.id,
+                line=exc.lineno,
+                column=exc.column,
+            )
+        return  # other syntax errors are reported by the generic check
+    except TemplateError:
+        return
+    if node.raw_data.get("shell") is not True:
+        return
+    scanner = ShellScanner()
+    for piece in pieces:
+        if not piece.expression:
+            scanner.feed(piece.text)
+            continue
+        try:
+            scanner.reference("V")
+        except ShellTemplateError as exc:
+            ctx.out.error(
+                dg.TEMPLATE_SYNTAX,
+                f"node '{node.id}' field 'command': {{{{ {piece.text} }}}}: {exc}",
+                path,
+                node_id=node.id,
+            )
+            return
+
+
 def _check_node(node: Node, ctx: _Context) -> None:
     if node.type is None:
         return
+    if node.type == "action.command":
+        _check_command(node, ctx)
     data_path = node.path + "/data"
     for key in node.data:
         if (node.type, key) in UNTEMPLATED_FIELDS or key not in node.raw_data:

@@ -131,11 +131,15 @@ def test_stdin_env_and_cwd(make_ctx: Any, tmp_path: Path, monkeypatch: pytest.Mo
             "argv": ["sh", "-c", script],
             "stdin": "hello {{ params.who }}\n",
             "env": {"GREETING": "hi {{ params.who }}"},
-            "cwd": str(tmp_path),
+            "cwd": "sub/{{ params.who }}",
         }
     )
-    outcome = execute(node, make_ctx(params={"who": "ann"}))
-    assert outcome.outputs["output"] == f"hello ann|hi ann|run-1|n|1|unset|{tmp_path}"
+    outcome = execute(node, make_ctx(params={"who": "ann"}, work_root=str(tmp_path / "work")))
+    head, _, cwd = outcome.outputs["output"].rpartition("|")
+    assert head == "hello ann|hi ann|run-1|n|1|unset"
+    # cwd is relative to the attempt's own working directory, removed afterwards.
+    assert cwd.startswith(f"{tmp_path}/work/run-1-n-a1-") and cwd.endswith("/sub/ann")
+    assert not Path(cwd).exists()
 
 
 def test_stdin_larger_than_a_pipe_buffer_does_not_block(make_ctx: Any) -> None:

@@ -13,7 +13,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from conveyor.executor.egress import EgressPolicy, parse_rules
 from conveyor.executor.runners import ErrorCategory, execute
+
+# The test server listens on loopback, which steps may not reach by default.
+LOCAL = EgressPolicy(allow=parse_rules("127.0.0.1"))
+
+
+@pytest.fixture
+def make_ctx(make_ctx: Any) -> Any:
+    def make(**options: Any) -> Any:
+        options.setdefault("egress", LOCAL)
+        return make_ctx(**options)
+
+    return make
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -373,3 +373,39 @@ class TestWaitingNodesInForeach:
         assert found.node_id == "inner"
         assert found.path.endswith("/parentId")
         assert "cannot sit inside foreach 'loop'" in found.message
+
+
+class TestShellCommands:
+    """Commands hold expressions only; shell commands only where a value can be referenced."""
+
+    @staticmethod
+    def _command(data: dict[str, Any]) -> Any:
+        return workflow([node("a", **data)])
+
+    def test_statements_are_refused_with_the_safe_form(self) -> None:
+        found = _one(
+            self._command({"command": "echo {% if true %}x{% endif %}", "shell": True}),
+            "TEMPLATE_SYNTAX",
+        )
+        assert "{{ 'a' if params.flag else 'b' }}" in found.message
+        assert found.path.endswith("/data/command")
+
+    def test_a_template_in_a_quoted_heredoc_is_refused(self) -> None:
+        found = _one(
+            self._command({"command": "cat <<'E'\n{{ run.id }}\nE", "shell": True}),
+            "TEMPLATE_SYNTAX",
+        )
+        assert "quoted here-document" in found.message
+
+    @pytest.mark.parametrize(
+        "command",
+        [
+            "echo '{{ run.id }}'",
+            'echo "{{ run.id }}"',
+            "echo {{ run.id }}",
+            "echo $(echo {{ run.id }})",
+        ],
+    )
+    def test_quoted_templates_are_fine(self, command: str) -> None:
+        result = compile_workflow(self._command({"command": command, "shell": True}))
+        assert result.ok, result.diagnostics
