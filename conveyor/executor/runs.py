@@ -168,12 +168,18 @@ class StepCache:
         """
         missing = [n for n in set(node_ids) if n not in self._rows and n not in self._views]
         for chunk in (missing[i : i + 500] for i in range(0, len(missing), 500)):
-            for node_id, state, handle, handled in self._session.execute(
+            for node_id, state, handle, handled, reason in self._session.execute(
                 select(
-                    StepRow.node_id, StepRow.state, StepRow.handle, StepRow.failure_handled
+                    StepRow.node_id,
+                    StepRow.state,
+                    StepRow.handle,
+                    StepRow.failure_handled,
+                    StepRow.skip_reason,
                 ).where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
             ):
-                self._views[node_id] = StepView(StepState(state), handle, bool(handled))
+                self._views[node_id] = StepView(
+                    StepState(state), handle, bool(handled), reason or ""
+                )
 
     def view(self, node_id: str) -> StepView:
         """The engine's view of a step."""
@@ -181,7 +187,9 @@ class StepCache:
         if row is None and node_id in self._views:
             return self._views[node_id]
         row = self.get(node_id)
-        return StepView(StepState(row.state), row.handle, row.failure_handled)
+        return StepView(
+            StepState(row.state), row.handle, row.failure_handled, row.skip_reason or ""
+        )
 
 
 def start_run(
