@@ -13,10 +13,11 @@ import structlog
 from celery import Celery
 from sqlalchemy.exc import IntegrityError
 
-from conveyor.executor import liveness, runs, waits
+from conveyor.executor import inline, liveness, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.convert import run_pb, trigger_name
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
+from conveyor.executor.worker import load_secrets
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
@@ -45,6 +46,8 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         self._db = db
         self._bus = bus
         self._app = app
+        # Triggers and branches are evaluated in this process (conveyor.executor.inline).
+        inline.configure(load_secrets(secrets_file=settings.secrets_file))
         self._translator = translator_service_pb2_grpc.TranslatorServiceStub(
             channel(settings.translator_addr)
         )

@@ -14,7 +14,7 @@ import grpc
 import structlog
 from celery import Celery
 
-from conveyor.executor import orchestrate, runs, waits
+from conveyor.executor import inline, orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.livelog import LiveLog
 from conveyor.executor.liveness import Heartbeater
@@ -64,6 +64,7 @@ class WorkerRuntime:
         self.app = app
         self.artifacts = artifacts
         self.secrets = load_secrets(secrets_file=settings.secrets_file)
+        inline.configure(self.secrets)  # successors this worker makes ready may be inline
         self.hostname = socket.gethostname()
         self.heartbeats = Heartbeater(db, settings.attempt_heartbeat_s)
         self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
