@@ -128,6 +128,7 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     suite._servers.append(server)
     suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
     suite._tasks.append(asyncio.create_task(executor.wake_forever()))
+    suite._tasks.append(asyncio.create_task(executor.reap_forever()))
 
     monitor = monitor_api.MonitorServicer(db=db, hub=hub)
     ops = build_ops(settings=settings, db=db, bus=bus, app=app)
@@ -242,6 +243,7 @@ async def start_service(name: str, settings: Settings) -> Suite:
         address = settings.executor_addr
         suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
         suite._tasks.append(asyncio.create_task(executor.wake_forever()))
+        suite._tasks.append(asyncio.create_task(executor.reap_forever()))
     elif name == "monitor":
         bus = make_bus(settings.events_url)
         suite._closers.append(bus.close)

@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 TERMINAL_STEP_VALUES = [s.value for s in engine.TERMINAL_STEP]
+WORKER_LOST = "WORKER_LOST"
 
 
 class RunTx:
@@ -555,8 +556,13 @@ def _settle(
     step.wake_at = None
     policy = engine.RetryPolicy.from_node(node)
     retryable = node["type"] != "action.approval"
+    if not result.succeeded and retryable and result.reattempt:
+        tx.queue_step(step)
+        return
     if not result.succeeded and retryable and policy.should_retry(attempt, result.error_category):
-        delay = policy.delay(attempt, rand=rand)
+        # A lost worker is not the step's fault: its next attempt is queued at once.
+        lost = result.error_category == WORKER_LOST
+        delay = 0.0 if lost else policy.delay(attempt, rand=rand)
         if delay <= 0:
             tx.queue_step(step)
             return
