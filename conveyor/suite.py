@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_shutting_down
 
 from conveyor.artifacts.local import LocalArtifactSink
 from conveyor.executor import api as executor_api
@@ -19,7 +19,7 @@ from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
-from conveyor.kernel.grpcserver import replace_port, start_server
+from conveyor.kernel.grpcserver import replace_port, set_not_serving, start_server
 from conveyor.kernel.metrics import serve_metrics
 from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
@@ -44,7 +44,9 @@ def open_database(settings: Settings, *, migrate: bool) -> Database:
     return db
 
 
-def install_worker_runtime(settings: Settings, app: Celery, db: Database, bus: EventBus) -> None:
+def install_worker_runtime(
+    settings: Settings, app: Celery, db: Database, bus: EventBus
+) -> WorkerRuntime:
     """Make this process's Celery tasks execute with the given database and bus."""
     runtime = WorkerRuntime(
         settings=settings,
@@ -54,12 +56,15 @@ def install_worker_runtime(settings: Settings, app: Celery, db: Database, bus: E
         artifacts=LocalArtifactSink(settings.resolved_artifact_dir()),
     )
     set_step_handler(runtime.handle)
+    return runtime
 
 
 class EmbeddedWorker:
     """A Celery worker (thread pool) running in a background thread of this process."""
 
-    def __init__(self, app: Celery, settings: Settings) -> None:
+    def __init__(self, app: Celery, settings: Settings, runtime: WorkerRuntime) -> None:
+        self._runtime = runtime
+        self._grace_s = settings.shutdown_grace_s
         self._controller = app.WorkController(
             hostname=f"embedded@{socket.gethostname()}",
             pool_cls="threads",
@@ -79,9 +84,15 @@ class EmbeddedWorker:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop consuming and wait for running steps to finish (bounded)."""
+        """Stop consuming; running steps get `CONVEYOR_SHUTDOWN_GRACE_S` to finish, then are
+        handed back as new attempts (nothing stays RUNNING)."""
+        timer = self._runtime.begin_shutdown(self._grace_s)
         self._controller.stop(in_sighandler=False)
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=self._grace_s + 15)
+        if timer is not None:
+            timer.cancel()
+        if self._thread.is_alive():  # a step that ignored cancellation: hand it back now
+            self._runtime.hand_back_running()
 
 
 @dataclass
@@ -94,9 +105,16 @@ class Suite:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
     _async_closers: list[Any] = field(default_factory=list)
+    _health_servers: list[Any] = field(default_factory=list)
 
     async def stop(self) -> None:
-        """Stop servers, background tasks, the worker and connections, newest first."""
+        """Stop servers, background tasks, the worker and connections, newest first.
+
+        Health turns NOT_SERVING first, so balancers and the gateway's /healthz stop sending
+        work while in-flight calls finish.
+        """
+        for server in [*self._health_servers, *self._servers]:
+            await set_not_serving(server)
         for closer in reversed(self._async_closers):
             await closer()
         for task in self._tasks:
@@ -143,8 +161,8 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     await _start_scheduler(suite, db)
 
     if worker:
-        install_worker_runtime(settings, app, db, bus)
-        embedded_worker = EmbeddedWorker(app, settings)
+        runtime = install_worker_runtime(settings, app, db, bus)
+        embedded_worker = EmbeddedWorker(app, settings, runtime)
         embedded_worker.start()
         suite._closers.append(embedded_worker.stop)
 
@@ -201,6 +219,7 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
     settings.gateway_addr = replace_port(settings.gateway_addr, handle.grpc_port)
     settings.http_addr = replace_port(settings.http_addr, handle.http_port)
     suite._async_closers.append(handle.stop)
+    suite._health_servers.append(handle._server)
     suite.addresses = {
         "grpc": settings.gateway_addr,
         "http": f"http://{settings.http_addr}",
@@ -274,7 +293,13 @@ def run_worker(
     app = make_celery(settings)
     db = open_database(settings, migrate=False)
     bus = make_bus(settings.events_url)
-    install_worker_runtime(settings, app, db, bus)
+    runtime = install_worker_runtime(settings, app, db, bus)
+
+    @worker_shutting_down.connect  # type: ignore[untyped-decorator]
+    def _on_shutdown(**_: Any) -> None:
+        # SIGTERM: Celery stops consuming and waits for running steps; ours get the grace
+        # period, then are handed back as new attempts so the wait ends.
+        runtime.begin_shutdown(settings.shutdown_grace_s)
 
     @worker_process_init.connect  # type: ignore[untyped-decorator]
     def _after_fork(**_: Any) -> None:

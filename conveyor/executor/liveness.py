@@ -53,6 +53,11 @@ class Heartbeater:
                 )
                 self._thread.start()
 
+    def active(self) -> list[Attempt]:
+        """The attempts beating now."""
+        with self._lock:
+            return list(self._active)
+
     def discard(self, attempt: Attempt) -> None:
         """Stop beating for an attempt."""
         with self._lock:

@@ -535,7 +535,9 @@ def _settle(
         )
     )
     final = StepState.SUCCEEDED if result.succeeded else StepState.FAILED
-    if execution is not None:
+    # An attempt already closed (lost with its worker, handed back) keeps how it was closed:
+    # a late result of a superseded attempt changes nothing.
+    if execution is not None and execution.state == StepState.RUNNING:
         execution.state = final.value
         execution.ended_at = tx.now
         execution.exit_code = result.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,6 +85,45 @@ class WorkerRuntime:
         self.hostname = socket.gethostname()
         self.heartbeats = Heartbeater(db, settings.attempt_heartbeat_s)
         self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
+        self.stopping = False
+
+    def begin_shutdown(self, grace_s: float) -> threading.Timer | None:
+        """Take no new work from hand-offs; after `grace_s`, hand the attempts still running
+        back as new attempts (their processes are then stopped like a cancelled step's, and
+        their late results ignored). Returns the timer (None when already shutting down)."""
+        if self.stopping:
+            return None
+        self.stopping = True
+        log.info("worker shutting down", running=len(self.heartbeats.active()), grace_s=grace_s)
+        timer = threading.Timer(grace_s, self.hand_back_running)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def hand_back_running(self) -> int:
+        """Close every attempt this process still runs and queue its next attempt at once."""
+        handed = 0
+        for run_id, node_id, attempt in self.heartbeats.active():
+            result = runs.Result(
+                succeeded=False,
+                outputs={},
+                error_category="WORKER_LOST",
+                error_message=f"worker {self.hostname!r} shut down before the step ended; "
+                "handed back as a new attempt",
+                reattempt=True,
+            )
+            try:
+                with self.db.transaction() as session:
+                    effects = runs.finish_step(
+                        session, run_id, node_id, attempt, result, rand=random.random
+                    )
+            except Exception:  # the liveness sweep closes it once this process is gone
+                log.warning("attempt not handed back", run_id=run_id, exc_info=True)
+                continue
+            self.after_commit(effects)
+            log.warning("attempt handed back", run_id=run_id, step_id=node_id, attempt=attempt)
+            handed += 1
+        return handed
 
     def after_commit(self, effects: runs.Effects) -> None:
         """Publish events, then send step messages.
@@ -280,7 +320,7 @@ class WorkerRuntime:
 
     def _handoff_candidate(self, effects: runs.Effects, queue: str) -> Any:
         """The first successor ready on this message's queue (None when hand-off is off)."""
-        if not self.settings.worker_handoff or not queue:
+        if not self.settings.worker_handoff or not queue or self.stopping:
             return None
         return next((d for d in effects.dispatch if d.queue == queue), None)
 
