@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 
-.PHONY: install demo dev test lint protos bench clean
+.PHONY: install demo dev test lint protos bench chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ lint: install  ## ruff, mypy, stale generated code, buf lint
 	$(BIN)/mypy conveyor
 	$(BIN)/python scripts/gen_protos.py --check
 	npx --yes @bufbuild/buf@$(BUF_VERSION) lint
+
+chaos: install  ## fault injection (kill -9, Redis restart, PostgreSQL outage); CONVEYOR_CHAOS_LONG=1 for the long run
+	CONVEYOR_CHAOS=1 $(BIN)/pytest -q -p no:cacheprovider -s tests/chaos
 
 protos: install  ## regenerate Python code from protos/
 	$(BIN)/python scripts/gen_protos.py
