@@ -169,3 +169,23 @@ def test_a_long_chain_of_branches_is_decided_without_recursion(db: Database) -> 
     assert {v[0] for v in steps(db, run_id).values()} == {"SUCCEEDED"}
     with db.transaction() as session:
         assert runs.get_run(session, run_id).state == "SUCCEEDED"
+
+
+def test_a_condition_sees_the_outputs_of_the_parent_that_just_ended(db: Database) -> None:
+    plan = job(
+        [
+            cmd("a"),
+            {"id": "big", "type": "logic.condition", "data": {"expression": "steps.a.n > 1"}},
+            cmd("yes"),
+        ],
+        [("a", "big"), ("big", "yes", "true")],
+    )
+    run_id, _ = start(db, plan, {})
+    with db.transaction() as session:
+        runs.claim_step(session, run_id, "a", 1, worker="w", queue="default", task_id="t")
+    with db.transaction() as session:
+        done = runs.finish_step(
+            session, run_id, "a", 1, runs.Result(succeeded=True, outputs={"n": 5}), rand=lambda: 0.0
+        )
+    assert [d.node_id for d in done.dispatch] == ["yes"]
+    assert steps(db, run_id)["big"][:3] == ("SUCCEEDED", "true", {"result": True})
