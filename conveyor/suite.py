@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,7 @@ from conveyor.scheduler.main import serve_scheduler
 from conveyor.translator import api as translator_api
 
 log = structlog.get_logger(__name__)
+RESTART_DELAY_S = 1.0
 
 
 def open_database(settings: Settings, *, migrate: bool) -> Database:
@@ -320,6 +324,17 @@ def run_worker(
     ]
     try:
         app.worker_main(argv)
+    except SystemExit as exc:
+        if exc.code in (0, None) or runtime.stopping:
+            raise
+        # Celery gave up on an unrecoverable error (kombu can fail this way when the broker
+        # restarts under it). Not asked to stop: start afresh in this process's place, so a
+        # broker restart never leaves a worker dead; steps it was running are re-attempted.
+        log.error("worker stopped on an unrecoverable error; restarting", code=exc.code)
+        bus.close()
+        db.dispose()
+        time.sleep(RESTART_DELAY_S)
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606
     finally:
         bus.close()
         db.dispose()
