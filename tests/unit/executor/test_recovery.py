@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -225,3 +225,37 @@ def test_start_run_answers_success_once_committed_with_the_broker_down(db: Datab
     run_id, error = asyncio.run(go())
     assert step(db, run_id) == ("QUEUED", 1, "PENDING")
     assert isinstance(error, Unavailable) and error.reason == "DATABASE_UNAVAILABLE"
+
+
+def test_shutdown_hands_running_attempts_back_as_new_attempts(db: Database) -> None:
+    run_id = start_and_claim(db, job({}))  # no retries: a hand-back is not a failure
+    worker = runtime(db, shutdown_grace_s=0)
+    worker.heartbeats.add((run_id, "work", 1))
+    assert worker._handoff_candidate(runs.Effects(), "default") is None
+    timer = worker.begin_shutdown(0)
+    assert timer is not None
+    timer.join(timeout=30)
+    assert worker.begin_shutdown(0) is None  # once only
+    assert step(db, run_id) == ("QUEUED", 2, "RUNNING")
+    with db.transaction() as session:
+        first = session.scalars(
+            select(ExecutionRow).where(ExecutionRow.run_id == run_id, ExecutionRow.attempt == 1)
+        ).one()
+        assert first.error_category == "WORKER_LOST"
+        assert "handed back" in first.error_message
+    # The attempt's late result changes nothing.
+    with db.transaction() as session:
+        late = runs.finish_step(
+            session,
+            run_id,
+            "work",
+            1,
+            runs.Result(succeeded=False, outputs={}, error_category="CANCELLED"),
+            rand=lambda: 0.0,
+        )
+    assert late.events == []
+    with db.transaction() as session:
+        first = session.scalars(
+            select(ExecutionRow).where(ExecutionRow.run_id == run_id, ExecutionRow.attempt == 1)
+        ).one()
+        assert first.error_category == "WORKER_LOST"
