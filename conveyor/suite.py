@@ -323,18 +323,19 @@ def run_worker(
         *([f"--hostname={hostname}"] if hostname else []),
     ]
     try:
-        app.worker_main(argv)
-    except SystemExit as exc:
-        if exc.code in (0, None) or runtime.stopping:
-            raise
-        # Celery gave up on an unrecoverable error (kombu can fail this way when the broker
-        # restarts under it). Not asked to stop: start afresh in this process's place, so a
-        # broker restart never leaves a worker dead; steps it was running are re-attempted.
-        log.error("worker stopped on an unrecoverable error; restarting", code=exc.code)
-        bus.close()
-        db.dispose()
-        time.sleep(RESTART_DELAY_S)
-        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606
+        code: int | None = app.start(argv)  # `worker_main`, keeping the exit code
+        if code not in (0, None) and not runtime.stopping:
+            # Celery gave up on an unrecoverable error (kombu can fail this way when the
+            # broker restarts under it). Not asked to stop: start afresh in this process's
+            # place, so a broker restart never leaves a worker dead; steps it had not finished
+            # are re-attempted.
+            log.error("worker stopped on an unrecoverable error; restarting", code=code)
+            bus.close()
+            db.dispose()
+            time.sleep(RESTART_DELAY_S)
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606
+        if code not in (0, None):
+            raise SystemExit(code)
     finally:
         bus.close()
         db.dispose()
