@@ -13,7 +13,12 @@ from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from conveyor.artifacts.local import LocalArtifactSink
 from conveyor.executor import api as executor_api
@@ -299,6 +304,18 @@ def run_worker(
     bus = make_bus(settings.events_url)
     runtime = install_worker_runtime(settings, app, db, bus)
 
+    controllers: list[Any] = []
+
+    @worker_init.connect  # type: ignore[untyped-decorator]
+    def _on_init(sender: Any = None, **_: Any) -> None:
+        controllers.append(sender)  # its exitcode says how the worker stopped
+
+    ready: list[bool] = []  # a worker that never got going is not restarted (no crash loop)
+
+    @worker_ready.connect  # type: ignore[untyped-decorator]
+    def _on_ready(**_: Any) -> None:
+        ready.append(True)
+
     @worker_shutting_down.connect  # type: ignore[untyped-decorator]
     def _on_shutdown(**_: Any) -> None:
         # SIGTERM: Celery stops consuming and waits for running steps; ours get the grace
@@ -323,8 +340,9 @@ def run_worker(
         *([f"--hostname={hostname}"] if hostname else []),
     ]
     try:
-        code: int | None = app.start(argv)  # `worker_main`, keeping the exit code
-        if code not in (0, None) and not runtime.stopping:
+        app.worker_main(argv)
+        code = getattr(controllers[0], "exitcode", None) if controllers else None
+        if code not in (0, None) and ready and not runtime.stopping:
             # Celery gave up on an unrecoverable error (kombu can fail this way when the
             # broker restarts under it). Not asked to stop: start afresh in this process's
             # place, so a broker restart never leaves a worker dead; steps it had not finished
