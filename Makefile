@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 BUF_VERSION := 1.75.0
 
-.PHONY: install demo dev test lint protos web bench security clean
+.PHONY: install demo dev test lint protos web bench security chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ lint: install  ## ruff, mypy, stale generated code, buf lint
 	npx --yes @bufbuild/buf@$(BUF_VERSION) lint
 	$(BIN)/python scripts/gen_ts_types.py --check
 	$(BIN)/python scripts/build_dashboard.py --check
+
+chaos: install  ## fault injection (kill -9, Redis restart, PostgreSQL outage); CONVEYOR_CHAOS_LONG=1 for the long run
+	CONVEYOR_CHAOS=1 $(BIN)/pytest -q -p no:cacheprovider -s tests/chaos
 
 protos: install  ## regenerate Python code from protos/
 	$(BIN)/python scripts/gen_protos.py

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from conveyor.artifacts import api as artifacts_api
 from conveyor.artifacts.client import ArtifactClient, ServiceArtifactSink
@@ -22,7 +30,7 @@ from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
-from conveyor.kernel.grpcserver import replace_port, start_server
+from conveyor.kernel.grpcserver import replace_port, set_not_serving, start_server
 from conveyor.kernel.metrics import serve_metrics
 from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
@@ -36,6 +44,7 @@ from conveyor.scheduler.main import serve_scheduler
 from conveyor.translator import api as translator_api
 
 log = structlog.get_logger(__name__)
+RESTART_DELAY_S = 1.0
 
 
 def open_database(settings: Settings, *, migrate: bool) -> Database:
@@ -48,7 +57,9 @@ def open_database(settings: Settings, *, migrate: bool) -> Database:
     return db
 
 
-def install_worker_runtime(settings: Settings, app: Celery, db: Database, bus: EventBus) -> None:
+def install_worker_runtime(
+    settings: Settings, app: Celery, db: Database, bus: EventBus
+) -> WorkerRuntime:
     """Make this process's Celery tasks execute with the given database and bus."""
     runtime = WorkerRuntime(
         settings=settings,
@@ -58,12 +69,15 @@ def install_worker_runtime(settings: Settings, app: Celery, db: Database, bus: E
         artifacts=ServiceArtifactSink(ArtifactClient(settings.artifacts_addr)),
     )
     set_step_handler(runtime.handle)
+    return runtime
 
 
 class EmbeddedWorker:
     """A Celery worker (thread pool) running in a background thread of this process."""
 
-    def __init__(self, app: Celery, settings: Settings) -> None:
+    def __init__(self, app: Celery, settings: Settings, runtime: WorkerRuntime) -> None:
+        self._runtime = runtime
+        self._grace_s = settings.shutdown_grace_s
         self._controller = app.WorkController(
             hostname=f"embedded@{socket.gethostname()}",
             pool_cls="threads",
@@ -83,9 +97,15 @@ class EmbeddedWorker:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop consuming and wait for running steps to finish (bounded)."""
+        """Stop consuming; running steps get `CONVEYOR_SHUTDOWN_GRACE_S` to finish, then are
+        handed back as new attempts (nothing stays RUNNING)."""
+        timer = self._runtime.begin_shutdown(self._grace_s)
         self._controller.stop(in_sighandler=False)
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=self._grace_s + 15)
+        if timer is not None:
+            timer.cancel()
+        if self._thread.is_alive():  # a step that ignored cancellation: hand it back now
+            self._runtime.hand_back_running()
 
 
 @dataclass
@@ -98,9 +118,16 @@ class Suite:
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
     _async_closers: list[Any] = field(default_factory=list)
+    _health_servers: list[Any] = field(default_factory=list)
 
     async def stop(self) -> None:
-        """Stop servers, background tasks, the worker and connections, newest first."""
+        """Stop servers, background tasks, the worker and connections, newest first.
+
+        Health turns NOT_SERVING first, so balancers and the gateway's /healthz stop sending
+        work while in-flight calls finish.
+        """
+        for server in [*self._health_servers, *self._servers]:
+            await set_not_serving(server)
         for closer in reversed(self._async_closers):
             await closer()
         for task in self._tasks:
@@ -134,6 +161,7 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     suite._servers.append(server)
     suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
     suite._tasks.append(asyncio.create_task(executor.wake_forever()))
+    suite._tasks.append(asyncio.create_task(executor.reap_forever()))
 
     monitor = monitor_api.MonitorServicer(db=db, hub=hub)
     ops = build_ops(settings=settings, db=db, bus=bus, app=app)
@@ -150,8 +178,8 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
     await _start_artifacts(suite, db)
 
     if worker:
-        install_worker_runtime(settings, app, db, bus)
-        embedded_worker = EmbeddedWorker(app, settings)
+        runtime = install_worker_runtime(settings, app, db, bus)
+        embedded_worker = EmbeddedWorker(app, settings, runtime)
         embedded_worker.start()
         suite._closers.append(embedded_worker.stop)
 
@@ -220,6 +248,7 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
     settings.gateway_addr = replace_port(settings.gateway_addr, handle.grpc_port)
     settings.http_addr = replace_port(settings.http_addr, handle.http_port)
     suite._async_closers.append(handle.stop)
+    suite._health_servers.append(handle._server)
     suite.addresses = {
         "grpc": settings.gateway_addr,
         "http": f"http://{settings.http_addr}",
@@ -268,6 +297,7 @@ async def start_service(name: str, settings: Settings) -> Suite:
         address = settings.executor_addr
         suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
         suite._tasks.append(asyncio.create_task(executor.wake_forever()))
+        suite._tasks.append(asyncio.create_task(executor.reap_forever()))
     elif name == "monitor":
         bus = make_bus(settings.events_url)
         suite._closers.append(bus.close)
@@ -299,7 +329,25 @@ def run_worker(
     app = make_celery(settings)
     db = open_database(settings, migrate=False)
     bus = make_bus(settings.events_url)
-    install_worker_runtime(settings, app, db, bus)
+    runtime = install_worker_runtime(settings, app, db, bus)
+
+    controllers: list[Any] = []
+
+    @worker_init.connect  # type: ignore[untyped-decorator]
+    def _on_init(sender: Any = None, **_: Any) -> None:
+        controllers.append(sender)  # its exitcode says how the worker stopped
+
+    ready: list[bool] = []  # a worker that never got going is not restarted (no crash loop)
+
+    @worker_ready.connect  # type: ignore[untyped-decorator]
+    def _on_ready(**_: Any) -> None:
+        ready.append(True)
+
+    @worker_shutting_down.connect  # type: ignore[untyped-decorator]
+    def _on_shutdown(**_: Any) -> None:
+        # SIGTERM: Celery stops consuming and waits for running steps; ours get the grace
+        # period, then are handed back as new attempts so the wait ends.
+        runtime.begin_shutdown(settings.shutdown_grace_s)
 
     @worker_process_init.connect  # type: ignore[untyped-decorator]
     def _after_fork(**_: Any) -> None:
@@ -320,6 +368,19 @@ def run_worker(
     ]
     try:
         app.worker_main(argv)
+        code = getattr(controllers[0], "exitcode", None) if controllers else None
+        if code not in (0, None) and ready and not runtime.stopping:
+            # Celery gave up on an unrecoverable error (kombu can fail this way when the
+            # broker restarts under it). Not asked to stop: start afresh in this process's
+            # place, so a broker restart never leaves a worker dead; steps it had not finished
+            # are re-attempted.
+            log.error("worker stopped on an unrecoverable error; restarting", code=code)
+            bus.close()
+            db.dispose()
+            time.sleep(RESTART_DELAY_S)
+            os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])  # noqa: S606
+        if code not in (0, None):
+            raise SystemExit(code)
     finally:
         bus.close()
         db.dispose()

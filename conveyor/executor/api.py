@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import structlog
 from celery import Celery
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from conveyor.executor import liveness, runs, waits
+from conveyor.executor import inline, liveness, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.convert import run_pb, trigger_name
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
+from conveyor.executor.worker import is_unreachable, load_secrets
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
@@ -36,6 +39,8 @@ SWEEP_INTERVAL_S = 5.0
 #: How often due retries and timeouts are looked for: the resolution of a retry's backoff.
 WAKE_INTERVAL_S = 0.25
 
+T = TypeVar("T")
+
 
 class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # type: ignore[misc]
     """Starts and inspects runs; the plan comes from the translator service."""
@@ -45,6 +50,9 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         self._db = db
         self._bus = bus
         self._app = app
+        self._watching_since: float | None = None
+        # Triggers and branches are evaluated in this process (conveyor.executor.inline).
+        inline.configure(load_secrets(secrets_file=settings.secrets_file))
         self._translator = translator_service_pb2_grpc.TranslatorServiceStub(
             channel(settings.translator_addr)
         )
@@ -65,9 +73,25 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                 return run_pb(run, steps, executions)
 
     def _after_commit(self, effects: runs.Effects) -> None:
-        self._bus.publish(effects.events)
+        """Carry out a committed transaction's effects; never raises.
+
+        Committed means done: a message the broker did not take leaves its step QUEUED (the
+        sweeper sends it again after `CONVEYOR_REQUEUE_AFTER_S`), an event the bus did not
+        take is in the outbox (watchers read it from there), so the caller answers success.
+        """
+        try:
+            self._bus.publish(effects.events)
+        except Exception:
+            log.warning("events not published; watchers will read them", exc_info=True)
         if effects.dispatch:
-            send_steps(self._app, self._settings.broker_url, effects.dispatch)
+            try:
+                send_steps(self._app, self._settings.broker_url, effects.dispatch)
+            except Exception:
+                log.warning(
+                    "step messages not sent; the sweeper will send them",
+                    count=len(effects.dispatch),
+                    exc_info=True,
+                )
         for child in effects.cancel_runs:
             try:
                 with self._db.transaction() as session:
@@ -77,6 +101,22 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                 self._after_commit(more)
             except NotFound:
                 log.warning("sub-workflow run to cancel not found", run_id=child)
+            except Exception:  # the sweeper of the child's own deadline still applies
+                log.warning("sub-workflow run not cancelled", run_id=child, exc_info=True)
+
+    async def _unit(self, work: Callable[..., T], *args: Any) -> T:
+        """Run a unit of work in a thread; an unreachable database is UNAVAILABLE (retryable:
+        nothing was committed, or — if the commit itself was cut — a retry with the same
+        request_id returns the same run)."""
+        try:
+            return await asyncio.to_thread(work, *args)
+        except DBAPIError as exc:
+            if not is_unreachable(exc):
+                raise
+            raise Unavailable(
+                f"database unavailable: {type(exc.orig).__name__ if exc.orig else exc}",
+                reason="DATABASE_UNAVAILABLE",
+            ) from exc
 
     async def _job(self, job_ref: str, version: int, metadata: Any) -> runs.JobPlan:
         try:
@@ -143,7 +183,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             self._after_commit(effects)
             return message
 
-        run = await asyncio.to_thread(self._idempotent, create, request.request_id)
+        run = await self._unit(self._idempotent, create, request.request_id)
         log.info("run started", run_id=run.run_id, job=job.name)
         return executor_service_pb2.StartRunResponse(run=run)
 
@@ -157,7 +197,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                 steps, executions = runs.run_steps(session, run.id)
                 return run_pb(run, steps, executions)
 
-        return executor_service_pb2.GetRunResponse(run=await asyncio.to_thread(work))
+        return executor_service_pb2.GetRunResponse(run=await self._unit(work))
 
     @map_errors
     async def ListRuns(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
@@ -180,7 +220,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                 )
                 return [run_pb(r) for r in rows], token
 
-        items, token = await asyncio.to_thread(work)
+        items, token = await self._unit(work)
         return executor_service_pb2.ListRunsResponse(
             runs=items, next_page_token=encode_token(token) if token else ""
         )
@@ -197,7 +237,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             self._after_commit(effects)
             return message
 
-        return executor_service_pb2.CancelRunResponse(run=await asyncio.to_thread(work))
+        return executor_service_pb2.CancelRunResponse(run=await self._unit(work))
 
     @map_errors
     async def RetryRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
@@ -220,7 +260,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             self._after_commit(effects)
             return message
 
-        run = await asyncio.to_thread(self._idempotent, create, request.request_id)
+        run = await self._unit(self._idempotent, create, request.request_id)
         log.info("run retried", run_id=run.run_id, retry_of=request.run_id)
         return executor_service_pb2.RetryRunResponse(run=run)
 
@@ -249,7 +289,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             self._after_commit(effects)
             return message
 
-        run = await asyncio.to_thread(work)
+        run = await self._unit(work)
         log.info(
             "approval decided", run_id=request.run_id, step_id=request.node_id, approve=approve
         )
@@ -274,9 +314,43 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             self._after_commit(effects)
         return len(due)
 
+    async def reap_forever(self) -> None:
+        """Close attempts whose worker stopped heartbeating (conveyor.executor.liveness), every
+        `CONVEYOR_REAP_INTERVAL_S`: a lost step's next attempt is queued within about
+        `CONVEYOR_WORKER_LOST_AFTER_S` plus this interval of its worker's death."""
+        while True:
+            await asyncio.sleep(self._settings.reap_interval_s)
+            try:
+                await asyncio.to_thread(self.reap_once)
+            except Exception:
+                # The database may be down: workers cannot heartbeat either, so silence is
+                # only counted again from when this sweep sees the database anew.
+                self._watching_since = None
+                log.warning("liveness sweep failed", exc_info=True)
+
+    def reap_once(self) -> int:
+        """One pass of the liveness sweep; returns how many attempts were closed as lost.
+
+        An attempt counts as lost only after `worker_lost_after_s` of silence *observed* by
+        this process: after the executor starts, or after the database was unreachable,
+        workers get that long to heartbeat again before any attempt is closed.
+        """
+        now = time.monotonic()
+        if self._watching_since is None:
+            self._watching_since = now
+        if now - self._watching_since < self._settings.worker_lost_after_s:
+            with self._db.transaction() as session:  # still notice an outage meanwhile
+                session.execute(select(1))
+            return 0
+        return liveness.reap_lost(
+            self._db,
+            lost_after_s=self._settings.worker_lost_after_s,
+            after_commit=self._after_commit,
+            reattempts=self._settings.lost_reattempts,
+        )
+
     async def sweep_forever(self) -> None:
-        """Re-send QUEUED steps whose message may have been lost (at-least-once delivery), and
-        close attempts whose worker stopped heartbeating (see conveyor.executor.liveness)."""
+        """Re-send QUEUED steps whose message may have been lost (at-least-once delivery)."""
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
@@ -293,11 +367,6 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         if dispatches:
             log.warning("re-sending queued steps", count=len(dispatches))
             send_steps(self._app, self._settings.broker_url, dispatches)
-        liveness.reap_lost(
-            self._db,
-            lost_after_s=self._settings.worker_lost_after_s,
-            after_commit=self._after_commit,
-        )
         return len(dispatches)
 
 

@@ -68,3 +68,5 @@ class Result:
     # For a foreach: how each body node ended over all items, {node_id: {state, message,
     # category}}; recorded on the body's step rows.
     body: dict[str, dict[str, Any]] | None = None
+    # Re-attempt at once whatever the retry policy (an attempt lost with its worker).
+    reattempt: bool = False

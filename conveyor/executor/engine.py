@@ -45,15 +45,25 @@ BRANCHING_TYPES = frozenset({"logic.condition", "logic.switch"})
 
 SKIP_UPSTREAM_FAILED = "upstream failed"
 SKIP_BRANCH_NOT_TAKEN = "branch not taken"
+SKIP_NO_UPSTREAM_FAILURE = "no upstream failure"
+SKIP_UPSTREAM_SKIPPED = "upstream skipped"
 
 
 class Edge(StrEnum):
-    """What an incoming edge says once its source has ended."""
+    """What an incoming edge says once its source has ended.
+
+    UNTAKEN is an edge on a path the run did not take: a condition's or switch's other
+    handles, the error edge of a node that did not fail, the normal edges of a node whose
+    error edge was taken, and every edge out of a node skipped as ``branch not taken``.
+    SKIPPED is an edge from a node skipped for another reason (its own rule did not hold).
+    """
 
     PENDING = "pending"
     SUCCESS = "success"
     FAILED = "failed"
     SKIPPED = "skipped"
+    UPSTREAM_FAILED = "upstream_failed"  # from a node skipped because of an upstream failure
+    UNTAKEN = "untaken"
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class StepView:
     state: StepState
     handle: str | None = None  # branch chosen by a condition/switch
     failure_handled: bool = False
+    skip_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,36 +98,50 @@ def edge_status(parent: Mapping[str, Any], view: StepView, handle: str | None) -
     if state not in TERMINAL_STEP:
         return Edge.PENDING
     if state == StepState.SKIPPED:
+        if view.skip_reason == SKIP_BRANCH_NOT_TAKEN:
+            return Edge.UNTAKEN
+        if view.skip_reason == SKIP_UPSTREAM_FAILED:
+            return Edge.UPSTREAM_FAILED
         return Edge.SKIPPED
     if state == StepState.SUCCEEDED:
         if handle == "error":
-            return Edge.SKIPPED
+            return Edge.UNTAKEN
         if parent.get("type") in BRANCHING_TYPES:
-            return Edge.SUCCESS if handle == view.handle else Edge.SKIPPED
+            return Edge.SUCCESS if handle == view.handle else Edge.UNTAKEN
         return Edge.SUCCESS
     if state == StepState.CANCELLED:
         return Edge.FAILED
     # FAILED
     has_error_edge = any(c.get("handle") == "error" for c in parent.get("children", []))
     if has_error_edge:
-        return Edge.SUCCESS if handle == "error" else Edge.SKIPPED
+        return Edge.SUCCESS if handle == "error" else Edge.UNTAKEN
     if parent.get("continue_on_error"):
         return Edge.SUCCESS
     return Edge.FAILED
 
 
 def evaluate_rule(rule: str, edges: list[Edge]) -> tuple[bool | None, str]:
-    """Apply a trigger rule: (True, "") run; (False, reason) skip; (None, "") wait."""
-    done = all(e != Edge.PENDING for e in edges)
-    success = sum(e == Edge.SUCCESS for e in edges)
-    failed = sum(e == Edge.FAILED for e in edges)
-    skip_reason = SKIP_UPSTREAM_FAILED if failed else SKIP_BRANCH_NOT_TAKEN
+    """Apply a trigger rule: (True, "") run; (False, reason) skip; (None, "") wait.
+
+    A node reached only through untaken edges is skipped as ``branch not taken`` whatever
+    its rule; otherwise untaken edges are left out and the rule decides among the others.
+    A SKIPPED edge counts as done, neither succeeded nor failed; an UPSTREAM_FAILED edge counts
+    as failed (the failure propagates through joins, as Airflow's ``upstream_failed`` does).
+    """
     if not edges:
         return True, ""
+    if all(e == Edge.UNTAKEN for e in edges):
+        return False, SKIP_BRANCH_NOT_TAKEN
+    taken = [e for e in edges if e != Edge.UNTAKEN]
+    done = all(e != Edge.PENDING for e in taken)
+    success = sum(e == Edge.SUCCESS for e in taken)
+    # As in Airflow, a parent skipped because of an upstream failure counts as failed.
+    failed = sum(e in (Edge.FAILED, Edge.UPSTREAM_FAILED) for e in taken)
+    skip_reason = SKIP_UPSTREAM_FAILED if failed else SKIP_UPSTREAM_SKIPPED
     if rule == "all_success":
-        if done and success == len(edges):
+        if done and success == len(taken):
             return True, ""
-        if any(e in (Edge.FAILED, Edge.SKIPPED) for e in edges):
+        if any(e not in (Edge.SUCCESS, Edge.PENDING) for e in taken):
             return False, skip_reason
         return None, ""
     if rule == "all_done":
@@ -128,7 +153,7 @@ def evaluate_rule(rule: str, edges: list[Edge]) -> tuple[bool | None, str]:
     if rule == "one_failed":
         if failed:
             return True, ""
-        return (False, SKIP_BRANCH_NOT_TAKEN) if done else (None, "")
+        return (False, SKIP_NO_UPSTREAM_FAILURE) if done else (None, "")
     if rule == "none_failed":
         if failed:
             return False, SKIP_UPSTREAM_FAILED
@@ -138,7 +163,7 @@ def evaluate_rule(rule: str, edges: list[Edge]) -> tuple[bool | None, str]:
         return False, SKIP_UPSTREAM_FAILED
     if not done:
         return None, ""
-    return (True, "") if success else (False, SKIP_BRANCH_NOT_TAKEN)
+    return (True, "") if success else (False, skip_reason)
 
 
 def advance(
@@ -156,7 +181,7 @@ def advance(
 
     def current(node_id: str) -> StepView:
         d = decided.get(node_id)
-        return StepView(d.state) if d else view(node_id)
+        return StepView(d.state, skip_reason=d.reason) if d else view(node_id)
 
     work = [c["node"] for n in changed for c in nodes[n].get("children", [])]
     seen_pending: set[str] = set()

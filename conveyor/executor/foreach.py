@@ -142,7 +142,7 @@ def _run_item(
             node.get("trigger_rule") or "none_failed_min_one_success", edges
         )
         if not verdict or ctx.is_cancelled():
-            views[node_id] = StepView(StepState.SKIPPED)
+            views[node_id] = StepView(StepState.SKIPPED, skip_reason=reason or "cancelled")
             result.states[node_id] = (StepState.SKIPPED, reason or "cancelled", None)
             continue
         scope = {

@@ -53,6 +53,11 @@ class Heartbeater:
                 )
                 self._thread.start()
 
+    def active(self) -> list[Attempt]:
+        """The attempts beating now."""
+        with self._lock:
+            return list(self._active)
+
     def discard(self, attempt: Attempt) -> None:
         """Stop beating for an attempt."""
         with self._lock:
@@ -127,8 +132,13 @@ def reap_lost(
     lost_after_s: float,
     after_commit: Callable[[runs.Effects], None],
     rand: Callable[[], float] = random.random,
+    reattempts: int = 0,
 ) -> int:
-    """Close every lost attempt as WORKER_LOST (each in its own transaction); returns how many."""
+    """Close every lost attempt as WORKER_LOST (each in its own transaction); returns how many.
+
+    The first `reattempts` lost attempts of a step are re-attempted at once whatever the
+    node's retry policy (the step's own outcome is unknown, not failed); later ones follow it.
+    """
     with db.transaction() as session:
         lost = lost_attempts(session, cutoff=lost_cutoff(lost_after_s))
     closed = 0
@@ -139,6 +149,7 @@ def reap_lost(
             worker = silent_worker(session, run_id, node_id, attempt, lost_after_s)
             if worker is None:
                 continue
+            earlier = lost_count(session, run_id, node_id)
             result = runs.Result(
                 succeeded=False,
                 outputs={},
@@ -146,6 +157,7 @@ def reap_lost(
                 error_message=(
                     f"worker {worker!r} stopped heartbeating for more than {lost_after_s:g}s"
                 ),
+                reattempt=earlier < reattempts,
             )
             effects = runs.finish_step(session, run_id, node_id, attempt, result, rand=rand)
         log.warning("attempt lost with its worker", run_id=run_id, step_id=node_id, attempt=attempt)
@@ -164,3 +176,19 @@ def silent_worker(
         )
     ).first()
     return None if row is None else str(row[3] or "unknown")
+
+
+def lost_count(session: Session, run_id: str, node_id: str) -> int:
+    """How many attempts of a step were already closed as WORKER_LOST."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(ExecutionRow)
+            .where(
+                ExecutionRow.run_id == run_id,
+                ExecutionRow.node_id == node_id,
+                ExecutionRow.error_category == "WORKER_LOST",
+            )
+        )
+        or 0
+    )

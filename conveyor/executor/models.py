@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -123,6 +124,13 @@ class ExecutionRow(Base):
     __tablename__ = "job_executions"
     __table_args__ = (
         UniqueConstraint("run_id", "node_id", "attempt", name="uq_job_executions_attempt"),
+        # The liveness sweep (every second) reads only the running attempts.
+        Index(
+            "ix_job_executions_running",
+            "heartbeat_at",
+            postgresql_where=text("state = 'RUNNING'"),
+            sqlite_where=text("state = 'RUNNING'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from conveyor.executor import engine
+from conveyor.executor import engine, inline
 from conveyor.executor.effects import Claim, Dispatch, Effects, JobPlan, Result
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 TERMINAL_STEP_VALUES = [s.value for s in engine.TERMINAL_STEP]
+WORKER_LOST = "WORKER_LOST"
 
 
 class RunTx:
@@ -71,6 +72,8 @@ class RunTx:
         self.run = run
         self.effects = effects
         self.now = utcnow()
+        self._inline: list[StepRow] = []
+        self._draining = False
 
     def emit(self, type_: str, **fields: Any) -> None:
         """Append the run's next event to the outbox."""
@@ -117,12 +120,66 @@ class RunTx:
         )
 
     def queue_step(self, step: StepRow) -> None:
-        """Mark a step QUEUED for its next attempt and schedule its message."""
+        """Mark a step QUEUED for its next attempt and schedule its message.
+
+        A step that needs no worker (`conveyor.executor.inline`) gets no message: it is
+        evaluated by `drain`, still within this transaction.
+        """
         step.attempt += 1
         self.set_step(step, StepState.QUEUED)
+        if inline.is_inline(self.run.plan["nodes"][step.node_id]):
+            self._inline.append(step)
+            return
         self.effects.dispatch.append(
             Dispatch(self.run.id, step.node_id, step.attempt, step.queue, self.run.priority)
         )
+
+    def drain(self) -> None:
+        """Evaluate the queued inline steps, and those their ends make ready, in order.
+
+        Called once an operation has applied all its decisions; a nested call (from the end
+        of an inline step) returns at once and the outer loop goes on, so a long chain of
+        branches is a loop, not a recursion.
+        """
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._inline:
+                step = self._inline.pop(0)
+                if step.state == StepState.QUEUED:
+                    self._evaluate_inline(step)
+        finally:
+            self._draining = False
+
+    def _evaluate_inline(self, step: StepRow) -> None:
+        run = self.run
+        if run.state in (RunState.PENDING, RunState.WAITING):
+            self.set_run(RunState.RUNNING)
+        self.set_step(step, StepState.RUNNING, worker=inline.INLINE_WORKER)
+        self.session.add(
+            ExecutionRow(
+                run_id=run.id,
+                node_id=step.node_id,
+                attempt=step.attempt,
+                state=StepState.RUNNING.value,
+                worker=inline.INLINE_WORKER,
+                queue=step.queue,
+                task_id="",
+                trace_id="",
+                started_at=self.now,
+                error_message="",
+            )
+        )
+        self.session.flush()
+        result = inline.evaluate(
+            run.plan["nodes"][step.node_id],
+            run_id=run.id,
+            node_id=step.node_id,
+            attempt=step.attempt,
+            scope=_scope(self.session, run),
+        )
+        settle_attempt(self, step.node_id, step.attempt, result, rand=random.random)
 
 
 def lock_run(session: Session, run_id: str) -> RunRow:
@@ -168,12 +225,18 @@ class StepCache:
         """
         missing = [n for n in set(node_ids) if n not in self._rows and n not in self._views]
         for chunk in (missing[i : i + 500] for i in range(0, len(missing), 500)):
-            for node_id, state, handle, handled in self._session.execute(
+            for node_id, state, handle, handled, reason in self._session.execute(
                 select(
-                    StepRow.node_id, StepRow.state, StepRow.handle, StepRow.failure_handled
+                    StepRow.node_id,
+                    StepRow.state,
+                    StepRow.handle,
+                    StepRow.failure_handled,
+                    StepRow.skip_reason,
                 ).where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
             ):
-                self._views[node_id] = StepView(StepState(state), handle, bool(handled))
+                self._views[node_id] = StepView(
+                    StepState(state), handle, bool(handled), reason or ""
+                )
 
     def view(self, node_id: str) -> StepView:
         """The engine's view of a step."""
@@ -181,7 +244,9 @@ class StepCache:
         if row is None and node_id in self._views:
             return self._views[node_id]
         row = self.get(node_id)
-        return StepView(StepState(row.state), row.handle, row.failure_handled)
+        return StepView(
+            StepState(row.state), row.handle, row.failure_handled, row.skip_reason or ""
+        )
 
 
 def start_run(
@@ -248,6 +313,8 @@ def start_run(
     if queue_entry:
         for decision in engine.entry_decisions(job.plan):
             tx.queue_step(steps[decision.node_id])
+        session.flush()
+        tx.drain()
     session.flush()
     return run, effects
 
@@ -317,6 +384,7 @@ def retry_run(
         if decision.node_id not in done:
             tx.queue_step(cache.get(decision.node_id))
     _advance(tx, cache, [n for n in reused if nodes[n].get("group") is None])
+    tx.drain()
     return run, effects
 
 
@@ -439,7 +507,23 @@ def settle_attempt(
     rand: Callable[[], float],
     expect: StepState = StepState.RUNNING,
 ) -> None:
-    """`finish_step` on a run already locked in `tx`; `expect` is the step's current state."""
+    """`finish_step` on a run already locked in `tx`; `expect` is the step's current state.
+
+    Steps that need no worker made ready by this end are evaluated before it returns.
+    """
+    _settle(tx, node_id, attempt, result, rand=rand, expect=expect)
+    tx.drain()
+
+
+def _settle(
+    tx: RunTx,
+    node_id: str,
+    attempt: int,
+    result: Result,
+    *,
+    rand: Callable[[], float],
+    expect: StepState,
+) -> None:
     session, run = tx.session, tx.run
     cache = StepCache(session, run.id)
     step = cache.get(node_id)
@@ -451,7 +535,9 @@ def settle_attempt(
         )
     )
     final = StepState.SUCCEEDED if result.succeeded else StepState.FAILED
-    if execution is not None:
+    # An attempt already closed (lost with its worker, handed back) keeps how it was closed:
+    # a late result of a superseded attempt changes nothing.
+    if execution is not None and execution.state == StepState.RUNNING:
         execution.state = final.value
         execution.ended_at = tx.now
         execution.exit_code = result.exit_code
@@ -472,8 +558,13 @@ def settle_attempt(
     step.wake_at = None
     policy = engine.RetryPolicy.from_node(node)
     retryable = node["type"] != "action.approval"
+    if not result.succeeded and retryable and result.reattempt:
+        tx.queue_step(step)
+        return
     if not result.succeeded and retryable and policy.should_retry(attempt, result.error_category):
-        delay = policy.delay(attempt, rand=rand)
+        # A lost worker is not the step's fault: its next attempt is queued at once.
+        lost = result.error_category == WORKER_LOST
+        delay = 0.0 if lost else policy.delay(attempt, rand=rand)
         if delay <= 0:
             tx.queue_step(step)
             return

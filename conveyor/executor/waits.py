@@ -228,4 +228,5 @@ def wake_step(
     tx.queue_step(step)
     if run.state == RunState.WAITING:
         tx.set_run(RunState.RUNNING)
+    tx.drain()
     return effects

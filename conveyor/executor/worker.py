@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import structlog
 from celery import Celery
+from celery.exceptions import Reject
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session
 
-from conveyor.executor import orchestrate, runs, waits
+from conveyor.executor import inline, orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.egress import EgressPolicy
 from conveyor.executor.livelog import LiveLog
@@ -35,6 +39,19 @@ log = structlog.get_logger(__name__)
 
 SECRET_PREFIX = "CONVEYOR_SECRET_"  # noqa: S105 - a variable-name prefix, not a secret
 CANCEL_POLL_S = 0.5
+RECORD_BACKOFF_S = 0.25
+RECORD_MAX_BACKOFF_S = 5.0
+
+T = TypeVar("T")
+
+
+class RecordFailed(Exception):
+    """The database stayed unreachable for longer than CONVEYOR_RECORD_RETRY_S."""
+
+
+def is_unreachable(exc: DBAPIError) -> bool:
+    """True for errors that mean the database could not be reached (worth retrying)."""
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
 
 
 def load_secrets(
@@ -76,15 +93,93 @@ class WorkerRuntime:
         if settings.secrets_file is not None:
             protect_file(settings.secrets_file, self.step_user)
         self.work_root = str((settings.step_work_root or settings.data_dir / "steps").resolve())
+        inline.configure(self.secrets)  # successors this worker makes ready may be inline
         self.hostname = socket.gethostname()
         self.heartbeats = Heartbeater(db, settings.attempt_heartbeat_s)
         self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
+        self.stopping = False
+
+    def begin_shutdown(self, grace_s: float) -> threading.Timer | None:
+        """Take no new work from hand-offs; after `grace_s`, hand the attempts still running
+        back as new attempts (their processes are then stopped like a cancelled step's, and
+        their late results ignored). Returns the timer (None when already shutting down)."""
+        if self.stopping:
+            return None
+        self.stopping = True
+        log.info("worker shutting down", running=len(self.heartbeats.active()), grace_s=grace_s)
+        timer = threading.Timer(grace_s, self.hand_back_running)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def hand_back_running(self) -> int:
+        """Close every attempt this process still runs and queue its next attempt at once."""
+        handed = 0
+        for run_id, node_id, attempt in self.heartbeats.active():
+            result = runs.Result(
+                succeeded=False,
+                outputs={},
+                error_category="WORKER_LOST",
+                error_message=f"worker {self.hostname!r} shut down before the step ended; "
+                "handed back as a new attempt",
+                reattempt=True,
+            )
+            try:
+                with self.db.transaction() as session:
+                    effects = runs.finish_step(
+                        session, run_id, node_id, attempt, result, rand=random.random
+                    )
+            except Exception:  # the liveness sweep closes it once this process is gone
+                log.warning("attempt not handed back", run_id=run_id, exc_info=True)
+                continue
+            self.after_commit(effects)
+            log.warning("attempt handed back", run_id=run_id, step_id=node_id, attempt=attempt)
+            handed += 1
+        return handed
 
     def after_commit(self, effects: runs.Effects) -> None:
-        """Publish events, then send step messages."""
-        self.bus.publish(effects.events)
+        """Publish events, then send step messages.
+
+        What was committed stands whatever the bus or the broker does now: a message not sent
+        leaves its step QUEUED, which the executor's sweeper sends again; an event not
+        published is in the outbox, where watchers read it.
+        """
+        try:
+            self.bus.publish(effects.events)
+        except Exception:
+            log.warning("events not published; watchers will read them", exc_info=True)
         if effects.dispatch:
-            send_steps(self.app, self.settings.broker_url, effects.dispatch)
+            try:
+                send_steps(self.app, self.settings.broker_url, effects.dispatch)
+            except Exception:
+                log.warning(
+                    "step messages not sent; the sweeper will send them",
+                    count=len(effects.dispatch),
+                    exc_info=True,
+                )
+
+    def durably(self, what: str, work: Callable[[Session, bool], T]) -> T:
+        """Run `work(session, retried)` in a transaction, retried with backoff while the
+        database is unreachable, for up to `CONVEYOR_RECORD_RETRY_S`.
+
+        `retried` is True from the second try on. Raises `RecordFailed` once the time is up.
+        """
+        deadline = time.monotonic() + self.settings.record_retry_s
+        delay = RECORD_BACKOFF_S
+        retried = False
+        while True:
+            try:
+                with self.db.transaction() as session:
+                    return work(session, retried)
+            except DBAPIError as exc:
+                if not is_unreachable(exc):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise RecordFailed(f"{what}: database unreachable: {exc}") from exc
+                log.warning("database unreachable; retrying", what=what, retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RECORD_MAX_BACKOFF_S)
+                retried = True
 
     def handle(self, run_id: str, node_id: str, attempt: int, request: Any) -> None:
         """Run one attempt within the trace its message carries (see `_handle`)."""
@@ -108,17 +203,24 @@ class WorkerRuntime:
         delivery = getattr(request, "delivery_info", None) or {}
         queue = str(delivery.get("routing_key") or "")
         task_id = str(getattr(request, "id", "") or "")
-        with self.db.transaction() as session:
-            claim, effects = runs.claim_step(
-                session,
-                run_id,
-                node_id,
-                attempt,
-                worker=worker,
-                queue=queue,
-                task_id=task_id,
-                trace_id=tracing.current_trace_id(),
+        try:
+            claim, effects = self.durably(
+                "claim",
+                lambda session, _retried: runs.claim_step(
+                    session,
+                    run_id,
+                    node_id,
+                    attempt,
+                    worker=worker,
+                    queue=queue,
+                    task_id=task_id,
+                    trace_id=tracing.current_trace_id(),
+                ),
             )
+        except RecordFailed:
+            # The step is still QUEUED: hand the message back to the broker.
+            log.warning("claim failed; message handed back", run_id=run_id, step_id=node_id)
+            raise Reject("database unreachable", requeue=True) from None
         self.after_commit(effects)
         if claim is None:
             log.info("stale step message ignored", run_id=run_id, step_id=node_id, attempt=attempt)
@@ -161,18 +263,43 @@ class WorkerRuntime:
             max_declared_files=self.settings.artifacts_max_declared_files,
             step_user=self.step_user,
         )
+        # The attempt heartbeats until its result is recorded (or recording is given up), so
+        # a database outage while recording is not mistaken for a lost worker.
         self.heartbeats.add((run_id, node_id, attempt))
         try:
-            if claim.node.get("type") in orchestrate.ORCHESTRATED:
-                self._orchestrate(claim, ctx)
-                return None
-            live = self._live_log(ctx)
-            try:
-                outcome = execute(claim.node, ctx)
-            finally:
-                live.close()  # every chunk is written before the result that ends the step
+            return self._execute_and_record(
+                run_id, node_id, attempt, claim, ctx, worker=worker, queue=queue, task_id=task_id
+            )
+        except RecordFailed:
+            bound.error(
+                "result could not be recorded; the attempt will be closed as lost and re-attempted",
+                exc_info=True,
+            )
+            return None
         finally:
             self.heartbeats.discard((run_id, node_id, attempt))
+
+    def _execute_and_record(
+        self,
+        run_id: str,
+        node_id: str,
+        attempt: int,
+        claim: runs.Claim,
+        ctx: StepContext,
+        *,
+        worker: str,
+        queue: str,
+        task_id: str,
+    ) -> tuple[str, str, int, runs.Claim] | None:
+        bound = log.bind(run_id=run_id, step_id=node_id, attempt=attempt)
+        if claim.node.get("type") in orchestrate.ORCHESTRATED:
+            self._orchestrate(claim, ctx)
+            return None
+        live = self._live_log(ctx)
+        try:
+            outcome = execute(claim.node, ctx)
+        finally:
+            live.close()  # every chunk is written before the result that ends the step
         result = to_result(outcome)
         bound.info(
             "step attempt ended",
@@ -180,12 +307,17 @@ class WorkerRuntime:
             category=result.error_category,
             wall_s=result.wall_s,
         )
-        handed: tuple[str, str, int, runs.Claim] | None = None
-        with self.db.transaction() as session:
+
+        def record(
+            session: Session, retried: bool
+        ) -> tuple[runs.Effects, tuple[str, str, int, runs.Claim] | None]:
+            handed: tuple[str, str, int, runs.Claim] | None = None
             effects = runs.finish_step(
                 session, run_id, node_id, attempt, result, rand=random.random
             )
-            nxt = self._handoff_candidate(effects, queue)
+            # After a failed try the commit's outcome is unknown: no hand-off then, so a
+            # successor is never claimed by a transaction whose result this thread missed.
+            nxt = None if retried else self._handoff_candidate(effects, queue)
             if nxt is not None:
                 next_claim, claimed = runs.claim_step(
                     session,
@@ -201,6 +333,9 @@ class WorkerRuntime:
                     effects.dispatch.remove(nxt)
                     effects.events.extend(claimed.events)
                     handed = (nxt.run_id, nxt.node_id, nxt.attempt, next_claim)
+            return effects, handed
+
+        effects, handed = self.durably("record", record)
         self.after_commit(effects)
         return handed
 
@@ -218,7 +353,7 @@ class WorkerRuntime:
 
     def _handoff_candidate(self, effects: runs.Effects, queue: str) -> Any:
         """The first successor ready on this message's queue (None when hand-off is off)."""
-        if not self.settings.worker_handoff or not queue:
+        if not self.settings.worker_handoff or not queue or self.stopping:
             return None
         return next((d for d in effects.dispatch if d.queue == queue), None)
 
@@ -266,10 +401,12 @@ class WorkerRuntime:
         if effects is not None:
             self.after_commit(effects)
             return
-        with self.db.transaction() as session:
-            effects = runs.finish_step(
+        effects = self.durably(
+            "record",
+            lambda session, _retried: runs.finish_step(
                 session, run_id, node_id, attempt, result, rand=random.random
-            )
+            ),
+        )
         self.after_commit(effects)
 
     def _executor_stub(self) -> executor_service_pb2_grpc.ExecutorServiceStub:
@@ -299,8 +436,12 @@ class WorkerRuntime:
             if now - last[0] < CANCEL_POLL_S:
                 return False
             last[0] = now
-            with self.db.transaction() as session:
-                return runs.step_cancelled(session, run_id, node_id, attempt)
+            try:
+                with self.db.transaction() as session:
+                    return runs.step_cancelled(session, run_id, node_id, attempt)
+            except DBAPIError:  # unreachable database: keep running, ask again next time
+                log.warning("cancel check failed", run_id=run_id, step_id=node_id, exc_info=True)
+                return False
 
         return check
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, TypeVar, cast
 
@@ -31,6 +32,7 @@ log = structlog.get_logger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DOMAIN = "conveyor.dev"
+_HEALTH: weakref.WeakKeyDictionary[grpc.aio.Server, Any] = weakref.WeakKeyDictionary()
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 _CODES: list[tuple[type[ConveyorError], grpc.StatusCode]] = [
@@ -167,7 +169,15 @@ async def start_server(
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    _HEALTH[server] = health_servicer
     return server, port
+
+
+async def set_not_serving(server: grpc.aio.Server) -> None:
+    """Report NOT_SERVING for every service of a server: the first step of a shutdown."""
+    health_servicer = _HEALTH.get(server)
+    if health_servicer is not None:
+        await health_servicer.enter_graceful_shutdown()
 
 
 def channel(address: str) -> grpc.aio.Channel:

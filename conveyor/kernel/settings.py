@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,10 +46,10 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="A QUEUED step older than this is sent again."
     )
     attempt_heartbeat_s: float = Field(
-        default=5.0, gt=0, le=300, description="How often a worker stamps its running attempts."
+        default=2.0, gt=0, le=300, description="How often a worker stamps its running attempts."
     )
     worker_lost_after_s: float = Field(
-        default=45.0, gt=0, description="A running attempt silent this long is WORKER_LOST."
+        default=10.0, gt=0, description="A running attempt silent this long is WORKER_LOST."
     )
     worker_handoff: bool = Field(
         default=True,
@@ -104,6 +104,44 @@ class Settings(BaseSettings):
     artifacts_max_declared_files: int = Field(
         default=1000, ge=1, le=100_000, description="Files one step may upload via data.artifacts."
     )
+
+    # --- Recovery: lost workers, recording across outages, graceful shutdown ---
+    reap_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the executor looks for attempts whose worker went silent.",
+    )
+    record_retry_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="How long a worker retries recording a step's result while the database "
+        "is unreachable before handing the message back for a new attempt.",
+    )
+    lost_reattempts: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Attempts of a step lost with their worker that are re-attempted at once "
+        "whatever the node's retries (later losses follow the retry policy).",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM, how long running steps may take to finish before they are "
+        "handed back as a new attempt.",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_fits_lost_after(self) -> Settings:
+        """A lost-worker cutoff shorter than two heartbeats would fail live attempts."""
+        if self.worker_lost_after_s < 2 * self.attempt_heartbeat_s:
+            raise ValueError(
+                "CONVEYOR_WORKER_LOST_AFTER_S must be at least twice CONVEYOR_ATTEMPT_HEARTBEAT_S"
+            )
+        return self
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""

@@ -8,7 +8,9 @@ import pytest
 
 from conveyor.executor.engine import (
     SKIP_BRANCH_NOT_TAKEN,
+    SKIP_NO_UPSTREAM_FAILURE,
     SKIP_UPSTREAM_FAILED,
+    SKIP_UPSTREAM_SKIPPED,
     Edge,
     RetryPolicy,
     RunState,
@@ -89,7 +91,7 @@ def test_failure_skips_downstream_chain_with_reason() -> None:
     got = run(p, {"a": StepView(StepState.FAILED)}, ["a"])
     assert got == {
         "b": (StepState.SKIPPED, SKIP_UPSTREAM_FAILED),
-        "c": (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN),
+        "c": (StepState.SKIPPED, SKIP_UPSTREAM_FAILED),
     }
 
 
@@ -119,6 +121,10 @@ def test_continue_on_error_lets_successors_run() -> None:
     [
         ("all_success", [Edge.SUCCESS, Edge.SUCCESS], True),
         ("all_success", [Edge.SUCCESS, Edge.SKIPPED], False),
+        ("all_success", [Edge.SUCCESS, Edge.UNTAKEN], True),
+        ("all_done", [Edge.UNTAKEN, Edge.UNTAKEN], False),
+        ("all_done", [Edge.UNTAKEN, Edge.FAILED], True),
+        ("none_failed", [Edge.UNTAKEN, Edge.PENDING], None),
         ("all_success", [Edge.SUCCESS, Edge.PENDING], None),
         ("all_done", [Edge.FAILED, Edge.SKIPPED], True),
         ("all_done", [Edge.FAILED, Edge.PENDING], None),
@@ -165,3 +171,197 @@ def test_retry_policy_backoff_and_categories() -> None:
     assert [policy.delay(a, rand=lambda: 1.0) for a in (1, 2, 3)] == [1, 3, 5]
     jittered = RetryPolicy.from_node({"retries": {"max": 1, "backoff_s": 10, "jitter": True}})
     assert jittered.delay(1, rand=lambda: 0.25) == 2.5
+
+
+ALL_RULES = [
+    "all_success",
+    "all_done",
+    "one_success",
+    "one_failed",
+    "none_failed",
+    "none_failed_min_one_success",
+]
+
+
+def _condition(rule: str) -> tuple[dict[str, Any], dict[str, StepView], str]:
+    p = plan(
+        [("cond", "yes", "true"), ("cond", "no", "false")],
+        types={"cond": "logic.condition"},
+        rules={"yes": rule, "no": rule},
+    )
+    return p, {"cond": StepView(StepState.SUCCEEDED, handle="true")}, "cond"
+
+
+def _switch(rule: str) -> tuple[dict[str, Any], dict[str, StepView], str]:
+    p = plan(
+        [("env", "yes", "dev"), ("env", "no", "prod"), ("env", "no2", "default")],
+        types={"env": "logic.switch"},
+        rules={"yes": rule, "no": rule, "no2": rule},
+    )
+    return p, {"env": StepView(StepState.SUCCEEDED, handle="dev")}, "env"
+
+
+def _error_taken(rule: str) -> tuple[dict[str, Any], dict[str, StepView], str]:
+    # a failed and its error edge was taken: its normal successor "no" is on an untaken path.
+    p = plan([("a", "no", None), ("a", "yes", "error")], rules={"no": rule, "yes": rule})
+    return p, {"a": StepView(StepState.FAILED, failure_handled=True)}, "a"
+
+
+def _error_not_taken(rule: str) -> tuple[dict[str, Any], dict[str, StepView], str]:
+    # a succeeded: its error handler "no" is on an untaken path.
+    p = plan([("a", "yes", None), ("a", "no", "error")], rules={"no": rule, "yes": rule})
+    return p, {"a": StepView(StepState.SUCCEEDED)}, "a"
+
+
+BRANCHES = {
+    "condition": _condition,
+    "switch": _switch,
+    "error edge taken": _error_taken,
+    "error edge not taken": _error_not_taken,
+}
+
+
+@pytest.mark.parametrize("rule", ALL_RULES)
+@pytest.mark.parametrize("branch", list(BRANCHES))
+def test_untaken_branch_is_skipped_whatever_the_rule(branch: str, rule: str) -> None:
+    p, states, changed = BRANCHES[branch](rule)
+    got = run(p, states, [changed])
+    untaken = {n for n in got if n.startswith("no")}
+    assert untaken, got
+    for node in untaken:
+        assert got[node] == (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN), (node, got)
+    # The taken branch follows its rule: one_failed needs a failure, which a taken branch is not.
+    expected = (
+        (StepState.SKIPPED, SKIP_NO_UPSTREAM_FAILURE)
+        if rule == "one_failed"
+        else (StepState.QUEUED, "")
+    )
+    assert got["yes"] == expected
+
+
+@pytest.mark.parametrize("rule", ALL_RULES)
+@pytest.mark.parametrize("branch", list(BRANCHES))
+def test_skip_propagates_down_the_untaken_path_whatever_the_rule(branch: str, rule: str) -> None:
+    p, states, changed = BRANCHES[branch](rule)
+    for node in [n for n in p["nodes"] if n.startswith("no")]:
+        deep = f"{node}_child"
+        p["nodes"][node]["children"].append({"node": deep, "handle": None})
+        p["nodes"][deep] = {
+            "id": deep,
+            "type": "action.command",
+            "parents": [{"node": node, "handle": None}],
+            "children": [],
+            "trigger_rule": rule,
+        }
+    got = run(p, states, [changed])
+    for node in [n for n in p["nodes"] if n.endswith("_child")]:
+        assert got[node] == (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN), (node, got)
+
+
+# A join of the taken branch ("yes") and the untaken one ("no"): the untaken parent is
+# left out, so the join sees only the taken parent's outcome.
+JOIN_CASES = [
+    # rule, outcome of the taken branch's step, expected
+    ("all_success", StepState.SUCCEEDED, (StepState.QUEUED, "")),
+    ("all_success", StepState.FAILED, (StepState.SKIPPED, SKIP_UPSTREAM_FAILED)),
+    ("all_done", StepState.SUCCEEDED, (StepState.QUEUED, "")),
+    ("all_done", StepState.FAILED, (StepState.QUEUED, "")),
+    ("one_success", StepState.SUCCEEDED, (StepState.QUEUED, "")),
+    ("one_success", StepState.FAILED, (StepState.SKIPPED, SKIP_UPSTREAM_FAILED)),
+    ("one_failed", StepState.SUCCEEDED, (StepState.SKIPPED, SKIP_NO_UPSTREAM_FAILURE)),
+    ("one_failed", StepState.FAILED, (StepState.QUEUED, "")),
+    ("none_failed", StepState.SUCCEEDED, (StepState.QUEUED, "")),
+    ("none_failed", StepState.FAILED, (StepState.SKIPPED, SKIP_UPSTREAM_FAILED)),
+    ("none_failed_min_one_success", StepState.SUCCEEDED, (StepState.QUEUED, "")),
+    ("none_failed_min_one_success", StepState.FAILED, (StepState.SKIPPED, SKIP_UPSTREAM_FAILED)),
+]
+
+
+@pytest.mark.parametrize(("rule", "taken", "expected"), JOIN_CASES)
+def test_join_of_a_taken_and_an_untaken_branch(
+    rule: str, taken: StepState, expected: tuple[StepState, str]
+) -> None:
+    p = plan(
+        [
+            ("cond", "yes", "true"),
+            ("cond", "no", "false"),
+            ("yes", "join", None),
+            ("no", "join", None),
+        ],
+        types={"cond": "logic.condition"},
+        rules={"join": rule},
+    )
+    states = {
+        "cond": StepView(StepState.SUCCEEDED, handle="true"),
+        "yes": StepView(taken),
+        "no": StepView(StepState.SKIPPED, skip_reason=SKIP_BRANCH_NOT_TAKEN),
+    }
+    assert run(p, states, ["yes"]) == {"join": expected}
+
+
+@pytest.mark.parametrize("rule", ALL_RULES)
+def test_join_of_only_untaken_branches_is_skipped(rule: str) -> None:
+    p = plan(
+        [("env", "a", "prod"), ("env", "b", "staging"), ("a", "join", None), ("b", "join", None)],
+        types={"env": "logic.switch"},
+        rules={"join": rule, "a": rule, "b": rule},
+    )
+    got = run(p, {"env": StepView(StepState.SUCCEEDED, handle="dev")}, ["env"])
+    assert got["join"] == (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN)
+
+
+def test_join_waits_while_a_branch_is_undecided() -> None:
+    p = plan(
+        [
+            ("cond", "yes", "true"),
+            ("cond", "no", "false"),
+            ("yes", "join", None),
+            ("no", "join", None),
+            ("other", "join", None),
+        ],
+        types={"cond": "logic.condition"},
+        rules={"join": "all_done"},
+    )
+    states = {
+        "cond": StepView(StepState.SUCCEEDED, handle="true"),
+        "yes": StepView(StepState.SUCCEEDED),
+        "other": StepView(StepState.RUNNING),
+    }
+    got = run(p, states, ["cond"])
+    assert got == {"no": (StepState.SKIPPED, SKIP_BRANCH_NOT_TAKEN)}
+
+
+def test_skipped_parent_that_is_not_a_branch_counts_as_done() -> None:
+    # "handler" (one_failed) did not fire; "cleanup" (all_done) after it still runs, while an
+    # all_success successor is skipped as "upstream skipped".
+    p = plan(
+        [("a", "handler", None), ("handler", "cleanup", None), ("handler", "strict", None)],
+        rules={"handler": "one_failed", "cleanup": "all_done", "strict": "all_success"},
+    )
+    got = run(p, {"a": StepView(StepState.SUCCEEDED)}, ["a"])
+    assert got == {
+        "handler": (StepState.SKIPPED, SKIP_NO_UPSTREAM_FAILURE),
+        "cleanup": (StepState.QUEUED, ""),
+        "strict": (StepState.SKIPPED, SKIP_UPSTREAM_SKIPPED),
+    }
+
+
+def test_a_parent_skipped_by_upstream_failure_counts_as_failed() -> None:
+    p = plan(
+        [
+            ("a", "b", None),
+            ("b", "join", None),
+            ("c", "join", None),
+            ("b", "handler", None),
+            ("b", "cleanup", None),
+        ],
+        rules={"join": "none_failed", "handler": "one_failed", "cleanup": "all_done"},
+    )
+    states = {"a": StepView(StepState.FAILED), "c": StepView(StepState.SUCCEEDED)}
+    got = run(p, states, ["a"])
+    assert got == {
+        "b": (StepState.SKIPPED, SKIP_UPSTREAM_FAILED),
+        "join": (StepState.SKIPPED, SKIP_UPSTREAM_FAILED),
+        "handler": (StepState.QUEUED, ""),
+        "cleanup": (StepState.QUEUED, ""),
+    }

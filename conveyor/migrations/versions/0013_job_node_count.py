@@ -1,7 +1,7 @@
 """Jobs list their node count without loading plans
 
 Revision ID: 0013_job_node_count
-Revises: 0009_artifacts
+Revises: 0010_recovery
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_job_node_count"
-down_revision = "0009_artifacts"
+down_revision = "0010_recovery"
 branch_labels = None
 depends_on = None
 
