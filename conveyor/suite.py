@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -13,13 +14,15 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from conveyor.artifacts.local import LocalArtifactSink
+from conveyor.auth.authn import Authenticator
+from conveyor.auth.tokens import ensure_dev_token
 from conveyor.executor import api as executor_api
 from conveyor.executor.celeryapp import make_celery, set_step_handler
 from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
-from conveyor.kernel.grpcserver import replace_port, start_server
+from conveyor.kernel.grpcserver import replace_port, set_internal_credential, start_server
 from conveyor.kernel.metrics import serve_metrics
 from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
@@ -90,6 +93,8 @@ class Suite:
 
     settings: Settings
     addresses: dict[str, str] = field(default_factory=dict)
+    #: The admin token of an embedded suite (also in <data dir>/token); None with open access.
+    token: str | None = None
     _servers: list[Any] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
@@ -107,11 +112,52 @@ class Suite:
             await asyncio.to_thread(closer)
 
 
-async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
-    """Every service and a Celery worker pool in this process (SQLite, memory broker and bus)."""
+def is_loopback(address: str) -> bool:
+    """Whether a `host:port` listens on loopback only."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def configure_internal_credential(settings: Settings) -> None:
+    """Use CONVEYOR_INTERNAL_TOKEN; required unless every service shares this process."""
+    if settings.internal_token:
+        set_internal_credential(settings.internal_token)
+    elif not settings.embedded:
+        raise RuntimeError(
+            "CONVEYOR_INTERNAL_TOKEN must be set (the same secret of at least 16 characters "
+            "for every service and worker) in distributed mode"
+        )
+
+
+async def start_embedded(
+    settings: Settings, *, worker: bool = True, open_access: bool = False
+) -> Suite:
+    """Every service and a Celery worker pool in this process (SQLite, memory broker and bus).
+
+    The internal services listen on loopback only. Unless `open_access`, the gateway requires
+    tokens and the suite's admin token is written to `<data dir>/token` (mode 0600).
+    """
+    internal = {
+        "translator": settings.translator_addr,
+        "executor": settings.executor_addr,
+        "monitor": settings.monitor_addr,
+        "scheduler": settings.scheduler_addr,
+    }
+    exposed = [f"{name} {addr}" for name, addr in internal.items() if not is_loopback(addr)]
+    if exposed:
+        raise ValueError(f"embedded internal services bind loopback only, not {exposed}")
+    configure_internal_credential(settings)
     suite = Suite(settings=settings)
     tracing.setup("embedded", exporter=settings.trace_exporter)
     db = await asyncio.to_thread(open_database, settings, migrate=True)
+    authenticator = Authenticator(None if open_access else db, open_access=open_access)
+    if not open_access:
+        suite.token = await asyncio.to_thread(ensure_dev_token, db, settings.data_dir / "token")
     bus = make_bus(settings.events_url)
     hub = Hub()
     bus.listen(hub.deliver)
@@ -147,7 +193,7 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
         embedded_worker.start()
         suite._closers.append(embedded_worker.stop)
 
-    await _start_gateway(suite, mode="embedded")
+    await _start_gateway(suite, mode="embedded", authenticator=authenticator)
     return suite
 
 
@@ -186,11 +232,12 @@ async def _start_scheduler(suite: Suite, db: Database) -> None:
     suite._async_closers.append(handle.stop_firing)
 
 
-async def _start_gateway(suite: Suite, *, mode: str) -> None:
+async def _start_gateway(suite: Suite, *, mode: str, authenticator: Authenticator) -> None:
     from conveyor.gateway.main import serve_gateway
 
     settings = suite.settings
     handle = await serve_gateway(
+        authenticator=authenticator,
         routes=routes(settings),
         grpc_address=settings.gateway_addr,
         http_address=settings.http_addr,
@@ -212,10 +259,14 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
 
 async def start_service(name: str, settings: Settings) -> Suite:
     """One service of the distributed mode (translator, executor, monitor, scheduler or gateway)."""
+    configure_internal_credential(settings)
     suite = Suite(settings=settings)
     tracing.setup(name, exporter=settings.trace_exporter)
     if name == "gateway":
-        await _start_gateway(suite, mode="distributed")
+        # The gateway owns api_tokens, so it connects to the database too.
+        gateway_db = await asyncio.to_thread(open_database, settings, migrate=False)
+        suite._closers.append(gateway_db.dispose)
+        await _start_gateway(suite, mode="distributed", authenticator=Authenticator(gateway_db))
         return suite
     # /metrics first: a taken port stops the process before any gRPC server exists.
     metrics_server = serve_metrics(
@@ -268,6 +319,7 @@ def run_worker(
     settings: Settings, *, pool: str, concurrency: int, queues: str, hostname: str | None = None
 ) -> None:
     """A Celery worker process for distributed mode (blocks until stopped)."""
+    configure_internal_credential(settings)
     tracing.setup("worker", exporter=settings.trace_exporter)
     app = make_celery(settings)
     db = open_database(settings, migrate=False)

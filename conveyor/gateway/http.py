@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from conveyor.auth.authn import CURRENT_CALLER, Authenticator, Denied, StreamGuard, bearer
 from conveyor.gateway.proxy import service_descriptor
 from conveyor.gateway.transcode import (
     CallError,
@@ -39,13 +40,18 @@ from conveyor.gateway.transcode import (
 )
 from conveyor.kernel import tracing
 from conveyor.kernel.errors import ConveyorError
-from conveyor.kernel.grpcserver import channel, to_status
+from conveyor.kernel.grpcserver import ACTOR_KEY, MAX_MESSAGE_BYTES, channel, to_status
 from conveyor.kernel.ids import new_id
 from conveyor.kernel.metrics import aggregate, local_exposition
 
 log = structlog.get_logger(__name__)
 
-FORWARDED_HEADERS = ("authorization", "x-request-id", "traceparent", "tracestate")
+# The bearer token is not forwarded: backends learn who called from the actor key alone.
+FORWARDED_HEADERS = ("x-request-id", "traceparent", "tracestate")
+#: Query parameter carrying the token for streams opened by a browser's EventSource, which
+#: cannot set headers (RFC 6750 section 2.3). Accepted on server-streaming routes only.
+ACCESS_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
+MAX_BODY_BYTES = MAX_MESSAGE_BYTES
 KEEPALIVE_S = 15.0
 CALL_TIMEOUT_S = 60.0
 HEALTH_TIMEOUT_S = 1.0
@@ -58,6 +64,7 @@ _STREAM_BUFFER = 64
 # watchers of one run, a live event is decoded and turned into JSON once, not N times.
 _SSE_CACHE_MAX_BYTES = 16 * 1024
 
+REVOKED = "the token was revoked or expired"
 _Item = tuple[str, Any]  # ("message", Message | bytes) | ("end", None) | ("failure", CallError)
 
 
@@ -89,6 +96,49 @@ def _error(failure: CallError) -> JSONResponse:
     return JSONResponse(body, status_code=body["error"]["code"])
 
 
+def denied_response(denied: Denied) -> JSONResponse:
+    """401 with a `WWW-Authenticate: Bearer` challenge, or 403, as the usual JSON error."""
+    response = _error(CallError(denied.code, denied.message))
+    if denied.code == grpc.StatusCode.UNAUTHENTICATED:
+        challenge = 'Bearer realm="conveyor"'
+        if denied.error:
+            challenge += f', error="{denied.error}"'
+        response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the limit."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused by its declared length before reading and stopped at the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge
+        except ValueError:
+            pass
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    failure = CallError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes"
+    )
+    body = error_body(failure)
+    body["error"]["code"] = 413
+    return JSONResponse(body, status_code=413)
+
+
 def _local_error(route: HttpRoute, exc: Exception) -> CallError:
     """Map an in-process servicer's exception the way `map_errors` would over gRPC."""
     if isinstance(exc, ConveyorError):
@@ -111,6 +161,7 @@ class _EventStream(Response):
         keepalive_s: float,
         closing: asyncio.Event,
         encode: Any = sse_event,
+        guard: StreamGuard | None = None,
     ) -> None:
         # Not Response.__init__: it would declare Content-Length: 0 for the empty content.
         self.status_code = 200
@@ -123,6 +174,7 @@ class _EventStream(Response):
         self._queue, self._pump, self._first = queue, pump, first
         self._keepalive_s, self._closing = keepalive_s, closing
         self._encode = encode
+        self._guard = guard
         self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -163,6 +215,10 @@ class _EventStream(Response):
                 chunk = sse_error(item[1])
             else:
                 return
+            if self._guard is not None and not await self._guard.valid():
+                # Revoked or expired since the stream opened: it ends at its next event.
+                failure = CallError(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
+                item, chunk = ("failure", failure), sse_error(failure)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if item is not None and item[0] == "failure":
                 return
@@ -206,7 +262,11 @@ class HttpGateway:
         health_targets: Mapping[str, str],
         call_timeout_s: float | None,
         keepalive_s: float,
+        authenticator: Authenticator,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
+        self.authenticator = authenticator
+        self._max_body = max_body_bytes
         self._addresses = dict(routes)
         self._local = dict(local)
         self._health_targets = dict(health_targets)
@@ -246,19 +306,37 @@ class HttpGateway:
                 response.status_code = 405
             return response
         route, values = matched
+        query = request.query_params.multi_items()
+        token = bearer(request.headers.get("authorization"))
+        if route.server_streaming:
+            presented = [v for k, v in query if k == ACCESS_TOKEN_PARAM]
+            query = [(k, v) for k, v in query if k != ACCESS_TOKEN_PARAM]
+            if token is None and presented:
+                token = presented[0]
         try:
-            message = self._request_message(route, values, request, await request.body())
+            caller = await self.authenticator.authorize(token, route.grpc_path)
+        except Denied as denied:
+            return denied_response(denied)
+        CURRENT_CALLER.set(caller)
+        try:
+            body = await read_body(request, self._max_body)
+        except BodyTooLarge:
+            return _too_large(self._max_body)
+        try:
+            message = self._request_message(route, values, request, query, body)
         except InputError as bad:
             return _error(bad.failure())
         metadata = tuple(
             (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
         )
+        metadata += ((ACTOR_KEY, caller.name),)
         if "x-request-id" not in request.headers:  # one id follows the call through every service
             metadata += (("x-request-id", new_id()),)
         request_id = dict(metadata)["x-request-id"]
         with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=route.grpc_path):
             if route.server_streaming:
-                return await self._stream(route, message, metadata)
+                guard = self.authenticator.guard(caller)
+                return await self._stream(route, message, metadata, guard)
             carrier = tracing.carrier_from(request.headers)
             with tracing.span(route.grpc_path, carrier, kind=tracing.SERVER):
                 metadata = (
@@ -272,11 +350,13 @@ class HttpGateway:
 
     @staticmethod
     def _request_message(
-        route: HttpRoute, values: Sequence[str], request: Request, body: bytes
+        route: HttpRoute,
+        values: Sequence[str],
+        request: Request,
+        query: Sequence[tuple[str, str]],
+        body: bytes,
     ) -> Message:
-        message = build_request(
-            route, path_values=values, query=request.query_params.multi_items(), body=body
-        )
+        message = build_request(route, path_values=values, query=query, body=body)
         last_id = request.headers.get("last-event-id")
         # Generic resume rule: a streaming request with `after_sequence` resumes after the
         # last event id the client saw (EventSource sends it on reconnect).
@@ -337,7 +417,11 @@ class HttpGateway:
             call.cancel()
 
     async def _stream(
-        self, route: HttpRoute, message: Message, metadata: tuple[tuple[str, str], ...]
+        self,
+        route: HttpRoute,
+        message: Message,
+        metadata: tuple[tuple[str, str], ...],
+        guard: StreamGuard | None = None,
     ) -> Response:
         queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=_STREAM_BUFFER)
         pump = asyncio.create_task(_pump(self._messages(route, message, metadata), queue))
@@ -347,6 +431,11 @@ class HttpGateway:
         if first is not None and first[0] == "failure":
             await pump
             return _error(first[1])
+        if first is not None and first[0] == "end":
+            # Nothing to send (a finished run resumed at or past its end): 204 tells an
+            # EventSource to stop reconnecting.
+            await pump
+            return Response(status_code=204)
         return _EventStream(
             queue=queue,
             pump=pump,
@@ -354,6 +443,7 @@ class HttpGateway:
             keepalive_s=self._keepalive_s,
             closing=self._closing,
             encode=_sse_encoder(route),
+            guard=guard,
         )
 
     async def healthz(self, request: Request) -> Response:
@@ -400,6 +490,7 @@ def build_http_app(
     call_timeout_s: float | None = CALL_TIMEOUT_S,
     keepalive_s: float = KEEPALIVE_S,
     metrics_targets: Mapping[str, str] | None = None,
+    authenticator: Authenticator,
 ) -> Starlette:
     """The gateway's Starlette app; `app.state.gateway` is the `HttpGateway` (call `close()`)."""
     gateway = HttpGateway(
@@ -408,6 +499,7 @@ def build_http_app(
         health_targets=health_targets or {},
         call_timeout_s=call_timeout_s,
         keepalive_s=keepalive_s,
+        authenticator=authenticator,
     )
 
     async def metrics_endpoint(_: Request) -> Response:

@@ -12,6 +12,8 @@ import grpc
 import structlog
 import uvicorn
 
+from conveyor.auth.authn import Authenticator
+from conveyor.auth.interceptors import PublicAuth
 from conveyor.gateway import service
 from conveyor.gateway.http import KEEPALIVE_S, HttpGateway, build_http_app
 from conveyor.gateway.proxy import Proxy
@@ -89,18 +91,22 @@ async def serve_gateway(
     mode: str,
     keepalive_s: float = KEEPALIVE_S,
     metrics_targets: Mapping[str, str] | None = None,
+    authenticator: Authenticator,
 ) -> GatewayHandle:
     """Start the gateway: gRPC (GatewayService + proxied services) and HTTP/JSON + SSE.
 
     `keepalive_s` is the idle time after which an event stream sends a `: keepalive` comment.
     `metrics_targets` (service -> /metrics URL) are scraped into the gateway's `/metrics`;
     None serves this process's own registry (the embedded suite, where every service shares it).
+    `authenticator` checks every public call, gRPC and HTTP alike.
     """
     proxy = Proxy(routes)
-    servicer = service.GatewayServicer(routes=routes, mode=mode)
+    servicer = service.GatewayServicer(routes=routes, mode=mode, authenticator=authenticator)
     # Proxied services are registered by name too, so reflection and health list them.
     server, grpc_port = await start_server(
-        [service.registration(servicer), *proxy.registrations()], grpc_address
+        [service.registration(servicer), *proxy.registrations()],
+        grpc_address,
+        interceptors=[PublicAuth(authenticator)],
     )
     app = build_http_app(
         routes=routes,
@@ -108,6 +114,7 @@ async def serve_gateway(
         health_targets=routes,
         keepalive_s=keepalive_s,
         metrics_targets=metrics_targets,
+        authenticator=authenticator,
     )
     gateway: HttpGateway = app.state.gateway
     try:

@@ -74,6 +74,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # --- access control: the public edge and the internal credential ----------------------
+    internal_token: str = Field(
+        default="",
+        description="Secret every internal call carries (required in distributed mode; "
+        "embedded: a random one per process).",
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated browser origins allowed to call the HTTP API."
+    )
+    http_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="HTTP body limit."
+    )
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""
         if self.database_url:

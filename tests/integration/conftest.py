@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conveyor.cli.client import Client
@@ -30,9 +31,16 @@ def stack(
 @pytest.fixture
 def client(stack: dict[str, Any]) -> Iterator[Client]:
     """A gRPC client of the stack's gateway."""
-    c = Client(stack["grpc"])
+    c = Client(stack["grpc"], token=stack["token"])
     yield c
     c.close()
+
+
+@pytest.fixture
+def http(stack: dict[str, Any]) -> Iterator[httpx.Client]:
+    """An HTTP client of the stack's gateway, authenticated as its admin token."""
+    with harness.http_client(stack) as c:
+        yield c
 
 
 @pytest.fixture

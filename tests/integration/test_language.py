@@ -211,6 +211,7 @@ def test_http_route_decides_an_approval(stack: dict[str, Any], client: Client) -
         f"{stack['http']}/v1/runs/{run_id}/steps/gate0:decide",
         json={"decision": "APPROVAL_DECISION_REJECT", "comment": "via http", "approver": "bob"},
         timeout=30,
+        headers=harness.http_headers(stack),
     )
     assert reply.status_code == 200, reply.text
     result = finish(client, run_id)

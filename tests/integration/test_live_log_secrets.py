@@ -40,7 +40,7 @@ def secret_client(
         os.environ.update(SECRET_ENV)  # the embedded worker reads its secrets at start
         try:
             with harness.embedded(tmp) as addresses:
-                client = Client(addresses["grpc"])
+                client = Client(addresses["grpc"], token=addresses["token"])
                 yield client
                 client.close()
         finally:
@@ -53,7 +53,7 @@ def secret_client(
         with harness.distributed(
             tmp, POSTGRES_URL, REDIS_URL, workers=1, extra_env=SECRET_ENV
         ) as info:
-            client = Client(info["grpc"])
+            client = Client(info["grpc"], token=info["token"])
             yield client
             client.close()
 

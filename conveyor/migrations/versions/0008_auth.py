@@ -1,0 +1,35 @@
+"""Access control: API tokens (owned by the gateway)
+
+Revision ID: 0008_auth
+Revises: 0007_retry
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008_auth"
+down_revision = "0007_retry"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Apply."""
+    op.create_table(
+        "api_tokens",
+        sa.Column("id", sa.String(length=32), primary_key=True),
+        sa.Column("name", sa.String(length=100), nullable=False, unique=True),
+        sa.Column("token_hash", sa.String(length=64), nullable=False, unique=True),
+        sa.Column("role", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    )
+
+
+def downgrade() -> None:
+    """Revert."""
+    op.drop_table("api_tokens")
