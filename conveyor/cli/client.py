@@ -63,6 +63,12 @@ class Client:
         """Close the channel."""
         self._channel.close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def create_job(self, workflow_json: str) -> Any:
         """Save a workflow as a job, or as a new version of the job with its name."""
         return self.translator.CreateJob(

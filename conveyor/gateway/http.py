@@ -502,7 +502,12 @@ def build_http_app(
         authenticator=authenticator,
     )
 
-    async def metrics_endpoint(_: Request) -> Response:
+    async def metrics_endpoint(request: Request) -> Response:
+        # Any valid token may read the metrics (they name jobs, queues and workers).
+        try:
+            await authenticator.authenticate(bearer(request.headers.get("authorization")))
+        except Denied as denied:
+            return denied_response(denied)
         if metrics_targets is None:
             body = local_exposition()
         else:
