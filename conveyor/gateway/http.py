@@ -329,7 +329,8 @@ class HttpGateway:
         metadata = tuple(
             (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
         )
-        metadata += ((ACTOR_KEY, caller.name),)
+        if caller.token_id:  # open mode names nobody
+            metadata += ((ACTOR_KEY, caller.name),)
         if "x-request-id" not in request.headers:  # one id follows the call through every service
             metadata += (("x-request-id", new_id()),)
         request_id = dict(metadata)["x-request-id"]

@@ -62,7 +62,10 @@ def on_behalf(metadata: Metadata) -> Metadata:
     (the caller the gateway authenticated for this request)."""
     kept = tuple((k, v) for k, v in metadata if k not in _CLIENT_ONLY)
     caller = CURRENT_CALLER.get()
-    return (*kept, (ACTOR_KEY, caller.name)) if caller is not None else kept
+    # Open mode has no caller to name: the request's own fields (an approver) stand.
+    if caller is None or not caller.token_id:
+        return kept
+    return (*kept, (ACTOR_KEY, caller.name))
 
 
 def with_request_id(metadata: Metadata) -> Metadata:

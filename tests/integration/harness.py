@@ -72,6 +72,19 @@ def grpc_channel(stack: dict[str, Any]) -> grpc.Channel:
     return gateway_channel(stack["grpc"], stack["token"])
 
 
+def create_token(stack: dict[str, Any], name: str, role: str) -> str:
+    """A new token (viewer, operator or admin) made through the gateway as the admin token."""
+    from conveyor.auth.tokens import role_value
+    from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
+
+    with grpc_channel(stack) as ch:
+        reply = gateway_service_pb2_grpc.GatewayServiceStub(ch).CreateToken(
+            gateway_service_pb2.CreateTokenRequest(name=name, role=role_value(role)),  # type: ignore[arg-type]
+            timeout=30,
+        )
+    return str(reply.secret)
+
+
 def internal_channel(stack: dict[str, Any], address: str) -> grpc.Channel:
     """A channel straight to an internal service, with the stack's internal credential."""
     return sync_channel(address, credential=stack.get("internal_token") or internal_credential())
@@ -94,7 +107,7 @@ def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, Any]]:
         **overrides,
     )
     with BackgroundSuite(settings) as suite:
-        yield {**suite.addresses, "token": suite.token}
+        yield {**suite.addresses, "token": suite.token, "token_name": "dev"}
 
 
 @contextlib.contextmanager
@@ -212,6 +225,7 @@ def distributed(
                 },
                 "database_url": db_url,
                 "token": token,
+                "token_name": "test-admin",
                 "internal_token": internal_token,
                 "procs": procs,
                 "logs": logs,

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conveyor.cli.client import Client, gateway_channel
-from conveyor.executor.v1 import run_pb2
+from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.gateway.proxy import service_descriptor
 from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from conveyor.kernel.settings import Settings
@@ -240,3 +240,35 @@ def test_tokens_cli_through_the_gateway(stack: dict[str, Any], tmp_path: Path) -
     assert cli("tokens", "revoke", name, *server).returncode == 0
     refused = cli("runs", "list", *server, token=secret)
     assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+
+
+def test_who_started_cancelled_and_retried_a_run_is_recorded(
+    stack: dict[str, Any], client: Client, tmp_path: Path
+) -> None:
+    name = f"ops-oncall-{stack['mode']}"
+    secret = harness.create_token(stack, name, "operator")
+    job = client.create_job(gated(f"auth-actor-{stack['mode']}", tmp_path / "never")).job
+    with Client(stack["grpc"], token=secret) as operator:
+        run = operator.start_run(job.job_id, {})
+        assert run.started_by == name
+        cancelled = operator.executor.CancelRun(
+            executor_service_pb2.CancelRunRequest(run_id=run.run_id, reason="wrong branch"),
+            timeout=30,
+        ).run
+        assert cancelled.error_message == f"cancelled by {name}: wrong branch"
+        events = list(operator.watch(run.run_id))
+        assert events[0].message == f"started by {name}"
+        assert events[-1].message == f"cancelled by {name}: wrong branch"
+        retried = operator.executor.RetryRun(
+            executor_service_pb2.RetryRunRequest(run_id=run.run_id), timeout=30
+        ).run
+        assert retried.started_by == name
+        shown = subprocess.run(
+            [sys.executable, "-m", "conveyor", "--token", secret, "runs", "show", run.run_id,
+             "--server", stack["grpc"]],
+            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+        )  # fmt: skip
+        assert f"cancelled by {name}" in shown.stdout and f"started by {name}" in shown.stdout
+        operator.executor.CancelRun(
+            executor_service_pb2.CancelRunRequest(run_id=retried.run_id), timeout=30
+        )

@@ -1,4 +1,4 @@
-"""Access control: API tokens (owned by the gateway)
+"""Access control: API tokens (owned by the gateway); who started a run
 
 Revision ID: 0008_auth
 Revises: 0007_retry
@@ -28,8 +28,12 @@ def upgrade() -> None:
         sa.Column("revoked", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     )
+    with op.batch_alter_table("job_runs") as batch:
+        batch.add_column(sa.Column("started_by", sa.String(length=100), nullable=True))
 
 
 def downgrade() -> None:
     """Revert."""
+    with op.batch_alter_table("job_runs") as batch:
+        batch.drop_column("started_by")
     op.drop_table("api_tokens")
