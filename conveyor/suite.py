@@ -238,6 +238,8 @@ async def _start_gateway(suite: Suite, *, mode: str, authenticator: Authenticato
     settings = suite.settings
     handle = await serve_gateway(
         authenticator=authenticator,
+        cors_origins=settings.cors_origins.split(","),
+        max_body_bytes=settings.http_max_body_bytes,
         routes=routes(settings),
         grpc_address=settings.gateway_addr,
         http_address=settings.http_addr,

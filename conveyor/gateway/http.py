@@ -20,6 +20,8 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -483,6 +485,37 @@ class HttpGateway:
             await ch.close()
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    code = getattr(exc, "status_code", 404)
+    grpc_code = grpc.StatusCode.NOT_FOUND if code == 404 else grpc.StatusCode.UNIMPLEMENTED
+    response = _error(CallError(grpc_code, f"no route for {request.method} {request.url.path!r}"))
+    response.status_code = code
+    return response
+
+
+def cors_middleware(origins: Sequence[str]) -> list[Middleware]:
+    """CORS for the listed browser origins ("*" = any origin, then without credentials).
+
+    Authentication is a bearer header, not a cookie, so credentials are never needed; they are
+    allowed only for explicitly listed origins, never together with "*".
+    """
+    allowed = [o.strip() for o in origins if o.strip()]
+    if not allowed:
+        return []
+    wildcard = "*" in allowed
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=["*"] if wildcard else allowed,
+            allow_credentials=not wildcard,
+            allow_methods=[*_METHODS, "HEAD"],
+            allow_headers=["authorization", "content-type", "last-event-id", "x-request-id"],
+            expose_headers=["www-authenticate", "x-request-id"],
+            max_age=600,
+        )
+    ]
+
+
 def build_http_app(
     *,
     routes: Mapping[str, str],
@@ -492,6 +525,8 @@ def build_http_app(
     keepalive_s: float = KEEPALIVE_S,
     metrics_targets: Mapping[str, str] | None = None,
     authenticator: Authenticator,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Starlette:
     """The gateway's Starlette app; `app.state.gateway` is the `HttpGateway` (call `close()`)."""
     gateway = HttpGateway(
@@ -501,7 +536,17 @@ def build_http_app(
         call_timeout_s=call_timeout_s,
         keepalive_s=keepalive_s,
         authenticator=authenticator,
+        max_body_bytes=max_body_bytes,
     )
+    document: dict[str, Any] = {}
+
+    async def openapi_endpoint(_: Request) -> Response:
+        if not document:
+            from conveyor.gateway.openapi import openapi_document
+            from conveyor.gateway.service import conveyor_version
+
+            document.update(openapi_document(gateway.routes, version=conveyor_version()))
+        return JSONResponse(document)
 
     async def metrics_endpoint(request: Request) -> Response:
         # Any valid token may read the metrics (they name jobs, queues and workers).
@@ -524,9 +569,13 @@ def build_http_app(
         routes=[
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/{path:path}", gateway.dispatch, methods=_METHODS),
         ],
         lifespan=lifespan,
+        middleware=cors_middleware(cors_origins),
+        # Paths no route pattern matches (a newline in an id) still get the JSON error shape.
+        exception_handlers={404: _not_found, 405: _not_found},
     )
     app.state.gateway = gateway
     return app

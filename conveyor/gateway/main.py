@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -92,6 +92,8 @@ async def serve_gateway(
     keepalive_s: float = KEEPALIVE_S,
     metrics_targets: Mapping[str, str] | None = None,
     authenticator: Authenticator,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int | None = None,
 ) -> GatewayHandle:
     """Start the gateway: gRPC (GatewayService + proxied services) and HTTP/JSON + SSE.
 
@@ -115,6 +117,8 @@ async def serve_gateway(
         keepalive_s=keepalive_s,
         metrics_targets=metrics_targets,
         authenticator=authenticator,
+        cors_origins=cors_origins,
+        **({"max_body_bytes": max_body_bytes} if max_body_bytes else {}),
     )
     gateway: HttpGateway = app.state.gateway
     try:
