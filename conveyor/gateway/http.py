@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -24,8 +25,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from conveyor.auth.authn import CURRENT_CALLER, Authenticator, Denied, StreamGuard, bearer
 from conveyor.gateway.proxy import service_descriptor
@@ -39,6 +41,7 @@ from conveyor.gateway.transcode import (
     sse_error,
     sse_event,
     to_json,
+    ws_event,
 )
 from conveyor.kernel import tracing
 from conveyor.kernel.errors import ConveyorError
@@ -54,6 +57,8 @@ FORWARDED_HEADERS = ("x-request-id", "traceparent", "tracestate")
 #: cannot set headers (RFC 6750 section 2.3). Accepted on server-streaming routes only.
 ACCESS_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES
+#: The WebSocket subprotocol a browser offers (with `bearer.<token>`) and the server selects.
+WS_PROTOCOL = "conveyor.v1"
 KEEPALIVE_S = 15.0
 CALL_TIMEOUT_S = 60.0
 HEALTH_TIMEOUT_S = 1.0
@@ -449,6 +454,88 @@ class HttpGateway:
             guard=guard,
         )
 
+    async def websocket(self, ws: WebSocket) -> None:
+        """The run event streams over WebSocket: same routes, events and resume rule as SSE.
+
+        Browsers cannot set headers on a WebSocket, so the token may come as a subprotocol
+        `bearer.<token>` offered next to `conveyor.v1` (or `?access_token=`). Each event is a
+        JSON text frame {id, event, data}; the stream ends with close code 1000, or with an
+        {"event": "error"} frame and close code 4000 + the HTTP status (4401, 4403, 4404, ...).
+        """
+        offered = list(ws.scope.get("subprotocols") or [])
+        await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
+        token = bearer(ws.headers.get("authorization")) or next(
+            (p.removeprefix("bearer.") for p in offered if p.startswith("bearer.")), None
+        )
+        query = [(k, v) for k, v in ws.query_params.multi_items() if k != ACCESS_TOKEN_PARAM]
+        token = token or ws.query_params.get(ACCESS_TOKEN_PARAM)
+        matched = self.match("GET", ws.scope["path"])
+        try:
+            if isinstance(matched, CallError):
+                raise matched
+            route, values = matched
+            if not route.server_streaming:
+                raise CallError(grpc.StatusCode.NOT_FOUND, "only streams are served here")
+            try:
+                caller = await self.authenticator.authorize(token, route.grpc_path)
+            except Denied as denied:
+                raise CallError(denied.code, denied.message) from None
+            CURRENT_CALLER.set(caller)
+            try:
+                message = build_request(route, path_values=values, query=query, body=b"")
+            except InputError as bad:
+                raise bad.failure() from None
+            metadata: tuple[tuple[str, str], ...] = (("x-request-id", new_id()),)
+            if caller.token_id:
+                metadata += ((ACTOR_KEY, caller.name),)
+            await self._ws_pump(ws, route, message, metadata, self.authenticator.guard(caller))
+        except CallError as failure:
+            await _ws_fail(ws, failure)
+
+    async def _ws_pump(
+        self,
+        ws: WebSocket,
+        route: HttpRoute,
+        message: Message,
+        metadata: tuple[tuple[str, str], ...],
+        guard: StreamGuard,
+    ) -> None:
+        messages = self._messages(route, message, metadata)
+
+        async def forward() -> None:
+            async for item in messages:
+                if not await guard.valid():
+                    raise CallError(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
+                decoded = item if isinstance(item, Message) else route.response_cls.FromString(item)
+                await ws.send_text(ws_event(decoded))
+
+        async def disconnected() -> None:
+            with contextlib.suppress(WebSocketDisconnect):
+                while (await ws.receive())["type"] != "websocket.disconnect":
+                    pass
+
+        sender = asyncio.create_task(forward())
+        watchers = [
+            asyncio.create_task(disconnected()),
+            asyncio.create_task(self._closing.wait()),
+        ]
+        try:
+            await asyncio.wait([sender, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [sender, *watchers]:
+                task.cancel()
+            await asyncio.gather(sender, *watchers, return_exceptions=True)
+            await messages.aclose()
+        if not sender.cancelled() and sender.exception() is not None:
+            failure = sender.exception()
+            if isinstance(failure, CallError):
+                raise failure
+            raise CallError(grpc.StatusCode.INTERNAL, f"stream failed: {type(failure).__name__}")
+        if watchers[0].done() and not watchers[0].cancelled():
+            return  # the client left
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await ws.close(code=1000)
+
     async def healthz(self, request: Request) -> Response:
         """200 when every health target reports SERVING, 503 otherwise; per-target detail."""
         names = list(self._health_targets)
@@ -491,6 +578,13 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     response = _error(CallError(grpc_code, f"no route for {request.method} {request.url.path!r}"))
     response.status_code = code
     return response
+
+
+async def _ws_fail(ws: WebSocket, failure: CallError) -> None:
+    body = error_body(failure)
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await ws.send_text(json.dumps({"event": "error", "data": body}, separators=(",", ":")))
+        await ws.close(code=4000 + int(body["error"]["code"]), reason=failure.message[:120])
 
 
 def cors_middleware(origins: Sequence[str]) -> list[Middleware]:
@@ -571,6 +665,7 @@ def build_http_app(
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
             Route("/{path:path}", gateway.dispatch, methods=_METHODS),
+            WebSocketRoute("/{path:path}", gateway.websocket),
         ],
         lifespan=lifespan,
         middleware=cors_middleware(cors_origins),

@@ -487,6 +487,23 @@ def sse_event(message: Message) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
+def ws_event(message: Message) -> str:
+    """One WebSocket text frame: the SSE event's fields as JSON (`id`, `event`, `data`)."""
+    frame: dict[str, Any] = {}
+    holder = _sequence_holder(message)
+    name = message.DESCRIPTOR.name
+    if holder is not None:
+        frame["id"] = int(getattr(holder, "sequence"))  # noqa: B009 - dynamic field
+        type_field = holder.DESCRIPTOR.fields_by_name.get("type")
+        if type_field is not None and type_field.enum_type is not None:
+            value = type_field.enum_type.values_by_number.get(getattr(holder, "type"))  # noqa: B009
+            if value is not None:
+                name = value.name
+    frame["event"] = name
+    frame["data"] = to_json(message)
+    return json.dumps(frame, separators=(",", ":"))
+
+
 def sse_error(failure: CallError) -> bytes:
     """The final event of a stream that failed after it started."""
     return ("event: error\ndata: " + json.dumps(error_body(failure)) + "\n\n").encode()

@@ -4,6 +4,7 @@ streams, and streams resumed at or past a finished run's end."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -15,6 +16,8 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from websockets.exceptions import ConnectionClosedError
+from websockets.sync.client import connect
 
 from conveyor.cli.client import Client, gateway_channel
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
@@ -152,6 +155,40 @@ def test_streams_at_or_past_the_end_of_a_finished_run_end_at_once(
     assert f"id: {last}" in again.text
 
 
+def ws_url(stack: dict[str, Any], path: str) -> str:
+    return "ws" + stack["http"].removeprefix("http") + path
+
+
+def ws_frames(url: str, token: str | None) -> list[dict[str, Any]]:
+    """Every frame until the server closes normally (a browser's way: token as subprotocol)."""
+    protocols = ["conveyor.v1", *([f"bearer.{token}"] if token else [])]
+    with connect(url, subprotocols=protocols, open_timeout=30) as ws:  # type: ignore[arg-type]
+        assert ws.subprotocol == "conveyor.v1"
+        return [json.loads(frame) for frame in ws]
+
+
+def test_websocket_carries_the_sse_events_with_the_same_resume_rule(
+    stack: dict[str, Any], client: Client
+) -> None:
+    job = client.create_job(QUICK).job
+    run = client.start_run(job.job_id, {})
+    sequences = [e.sequence for e in client.watch(run.run_id)]
+    url = ws_url(stack, f"/v1/runs/{run.run_id}/events")
+    frames = ws_frames(url, stack["token"])
+    assert [f["id"] for f in frames] == sequences
+    assert frames[-1]["event"] == "EVENT_TYPE_RUN_STATE_CHANGED"
+    assert frames[-1]["data"]["event"]["run_state"] == "RUN_STATE_SUCCEEDED"
+    resumed = ws_frames(f"{url}?after_sequence={sequences[1]}", stack["token"])
+    assert [f["id"] for f in resumed] == sequences[2:]
+    assert ws_frames(f"{url}?after_sequence={sequences[-1]}", stack["token"]) == []
+    with pytest.raises(ConnectionClosedError) as closed:
+        ws_frames(url, None)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    with pytest.raises(ConnectionClosedError) as missing:
+        ws_frames(ws_url(stack, "/v1/runs/nope/events"), stack["token"])
+    assert missing.value.rcvd is not None and missing.value.rcvd.code == 4404
+
+
 def test_revoking_a_token_ends_its_open_streams(
     stack: dict[str, Any], client: Client, tmp_path: Path
 ) -> None:
@@ -163,7 +200,8 @@ def test_revoking_a_token_ends_its_open_streams(
 
     sse_lines: list[str] = []
     grpc_outcome: list[Any] = []
-    sse_open, grpc_open = threading.Event(), threading.Event()
+    ws_outcome: list[Any] = []
+    sse_open, grpc_open, ws_open = threading.Event(), threading.Event(), threading.Event()
 
     def follow_sse() -> None:
         with httpx.stream(
@@ -185,10 +223,24 @@ def test_revoking_a_token_ends_its_open_streams(
             except grpc.RpcError as exc:
                 grpc_outcome.append(exc.code())
 
-    threads = [threading.Thread(target=follow_sse), threading.Thread(target=follow_grpc)]
+    def follow_ws() -> None:
+        url = ws_url(stack, f"/v1/runs/{run.run_id}/events")
+        with connect(url, subprotocols=["conveyor.v1", f"bearer.{secret}"]) as ws:  # type: ignore[list-item]
+            try:
+                for frame in ws:
+                    ws_outcome.append(json.loads(frame)["event"])
+                    ws_open.set()
+            except ConnectionClosedError as exc:
+                ws_outcome.append(exc.rcvd.code if exc.rcvd else None)
+
+    threads = [
+        threading.Thread(target=follow_sse),
+        threading.Thread(target=follow_grpc),
+        threading.Thread(target=follow_ws),
+    ]
     for t in threads:
         t.start()
-    assert sse_open.wait(30) and grpc_open.wait(30)
+    assert sse_open.wait(30) and grpc_open.wait(30) and ws_open.wait(30)
     revoke(stack, name)
     gate.touch()  # the step ends: the streams' next event
     for t in threads:
@@ -197,6 +249,7 @@ def test_revoking_a_token_ends_its_open_streams(
     assert "event: error" in sse_lines
     assert any("UNAUTHENTICATED" in line for line in sse_lines)
     assert grpc_outcome[-1] == grpc.StatusCode.UNAUTHENTICATED
+    assert ws_outcome[-2:] == ["error", 4401]
     # The run itself went on to its end; only the revoked watcher was cut off.
     final = client.get_run(run.run_id)
     deadline = time.monotonic() + 60
