@@ -609,3 +609,27 @@ def jobs_show(job: str, output: OutputOpt = "json", server: ServerOpt = None) ->
     if output != "json":
         data.pop("plan", None)
     print(json.dumps(data, indent=2))
+
+
+@jobs_app.command("webhook")
+def jobs_webhook(job: str, server: ServerOpt = None) -> None:
+    """Create or rotate the job's webhook secret; print the URL and the secret (shown once)."""
+    from conveyor.cli.client import gateway_channel
+    from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
+
+    stub = gateway_service_pb2_grpc.GatewayServiceStub(
+        gateway_channel(server or DEFAULT_ADDR, resolve_token())
+    )
+    try:
+        reply = stub.RotateWebhookSecret(
+            gateway_service_pb2.RotateWebhookSecretRequest(job_id=job), timeout=30
+        )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    out.print(f"POST {reply.url}", markup=False)
+    out.print(f"secret {reply.secret}", markup=False)
+    out.print(
+        "sign: X-Conveyor-Signature: sha256=HMAC_SHA256(secret, '<timestamp>.<body>'), "
+        "with X-Conveyor-Timestamp (Unix seconds) and X-Conveyor-Delivery (unique id)",
+        markup=False,
+    )

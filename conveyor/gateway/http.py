@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -29,12 +30,15 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from conveyor.auth import webhooks
 from conveyor.auth.authn import CURRENT_CALLER, Authenticator, Denied, StreamGuard, bearer
+from conveyor.executor.v1 import run_pb2
 from conveyor.gateway.proxy import service_descriptor
 from conveyor.gateway.transcode import (
     CallError,
     HttpRoute,
     InputError,
+    _body_json,
     build_request,
     error_body,
     routes_for,
@@ -48,6 +52,7 @@ from conveyor.kernel.errors import ConveyorError
 from conveyor.kernel.grpcserver import ACTOR_KEY, MAX_MESSAGE_BYTES, channel, to_status
 from conveyor.kernel.ids import new_id
 from conveyor.kernel.metrics import aggregate, local_exposition
+from conveyor.kernel.protoconv import dict_to_struct
 
 log = structlog.get_logger(__name__)
 
@@ -454,6 +459,64 @@ class HttpGateway:
             guard=guard,
         )
 
+    async def hook(self, request: Request) -> Response:
+        """`POST /v1/hooks/{job}`: a signed delivery starts a run of a job with a
+        trigger.webhook node (see conveyor.auth.webhooks); the JSON body is its parameters."""
+        from conveyor.gateway.service import webhook_job
+
+        try:
+            body = await read_body(request, self._max_body)
+        except BodyTooLarge:
+            return _too_large(self._max_body)
+        refused = CallError(grpc.StatusCode.UNAUTHENTICATED, "bad or missing signature")
+        db = self.authenticator.db
+        try:
+            job = await webhook_job(self._addresses, request.path_params["job"])
+        except ConveyorError:
+            job = None  # answered like a bad signature: no oracle for which jobs exist
+        if job is None or db is None:
+            return _error(refused)
+
+        def secret() -> str | None:
+            assert db is not None
+            with db.read() as session:
+                return webhooks.secret_of(session, job.job_id)
+
+        why = webhooks.check(
+            await asyncio.to_thread(secret),
+            timestamp=request.headers.get(webhooks.TIMESTAMP_HEADER),
+            signature=request.headers.get(webhooks.SIGNATURE_HEADER),
+            body=body,
+            now=time.time(),
+        )
+        if why is not None:
+            return _error(CallError(grpc.StatusCode.UNAUTHENTICATED, why))
+        delivery = request.headers.get(webhooks.DELIVERY_HEADER)
+        if not webhooks.delivery_ok(delivery):
+            failure = InputError(
+                f"{webhooks.DELIVERY_HEADER} must be 1-100 characters: letters, digits, . _ : -",
+                field=webhooks.DELIVERY_HEADER,
+            )
+            return _error(failure.failure())
+        route = next(r for r in self.routes if r.grpc_path.endswith("/StartRun"))
+        try:
+            parsed = _body_json(body)
+            if parsed is not None and not isinstance(parsed, dict):
+                raise InputError("the body must be a JSON object of parameters", field="body")
+            start = route.request_cls(
+                job_id=job.job_id,
+                request_id=f"hook:{job.job_id}:{delivery}",
+                trigger=run_pb2.RUN_TRIGGER_WEBHOOK,
+                parameters=dict_to_struct(parsed or {}),
+            )
+        except InputError as bad:
+            return _error(bad.failure())
+        metadata = (("x-request-id", new_id()), (ACTOR_KEY, "webhook"))
+        try:
+            return JSONResponse(to_json(await self._unary(route, start, metadata)))
+        except CallError as failure:
+            return _error(failure)
+
     async def websocket(self, ws: WebSocket) -> None:
         """The run event streams over WebSocket: same routes, events and resume rule as SSE.
 
@@ -664,6 +727,7 @@ def build_http_app(
             Route("/healthz", gateway.healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            Route("/v1/hooks/{job}", gateway.hook, methods=["POST"]),
             Route("/{path:path}", gateway.dispatch, methods=_METHODS),
             WebSocketRoute("/{path:path}", gateway.websocket),
         ],

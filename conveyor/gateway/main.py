@@ -128,6 +128,8 @@ async def serve_gateway(
         await proxy.close()
         raise
     http_port = int(sock.getsockname()[1])
+    host = http_address.rpartition(":")[0] or "127.0.0.1"
+    servicer.http_url = f"http://{host}:{http_port}"
     config = uvicorn.Config(
         app, log_level="warning", lifespan="off", timeout_graceful_shutdown=HTTP_GRACE_S
     )

@@ -232,6 +232,36 @@ def _open_path(summary: str, content: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+HOOK_PATH: dict[str, Any] = {
+    "post": {
+        "operationId": "StartRunFromWebhook",
+        "summary": "A signed delivery starts a run of a job with a trigger.webhook node",
+        "security": [],
+        "parameters": [
+            {"name": "job", "in": "path", "required": True, "schema": {"type": "string"}},
+            *(
+                {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+                for name in ("X-Conveyor-Timestamp", "X-Conveyor-Signature", "X-Conveyor-Delivery")
+            ),
+        ],
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "responses": {
+            "200": {
+                "description": "The run started (or, for a redelivery, the run it started)",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "default": {
+                "description": "401 bad or missing signature, 400 bad parameters, ...",
+                "content": {"application/json": {"schema": ERROR_SCHEMA}},
+            },
+        },
+    }
+}
+
+
 def openapi_document(
     routes: Sequence[HttpRoute], *, version: str, extra_paths: Iterable[tuple[str, Any]] = ()
 ) -> dict[str, Any]:
@@ -254,6 +284,7 @@ def openapi_document(
     paths["/openapi.json"] = _open_path(
         "This document", {"application/json": {"schema": {"type": "object"}}}
     )
+    paths["/v1/hooks/{job}"] = HOOK_PATH
     paths.update(dict(extra_paths))
     return {
         "openapi": "3.1.0",

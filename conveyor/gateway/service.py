@@ -8,16 +8,18 @@ from importlib import metadata
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 
-from conveyor.auth import tokens
+from conveyor.auth import tokens, webhooks
 from conveyor.auth.authn import CURRENT_CALLER, Authenticator
 from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from conveyor.kernel.db import Database
-from conveyor.kernel.errors import FailedPrecondition
-from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
+from conveyor.kernel.errors import FailedPrecondition, NotFound, Unavailable
+from conveyor.kernel.grpcserver import ServiceRegistration, channel, map_errors
+from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 
 SERVICE_NAME = gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+TRANSLATOR = "conveyor.translator.v1.TranslatorService"
 
 
 def conveyor_version() -> str:
@@ -39,6 +41,8 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):  # type:
         self._mode = mode
         self._version = conveyor_version()
         self._auth = authenticator
+        #: Base URL of the HTTP API (set once the HTTP port is bound), for webhook URLs.
+        self.http_url = ""
 
     async def GetServerInfo(  # noqa: N802 - gRPC method name
         self,
@@ -120,6 +124,43 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):  # type:
         info = await asyncio.to_thread(work)
         self._auth.revoked()
         return gateway_service_pb2.RevokeTokenResponse(token=token_pb(info))
+
+    @map_errors
+    async def RotateWebhookSecret(  # noqa: N802 - gRPC method name
+        self, request: gateway_service_pb2.RotateWebhookSecretRequest, context: Any
+    ) -> gateway_service_pb2.RotateWebhookSecretResponse:
+        """See the proto."""
+        job = await webhook_job(self._routes, request.job_id)
+        db = self._db()
+
+        def work() -> str:
+            with db.transaction() as session:
+                return webhooks.rotate_secret(session, job.job_id)
+
+        secret = await asyncio.to_thread(work)
+        return gateway_service_pb2.RotateWebhookSecretResponse(
+            job_id=job.job_id, url=f"{self.http_url}/v1/hooks/{job.job_id}", secret=secret
+        )
+
+
+async def webhook_job(routes: Mapping[str, str], job: str) -> Any:
+    """The job (by id or name) a webhook starts; NotFound, or FailedPrecondition without a
+    trigger.webhook node."""
+    if not job or len(job) > 200:
+        raise NotFound(f"job {job!r} not found", reason="JOB_NOT_FOUND")
+    stub = translator_service_pb2_grpc.TranslatorServiceStub(channel(routes[TRANSLATOR]))
+    try:
+        reply = await stub.GetJob(translator_service_pb2.GetJobRequest(job_id=job), timeout=30)
+    except grpc.aio.AioRpcError as err:
+        if err.code() == grpc.StatusCode.NOT_FOUND:
+            raise NotFound(f"job {job!r} not found", reason="JOB_NOT_FOUND") from None
+        raise Unavailable(f"the translator did not answer: {err.code().name}") from None
+    nodes = json_format.MessageToDict(reply.job.definition).get("nodes") or []
+    if not any(isinstance(n, dict) and n.get("type") == "trigger.webhook" for n in nodes):
+        raise FailedPrecondition(
+            f"job {reply.job.name!r} has no trigger.webhook node", reason="NO_WEBHOOK_TRIGGER"
+        )
+    return reply.job
 
 
 def token_pb(info: tokens.TokenInfo) -> gateway_service_pb2.Token:

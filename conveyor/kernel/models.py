@@ -6,6 +6,7 @@ from __future__ import annotations
 def import_all_models() -> None:
     """Register every table on conveyor.kernel.db.Base.metadata."""
     import conveyor.auth.tokens
+    import conveyor.auth.webhooks
     import conveyor.executor.models
     import conveyor.kernel.feed
     import conveyor.kernel.outbox

@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
+from conveyor.auth import webhooks
 from conveyor.cli.client import Client, gateway_channel
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.gateway.proxy import service_descriptor
@@ -325,3 +326,64 @@ def test_who_started_cancelled_and_retried_a_run_is_recorded(
         operator.executor.CancelRun(
             executor_service_pb2.CancelRunRequest(run_id=retried.run_id), timeout=30
         )
+
+
+def test_signed_webhook_starts_one_run_per_delivery(
+    stack: dict[str, Any], client: Client, tmp_path: Path
+) -> None:
+    doc = wf.doc(
+        f"auth-hook-{stack['mode']}",
+        [
+            {"id": "hook", "type": "trigger.webhook", "data": {}},
+            wf.cmd("echo", ["echo", "{{ params.ref }}"]),
+        ],
+        [("hook", "echo")],
+        parameters={
+            "type": "object",
+            "properties": {"ref": {"type": "string"}},
+            "required": ["ref"],
+        },
+    )
+    job = client.create_job(doc).job
+    made = subprocess.run(
+        [sys.executable, "-m", "conveyor", "--token", stack["token"], "jobs", "webhook",
+         job.name, "--server", stack["grpc"]],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    url = made.stdout.split("POST ", 1)[1].split()[0]
+    secret = made.stdout.split("secret ", 1)[1].split()[0]
+    assert url.endswith(f"/v1/hooks/{job.job_id}")
+
+    def deliver(body: bytes, delivery: str, *, key: str = secret, age: int = 0) -> httpx.Response:
+        stamp = str(int(time.time()) - age)
+        return httpx.post(
+            url,
+            content=body,
+            headers={
+                "X-Conveyor-Timestamp": stamp,
+                "X-Conveyor-Signature": webhooks.sign(key, stamp, body),
+                "X-Conveyor-Delivery": delivery,
+                "Content-Type": "application/json",
+            },
+            timeout=30,
+        )
+
+    before = len(
+        client.executor.ListRuns(executor_service_pb2.ListRunsRequest(job_id=job.job_id)).runs
+    )
+    body = b'{"ref": "main"}'
+    first = deliver(body, "d-1")
+    assert first.status_code == 200, first.text
+    run = first.json()["run"]
+    assert run["trigger"] == "RUN_TRIGGER_WEBHOOK" and run["parameters"] == {"ref": "main"}
+    again = deliver(body, "d-1")  # a redelivery
+    assert again.json()["run"]["run_id"] == run["run_id"]
+    assert deliver(body, "d-2", key="whsec_wrong").status_code == 401
+    assert deliver(body, "d-3", age=301).status_code == 401
+    assert httpx.post(url, content=body, timeout=30).status_code == 401
+    assert deliver(b'{"nope": 1}', "d-4").status_code == 400  # the schema wants ref
+    runs = client.executor.ListRuns(executor_service_pb2.ListRunsRequest(job_id=job.job_id)).runs
+    assert len(runs) == before + 1
+    events = list(client.watch(run["run_id"]))
+    assert events[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED

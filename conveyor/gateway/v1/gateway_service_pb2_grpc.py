@@ -60,6 +60,11 @@ class GatewayServiceStub:
                 request_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/conveyor.gateway.v1.GatewayService/RotateWebhookSecret',
+                request_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -106,6 +111,16 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateWebhookSecret(self, request, context):
+        """Creates or replaces the webhook secret of a job (the previous one stops working) and
+        returns it with the URL that starts the job: `POST /v1/hooks/{job_id}`, signed with it.
+        Fails with NOT_FOUND for an unknown job and FAILED_PRECONDITION when the workflow has no
+        trigger.webhook node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +148,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenRequest.FromString,
                     response_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -271,6 +291,33 @@ class GatewayService:
             '/conveyor.gateway.v1.GatewayService/RevokeToken',
             conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenRequest.SerializeToString,
             conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.gateway.v1.GatewayService/RotateWebhookSecret',
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,6 +28,12 @@ def upgrade() -> None:
         sa.Column("revoked", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     )
+    op.create_table(
+        "webhook_secrets",
+        sa.Column("job_id", sa.String(length=32), primary_key=True),
+        sa.Column("secret", sa.String(length=100), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
     with op.batch_alter_table("job_runs") as batch:
         batch.add_column(sa.Column("started_by", sa.String(length=100), nullable=True))
 
@@ -36,4 +42,5 @@ def downgrade() -> None:
     """Revert."""
     with op.batch_alter_table("job_runs") as batch:
         batch.drop_column("started_by")
+    op.drop_table("webhook_secrets")
     op.drop_table("api_tokens")
