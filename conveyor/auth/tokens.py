@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Boolean, DateTime, Integer, String, select
+from sqlalchemy import Boolean, Connection, DateTime, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from conveyor.auth.v1 import auth_pb2
@@ -187,7 +187,9 @@ def delete_token(session: Session, name: str) -> None:
         session.delete(row)
 
 
-def lookup(session: Session, token: str, *, now: datetime | None = None) -> Caller | None:
+def lookup(
+    session: Session | Connection, token: str, *, now: datetime | None = None
+) -> Caller | None:
     """The caller a presented token stands for; None when unknown, revoked or expired."""
     if not token.startswith(PREFIX) or len(token) > 200:
         return None
@@ -241,7 +243,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(found.group(1)) * unit)
 
 
-def is_active(session: Session, token_id: str, *, now: datetime | None = None) -> bool:
+def is_active(session: Session | Connection, token_id: str, *, now: datetime | None = None) -> bool:
     """Whether the token with this id exists, is not revoked and has not expired."""
     row = session.execute(
         select(ApiTokenRow.revoked, ApiTokenRow.expires_at).where(ApiTokenRow.id == token_id)
