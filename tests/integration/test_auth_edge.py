@@ -8,6 +8,7 @@ import re
 import socket
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conveyor.cli.background import BackgroundSuite
 from conveyor.gateway import service
 from conveyor.gateway.proxy import service_descriptor
 from conveyor.gateway.transcode import routes_for
@@ -199,3 +201,20 @@ def test_fuzzed_requests_never_get_a_5xx(
             assert resp.status_code < 500, (verb, path, query, body, resp.read())
         finally:
             resp.close()
+
+
+def test_open_mode_needs_no_token_and_names_nobody(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        gateway_addr="127.0.0.1:0",
+        http_addr="127.0.0.1:0",
+        translator_addr="127.0.0.1:0",
+        executor_addr="127.0.0.1:0",
+        monitor_addr="127.0.0.1:0",
+        scheduler_addr="127.0.0.1:0",
+    )
+    with BackgroundSuite(settings, open_access=True) as suite:
+        assert suite.token is None and not (tmp_path / "token").exists()
+        caller = httpx.get(f"{suite.addresses['http']}/v1/caller", timeout=30).json()
+        assert caller == {"name": "anonymous", "role": "ROLE_ADMIN"}
+        assert httpx.get(f"{suite.addresses['http']}/v1/runs", timeout=30).status_code == 200
