@@ -38,9 +38,9 @@ from conveyor.gateway.transcode import (
     CallError,
     HttpRoute,
     InputError,
-    _body_json,
     build_request,
     error_body,
+    parse_body,
     routes_for,
     sse_error,
     sse_event,
@@ -500,7 +500,7 @@ class HttpGateway:
             return _error(failure.failure())
         route = next(r for r in self.routes if r.grpc_path.endswith("/StartRun"))
         try:
-            parsed = _body_json(body)
+            parsed = parse_body(body)
             if parsed is not None and not isinstance(parsed, dict):
                 raise InputError("the body must be a JSON object of parameters", field="body")
             start = route.request_cls(

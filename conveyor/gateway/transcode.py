@@ -370,7 +370,8 @@ def _depth_ok(value: Any) -> bool:
     return True
 
 
-def _body_json(body: bytes) -> Any:
+def parse_body(body: bytes) -> Any:
+    """A request body as JSON (None when empty); InputError for what no backend can take."""
     if not body.strip():
         return None
     try:
@@ -429,14 +430,14 @@ def build_request(
         unknown = [key for key, _ in query]
         if unknown:
             raise InputError(f"unknown query parameter {unknown[0]!r}", field=unknown[0])
-        parsed = _body_json(body)
+        parsed = parse_body(body)
         if parsed is not None and not isinstance(parsed, dict):
             raise InputError("request body must be a JSON object", field="body")
         data = parsed or {}
     else:
         data = _query_dict(desc, query)
         if route.body:
-            parsed = _body_json(body)
+            parsed = parse_body(body)
             if parsed is not None:
                 _put(data, _resolve(desc, route.body.split(".")), parsed)
     for variable, value in zip(route.variables, path_values, strict=True):
