@@ -22,7 +22,13 @@ from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
-from conveyor.kernel.grpcserver import replace_port, set_internal_credential, start_server
+from conveyor.kernel.grpcserver import (
+    TlsFiles,
+    replace_port,
+    set_internal_credential,
+    set_tls,
+    start_server,
+)
 from conveyor.kernel.metrics import serve_metrics
 from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
@@ -123,8 +129,27 @@ def is_loopback(address: str) -> bool:
         return False
 
 
+def configure_tls(settings: Settings) -> None:
+    """Serve and call over TLS when CONVEYOR_TLS_CERT_FILE and _KEY_FILE are set."""
+    if settings.tls_cert_file is None and settings.tls_key_file is None:
+        set_tls(None)
+        return
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise RuntimeError("CONVEYOR_TLS_CERT_FILE and CONVEYOR_TLS_KEY_FILE go together")
+    set_tls(
+        TlsFiles.load(
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            settings.tls_ca_file,
+            settings.tls_server_name,
+        )
+    )
+
+
 def configure_internal_credential(settings: Settings) -> None:
-    """Use CONVEYOR_INTERNAL_TOKEN; required unless every service shares this process."""
+    """Use CONVEYOR_INTERNAL_TOKEN (required unless every service shares this process), and
+    the TLS settings."""
+    configure_tls(settings)
     if settings.internal_token:
         set_internal_credential(settings.internal_token)
     elif not settings.embedded:
@@ -153,6 +178,9 @@ async def start_embedded(
         raise ValueError(f"embedded internal services bind loopback only, not {exposed}")
     configure_internal_credential(settings)
     suite = Suite(settings=settings)
+    if settings.tls_cert_file is not None:
+        # TLS is per process: a later suite or server in this process starts from plaintext.
+        suite._closers.insert(0, lambda: set_tls(None))
     tracing.setup("embedded", exporter=settings.trace_exporter)
     db = await asyncio.to_thread(open_database, settings, migrate=True)
     authenticator = Authenticator(None if open_access else db, open_access=open_access)

@@ -38,8 +38,16 @@ def resolve_token(explicit: str | None = None) -> str | None:
 
 
 def gateway_channel(address: str, token: str | None) -> grpc.Channel:
-    """A blocking channel to a gateway that sends the bearer token (when there is one)."""
-    ch = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    """A blocking channel to a gateway that sends the bearer token (when there is one); over
+    TLS, verified against CONVEYOR_TLS_CA_FILE, when that is set."""
+    ca_file = os.environ.get("CONVEYOR_TLS_CA_FILE")
+    if ca_file:
+        name = os.environ.get("CONVEYOR_TLS_SERVER_NAME")
+        options = [*CHANNEL_OPTIONS, *([("grpc.ssl_target_name_override", name)] if name else [])]
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(ca_file).read_bytes())
+        ch = grpc.secure_channel(address, credentials, options=options)
+    else:
+        ch = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
     return with_metadata(ch, [("authorization", f"Bearer {token}")]) if token else ch
 
 

@@ -17,7 +17,7 @@ from conveyor.auth.interceptors import PublicAuth
 from conveyor.gateway import service
 from conveyor.gateway.http import KEEPALIVE_S, HttpGateway, build_http_app
 from conveyor.gateway.proxy import Proxy
-from conveyor.kernel.grpcserver import start_server
+from conveyor.kernel.grpcserver import start_server, tls_files
 
 log = structlog.get_logger(__name__)
 
@@ -129,9 +129,16 @@ async def serve_gateway(
         raise
     http_port = int(sock.getsockname()[1])
     host = http_address.rpartition(":")[0] or "127.0.0.1"
-    servicer.http_url = f"http://{host}:{http_port}"
+    scheme = "https" if tls_files() is not None else "http"
+    servicer.http_url = f"{scheme}://{host}:{http_port}"
+    tls = tls_files()
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=HTTP_GRACE_S
+        app,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=HTTP_GRACE_S,
+        ssl_certfile=None if tls is None else tls.cert_path,
+        ssl_keyfile=None if tls is None else tls.key_path,
     )
     http = _EmbeddedServer(config)
     task = asyncio.create_task(http.serve(sockets=[sock]))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import hmac
 import inspect
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -172,7 +174,15 @@ async def start_server(
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(address)
+    tls = _tls[0] if _tls else None
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        # Internal servers (no interceptors given) require a client certificate from the CA
+        # when one is configured (mTLS); the public gateway only presents its certificate.
+        port = server.add_secure_port(
+            address, tls.server_credentials(client_auth=interceptors is None)
+        )
     if port == 0:
         raise OSError(f"could not bind gRPC address {address}")
     await server.start()
@@ -182,21 +192,83 @@ async def start_server(
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    """An aio channel to another Conveyor service: size limits and the internal credential."""
-    return grpc.aio.insecure_channel(
-        address,
-        options=CHANNEL_OPTIONS,
-        interceptors=[_AioUnaryCredential(), _AioStreamCredential()],
+    """An aio channel to another Conveyor service: size limits and the internal credential
+    (over TLS, with this process's client certificate, when TLS is configured)."""
+    interceptors = [_AioUnaryCredential(), _AioStreamCredential()]
+    tls = _tls[0] if _tls else None
+    if tls is None:
+        return grpc.aio.insecure_channel(
+            address, options=CHANNEL_OPTIONS, interceptors=interceptors
+        )
+    return grpc.aio.secure_channel(
+        address, tls.channel_credentials(), options=tls.options(), interceptors=interceptors
     )
 
 
 def sync_channel(address: str, *, credential: str | None = None) -> grpc.Channel:
     """A blocking channel to another Conveyor service (a worker's), with the credential
     (this process's, or the one given)."""
-    return with_metadata(
-        grpc.insecure_channel(address, options=CHANNEL_OPTIONS),
-        [(INTERNAL_KEY, credential or internal_credential())],
+    tls = _tls[0] if _tls else None
+    ch = (
+        grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        if tls is None
+        else grpc.secure_channel(address, tls.channel_credentials(), options=tls.options())
     )
+    return with_metadata(ch, [(INTERNAL_KEY, credential or internal_credential())])
+
+
+# --- TLS ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of CONVEYOR_TLS_*: this process's certificate and key, and the CA that signs
+    every Conveyor certificate (internal servers then require client certificates: mTLS)."""
+
+    cert_path: Path
+    key_path: Path
+    cert: bytes
+    key: bytes
+    ca: bytes | None
+    server_name: str = ""
+
+    @classmethod
+    def load(cls, cert: Path, key: Path, ca: Path | None, server_name: str = "") -> TlsFiles:
+        """Read the files (a missing or unreadable one is an error at start)."""
+        return cls(
+            cert, key, cert.read_bytes(), key.read_bytes(), ca.read_bytes() if ca else None,
+            server_name,
+        )  # fmt: skip
+
+    def server_credentials(self, *, client_auth: bool) -> grpc.ServerCredentials:
+        """Credentials of a server presenting this certificate."""
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)],
+            root_certificates=self.ca,
+            require_client_auth=client_auth and self.ca is not None,
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """Credentials of a channel verifying the server against the CA, showing this cert."""
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
+
+    def options(self) -> list[tuple[str, Any]]:
+        """Channel options (the name certificates are checked against, when overridden)."""
+        extra = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+        return [*CHANNEL_OPTIONS, *extra]
+
+
+_tls: list[TlsFiles | None] = []
+
+
+def set_tls(files: TlsFiles | None) -> None:
+    """Serve and call over TLS with these files (None: plaintext) in this process."""
+    _tls[:] = [files]
+
+
+def tls_files() -> TlsFiles | None:
+    """This process's TLS files, if any."""
+    return _tls[0] if _tls else None
 
 
 # --- the internal credential -------------------------------------------------------------
