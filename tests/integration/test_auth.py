@@ -387,3 +387,38 @@ def test_signed_webhook_starts_one_run_per_delivery(
     assert len(runs) == before + 1
     events = list(client.watch(run["run_id"]))
     assert events[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+
+
+def test_who_changed_a_schedule_or_an_alert_rule_is_recorded(
+    stack: dict[str, Any], client: Client
+) -> None:
+    name = f"planner-{stack['mode']}"
+    admin = {"Authorization": f"Bearer {harness.create_token(stack, name, 'admin')}"}
+    job = client.create_job(QUICK).job
+    http = stack["http"]
+    spec = {"cron": {"expression": "0 3 * * *"}}
+    made = httpx.post(
+        f"{http}/v1/schedules",
+        json={"schedule": {"job_id": job.job_id, "spec": spec}},
+        headers=admin,
+        timeout=30,
+    )
+    assert made.status_code == 200, made.text
+    schedule = made.json()["schedule"]
+    assert schedule["updated_by"] == name
+    paused = httpx.post(
+        f"{http}/v1/schedules/{schedule['schedule_id']}:pause",
+        json={"note": "freeze"},
+        headers=harness.http_headers(stack),
+        timeout=30,
+    )
+    assert paused.json()["schedule"]["updated_by"] == stack["token_name"]
+    rule = httpx.post(
+        f"{http}/v1/alertRules",
+        json={"display_name": f"who-{stack['mode']}", "kind": "ALERT_KIND_RUN_FAILED"},
+        headers=admin,
+        timeout=30,
+    )
+    assert rule.status_code == 200, rule.text
+    assert rule.json()["rule"]["updated_by"] == name
+    httpx.delete(f"{http}/v1/schedules/{schedule['schedule_id']}", headers=admin, timeout=30)

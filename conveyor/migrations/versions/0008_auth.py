@@ -1,4 +1,5 @@
-"""Access control: API tokens (owned by the gateway); who started a run
+"""Access control: API tokens and webhook secrets (owned by the gateway); who started a run,
+who changed a schedule or alert rule
 
 Revision ID: 0008_auth
 Revises: 0007_retry
@@ -36,10 +37,16 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("job_runs") as batch:
         batch.add_column(sa.Column("started_by", sa.String(length=100), nullable=True))
+    for table in ("job_schedules", "alert_rules"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("updated_by", sa.String(length=100), nullable=True))
 
 
 def downgrade() -> None:
     """Revert."""
+    for table in ("alert_rules", "job_schedules"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("updated_by")
     with op.batch_alter_table("job_runs") as batch:
         batch.drop_column("started_by")
     op.drop_table("webhook_secrets")
