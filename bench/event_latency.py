@@ -36,7 +36,7 @@ import httpx
 
 from bench.report import write_section
 from conveyor.cli.client import Client
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
+from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, INTERNAL_KEY
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
@@ -96,9 +96,9 @@ class Watcher:
             self.ready.set()
 
 
-async def grpc_watcher(stub: Any, run_id: str, w: Watcher) -> None:
+async def grpc_watcher(stub: Any, run_id: str, w: Watcher, metadata: Any) -> None:
     try:
-        call = stub.WatchRun(monitor_service_pb2.WatchRunRequest(run_id=run_id))
+        call = stub.WatchRun(monitor_service_pb2.WatchRunRequest(run_id=run_id), metadata=metadata)
         async for reply in call:
             ev = reply.event
             w.see(ev.run_state, ev.node_id, ev.step_state, ev.event_time.ToNanoseconds() / 1e9)
@@ -149,7 +149,7 @@ class Round:
 async def one_round(
     *, transport: str, watchers: int, info: dict[str, Any], job_id: str, tmp: Path
 ) -> Round:
-    client = Client(info["grpc"])
+    client = Client(info["grpc"], token=info["token"])
     gate = tmp / f"gate-{transport}-{watchers}-{time.monotonic_ns()}"
     run = client.start_run(job_id, {"gate": str(gate)})
     client.close()
@@ -158,18 +158,31 @@ async def one_round(
     http: httpx.AsyncClient | None = None
     if transport in ("grpc", "grpc-monitor"):
         target = info["grpc"] if transport == "grpc" else info["monitor"]
+        # The gateway wants the token; the monitor itself, the internal credential.
+        metadata = (
+            (("authorization", f"Bearer {info['token']}"),)
+            if transport == "grpc"
+            else ((INTERNAL_KEY, info["internal_token"]),)
+        )
         channels = [
             grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
             for _ in range(math.ceil(watchers / STREAMS_PER_CHANNEL))
         ]
         stubs = [monitor_service_pb2_grpc.MonitorServiceStub(ch) for ch in channels]
         tasks = [
-            asyncio.create_task(grpc_watcher(stubs[i // STREAMS_PER_CHANNEL], run.run_id, w))
+            asyncio.create_task(
+                grpc_watcher(stubs[i // STREAMS_PER_CHANNEL], run.run_id, w, metadata)
+            )
             for i, w in enumerate(ws)
         ]
     else:
         limits = httpx.Limits(max_connections=watchers + 10, max_keepalive_connections=0)
-        http = httpx.AsyncClient(base_url=info["http"], timeout=120, limits=limits)
+        http = httpx.AsyncClient(
+            base_url=info["http"],
+            timeout=120,
+            limits=limits,
+            headers=harness.http_headers(info),
+        )
         tasks = [asyncio.create_task(sse_watcher(http, run.run_id, w)) for w in ws]
     await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in ws)), 300)
     await asyncio.sleep(0.5)  # let the connection storm settle before measuring
@@ -196,7 +209,7 @@ def pct(values: list[float], q: int) -> float:
 async def measure(
     chain: int, counts: list[int], transports: list[str], tmp: Path, info: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    client = Client(info["grpc"])
+    client = Client(info["grpc"], token=info["token"])
     job_id = client.create_job(gated_chain(chain)).job.job_id
     client.close()
     baseline = rss_kib(info["procs"][3].pid)

@@ -69,7 +69,7 @@ def main() -> None:
     n = args.items
     rows = []
     with tempfile.TemporaryDirectory() as tmp, harness.embedded(Path(tmp)) as addresses:
-        client = Client(addresses["grpc"])
+        client = Client(addresses["grpc"], token=addresses["token"])
         for concurrency in (1, 4, 16):
             seconds = timed(client, foreach_doc(n, concurrency))
             rows.append((f"foreach, concurrency {concurrency}", seconds))

@@ -90,7 +90,7 @@ def conveyor_figures(repeat: int) -> dict[str, list[float]]:
             extra_env={"CONVEYOR_WORKER_CONCURRENCY": "4"},
         ) as info,
     ):
-        client = Client(info["grpc"])
+        client = Client(info["grpc"], token=info["token"])
         jobs = {
             "chain": client.create_job(CHAIN_DOC).job.job_id,
             "fanout": client.create_job(FAN_DOC).job.job_id,

@@ -18,11 +18,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import grpc
-
 from bench.report import write_section
 from conveyor.cli.client import Client
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
@@ -41,8 +38,8 @@ def measure(fires: int) -> tuple[list[float], int]:
         tempfile.TemporaryDirectory() as tmp,
         harness.distributed(Path(tmp), POSTGRES_URL, REDIS_URL, workers=1) as info,
     ):
-        client = Client(info["grpc"])
-        channel = grpc.insecure_channel(info["grpc"], options=CHANNEL_OPTIONS)
+        client = Client(info["grpc"], token=info["token"])
+        channel = harness.grpc_channel(info)
         scheduler = scheduler_service_pb2_grpc.SchedulerServiceStub(channel)
         job = client.create_job(wf.doc("bench-scheduled", [wf.cmd("tick", ["true"])], [])).job
         start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)

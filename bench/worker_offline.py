@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from bench.report import write_section
 from conveyor.monitor.v1 import (
     alert_service_pb2,
@@ -64,7 +62,7 @@ def measure(workers: int) -> dict[str, list[float]]:
         tempfile.TemporaryDirectory() as tmp,
         harness.distributed(Path(tmp), POSTGRES_URL, REDIS_URL, workers=workers) as info,
     ):
-        channel = grpc.insecure_channel(info["grpc"])
+        channel = harness.grpc_channel(info)
         insight = insight_service_pb2_grpc.InsightServiceStub(channel)
         alerts = alert_service_pb2_grpc.AlertServiceStub(channel)
         alerts.CreateAlertRule(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import socket
 import sys
@@ -23,6 +24,8 @@ from celery.signals import (
 from conveyor.artifacts import api as artifacts_api
 from conveyor.artifacts.client import ArtifactClient, ServiceArtifactSink
 from conveyor.artifacts.main import serve_artifacts
+from conveyor.auth.authn import Authenticator
+from conveyor.auth.tokens import ensure_dev_token
 from conveyor.executor import api as executor_api
 from conveyor.executor import history as run_history
 from conveyor.executor.celeryapp import make_celery, set_step_handler
@@ -30,7 +33,14 @@ from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
-from conveyor.kernel.grpcserver import replace_port, set_not_serving, start_server
+from conveyor.kernel.grpcserver import (
+    TlsFiles,
+    replace_port,
+    set_internal_credential,
+    set_not_serving,
+    set_tls,
+    start_server,
+)
 from conveyor.kernel.metrics import serve_metrics
 from conveyor.kernel.migrate import upgrade
 from conveyor.kernel.settings import Settings
@@ -114,6 +124,8 @@ class Suite:
 
     settings: Settings
     addresses: dict[str, str] = field(default_factory=dict)
+    #: The admin token of an embedded suite (also in <data dir>/token); None with open access.
+    token: str | None = None
     _servers: list[Any] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _closers: list[Any] = field(default_factory=list)
@@ -138,11 +150,74 @@ class Suite:
             await asyncio.to_thread(closer)
 
 
-async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
-    """Every service and a Celery worker pool in this process (SQLite, memory broker and bus)."""
+def is_loopback(address: str) -> bool:
+    """Whether a `host:port` listens on loopback only."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def configure_tls(settings: Settings) -> None:
+    """Serve and call over TLS when CONVEYOR_TLS_CERT_FILE and _KEY_FILE are set."""
+    if settings.tls_cert_file is None and settings.tls_key_file is None:
+        set_tls(None)
+        return
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        raise RuntimeError("CONVEYOR_TLS_CERT_FILE and CONVEYOR_TLS_KEY_FILE go together")
+    set_tls(
+        TlsFiles.load(
+            settings.tls_cert_file,
+            settings.tls_key_file,
+            settings.tls_ca_file,
+            settings.tls_server_name,
+        )
+    )
+
+
+def configure_internal_credential(settings: Settings) -> None:
+    """Use CONVEYOR_INTERNAL_TOKEN (required unless every service shares this process), and
+    the TLS settings."""
+    configure_tls(settings)
+    if settings.internal_token:
+        set_internal_credential(settings.internal_token)
+    elif not settings.embedded:
+        raise RuntimeError(
+            "CONVEYOR_INTERNAL_TOKEN must be set (the same secret of at least 16 characters "
+            "for every service and worker) in distributed mode"
+        )
+
+
+async def start_embedded(
+    settings: Settings, *, worker: bool = True, open_access: bool = False
+) -> Suite:
+    """Every service and a Celery worker pool in this process (SQLite, memory broker and bus).
+
+    The internal services listen on loopback only. Unless `open_access`, the gateway requires
+    tokens and the suite's admin token is written to `<data dir>/token` (mode 0600).
+    """
+    internal = {
+        "translator": settings.translator_addr,
+        "executor": settings.executor_addr,
+        "monitor": settings.monitor_addr,
+        "scheduler": settings.scheduler_addr,
+    }
+    exposed = [f"{name} {addr}" for name, addr in internal.items() if not is_loopback(addr)]
+    if exposed:
+        raise ValueError(f"embedded internal services bind loopback only, not {exposed}")
+    configure_internal_credential(settings)
     suite = Suite(settings=settings)
+    if settings.tls_cert_file is not None:
+        # TLS is per process: a later suite or server in this process starts from plaintext.
+        suite._closers.insert(0, lambda: set_tls(None))
     tracing.setup("embedded", exporter=settings.trace_exporter)
     db = await asyncio.to_thread(open_database, settings, migrate=True)
+    authenticator = Authenticator(None if open_access else db, open_access=open_access)
+    if not open_access:
+        suite.token = await asyncio.to_thread(ensure_dev_token, db, settings.data_dir / "token")
     bus = make_bus(settings.events_url)
     hub = Hub()
     bus.listen(hub.deliver)
@@ -183,7 +258,7 @@ async def start_embedded(settings: Settings, *, worker: bool = True) -> Suite:
         embedded_worker.start()
         suite._closers.append(embedded_worker.stop)
 
-    await _start_gateway(suite, mode="embedded")
+    await _start_gateway(suite, mode="embedded", authenticator=authenticator)
     return suite
 
 
@@ -234,11 +309,14 @@ async def _start_artifacts(suite: Suite, db: Database) -> None:
     suite._async_closers.append(handle.stop_loops)
 
 
-async def _start_gateway(suite: Suite, *, mode: str) -> None:
+async def _start_gateway(suite: Suite, *, mode: str, authenticator: Authenticator) -> None:
     from conveyor.gateway.main import serve_gateway
 
     settings = suite.settings
     handle = await serve_gateway(
+        authenticator=authenticator,
+        cors_origins=settings.cors_origins.split(","),
+        max_body_bytes=settings.http_max_body_bytes,
         routes=routes(settings),
         grpc_address=settings.gateway_addr,
         http_address=settings.http_addr,
@@ -263,10 +341,14 @@ async def _start_gateway(suite: Suite, *, mode: str) -> None:
 async def start_service(name: str, settings: Settings) -> Suite:
     """One service of the distributed mode (translator, executor, monitor, scheduler, artifacts
     or gateway)."""
+    configure_internal_credential(settings)
     suite = Suite(settings=settings)
     tracing.setup(name, exporter=settings.trace_exporter)
     if name == "gateway":
-        await _start_gateway(suite, mode="distributed")
+        # The gateway owns api_tokens, so it connects to the database too.
+        gateway_db = await asyncio.to_thread(open_database, settings, migrate=False)
+        suite._closers.append(gateway_db.dispose)
+        await _start_gateway(suite, mode="distributed", authenticator=Authenticator(gateway_db))
         return suite
     # /metrics first: a taken port stops the process before any gRPC server exists.
     metrics_server = serve_metrics(
@@ -325,6 +407,7 @@ def run_worker(
     settings: Settings, *, pool: str, concurrency: int, queues: str, hostname: str | None = None
 ) -> None:
     """A Celery worker process for distributed mode (blocks until stopped)."""
+    configure_internal_credential(settings)
     tracing.setup("worker", exporter=settings.trace_exporter)
     app = make_celery(settings)
     db = open_database(settings, migrate=False)

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from conveyor.artifacts.v1 import artifact_pb2, artifacts_service_pb2, artifacts_service_pb2_grpc
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
+from conveyor.kernel.grpcserver import sync_channel
 
 UPLOAD_QUEUE_CHUNKS = 16
 MAX_MESSAGE = 1024 * 1024
@@ -56,11 +56,12 @@ def record_of(artifact: Any) -> dict[str, Any]:
 
 
 class ArtifactClient:
-    """Typed calls to the ArtifactService (directly, or through the gateway for reads)."""
+    """Typed calls to the ArtifactService: directly with this process's internal credential,
+    or through the gateway for reads with a `channel` that carries a token."""
 
     def __init__(self, address: str, *, channel: grpc.Channel | None = None) -> None:
         self._own = channel is None
-        self._channel = channel or grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._channel = channel or sync_channel(address)
         self.stub = artifacts_service_pb2_grpc.ArtifactServiceStub(self._channel)
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ import typer
 from google.protobuf import duration_pb2, field_mask_pb2, json_format
 from rich.console import Console
 
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
+from conveyor.cli.client import gateway_channel, resolve_token
 from conveyor.monitor.v1 import alert_service_pb2, alert_service_pb2_grpc
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ EnabledOpt = Annotated[bool | None, typer.Option("--enabled/--disabled", help="E
 
 
 def _stub(server: str | None) -> Any:
-    channel = grpc.insecure_channel(server or DEFAULT_ADDR, options=CHANNEL_OPTIONS)
+    channel = gateway_channel(server or DEFAULT_ADDR, resolve_token())
     return alert_service_pb2_grpc.AlertServiceStub(channel)
 
 

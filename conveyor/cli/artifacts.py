@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from conveyor.artifacts.client import ArtifactClient, kind_name
+from conveyor.cli.client import gateway_channel, resolve_token
 from conveyor.kernel.grpcserver import error_details
 from conveyor.monitor.v1 import event_pb2
 
@@ -30,6 +31,12 @@ ServerOpt = Annotated[
         "--server", envvar="CONVEYOR_ADDR", help="Gateway address (default: local conveyor dev)."
     ),
 ]
+
+
+def _gateway_artifacts(server: str | None) -> ArtifactClient:
+    """The artifact service through the gateway, as the CLI's token."""
+    address = server or DEFAULT_ADDR
+    return ArtifactClient(address, channel=gateway_channel(address, resolve_token()))
 
 
 def _fail(exc: grpc.RpcError) -> typer.Exit:
@@ -65,7 +72,7 @@ def list_artifacts(
     server: ServerOpt = None,
 ) -> None:
     """List a run's artifacts (oldest first)."""
-    client = ArtifactClient(server or DEFAULT_ADDR)
+    client = _gateway_artifacts(server)
     try:
         found = list(client.list(run_id, node_id=node))
     except grpc.RpcError as exc:
@@ -102,7 +109,7 @@ def get_artifact(
     server: ServerOpt = None,
 ) -> None:
     """Download an artifact, streamed, to a file (atomically) or to stdout."""
-    client = ArtifactClient(server or DEFAULT_ADDR)
+    client = _gateway_artifacts(server)
     try:
         chunks = client.download(artifact_id, run_id=run)
         if output_file is None:
@@ -156,7 +163,7 @@ def print_rest(
     """Print each cut stream from the byte where its live log stopped, from its artifact."""
     if not cut:
         return
-    client = ArtifactClient(server or DEFAULT_ADDR)
+    client = _gateway_artifacts(server)
     try:
         found = {(a.attempt, kind_name(a.kind)): a for a in client.list(run_id, node_id=node_id)}
         for (attempt, stream), offset in sorted(cut.items()):

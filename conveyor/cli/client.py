@@ -2,31 +2,80 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
+from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, with_metadata
 from conveyor.kernel.protoconv import dict_to_struct
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 
+#: Where `conveyor dev` (default data dir) leaves its admin token.
+DEV_TOKEN_FILE = Path(".conveyor") / "token"
+_session: dict[str, str | None] = {}
+
+
+def set_session_token(token: str | None) -> None:
+    """The token given on the command line (`--token`), for every client of this command."""
+    _session["token"] = token
+
+
+def resolve_token(explicit: str | None = None) -> str | None:
+    """--token, else CONVEYOR_TOKEN, else ./.conveyor/token when it exists, else none."""
+    for candidate in (explicit, _session.get("token"), os.environ.get("CONVEYOR_TOKEN")):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    try:
+        text = DEV_TOKEN_FILE.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def gateway_channel(address: str, token: str | None) -> grpc.Channel:
+    """A blocking channel to a gateway that sends the bearer token (when there is one); over
+    TLS, verified against CONVEYOR_TLS_CA_FILE, when that is set."""
+    ca_file = os.environ.get("CONVEYOR_TLS_CA_FILE")
+    if ca_file:
+        name = os.environ.get("CONVEYOR_TLS_SERVER_NAME")
+        options = [*CHANNEL_OPTIONS, *([("grpc.ssl_target_name_override", name)] if name else [])]
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(ca_file).read_bytes())
+        ch = grpc.secure_channel(address, credentials, options=options)
+    else:
+        ch = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return with_metadata(ch, [("authorization", f"Bearer {token}")]) if token else ch
+
 
 class Client:
-    """Typed calls to the translator, executor and monitor services."""
+    """Typed calls to the translator, executor and monitor services, as the token's holder."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, token: str | None = None) -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.token = token
+        self._channel = gateway_channel(address, token)
         self.translator = translator_service_pb2_grpc.TranslatorServiceStub(self._channel)
         self.executor = executor_service_pb2_grpc.ExecutorServiceStub(self._channel)
         self.monitor = monitor_service_pb2_grpc.MonitorServiceStub(self._channel)
 
+    @property
+    def channel(self) -> grpc.Channel:
+        """The authenticated channel, for stubs of other services."""
+        return self._channel
+
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def create_job(self, workflow_json: str) -> Any:
         """Save a workflow as a job, or as a new version of the job with its name."""

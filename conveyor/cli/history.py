@@ -24,8 +24,8 @@ from rich.console import Console
 
 from conveyor.cli.artifacts import DEFAULT_ADDR, ServerOpt
 from conveyor.cli.artifacts import _fail as fail
+from conveyor.cli.client import gateway_channel, resolve_token
 from conveyor.executor.v1 import history_service_pb2, history_service_pb2_grpc
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
 from conveyor.monitor.v1 import event_history_service_pb2, event_history_service_pb2_grpc
 
 err = Console(stderr=True)
@@ -37,7 +37,7 @@ MAX_LINE = 64 * 1024 * 1024
 
 class _Stubs:
     def __init__(self, server: str | None) -> None:
-        self.channel = grpc.insecure_channel(server or DEFAULT_ADDR, options=CHANNEL_OPTIONS)
+        self.channel = gateway_channel(server or DEFAULT_ADDR, resolve_token())
         self.runs = history_service_pb2_grpc.RunHistoryServiceStub(self.channel)
         self.events = event_history_service_pb2_grpc.EventHistoryServiceStub(self.channel)
 

@@ -19,10 +19,11 @@ from conveyor.cli import artifacts as artifacts_cli
 from conveyor.cli import history as history_cli
 from conveyor.cli import render
 from conveyor.cli.alerts import alerts_app
-from conveyor.cli.client import Client
+from conveyor.cli.client import Client, resolve_token, set_session_token
 from conveyor.cli.params import parse_pairs
 from conveyor.cli.retention import retention_app
 from conveyor.cli.schedules import schedules_app
+from conveyor.cli.tokens import tokens_app
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
 from conveyor.kernel.logging import configure_logging
@@ -44,6 +45,7 @@ app.add_typer(artifacts_cli.artifacts_app, name="artifacts")
 app.add_typer(retention_app, name="retention")
 runs_app.command("export")(history_cli.export_runs)
 runs_app.command("import")(history_cli.import_runs)
+app.add_typer(tokens_app, name="tokens")
 
 out = Console()
 err = Console(stderr=True)
@@ -64,8 +66,23 @@ _RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 WATCH_RECONNECTS = 30
 
 
+@app.callback()
+def _global(
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CONVEYOR_TOKEN",
+            help="API token (default: ./.conveyor/token, written by `conveyor dev`).",
+        ),
+    ] = None,
+) -> None:
+    """Conveyor: run visual workflows."""
+    set_session_token(token)
+
+
 def _client(server: str | None) -> Client:
-    return Client(server or DEFAULT_ADDR)
+    return Client(server or DEFAULT_ADDR, token=resolve_token())
 
 
 def _fail_rpc(exc: grpc.RpcError) -> typer.Exit:
@@ -76,6 +93,11 @@ def _fail_rpc(exc: grpc.RpcError) -> typer.Exit:
         err.print(f"  {reason or 'INVALID'} at {field}: {description}", markup=False)
     if code == grpc.StatusCode.UNAVAILABLE:
         err.print("  is a server running? start one with `conveyor dev`, or pass --server")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        err.print(
+            "  pass --token or set CONVEYOR_TOKEN (`conveyor dev` writes its admin token to "
+            ".conveyor/token)"
+        )
     invalid = code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND)
     return typer.Exit(EXIT_INVALID if invalid else EXIT_FAILED)
 
@@ -220,8 +242,11 @@ def run(
             artifacts_addr="127.0.0.1:0",
         )
         background = BackgroundSuite(settings)
-        server = background.start().addresses["grpc"]
-    client = _client(server)
+        suite = background.start()
+        server = suite.addresses["grpc"]
+        client = Client(server, token=suite.token)
+    else:
+        client = _client(server)
     try:
         code = _execute(client, target, params, watch=watch, output=output)
     except grpc.RpcError as exc:
@@ -243,8 +268,24 @@ def dev(
         str, typer.Option("--http", help="HTTP/JSON + SSE address.")
     ] = "127.0.0.1:8080",
     workers: Annotated[int, typer.Option(help="Worker threads.")] = 4,
+    open_access: Annotated[
+        bool,
+        typer.Option("--open", help="No authentication (refused unless bound to loopback)."),
+    ] = False,
 ) -> None:
-    """Every service and a worker pool in one process (SQLite, in-process broker and bus)."""
+    """Every service and a worker pool in one process (SQLite, in-process broker and bus).
+
+    Prints an admin token and writes it to <data dir>/token (mode 0600), where the CLI finds it.
+    """
+    from conveyor.suite import is_loopback
+
+    if open_access and not (is_loopback(grpc_addr) and is_loopback(http_addr)):
+        err.print(
+            f"error: --open serves without authentication, so it binds loopback only; "
+            f"not gRPC {grpc_addr} / HTTP {http_addr}",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_INVALID)
     base = Settings()
     configure_logging(level=base.log_level, json=base.log_json)
     settings = base.model_copy(
@@ -266,13 +307,18 @@ def dev(
     async def main() -> None:
         from conveyor.suite import start_embedded
 
-        suite = await start_embedded(settings)
+        suite = await start_embedded(settings, open_access=open_access)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         err.print(f"conveyor dev: gRPC {suite.addresses['grpc']}  HTTP {suite.addresses['http']}")
         err.print(f"  data dir {settings.data_dir.resolve()}  (Ctrl-C to stop)")
+        if suite.token is None:
+            err.print("  OPEN: no authentication; anyone on this machine may do anything")
+        else:
+            err.print(f"  admin token {suite.token}")
+            err.print(f"  (saved in {(settings.data_dir / 'token').resolve()}, mode 0600)")
         await stop.wait()
         err.print("stopping...")
         await suite.stop()
@@ -617,3 +663,27 @@ def jobs_show(job: str, output: OutputOpt = "json", server: ServerOpt = None) ->
     if output != "json":
         data.pop("plan", None)
     print(json.dumps(data, indent=2))
+
+
+@jobs_app.command("webhook")
+def jobs_webhook(job: str, server: ServerOpt = None) -> None:
+    """Create or rotate the job's webhook secret; print the URL and the secret (shown once)."""
+    from conveyor.cli.client import gateway_channel
+    from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
+
+    stub = gateway_service_pb2_grpc.GatewayServiceStub(
+        gateway_channel(server or DEFAULT_ADDR, resolve_token())
+    )
+    try:
+        reply = stub.RotateWebhookSecret(
+            gateway_service_pb2.RotateWebhookSecretRequest(job_id=job), timeout=30
+        )
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    out.print(f"POST {reply.url}", markup=False)
+    out.print(f"secret {reply.secret}", markup=False)
+    out.print(
+        "sign: X-Conveyor-Signature: sha256=HMAC_SHA256(secret, '<timestamp>.<body>'), "
+        "with X-Conveyor-Timestamp (Unix seconds) and X-Conveyor-Delivery (unique id)",
+        markup=False,
+    )

@@ -52,6 +52,7 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
         "job": run.job_name,
         "state": run_state(run.state),
         "error_message": run.error_message or None,
+        "started_by": run.started_by or None,
         "parent_run_id": run.parent_run_id or None,
         "parameters": normalise_numbers(json_format.MessageToDict(run.parameters)),
         "steps": [
@@ -117,6 +118,8 @@ def run_table(console: Console, run: run_pb2.Run) -> None:
     console.print(f"run {run.run_id} ({run.job_name}) [{style}]{state}[/{style}]")
     if run.error_message:
         console.print(f"  {run.error_message}", markup=False)
+    if run.started_by:
+        console.print(f"  started by {run.started_by}", markup=False)
     table = Table("step", "type", "state", "attempts", "exit", "output / error")
     for s in run.steps:
         st = step_state(s.state)

@@ -15,6 +15,7 @@ from conveyor.artifacts.client import ArtifactClient
 from conveyor.artifacts.v1 import artifacts_service_pb2
 from conveyor.cli.artifacts import DEFAULT_ADDR, ServerOpt
 from conveyor.cli.artifacts import _fail as fail
+from conveyor.cli.client import gateway_channel, resolve_token
 
 retention_app = typer.Typer(no_args_is_help=True, help="Retention policies of runs and artifacts.")
 out = Console()
@@ -22,8 +23,14 @@ out = Console()
 JobOpt = Annotated[str, typer.Option("--job", help="Job id (default: the default policy).")]
 
 
+def _gateway_artifacts(server: str | None) -> ArtifactClient:
+    """The artifact service through the gateway, as the CLI's token."""
+    address = server or DEFAULT_ADDR
+    return ArtifactClient(address, channel=gateway_channel(address, resolve_token()))
+
+
 def _call(server: str | None, fn: Any) -> Any:
-    client = ArtifactClient(server or DEFAULT_ADDR)
+    client = _gateway_artifacts(server)
     try:
         return fn(client.stub)
     except grpc.RpcError as exc:

@@ -11,8 +11,9 @@ import typer
 from google.protobuf import field_mask_pb2, json_format
 from rich.console import Console
 
+from conveyor.cli.client import gateway_channel, resolve_token
 from conveyor.cli.params import parse_pairs
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, error_details
+from conveyor.kernel.grpcserver import error_details
 from conveyor.kernel.protoconv import dict_to_struct
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 
@@ -39,7 +40,7 @@ JitterOpt = Annotated[float, typer.Option("--jitter", help="Max random delay, se
 
 
 def _stub(server: str | None) -> Any:
-    ch = grpc.insecure_channel(server or DEFAULT_ADDR, options=CHANNEL_OPTIONS)
+    ch = gateway_channel(server or DEFAULT_ADDR, resolve_token())
     return scheduler_service_pb2_grpc.SchedulerServiceStub(ch)
 
 

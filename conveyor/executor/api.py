@@ -23,7 +23,7 @@ from conveyor.executor.worker import is_unreachable, load_secrets
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
-from conveyor.kernel.grpcserver import ServiceRegistration, channel, map_errors
+from conveyor.kernel.grpcserver import ServiceRegistration, actor, channel, map_errors
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.paging import decode_token, encode_token, page_size
 from conveyor.kernel.protoconv import struct_to_dict
@@ -177,6 +177,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                     priority=request.priority,
                     parent_run_id=request.parent_run_id or None,
                     parent_node_id=request.parent_node_id or None,
+                    started_by=actor(context),
                 )
                 steps, executions = runs.run_steps(session, run.id)
                 message = run_pb(run, steps, executions)
@@ -227,11 +228,15 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
 
     @map_errors
     async def CancelRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
-        """See the proto."""
+        """See the proto. A cancel through the gateway says who asked ("cancelled by NAME")."""
+        who = actor(context)
+        reason = request.reason
+        if who:
+            reason = f"cancelled by {who}" + (f": {reason}" if reason else "")
 
         def work() -> Any:
             with self._db.transaction() as session:
-                run, effects = runs.cancel_run(session, request.run_id, request.reason)
+                run, effects = runs.cancel_run(session, request.run_id, reason)
                 steps, executions = runs.run_steps(session, run.id)
                 message = run_pb(run, steps, executions)
             self._after_commit(effects)
@@ -250,10 +255,15 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         if violations:
             raise InvalidArgument("invalid RetryRun request", violations=violations)
 
+        who = actor(context)
+
         def create() -> Any:
             with self._db.transaction() as session:
                 run, effects = runs.retry_run(
-                    session, request.run_id, request_id=request.request_id or None
+                    session,
+                    request.run_id,
+                    request_id=request.request_id or None,
+                    started_by=who,
                 )
                 steps, executions = runs.run_steps(session, run.id)
                 message = run_pb(run, steps, executions)
@@ -282,7 +292,8 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                     request.node_id,
                     approve=approve,
                     comment=request.comment,
-                    approver=request.approver,
+                    # Through the gateway the token's name decides, not what the request says.
+                    approver=actor(context) or request.approver,
                 )
                 steps, executions = runs.run_steps(session, run.id)
                 message = run_pb(run, steps, executions)

@@ -116,6 +116,7 @@ def run_pb(
         last_sequence=run.event_seq,
         parent_run_id=run.parent_run_id or "",
         retry_of_run_id=run.retry_of or "",
+        started_by=run.started_by or "",
         parent_node_id=run.parent_node_id or "",
         steps=[
             step_pb(s, nodes.get(s.node_id, {}), (executions or {}).get(s.node_id, []))

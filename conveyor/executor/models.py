@@ -73,6 +73,7 @@ class RunRow(Base):
     # A sub-workflow run points at the run and step that started it.
     parent_run_id: Mapped[str | None] = mapped_column(String(32), index=True)
     retry_of: Mapped[str | None] = mapped_column(String(32))
+    started_by: Mapped[str | None] = mapped_column(String(100))
     parent_node_id: Mapped[str | None] = mapped_column(String(64))
 
     @property

@@ -261,8 +261,11 @@ def start_run(
     parent_node_id: str | None = None,
     max_depth: int = MAX_SUBWORKFLOW_DEPTH,
     queue_entry: bool = True,
+    started_by: str = "",
 ) -> tuple[RunRow, Effects]:
-    """Create the run and its steps and queue the entry steps; idempotent on request_id."""
+    """Create the run and its steps and queue the entry steps; idempotent on request_id.
+
+    `started_by` names the caller (a token's name) on the run and its first event."""
     if request_id:
         prior = run_by_request_id(session, request_id)
         if prior is not None:
@@ -286,11 +289,13 @@ def start_run(
         created_at=now,
         parent_run_id=parent_run_id or None,
         parent_node_id=parent_node_id or None,
+        started_by=started_by or None,
     )
     session.add(run)
     effects = Effects()
     tx = RunTx(session, run, effects)
-    tx.emit(outbox.RUN_STATE_CHANGED, run_state=RunState.PENDING.value)
+    by = f"started by {started_by}" if started_by else ""
+    tx.emit(outbox.RUN_STATE_CHANGED, run_state=RunState.PENDING.value, message=by)
     steps: dict[str, StepRow] = {}
     # Positions follow the plan's topological order (a plan that crossed gRPC as a Struct has
     # lost the order of its "nodes" map).
@@ -323,7 +328,7 @@ RETRYABLE_RUN_STATES = frozenset({RunState.FAILED.value, RunState.CANCELLED.valu
 
 
 def retry_run(
-    session: Session, source_id: str, *, request_id: str | None
+    session: Session, source_id: str, *, request_id: str | None, started_by: str = ""
 ) -> tuple[RunRow, Effects]:
     """Resume a failed or cancelled run as a new run that reuses its succeeded steps.
 
@@ -367,6 +372,7 @@ def retry_run(
         trigger="RETRY",
         priority=source.priority,
         queue_entry=False,
+        started_by=started_by,
     )
     run.retry_of = source.id
     tx = RunTx(session, run, effects)

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
 import structlog
 from celery import Celery
 from celery.exceptions import Reject
@@ -32,7 +31,7 @@ from conveyor.executor.v1 import executor_service_pb2_grpc
 from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
+from conveyor.kernel.grpcserver import sync_channel
 from conveyor.kernel.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -411,7 +410,7 @@ class WorkerRuntime:
 
     def _executor_stub(self) -> executor_service_pb2_grpc.ExecutorServiceStub:
         if self._stub is None:
-            channel = grpc.insecure_channel(self.settings.executor_addr, options=CHANNEL_OPTIONS)
+            channel = sync_channel(self.settings.executor_addr)
             self._stub = executor_service_pb2_grpc.ExecutorServiceStub(channel)
         return self._stub
 

@@ -18,7 +18,9 @@ from starlette.routing import Route
 
 from conveyor.artifacts.domain import ByteRange, RangeNotSatisfiable, parse_http_range
 from conveyor.artifacts.v1 import artifacts_service_pb2
+from conveyor.auth.authn import Denied, bearer
 from conveyor.gateway.transcode import CallError, error_body
+from conveyor.kernel.grpcserver import ACTOR_KEY
 from conveyor.kernel.ids import new_id
 
 SERVICE = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
@@ -40,13 +42,27 @@ def _filename(name: str) -> str:
 def routes(gateway: Any) -> list[Route]:
     """The download route, served through the gateway's channels to the artifact service."""
 
+    # http.py registers these routes, so its helpers are imported when the route is built.
+    from conveyor.gateway.http import ACCESS_TOKEN_PARAM, denied_response
+
     async def download(request: Request) -> Response:
         address = gateway._addresses.get(SERVICE)
         if address is None:
             return _error(CallError(grpc.StatusCode.UNIMPLEMENTED, "no artifact service routed"))
+        # The artifact service trusts the gateway's internal credential, so the caller's token
+        # is checked here, against DownloadArtifact's declared role, before anything is read.
+        token = bearer(request.headers.get("authorization"))
+        if token is None:
+            token = request.query_params.get(ACCESS_TOKEN_PARAM)
+        try:
+            caller = await gateway.authenticator.authorize(token, f"/{SERVICE}/DownloadArtifact")
+        except Denied as denied:
+            return denied_response(denied)
         channel = gateway._channel(address)
         run_id, artifact_id = request.path_params["run_id"], request.path_params["artifact_id"]
         metadata = tuple((h, request.headers[h]) for h in _FORWARDED if h in request.headers)
+        if caller.token_id:
+            metadata += ((ACTOR_KEY, caller.name),)
         if "x-request-id" not in request.headers:
             metadata += (("x-request-id", new_id()),)
         get = channel.unary_unary(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -20,11 +22,17 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from conveyor.auth import webhooks
+from conveyor.auth.authn import CURRENT_CALLER, Authenticator, Denied, StreamGuard, bearer
+from conveyor.executor.v1 import run_pb2
 from conveyor.gateway import downloads
 from conveyor.gateway.dashboard import dashboard_routes
 from conveyor.gateway.proxy import service_descriptor
@@ -34,20 +42,30 @@ from conveyor.gateway.transcode import (
     InputError,
     build_request,
     error_body,
+    parse_body,
     routes_for,
     sse_error,
     sse_event,
     to_json,
+    ws_event,
 )
 from conveyor.kernel import tracing
 from conveyor.kernel.errors import ConveyorError
-from conveyor.kernel.grpcserver import channel, to_status
+from conveyor.kernel.grpcserver import ACTOR_KEY, MAX_MESSAGE_BYTES, channel, to_status
 from conveyor.kernel.ids import new_id
 from conveyor.kernel.metrics import aggregate, local_exposition
+from conveyor.kernel.protoconv import dict_to_struct
 
 log = structlog.get_logger(__name__)
 
-FORWARDED_HEADERS = ("authorization", "x-request-id", "traceparent", "tracestate")
+# The bearer token is not forwarded: backends learn who called from the actor key alone.
+FORWARDED_HEADERS = ("x-request-id", "traceparent", "tracestate")
+#: Query parameter carrying the token for streams opened by a browser's EventSource, which
+#: cannot set headers (RFC 6750 section 2.3). Accepted on server-streaming routes only.
+ACCESS_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
+MAX_BODY_BYTES = MAX_MESSAGE_BYTES
+#: The WebSocket subprotocol a browser offers (with `bearer.<token>`) and the server selects.
+WS_PROTOCOL = "conveyor.v1"
 KEEPALIVE_S = 15.0
 CALL_TIMEOUT_S = 60.0
 HEALTH_TIMEOUT_S = 1.0
@@ -60,6 +78,7 @@ _STREAM_BUFFER = 64
 # watchers of one run, a live event is decoded and turned into JSON once, not N times.
 _SSE_CACHE_MAX_BYTES = 16 * 1024
 
+REVOKED = "the token was revoked or expired"
 _Item = tuple[str, Any]  # ("message", Message | bytes) | ("end", None) | ("failure", CallError)
 
 
@@ -91,6 +110,49 @@ def _error(failure: CallError) -> JSONResponse:
     return JSONResponse(body, status_code=body["error"]["code"])
 
 
+def denied_response(denied: Denied) -> JSONResponse:
+    """401 with a `WWW-Authenticate: Bearer` challenge, or 403, as the usual JSON error."""
+    response = _error(CallError(denied.code, denied.message))
+    if denied.code == grpc.StatusCode.UNAUTHENTICATED:
+        challenge = 'Bearer realm="conveyor"'
+        if denied.error:
+            challenge += f', error="{denied.error}"'
+        response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the limit."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused by its declared length before reading and stopped at the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise BodyTooLarge
+        except ValueError:
+            pass
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    failure = CallError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request body is larger than {limit} bytes"
+    )
+    body = error_body(failure)
+    body["error"]["code"] = 413
+    return JSONResponse(body, status_code=413)
+
+
 def _local_error(route: HttpRoute, exc: Exception) -> CallError:
     """Map an in-process servicer's exception the way `map_errors` would over gRPC."""
     if isinstance(exc, ConveyorError):
@@ -113,6 +175,7 @@ class _EventStream(Response):
         keepalive_s: float,
         closing: asyncio.Event,
         encode: Any = sse_event,
+        guard: StreamGuard | None = None,
     ) -> None:
         # Not Response.__init__: it would declare Content-Length: 0 for the empty content.
         self.status_code = 200
@@ -125,6 +188,7 @@ class _EventStream(Response):
         self._queue, self._pump, self._first = queue, pump, first
         self._keepalive_s, self._closing = keepalive_s, closing
         self._encode = encode
+        self._guard = guard
         self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -165,6 +229,10 @@ class _EventStream(Response):
                 chunk = sse_error(item[1])
             else:
                 return
+            if self._guard is not None and not await self._guard.valid():
+                # Revoked or expired since the stream opened: it ends at its next event.
+                failure = CallError(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
+                item, chunk = ("failure", failure), sse_error(failure)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if item is not None and item[0] == "failure":
                 return
@@ -208,7 +276,11 @@ class HttpGateway:
         health_targets: Mapping[str, str],
         call_timeout_s: float | None,
         keepalive_s: float,
+        authenticator: Authenticator,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
+        self.authenticator = authenticator
+        self._max_body = max_body_bytes
         self._addresses = dict(routes)
         self._local = dict(local)
         self._health_targets = dict(health_targets)
@@ -248,19 +320,38 @@ class HttpGateway:
                 response.status_code = 405
             return response
         route, values = matched
+        query = request.query_params.multi_items()
+        token = bearer(request.headers.get("authorization"))
+        if route.server_streaming:
+            presented = [v for k, v in query if k == ACCESS_TOKEN_PARAM]
+            query = [(k, v) for k, v in query if k != ACCESS_TOKEN_PARAM]
+            if token is None and presented:
+                token = presented[0]
         try:
-            message = self._request_message(route, values, request, await request.body())
+            caller = await self.authenticator.authorize(token, route.grpc_path)
+        except Denied as denied:
+            return denied_response(denied)
+        CURRENT_CALLER.set(caller)
+        try:
+            body = await read_body(request, self._max_body)
+        except BodyTooLarge:
+            return _too_large(self._max_body)
+        try:
+            message = self._request_message(route, values, request, query, body)
         except InputError as bad:
             return _error(bad.failure())
         metadata = tuple(
             (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
         )
+        if caller.token_id:  # open mode names nobody
+            metadata += ((ACTOR_KEY, caller.name),)
         if "x-request-id" not in request.headers:  # one id follows the call through every service
             metadata += (("x-request-id", new_id()),)
         request_id = dict(metadata)["x-request-id"]
         with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=route.grpc_path):
             if route.server_streaming:
-                return await self._stream(route, message, metadata)
+                guard = self.authenticator.guard(caller)
+                return await self._stream(route, message, metadata, guard)
             carrier = tracing.carrier_from(request.headers)
             with tracing.span(route.grpc_path, carrier, kind=tracing.SERVER):
                 metadata = (
@@ -274,11 +365,13 @@ class HttpGateway:
 
     @staticmethod
     def _request_message(
-        route: HttpRoute, values: Sequence[str], request: Request, body: bytes
+        route: HttpRoute,
+        values: Sequence[str],
+        request: Request,
+        query: Sequence[tuple[str, str]],
+        body: bytes,
     ) -> Message:
-        message = build_request(
-            route, path_values=values, query=request.query_params.multi_items(), body=body
-        )
+        message = build_request(route, path_values=values, query=query, body=body)
         last_id = request.headers.get("last-event-id")
         # Generic resume rule: a streaming request with `after_sequence` resumes after the
         # last event id the client saw (EventSource sends it on reconnect).
@@ -339,7 +432,11 @@ class HttpGateway:
             call.cancel()
 
     async def _stream(
-        self, route: HttpRoute, message: Message, metadata: tuple[tuple[str, str], ...]
+        self,
+        route: HttpRoute,
+        message: Message,
+        metadata: tuple[tuple[str, str], ...],
+        guard: StreamGuard | None = None,
     ) -> Response:
         queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=_STREAM_BUFFER)
         pump = asyncio.create_task(_pump(self._messages(route, message, metadata), queue))
@@ -349,6 +446,11 @@ class HttpGateway:
         if first is not None and first[0] == "failure":
             await pump
             return _error(first[1])
+        if first is not None and first[0] == "end":
+            # Nothing to send (a finished run resumed at or past its end): 204 tells an
+            # EventSource to stop reconnecting.
+            await pump
+            return Response(status_code=204)
         return _EventStream(
             queue=queue,
             pump=pump,
@@ -356,7 +458,148 @@ class HttpGateway:
             keepalive_s=self._keepalive_s,
             closing=self._closing,
             encode=_sse_encoder(route),
+            guard=guard,
         )
+
+    async def hook(self, request: Request) -> Response:
+        """`POST /v1/hooks/{job}`: a signed delivery starts a run of a job with a
+        trigger.webhook node (see conveyor.auth.webhooks); the JSON body is its parameters."""
+        from conveyor.gateway.service import webhook_job
+
+        try:
+            body = await read_body(request, self._max_body)
+        except BodyTooLarge:
+            return _too_large(self._max_body)
+        refused = CallError(grpc.StatusCode.UNAUTHENTICATED, "bad or missing signature")
+        db = self.authenticator.db
+        try:
+            job = await webhook_job(self._addresses, request.path_params["job"])
+        except ConveyorError:
+            job = None  # answered like a bad signature: no oracle for which jobs exist
+        if job is None or db is None:
+            return _error(refused)
+
+        def secret() -> str | None:
+            assert db is not None
+            with db.read() as session:
+                return webhooks.secret_of(session, job.job_id)
+
+        why = webhooks.check(
+            await asyncio.to_thread(secret),
+            timestamp=request.headers.get(webhooks.TIMESTAMP_HEADER),
+            signature=request.headers.get(webhooks.SIGNATURE_HEADER),
+            body=body,
+            now=time.time(),
+        )
+        if why is not None:
+            return _error(CallError(grpc.StatusCode.UNAUTHENTICATED, why))
+        delivery = request.headers.get(webhooks.DELIVERY_HEADER)
+        if not webhooks.delivery_ok(delivery):
+            failure = InputError(
+                f"{webhooks.DELIVERY_HEADER} must be 1-100 characters: letters, digits, . _ : -",
+                field=webhooks.DELIVERY_HEADER,
+            )
+            return _error(failure.failure())
+        route = next(r for r in self.routes if r.grpc_path.endswith("/StartRun"))
+        try:
+            parsed = parse_body(body)
+            if parsed is not None and not isinstance(parsed, dict):
+                raise InputError("the body must be a JSON object of parameters", field="body")
+            start = route.request_cls(
+                job_id=job.job_id,
+                request_id=f"hook:{job.job_id}:{delivery}",
+                trigger=run_pb2.RUN_TRIGGER_WEBHOOK,
+                parameters=dict_to_struct(parsed or {}),
+            )
+        except InputError as bad:
+            return _error(bad.failure())
+        metadata = (("x-request-id", new_id()), (ACTOR_KEY, "webhook"))
+        try:
+            return JSONResponse(to_json(await self._unary(route, start, metadata)))
+        except CallError as failure:
+            return _error(failure)
+
+    async def websocket(self, ws: WebSocket) -> None:
+        """The run event streams over WebSocket: same routes, events and resume rule as SSE.
+
+        Browsers cannot set headers on a WebSocket, so the token may come as a subprotocol
+        `bearer.<token>` offered next to `conveyor.v1` (or `?access_token=`). Each event is a
+        JSON text frame {id, event, data}; the stream ends with close code 1000, or with an
+        {"event": "error"} frame and close code 4000 + the HTTP status (4401, 4403, 4404, ...).
+        """
+        offered = list(ws.scope.get("subprotocols") or [])
+        await ws.accept(subprotocol=WS_PROTOCOL if WS_PROTOCOL in offered else None)
+        token = bearer(ws.headers.get("authorization")) or next(
+            (p.removeprefix("bearer.") for p in offered if p.startswith("bearer.")), None
+        )
+        query = [(k, v) for k, v in ws.query_params.multi_items() if k != ACCESS_TOKEN_PARAM]
+        token = token or ws.query_params.get(ACCESS_TOKEN_PARAM)
+        matched = self.match("GET", ws.scope["path"])
+        try:
+            if isinstance(matched, CallError):
+                raise matched
+            route, values = matched
+            if not route.server_streaming:
+                raise CallError(grpc.StatusCode.NOT_FOUND, "only streams are served here")
+            try:
+                caller = await self.authenticator.authorize(token, route.grpc_path)
+            except Denied as denied:
+                raise CallError(denied.code, denied.message) from None
+            CURRENT_CALLER.set(caller)
+            try:
+                message = build_request(route, path_values=values, query=query, body=b"")
+            except InputError as bad:
+                raise bad.failure() from None
+            metadata: tuple[tuple[str, str], ...] = (("x-request-id", new_id()),)
+            if caller.token_id:
+                metadata += ((ACTOR_KEY, caller.name),)
+            await self._ws_pump(ws, route, message, metadata, self.authenticator.guard(caller))
+        except CallError as failure:
+            await _ws_fail(ws, failure)
+
+    async def _ws_pump(
+        self,
+        ws: WebSocket,
+        route: HttpRoute,
+        message: Message,
+        metadata: tuple[tuple[str, str], ...],
+        guard: StreamGuard,
+    ) -> None:
+        messages = self._messages(route, message, metadata)
+
+        async def forward() -> None:
+            async for item in messages:
+                if not await guard.valid():
+                    raise CallError(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
+                decoded = item if isinstance(item, Message) else route.response_cls.FromString(item)
+                await ws.send_text(ws_event(decoded))
+
+        async def disconnected() -> None:
+            with contextlib.suppress(WebSocketDisconnect):
+                while (await ws.receive())["type"] != "websocket.disconnect":
+                    pass
+
+        sender = asyncio.create_task(forward())
+        watchers = [
+            asyncio.create_task(disconnected()),
+            asyncio.create_task(self._closing.wait()),
+        ]
+        try:
+            await asyncio.wait([sender, *watchers], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [sender, *watchers]:
+                task.cancel()
+            await asyncio.gather(sender, *watchers, return_exceptions=True)
+            await messages.aclose()
+        if not sender.cancelled() and sender.exception() is not None:
+            failure = sender.exception()
+            if isinstance(failure, CallError):
+                raise failure
+            raise CallError(grpc.StatusCode.INTERNAL, f"stream failed: {type(failure).__name__}")
+        if watchers[0].done() and not watchers[0].cancelled():
+            return  # the client left
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+            await ws.close(code=1000)
 
     async def healthz(self, request: Request) -> Response:
         """200 when every health target reports SERVING, 503 otherwise; per-target detail."""
@@ -394,6 +637,44 @@ class HttpGateway:
             await ch.close()
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    code = getattr(exc, "status_code", 404)
+    grpc_code = grpc.StatusCode.NOT_FOUND if code == 404 else grpc.StatusCode.UNIMPLEMENTED
+    response = _error(CallError(grpc_code, f"no route for {request.method} {request.url.path!r}"))
+    response.status_code = code
+    return response
+
+
+async def _ws_fail(ws: WebSocket, failure: CallError) -> None:
+    body = error_body(failure)
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+        await ws.send_text(json.dumps({"event": "error", "data": body}, separators=(",", ":")))
+        await ws.close(code=4000 + int(body["error"]["code"]), reason=failure.message[:120])
+
+
+def cors_middleware(origins: Sequence[str]) -> list[Middleware]:
+    """CORS for the listed browser origins ("*" = any origin, then without credentials).
+
+    Authentication is a bearer header, not a cookie, so credentials are never needed; they are
+    allowed only for explicitly listed origins, never together with "*".
+    """
+    allowed = [o.strip() for o in origins if o.strip()]
+    if not allowed:
+        return []
+    wildcard = "*" in allowed
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=["*"] if wildcard else allowed,
+            allow_credentials=not wildcard,
+            allow_methods=[*_METHODS, "HEAD"],
+            allow_headers=["authorization", "content-type", "last-event-id", "x-request-id"],
+            expose_headers=["www-authenticate", "x-request-id"],
+            max_age=600,
+        )
+    ]
+
+
 def build_http_app(
     *,
     routes: Mapping[str, str],
@@ -402,6 +683,9 @@ def build_http_app(
     call_timeout_s: float | None = CALL_TIMEOUT_S,
     keepalive_s: float = KEEPALIVE_S,
     metrics_targets: Mapping[str, str] | None = None,
+    authenticator: Authenticator,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Starlette:
     """The gateway's Starlette app; `app.state.gateway` is the `HttpGateway` (call `close()`)."""
     gateway = HttpGateway(
@@ -410,9 +694,25 @@ def build_http_app(
         health_targets=health_targets or {},
         call_timeout_s=call_timeout_s,
         keepalive_s=keepalive_s,
+        authenticator=authenticator,
+        max_body_bytes=max_body_bytes,
     )
+    document: dict[str, Any] = {}
 
-    async def metrics_endpoint(_: Request) -> Response:
+    async def openapi_endpoint(_: Request) -> Response:
+        if not document:
+            from conveyor.gateway.openapi import openapi_document
+            from conveyor.gateway.service import conveyor_version
+
+            document.update(openapi_document(gateway.routes, version=conveyor_version()))
+        return JSONResponse(document)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        # Any valid token may read the metrics (they name jobs, queues and workers).
+        try:
+            await authenticator.authenticate(bearer(request.headers.get("authorization")))
+        except Denied as denied:
+            return denied_response(denied)
         if metrics_targets is None:
             body = local_exposition()
         else:
@@ -430,9 +730,15 @@ def build_http_app(
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             *downloads.routes(gateway),
             *dashboard_routes(),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            Route("/v1/hooks/{job}", gateway.hook, methods=["POST"]),
             Route("/{path:path}", gateway.dispatch, methods=_METHODS),
+            WebSocketRoute("/{path:path}", gateway.websocket),
         ],
         lifespan=lifespan,
+        middleware=cors_middleware(cors_origins),
+        # Paths no route pattern matches (a newline in an id) still get the JSON error shape.
+        exception_handlers={404: _not_found, 405: _not_found},
     )
     app.state.gateway = gateway
     return app

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 import structlog
 import uvicorn
 
+from conveyor.auth.authn import Authenticator
+from conveyor.auth.interceptors import PublicAuth
 from conveyor.gateway import service
 from conveyor.gateway.http import KEEPALIVE_S, HttpGateway, build_http_app
 from conveyor.gateway.proxy import Proxy
-from conveyor.kernel.grpcserver import start_server
+from conveyor.kernel.grpcserver import start_server, tls_files
 
 log = structlog.get_logger(__name__)
 
@@ -89,18 +91,24 @@ async def serve_gateway(
     mode: str,
     keepalive_s: float = KEEPALIVE_S,
     metrics_targets: Mapping[str, str] | None = None,
+    authenticator: Authenticator,
+    cors_origins: Sequence[str] = (),
+    max_body_bytes: int | None = None,
 ) -> GatewayHandle:
     """Start the gateway: gRPC (GatewayService + proxied services) and HTTP/JSON + SSE.
 
     `keepalive_s` is the idle time after which an event stream sends a `: keepalive` comment.
     `metrics_targets` (service -> /metrics URL) are scraped into the gateway's `/metrics`;
     None serves this process's own registry (the embedded suite, where every service shares it).
+    `authenticator` checks every public call, gRPC and HTTP alike.
     """
     proxy = Proxy(routes)
-    servicer = service.GatewayServicer(routes=routes, mode=mode)
+    servicer = service.GatewayServicer(routes=routes, mode=mode, authenticator=authenticator)
     # Proxied services are registered by name too, so reflection and health list them.
     server, grpc_port = await start_server(
-        [service.registration(servicer), *proxy.registrations()], grpc_address
+        [service.registration(servicer), *proxy.registrations()],
+        grpc_address,
+        interceptors=[PublicAuth(authenticator)],
     )
     app = build_http_app(
         routes=routes,
@@ -108,6 +116,9 @@ async def serve_gateway(
         health_targets=routes,
         keepalive_s=keepalive_s,
         metrics_targets=metrics_targets,
+        authenticator=authenticator,
+        cors_origins=cors_origins,
+        **({"max_body_bytes": max_body_bytes} if max_body_bytes else {}),
     )
     gateway: HttpGateway = app.state.gateway
     try:
@@ -117,8 +128,17 @@ async def serve_gateway(
         await proxy.close()
         raise
     http_port = int(sock.getsockname()[1])
+    host = http_address.rpartition(":")[0] or "127.0.0.1"
+    scheme = "https" if tls_files() is not None else "http"
+    servicer.http_url = f"{scheme}://{host}:{http_port}"
+    tls = tls_files()
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", timeout_graceful_shutdown=HTTP_GRACE_S
+        app,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=HTTP_GRACE_S,
+        ssl_certfile=None if tls is None else tls.cert_path,
+        ssl_keyfile=None if tls is None else tls.key_path,
     )
     http = _EmbeddedServer(config)
     task = asyncio.create_task(http.serve(sockets=[sock]))

@@ -14,10 +14,12 @@ import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
+from conveyor.auth.authn import CURRENT_CALLER
+
 # Imported for their side effect: the public services' descriptors land in the default pool.
 from conveyor.executor.v1 import executor_service_pb2  # noqa: F401
 from conveyor.kernel import tracing
-from conveyor.kernel.grpcserver import ServiceRegistration, channel
+from conveyor.kernel.grpcserver import ACTOR_KEY, INTERNAL_KEY, ServiceRegistration, channel
 from conveyor.kernel.ids import new_id
 from conveyor.monitor.v1 import monitor_service_pb2  # noqa: F401
 from conveyor.translator.v1 import translator_service_pb2  # noqa: F401
@@ -49,6 +51,21 @@ def forwardable(metadata: Sequence[tuple[str, Any]] | None) -> Metadata:
             continue
         kept.append((name, value))
     return tuple(kept)
+
+
+# What a client sends that a backend must not see: its secret, and keys only Conveyor sets.
+_CLIENT_ONLY = frozenset({"authorization", INTERNAL_KEY, ACTOR_KEY})
+
+
+def on_behalf(metadata: Metadata) -> Metadata:
+    """Client metadata for a backend: token and Conveyor's own keys dropped, the actor added
+    (the caller the gateway authenticated for this request)."""
+    kept = tuple((k, v) for k, v in metadata if k not in _CLIENT_ONLY)
+    caller = CURRENT_CALLER.get()
+    # Open mode has no caller to name: the request's own fields (an approver) stand.
+    if caller is None or not caller.token_id:
+        return kept
+    return (*kept, (ACTOR_KEY, caller.name))
 
 
 def with_request_id(metadata: Metadata) -> Metadata:
@@ -127,7 +144,7 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[misc]
             with tracing.span(path, tracing.carrier_from(incoming), kind=tracing.SERVER):
                 call = multi(
                     request,
-                    metadata=traced(with_request_id(forwardable(incoming))),
+                    metadata=traced(with_request_id(on_behalf(forwardable(incoming)))),
                     timeout=context.time_remaining(),
                 )
                 try:
@@ -148,7 +165,7 @@ class Proxy(grpc.GenericRpcHandler):  # type: ignore[misc]
             multi = self._channel(address).unary_stream(path)
             call = multi(
                 request,
-                metadata=with_request_id(forwardable(context.invocation_metadata())),
+                metadata=with_request_id(on_behalf(forwardable(context.invocation_metadata()))),
                 timeout=context.time_remaining(),
             )
             try:

@@ -7,6 +7,7 @@ and failures become Google-style JSON error bodies. The Starlette wiring is in `
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -336,13 +337,82 @@ def _query_dict(desc: Descriptor, items: Iterable[tuple[str, str]]) -> dict[str,
     return out
 
 
-def _body_json(body: bytes) -> Any:
+#: Deepest JSON nesting a body may have (a workflow document needs a handful of levels; the
+#: backends' protobuf parser stops at 100).
+MAX_JSON_DEPTH = 64
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value) or math.isnan(value):
+        raise _NotFinite(f"number {text} is out of range")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise _NotFinite(f"{name} is not a JSON number")
+
+
+def _depth_ok(value: Any) -> bool:
+    """Whether nesting stays within MAX_JSON_DEPTH (iteratively: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return False
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def parse_body(body: bytes) -> Any:
+    """A request body as JSON (None when empty); InputError for what no backend can take."""
     if not body.strip():
         return None
     try:
-        return json.loads(body)
+        parsed = json.loads(body, parse_float=_finite, parse_constant=_constant)
+    except _NotFinite as exc:
+        raise InputError(f"request body: {exc}", field="body") from None
+    except RecursionError:
+        raise InputError(
+            f"request body nests deeper than {MAX_JSON_DEPTH} levels", field="body"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"request body is not valid JSON: {exc}", field="body") from None
+    if not _depth_ok(parsed):
+        raise InputError(f"request body nests deeper than {MAX_JSON_DEPTH} levels", field="body")
+    return parsed
+
+
+def _bad_text(message: Message) -> str | None:
+    """The path of the first string holding a NUL or a lone surrogate (neither can be stored
+    or sent), or None."""
+    stack: list[tuple[str, Any]] = [("", message)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path or "body"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return path or "body"
+        elif isinstance(item, Message):
+            for field, value in item.ListFields():
+                name = f"{path}.{field.name}" if path else field.name
+                if field.message_type is not None and field.message_type.GetOptions().map_entry:
+                    stack.extend((f"{name}.{k}", k) for k in value if isinstance(k, str))
+                    stack.extend((f"{name}.{k}", v) for k, v in value.items())
+                elif _is_repeated(field):
+                    stack.extend((f"{name}[{i}]", v) for i, v in enumerate(value))
+                else:
+                    stack.append((name, value))
+    return None
 
 
 def build_request(
@@ -360,23 +430,29 @@ def build_request(
         unknown = [key for key, _ in query]
         if unknown:
             raise InputError(f"unknown query parameter {unknown[0]!r}", field=unknown[0])
-        parsed = _body_json(body)
+        parsed = parse_body(body)
         if parsed is not None and not isinstance(parsed, dict):
             raise InputError("request body must be a JSON object", field="body")
         data = parsed or {}
     else:
         data = _query_dict(desc, query)
         if route.body:
-            parsed = _body_json(body)
+            parsed = parse_body(body)
             if parsed is not None:
                 _put(data, _resolve(desc, route.body.split(".")), parsed)
     for variable, value in zip(route.variables, path_values, strict=True):
         _put(data, _resolve(desc, variable.split(".")), value)
     message = route.request_cls()
+    where = "body" if route.body else "query"
     try:
         json_format.ParseDict(data, message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
-        raise InputError(str(exc), field="body" if route.body else "query") from None
+        raise InputError(str(exc), field=where) from None
+    except (ValueError, TypeError, RecursionError) as exc:  # the parser's own edge cases
+        raise InputError(f"the request does not fit the message: {exc}", field=where) from None
+    bad = _bad_text(message)
+    if bad is not None:
+        raise InputError(f"{bad}: text must be valid UTF-8 without NUL characters", field=bad)
     return message
 
 
@@ -410,6 +486,23 @@ def sse_event(message: Message) -> bytes:
     lines.append(f"event: {name}")
     lines.append("data: " + json.dumps(to_json(message), separators=(",", ":")))
     return ("\n".join(lines) + "\n\n").encode()
+
+
+def ws_event(message: Message) -> str:
+    """One WebSocket text frame: the SSE event's fields as JSON (`id`, `event`, `data`)."""
+    frame: dict[str, Any] = {}
+    holder = _sequence_holder(message)
+    name = message.DESCRIPTOR.name
+    if holder is not None:
+        frame["id"] = int(getattr(holder, "sequence"))  # noqa: B009 - dynamic field
+        type_field = holder.DESCRIPTOR.fields_by_name.get("type")
+        if type_field is not None and type_field.enum_type is not None:
+            value = type_field.enum_type.values_by_number.get(getattr(holder, "type"))  # noqa: B009
+            if value is not None:
+                name = value.name
+    frame["event"] = name
+    frame["data"] = to_json(message)
+    return json.dumps(frame, separators=(",", ":"))
 
 
 def sse_error(failure: CallError) -> bytes:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
+import hmac
 import inspect
+import secrets
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -113,6 +118,8 @@ def map_errors(fn: F) -> F:
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
+                if context is None:  # called in-process (the gateway's HTTP layer maps it)
+                    raise
                 await _abort(context, exc)
                 raise  # unreachable: abort raises
 
@@ -147,14 +154,20 @@ class ServiceRegistration:
 
 
 async def start_server(
-    registrations: Iterable[ServiceRegistration], address: str
+    registrations: Iterable[ServiceRegistration],
+    address: str,
+    *,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """Start a grpc.aio server with the services, health checking and reflection.
 
+    Without `interceptors` the server is internal: every call but grpc.health.v1 must carry
+    the internal credential. The gateway passes its own (public) authentication instead.
     Returns the server and the bound port (address may end in :0 for an ephemeral port).
     """
     regs = list(registrations)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    chosen = list(interceptors) if interceptors is not None else [InternalCredentialCheck()]
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=chosen)
     for reg in regs:
         reg.add(server)
     health_servicer = health.aio.HealthServicer()
@@ -163,7 +176,15 @@ async def start_server(
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(address)
+    tls = _tls[0] if _tls else None
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        # Internal servers (no interceptors given) require a client certificate from the CA
+        # when one is configured (mTLS); the public gateway only presents its certificate.
+        port = server.add_secure_port(
+            address, tls.server_credentials(client_auth=interceptors is None)
+        )
     if port == 0:
         raise OSError(f"could not bind gRPC address {address}")
     await server.start()
@@ -181,8 +202,250 @@ async def set_not_serving(server: grpc.aio.Server) -> None:
 
 
 def channel(address: str) -> grpc.aio.Channel:
-    """An insecure aio channel with Conveyor's message size limits."""
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    """An aio channel to another Conveyor service: size limits and the internal credential
+    (over TLS, with this process's client certificate, when TLS is configured)."""
+    interceptors = [_AioUnaryCredential(), _AioStreamCredential(), _AioClientStreamCredential()]
+    tls = _tls[0] if _tls else None
+    if tls is None:
+        return grpc.aio.insecure_channel(
+            address, options=CHANNEL_OPTIONS, interceptors=interceptors
+        )
+    return grpc.aio.secure_channel(
+        address, tls.channel_credentials(), options=tls.options(), interceptors=interceptors
+    )
+
+
+def sync_channel(address: str, *, credential: str | None = None) -> grpc.Channel:
+    """A blocking channel to another Conveyor service (a worker's), with the credential
+    (this process's, or the one given)."""
+    tls = _tls[0] if _tls else None
+    ch = (
+        grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        if tls is None
+        else grpc.secure_channel(address, tls.channel_credentials(), options=tls.options())
+    )
+    return with_metadata(ch, [(INTERNAL_KEY, credential or internal_credential())])
+
+
+# --- TLS ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of CONVEYOR_TLS_*: this process's certificate and key, and the CA that signs
+    every Conveyor certificate (internal servers then require client certificates: mTLS)."""
+
+    cert_path: Path
+    key_path: Path
+    cert: bytes
+    key: bytes
+    ca: bytes | None
+    server_name: str = ""
+
+    @classmethod
+    def load(cls, cert: Path, key: Path, ca: Path | None, server_name: str = "") -> TlsFiles:
+        """Read the files (a missing or unreadable one is an error at start)."""
+        return cls(
+            cert, key, cert.read_bytes(), key.read_bytes(), ca.read_bytes() if ca else None,
+            server_name,
+        )  # fmt: skip
+
+    def server_credentials(self, *, client_auth: bool) -> grpc.ServerCredentials:
+        """Credentials of a server presenting this certificate."""
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)],
+            root_certificates=self.ca,
+            require_client_auth=client_auth and self.ca is not None,
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """Credentials of a channel verifying the server against the CA, showing this cert."""
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
+
+    def options(self) -> list[tuple[str, Any]]:
+        """Channel options (the name certificates are checked against, when overridden)."""
+        extra = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+        return [*CHANNEL_OPTIONS, *extra]
+
+
+_tls: list[TlsFiles | None] = []
+
+
+def set_tls(files: TlsFiles | None) -> None:
+    """Serve and call over TLS with these files (None: plaintext) in this process."""
+    _tls[:] = [files]
+
+
+def tls_files() -> TlsFiles | None:
+    """This process's TLS files, if any."""
+    return _tls[0] if _tls else None
+
+
+# --- the internal credential -------------------------------------------------------------
+# Every internal service refuses calls without it; only Conveyor's own processes hold it
+# (CONVEYOR_INTERNAL_TOKEN, or one random value per embedded process). `x-conveyor-actor`
+# names the public caller on whose behalf a call is made; it is trusted only alongside the
+# credential, and the gateway drops both keys from what a client sends.
+INTERNAL_KEY = "x-conveyor-internal"
+ACTOR_KEY = "x-conveyor-actor"
+OPEN_PATHS = ("/grpc.health.v1.Health/",)
+_credential: list[str] = []
+
+
+def set_internal_credential(secret: str) -> None:
+    """Use this secret for every internal call this process makes and accepts."""
+    if len(secret) < 16:
+        raise ValueError("CONVEYOR_INTERNAL_TOKEN must be at least 16 characters")
+    _credential[:] = [secret]
+
+
+def internal_credential() -> str:
+    """This process's internal credential (a random one until one is set)."""
+    if not _credential:
+        _credential.append(secrets.token_urlsafe(32))
+    return _credential[0]
+
+
+def actor(context: grpc.aio.ServicerContext[Any, Any] | None) -> str:
+    """The public caller a call is made for ("" when a service calls on its own account)."""
+    if context is None:
+        return ""
+    for key, value in context.invocation_metadata() or ():
+        if key == ACTOR_KEY and isinstance(value, str):
+            return value
+    return ""
+
+
+def _with_credential(metadata: Any, secret: str | None = None) -> list[tuple[str, Any]]:
+    kept = [(k, v) for k, v in (metadata or ()) if k != INTERNAL_KEY]
+    kept.append((INTERNAL_KEY, secret or internal_credential()))
+    return kept
+
+
+# A grpc.aio channel files each interceptor under its first matching kind only, so the two
+# kinds are two classes.
+class _AioUnaryCredential(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds the internal credential to every unary call of an aio channel."""
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Unary calls."""
+        return await continuation(
+            details._replace(metadata=_with_credential(details.metadata)), request
+        )
+
+
+class _AioStreamCredential(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds the internal credential to every server-streaming call of an aio channel."""
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Server-streaming calls."""
+        return await continuation(
+            details._replace(metadata=_with_credential(details.metadata)), request
+        )
+
+
+class _AioClientStreamCredential(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds the internal credential to every client-streaming call of an aio channel."""
+
+    async def intercept_stream_unary(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        """Client-streaming calls."""
+        return await continuation(
+            details._replace(metadata=_with_credential(details.metadata)), request_iterator
+        )
+
+
+class _SyncDetails(
+    collections.namedtuple(
+        "_SyncDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,  # type: ignore[misc]
+):
+    """A blocking call's details with metadata replaced."""
+
+
+class _SyncMetadata(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Adds fixed metadata to every call of a blocking channel (replacing those keys)."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self._pairs = list(pairs)
+        self._keys = {k for k, _ in pairs}
+
+    def _details(self, details: Any) -> _SyncDetails:
+        kept = [(k, v) for k, v in (details.metadata or ()) if k not in self._keys]
+        return _SyncDetails(
+            details.method,
+            details.timeout,
+            [*kept, *self._pairs],
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Unary calls."""
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        """Server-streaming calls."""
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        """Client-streaming calls (artifact uploads)."""
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        """Bidirectional calls."""
+        return continuation(self._details(details), requests)
+
+
+def with_metadata(ch: grpc.Channel, pairs: Sequence[tuple[str, str]]) -> grpc.Channel:
+    """A blocking channel that sends `pairs` with every call."""
+    return grpc.intercept_channel(ch, _SyncMetadata(pairs))
+
+
+class InternalCredentialCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Refuses (UNAUTHENTICATED) every call without the internal credential; health is open."""
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        """Let the call through, or answer it with UNAUTHENTICATED."""
+        if details.method.startswith(OPEN_PATHS):
+            return await continuation(details)
+        presented = next(
+            (v for k, v in details.invocation_metadata or () if k == INTERNAL_KEY), None
+        )
+        if isinstance(presented, str) and hmac.compare_digest(
+            presented.encode(), internal_credential().encode()
+        ):
+            return await continuation(details)
+        handler = await continuation(details)
+        return refusal(
+            handler,
+            grpc.StatusCode.UNAUTHENTICATED,
+            "internal service: calls need Conveyor's internal credential",
+        )
+
+
+def refusal(handler: Any, code: grpc.StatusCode, message: str) -> Any:
+    """A handler of the same shape as `handler` that ends the call with `code`."""
+
+    async def unary(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(code, message)
+
+    async def stream(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(code, message)
+        yield  # pragma: no cover - abort raises
+
+    if handler is not None and handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(stream)
+    return grpc.unary_unary_rpc_method_handler(unary)
 
 
 def replace_port(address: str, port: int) -> str:

@@ -7,6 +7,8 @@ def import_all_models() -> None:
     """Register every table on conveyor.kernel.db.Base.metadata."""
     import conveyor.artifacts.retention
     import conveyor.artifacts.store
+    import conveyor.auth.tokens
+    import conveyor.auth.webhooks
     import conveyor.executor.models
     import conveyor.kernel.feed
     import conveyor.kernel.outbox

@@ -179,6 +179,18 @@ def events_after(
     return [Event.from_row(r) for r in rows]
 
 
+def terminal_sequence(session: Session, run_id: str) -> int | None:
+    """The sequence of the run's terminal event; None while the run has not ended."""
+    value = session.scalar(
+        select(func.max(RunEventRow.sequence)).where(
+            RunEventRow.run_id == run_id,
+            RunEventRow.type == RUN_STATE_CHANGED,
+            RunEventRow.run_state.in_(sorted(TERMINAL_RUN_STATES)),
+        )
+    )
+    return None if value is None else int(value)
+
+
 def last_sequence(session: Session, run_id: str) -> int:
     """The run's newest committed sequence (0 when it has no events)."""
     value = session.scalar(

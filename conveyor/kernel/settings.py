@@ -143,6 +143,31 @@ class Settings(BaseSettings):
             )
         return self
 
+    # --- access control: the public edge and the internal credential ----------------------
+    internal_token: str = Field(
+        default="",
+        description="Secret every internal call carries (required in distributed mode; "
+        "embedded: a random one per process).",
+    )
+    cors_origins: str = Field(
+        default="", description="Comma-separated browser origins allowed to call the HTTP API."
+    )
+    http_max_body_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="HTTP body limit."
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate of this process (gRPC and the gateway's HTTP)."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM key of tls_cert_file.")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA of every Conveyor certificate; set = internal services require "
+        "client certificates (mTLS) and channels verify servers against it.",
+    )
+    tls_server_name: str = Field(
+        default="", description="Name the certificates are checked against, when not the host."
+    )
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in the data dir."""
         if self.database_url:

@@ -10,7 +10,7 @@ import grpc
 from conveyor.kernel import paging
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
-from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
+from conveyor.kernel.grpcserver import ServiceRegistration, actor, map_errors
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.protoconv import duration, timestamp
 from conveyor.monitor import alertstore
@@ -70,6 +70,7 @@ def rule_pb(row: AlertRuleRow) -> alert_service_pb2.AlertRule:
         enabled=row.enabled,
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
+        updated_by=row.updated_by or "",
     )
 
 
@@ -119,9 +120,15 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
         rule = rule_from_pb(request.rule)
         validate_rule(rule)
         now = utcnow()
-        row = await self._tx(
-            lambda s: alertstore.create_rule(s, rule, request_id=request.request_id, now=now)
-        )
+        who = actor(context) or None
+
+        def work(session: Any) -> Any:
+            made = alertstore.create_rule(session, rule, request_id=request.request_id, now=now)
+            if made.created_at == now:  # created now, not a repeated request_id
+                made.updated_by = who
+            return made
+
+        row = await self._tx(work)
         return alert_service_pb2.CreateAlertRuleResponse(rule=rule_pb(row))
 
     @map_errors
@@ -183,7 +190,9 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
                     setattr(merged, path, getattr(request.rule, path))
             rule = rule_from_pb(merged, rule_id=rule_id)
             validate_rule(rule)
-            return alertstore.update_rule(session, rule_id, rule, columns, now=now)
+            changed = alertstore.update_rule(session, rule_id, rule, columns, now=now)
+            changed.updated_by = actor(context) or None
+            return changed
 
         row = await self._tx(work)
         return alert_service_pb2.UpdateAlertRuleResponse(rule=rule_pb(row))

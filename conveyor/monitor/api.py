@@ -208,6 +208,11 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
         with self._db.read() as session:
             return outbox.last_sequence(session, run_id)
 
+    def _ended_by(self, run_id: str, last: int) -> bool:
+        with self._db.read() as session:
+            end = outbox.terminal_sequence(session, run_id)
+        return end is not None and end <= last
+
     async def _from_table(
         self, run_id: str, after: int, flt: _EventFilter, until: int
     ) -> AsyncIterator[Event]:
@@ -234,6 +239,9 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
             head = await asyncio.to_thread(self._head, run_id)
             if head == 0:
                 raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
+            if last >= head and await asyncio.to_thread(self._ended_by, run_id, last):
+                # Resumed at or past the end of a finished run: nothing will ever follow.
+                return
             need_table = True
             while True:
                 if need_table:

@@ -11,7 +11,7 @@ import grpc
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
-from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
+from conveyor.kernel.grpcserver import ServiceRegistration, actor, map_errors
 from conveyor.kernel.ids import as_utc
 from conveyor.kernel.paging import page_size
 from conveyor.kernel.protoconv import dict_to_struct, struct_to_dict, timestamp
@@ -101,6 +101,7 @@ def schedule_pb(row: store.ScheduleRow) -> schedule_pb2.Schedule:
         last_run_id=row.last_run_id or "",
         create_time=timestamp(as_utc(row.created_at)),
         update_time=timestamp(as_utc(row.updated_at)),
+        updated_by=row.updated_by or "",
     )
 
 
@@ -210,9 +211,11 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         if spec.kind == "interval" and spec.start is None:
             spec = Spec(**{**spec.__dict__, "start": now})
 
+        who = actor(context) or None
+
         def work() -> store.ScheduleRow:
             with self._db.transaction() as session:
-                return store.new_schedule(
+                made = store.new_schedule(
                     session,
                     job_id=job_id,
                     description=msg.description,
@@ -228,6 +231,9 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
                     request_id=request.request_id or None,
                     now=now,
                 )
+                if made.updated_at == now:  # created now, not a repeated request_id
+                    made.updated_by = who
+                return made
 
         row = await asyncio.to_thread(work)
         self._firing.wake()
@@ -310,6 +316,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         params = struct_to_dict(msg.parameters) if "parameters" in paths else existing.parameters
         job_id, params = await self._check_job(job_ref, params, prefix="schedule")
         now = self._clock()
+        who = actor(context) or None
         if spec.kind == "interval" and spec.start is None:
             spec = Spec(**{**spec.__dict__, "start": now})
 
@@ -337,6 +344,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
                     row.spec = spec.to_json()
                     store.set_next(row, now)
                 row.updated_at = now
+                row.updated_by = who
                 return row
 
         row = await asyncio.to_thread(work)
@@ -357,7 +365,9 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         await asyncio.to_thread(work)
         return scheduler_service_pb2.DeleteScheduleResponse()
 
-    async def _set_paused(self, schedule_id: str, note: str, *, paused: bool) -> Any:
+    async def _set_paused(
+        self, schedule_id: str, note: str, *, paused: bool, who: str | None
+    ) -> Any:
         _required_id(schedule_id, "schedule_id")
         if len(note) > MAX_NOTE:
             raise _bad(
@@ -374,6 +384,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
                 row.paused = paused
                 row.note = note
                 row.updated_at = now
+                row.updated_by = who
                 return row
 
         row = await asyncio.to_thread(work)
@@ -385,7 +396,9 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         """See the proto."""
-        row = await self._set_paused(request.schedule_id, request.note, paused=True)
+        row = await self._set_paused(
+            request.schedule_id, request.note, paused=True, who=actor(context) or None
+        )
         return scheduler_service_pb2.PauseScheduleResponse(schedule=row)
 
     @map_errors
@@ -393,7 +406,9 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         """See the proto."""
-        row = await self._set_paused(request.schedule_id, request.note, paused=False)
+        row = await self._set_paused(
+            request.schedule_id, request.note, paused=False, who=actor(context) or None
+        )
         return scheduler_service_pb2.ResumeScheduleResponse(schedule=row)
 
     @map_errors

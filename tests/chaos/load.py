@@ -24,8 +24,8 @@ from typing import Any
 import grpc
 from sqlalchemy import text
 
+from conveyor.cli.client import gateway_channel
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
 from conveyor.kernel.protoconv import dict_to_struct
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 from tests.chaos.stack import Stack
@@ -176,7 +176,7 @@ class Load:
 
     def __post_init__(self) -> None:
         self.flags.mkdir(parents=True, exist_ok=True)
-        self._channel = grpc.insecure_channel(self.stack.grpc, options=CHANNEL_OPTIONS)
+        self._channel = gateway_channel(self.stack.grpc, self.stack.token)
         self.executor = executor_service_pb2_grpc.ExecutorServiceStub(self._channel)
         self.translator = translator_service_pb2_grpc.TranslatorServiceStub(self._channel)
 

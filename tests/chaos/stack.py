@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.chaos.proxy import TcpProxy
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
 
-SERVICES = ("translator", "executor", "monitor", "scheduler", "gateway")
+SERVICES = ("translator", "executor", "monitor", "scheduler", "artifacts", "gateway")
 
 
 def _with_host(url: str, host: str, port: int) -> str:
@@ -44,6 +45,7 @@ class Stack:
     redis_proc: subprocess.Popen[bytes] | None = None
     workers_started: int = 0
     kills: list[tuple[str, float]] = field(default_factory=list)  # (process name, time)
+    token: str = ""  # an admin token of the gateway
     _engine: Engine | None = None
 
     @property
@@ -196,6 +198,7 @@ def chaos_stack(
             "CONVEYOR_DATA_DIR": str(tmp),
             "CONVEYOR_HTTP_ADDR": f"127.0.0.1:{http}",
             "CONVEYOR_LOG_LEVEL": "WARNING",
+            "CONVEYOR_INTERNAL_TOKEN": uuid.uuid4().hex,
             **{f"CONVEYOR_{k.upper()}_ADDR": f"127.0.0.1:{v}" for k, v in ports.items()},
             **(extra_env or {}),
         }
@@ -213,6 +216,24 @@ def chaos_stack(
                 check=True,
                 capture_output=True,
             )
+            stack.token = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "conveyor",
+                    "tokens",
+                    "create",
+                    "--name",
+                    "chaos",
+                    "--role",
+                    "admin",
+                    "--database",
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             for svc in SERVICES:
                 stack.start_service(svc, wait=False)
             for _ in range(workers):

@@ -8,17 +8,24 @@ google.rpc details, a resumable event stream and a stream that waits for the tes
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 
+from conveyor.auth import tokens
+from conveyor.auth.authn import Authenticator
+from conveyor.auth.v1 import auth_pb2
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
 from conveyor.gateway.main import GatewayHandle, serve_gateway
+from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, NotFound, Violation
 from conveyor.kernel.grpcserver import ServiceRegistration, map_errors, start_server
+from conveyor.kernel.migrate import upgrade
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from conveyor.translator.v1 import (
     translator_pb2,
@@ -30,6 +37,62 @@ TRANSLATOR = "conveyor.translator.v1.TranslatorService"
 EXECUTOR = "conveyor.executor.v1.ExecutorService"
 MONITOR = "conveyor.monitor.v1.MonitorService"
 RUN_EVENTS = 5  # the finished fake run "r1" has events 1..5
+#: Every public service: the ones without a fake answer UNIMPLEMENTED from the backend.
+OTHER_SERVICES = (
+    "conveyor.scheduler.v1.SchedulerService",
+    "conveyor.monitor.v1.InsightService",
+    "conveyor.monitor.v1.AlertService",
+)
+ROLES = {
+    "viewer": auth_pb2.ROLE_VIEWER,
+    "operator": auth_pb2.ROLE_OPERATOR,
+    "admin": auth_pb2.ROLE_ADMIN,
+}
+
+
+def _bearer(details: Any, token: str) -> Any:
+    kept = [(k, v) for k, v in details.metadata or () if k != "authorization"]
+    return details._replace(metadata=[*kept, ("authorization", f"Bearer {token}")])
+
+
+class _UnaryBearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_bearer(details, self.token), request)
+
+
+class _StreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_bearer(details, self.token), request)
+
+
+def public_channel(address: str, token: str | None) -> grpc.aio.Channel:
+    """An aio channel to the gateway sending a bearer token (none when `token` is None)."""
+    if token is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.insecure_channel(
+        address, interceptors=[_UnaryBearer(token), _StreamBearer(token)]
+    )
+
+
+def token_database(folder: Path) -> tuple[Database, dict[str, str]]:
+    """A migrated SQLite database with one token per role (named after it) and a revoked one."""
+    db = Database(f"sqlite:///{folder / 'tokens.db'}")
+    upgrade(db)
+    secrets: dict[str, str] = {}
+    with db.transaction() as session:
+        for name, role in ROLES.items():
+            secrets[name], _ = tokens.create_token(session, name=name, role=role)
+        secrets["revoked"], _ = tokens.create_token(
+            session, name="revoked", role=auth_pb2.ROLE_ADMIN
+        )
+        tokens.revoke_token(session, "revoked")
+    return db, secrets
 
 
 @dataclass
@@ -154,6 +217,25 @@ class Stack:
     seen: Seen
     gateway: GatewayHandle
     backend: grpc.aio.Server
+    tokens: dict[str, str] = field(default_factory=dict)
+    db: Database | None = None
+
+    @property
+    def token(self) -> str:
+        """The admin token."""
+        return self.tokens["admin"]
+
+    def channel(self, role: str | None = "admin") -> grpc.aio.Channel:
+        """An aio channel to the gateway as the token of a role (None: no token)."""
+        return public_channel(self.grpc_address, None if role is None else self.tokens[role])
+
+    def headers(self, role: str = "admin") -> dict[str, str]:
+        """HTTP headers authenticating as the token of a role."""
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def metadata(self, role: str = "admin") -> tuple[tuple[str, str], ...]:
+        """gRPC metadata authenticating as the token of a role."""
+        return (("authorization", f"Bearer {self.tokens[role]}"),)
 
     @property
     def grpc_address(self) -> str:
@@ -167,11 +249,18 @@ class Stack:
 
 
 def run_with_stack(
-    scenario: Callable[[Stack], Awaitable[None]], *, keepalive_s: float = 15.0
+    scenario: Callable[[Stack], Awaitable[None]],
+    *,
+    keepalive_s: float = 15.0,
+    every_service: bool = False,
 ) -> None:
-    """Start the fakes and the gateway, run the scenario, stop everything."""
+    """Start the fakes and the gateway, run the scenario, stop everything.
 
-    async def main() -> None:
+    `every_service` also routes the public services without a fake (they answer UNIMPLEMENTED).
+    """
+
+    async def main(folder: Path) -> None:
+        db, secrets = await asyncio.to_thread(token_database, folder)
         seen = Seen()
         translator, executor, monitor = FakeTranslator(seen), FakeExecutor(seen), FakeMonitor(seen)
         add_translator = translator_service_pb2_grpc.add_TranslatorServiceServicer_to_server
@@ -186,20 +275,26 @@ def run_with_stack(
             "127.0.0.1:0",
         )
         address = f"127.0.0.1:{port}"
+        routes = {TRANSLATOR: address, EXECUTOR: address, MONITOR: address}
+        if every_service:
+            routes.update(dict.fromkeys(OTHER_SERVICES, address))
         gateway = await serve_gateway(
-            routes={TRANSLATOR: address, EXECUTOR: address, MONITOR: address},
+            routes=routes,
             grpc_address="127.0.0.1:0",
             http_address="127.0.0.1:0",
             mode="embedded",
             keepalive_s=keepalive_s,
+            authenticator=Authenticator(db),
         )
         try:
             # The timeout only guards against a hang; no scenario comes close to it.
-            await asyncio.wait_for(scenario(Stack(seen, gateway, backend)), timeout=60)
+            stack = Stack(seen, gateway, backend, tokens=secrets, db=db)
+            await asyncio.wait_for(scenario(stack), timeout=60)
         finally:
             seen.release_live.set()
             await gateway.stop()
             await backend.stop(grace=None)
+            db.dispose()
 
     # Each scenario gets its own loop in its own thread, as the suite's services do, so the
     # test process's main thread never owns a closed gRPC event loop.
@@ -207,7 +302,8 @@ def run_with_stack(
 
     def target() -> None:
         try:
-            asyncio.run(main())
+            with tempfile.TemporaryDirectory() as folder:
+                asyncio.run(main(Path(folder)))
         except BaseException as exc:
             errors.append(exc)
 

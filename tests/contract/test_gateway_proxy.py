@@ -14,7 +14,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_status import rpc_status
 
 from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
-from conveyor.kernel.grpcserver import channel
 from conveyor.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 from tests.contract.test_gateway_fakes import EXECUTOR, MONITOR, TRANSLATOR, Stack, run_with_stack
@@ -44,19 +43,20 @@ def _details(
 
 def test_unary_call_round_trips_with_metadata_and_deadline() -> None:
     async def scenario(stack: Stack) -> None:
-        async with channel(stack.grpc_address) as ch:
+        async with stack.channel() as ch:
             stub = translator_service_pb2_grpc.TranslatorServiceStub(ch)
             reply = await stub.ValidateWorkflow(
                 translator_service_pb2.ValidateWorkflowRequest(workflow=_workflow([{"id": "a"}])),
                 metadata=[
-                    ("authorization", "Bearer t0k"),
                     ("x-request-id", "req-1"),
                     ("traceparent", TRACEPARENT),
                 ],
                 timeout=30,
             )
             assert reply.valid
-            assert stack.seen.metadata["authorization"] == "Bearer t0k"
+            # The token stays at the edge; the backend gets the actor (and the credential).
+            assert "authorization" not in stack.seen.metadata
+            assert stack.seen.metadata["x-conveyor-actor"] == "admin"
             assert stack.seen.metadata["x-request-id"] == "req-1"
             assert stack.seen.metadata["traceparent"].startswith("00-0af76519")
             remaining = stack.seen.time_remaining
@@ -74,7 +74,7 @@ def test_unary_call_round_trips_with_metadata_and_deadline() -> None:
 
 def test_error_status_and_details_reach_the_client() -> None:
     async def scenario(stack: Stack) -> None:
-        async with channel(stack.grpc_address) as ch:
+        async with stack.channel() as ch:
             stub = translator_service_pb2_grpc.TranslatorServiceStub(ch)
             with pytest.raises(grpc.aio.AioRpcError) as missing:
                 await stub.GetJob(translator_service_pb2.GetJobRequest(job_id="missing"))
@@ -96,7 +96,7 @@ def test_error_status_and_details_reach_the_client() -> None:
 
 def test_server_stream_is_relayed_and_resumes_after_a_sequence() -> None:
     async def scenario(stack: Stack) -> None:
-        async with channel(stack.grpc_address) as ch:
+        async with stack.channel() as ch:
             stub = monitor_service_pb2_grpc.MonitorServiceStub(ch)
             call = stub.WatchRun(monitor_service_pb2.WatchRunRequest(run_id="r1", after_sequence=2))
             assert [m.event.sequence async for m in call] == [3, 4, 5]
@@ -112,7 +112,7 @@ def test_server_stream_is_relayed_and_resumes_after_a_sequence() -> None:
 
 def test_cancelling_the_client_stream_cancels_the_backend_stream() -> None:
     async def scenario(stack: Stack) -> None:
-        async with channel(stack.grpc_address) as ch:
+        async with stack.channel() as ch:
             stub = monitor_service_pb2_grpc.MonitorServiceStub(ch)
             call = stub.WatchRun(monitor_service_pb2.WatchRunRequest(run_id="live"))
             first = await call.read()
@@ -128,7 +128,7 @@ def test_cancelling_the_client_stream_cancels_the_backend_stream() -> None:
 
 def test_unknown_services_and_methods_are_unimplemented() -> None:
     async def scenario(stack: Stack) -> None:
-        async with channel(stack.grpc_address) as ch:
+        async with stack.channel() as ch:
             for path in (f"/{TRANSLATOR}/NoSuchMethod", "/acme.v1.Nothing/Get"):
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await ch.unary_unary(path)(b"")
@@ -139,7 +139,7 @@ def test_unknown_services_and_methods_are_unimplemented() -> None:
 
 def test_server_info_and_reflection_describe_the_proxied_services() -> None:
     async def scenario(stack: Stack) -> None:
-        async with channel(stack.grpc_address) as ch:
+        async with stack.channel() as ch:
             info = await gateway_service_pb2_grpc.GatewayServiceStub(ch).GetServerInfo(
                 gateway_service_pb2.GetServerInfoRequest()
             )

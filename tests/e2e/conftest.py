@@ -40,9 +40,10 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def token(suite: dict[str, Any]) -> str:
-    """The admin token `conveyor dev` writes, when access control writes one; else any."""
-    path = Path(suite["data_dir"]) / "token"
-    return path.read_text().strip() if path.exists() else "any-token"
+    """The suite's admin token (the one `conveyor dev` writes to `<data dir>/token`)."""
+    if suite.get("token"):
+        return str(suite["token"])
+    return (Path(suite["data_dir"]) / "token").read_text().strip()
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +55,9 @@ def http(suite: dict[str, Any], token: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+# Module scope: sync Playwright keeps an event loop running in the main thread while it is
+# open, which would break every later test that calls asyncio.run().
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the session."""
     with playwright_api.sync_playwright() as p:

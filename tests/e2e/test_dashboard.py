@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import create_job, sign_in
+from tests.integration import harness
 
 TIMEOUT_MS = 60_000
 
@@ -206,22 +207,17 @@ def test_workers_page_lists_the_worker(page: Page, token: str) -> None:
     expect(page.get_by_role("table", name="Queues").get_by_role("row").nth(1)).to_be_visible()
 
 
-def test_a_viewer_gets_no_action_buttons(page: Page, http: httpx.Client, token: str) -> None:
+def test_a_viewer_gets_no_action_buttons(
+    page: Page, http: httpx.Client, suite: dict[str, Any]
+) -> None:
     failing = create_job(http, FAILING)
     failed_run = _start(http, failing)
     approval = create_job(http, APPROVAL)
     waiting_run = _start(http, approval)
     _wait_run(http, failed_run, "RUN_STATE_FAILED")
     _wait_run(http, waiting_run, "RUN_STATE_WAITING")
-    page.route(
-        "**/v1/caller",
-        lambda route: route.fulfill(
-            status=200,
-            content_type="application/json",
-            body=json.dumps({"name": "reader", "role": "ROLE_VIEWER"}),
-        ),
-    )
-    sign_in(page, token)
+    viewer = harness.create_token(suite, "e2e-reader", "viewer")
+    sign_in(page, viewer)
     expect(page.get_by_label("Signed in as")).to_contain_text("viewer")
     page.goto(f"/#/runs/{failed_run}")
     expect(_node(page, "Break", "failed")).to_be_visible()

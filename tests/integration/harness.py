@@ -16,19 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import psycopg
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conveyor.artifacts.client import ArtifactClient
 from conveyor.cli.background import BackgroundSuite
+from conveyor.cli.client import gateway_channel
+from conveyor.kernel.grpcserver import internal_credential, sync_channel
 from conveyor.kernel.settings import Settings
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2
 
 
-def read_artifact(gateway: str, uri: str) -> str:
+def read_artifact(gateway: str, uri: str, token: str | None) -> str:
     """The text of a step output's artifact (`artifact://<id>`), through the gateway."""
-    client = ArtifactClient(gateway)
+    client = ArtifactClient(gateway, channel=gateway_channel(gateway, token))
     try:
         return b"".join(client.download(uri.removeprefix("artifact://"))).decode()
     finally:
@@ -64,9 +67,42 @@ def wait_serving(
     raise TimeoutError(f"{address} did not become healthy")
 
 
+def http_headers(stack: dict[str, Any]) -> dict[str, str]:
+    """Headers that authenticate an HTTP request to the stack as its admin token."""
+    return {"Authorization": f"Bearer {stack['token']}"}
+
+
+def http_client(stack: dict[str, Any], *, timeout: float = 30) -> httpx.Client:
+    """An httpx client of the stack's HTTP API that sends its admin token."""
+    return httpx.Client(base_url=stack["http"], headers=http_headers(stack), timeout=timeout)
+
+
+def grpc_channel(stack: dict[str, Any]) -> grpc.Channel:
+    """A blocking gRPC channel to the stack's gateway that sends its admin token."""
+    return gateway_channel(stack["grpc"], stack["token"])
+
+
+def create_token(stack: dict[str, Any], name: str, role: str) -> str:
+    """A new token (viewer, operator or admin) made through the gateway as the admin token."""
+    from conveyor.auth.tokens import role_value
+    from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
+
+    with grpc_channel(stack) as ch:
+        reply = gateway_service_pb2_grpc.GatewayServiceStub(ch).CreateToken(
+            gateway_service_pb2.CreateTokenRequest(name=name, role=role_value(role)),  # type: ignore[arg-type]
+            timeout=30,
+        )
+    return str(reply.secret)
+
+
+def internal_channel(stack: dict[str, Any], address: str) -> grpc.Channel:
+    """A channel straight to an internal service, with the stack's internal credential."""
+    return sync_channel(address, credential=stack.get("internal_token") or internal_credential())
+
+
 @contextlib.contextmanager
-def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, str]]:
-    """The embedded suite on ephemeral ports with its data in tmp."""
+def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, Any]]:
+    """The embedded suite on ephemeral ports with its data in tmp; "token" is an admin token."""
     settings = Settings(
         data_dir=tmp,
         gateway_addr="127.0.0.1:0",
@@ -82,7 +118,7 @@ def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, str]]:
         **{"egress_allow": "127.0.0.1", **overrides},  # the tests' own HTTP servers
     )
     with BackgroundSuite(settings) as suite:
-        yield suite.addresses
+        yield {**suite.addresses, "token": suite.token, "token_name": "dev"}
 
 
 @contextlib.contextmanager
@@ -134,7 +170,11 @@ def distributed(
     workers: int = 1,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every service and a worker as separate OS processes on PostgreSQL and Redis."""
+    """Every service and a worker as separate OS processes on PostgreSQL and Redis.
+
+    "token" is an admin token (made with `conveyor tokens create --database`), and
+    "internal_token" the services' internal credential.
+    """
     with redis_database(redis_url) as broker, postgres_database(postgres_url) as db_url:
         ports = {
             k: free_port()
@@ -149,8 +189,10 @@ def distributed(
             )
         }
         metrics_ports = {k: free_port() for k in ("translator", "executor", "monitor", "scheduler")}
+        internal_token = uuid.uuid4().hex
         env = {
             **os.environ,
+            "CONVEYOR_INTERNAL_TOKEN": internal_token,
             "CONVEYOR_DATABASE_URL": db_url,
             "CONVEYOR_BROKER_URL": broker,
             "CONVEYOR_EVENTS_URL": broker,
@@ -169,6 +211,13 @@ def distributed(
         }
         exe = [sys.executable, "-m", "conveyor"]
         subprocess.run([*exe, "migrate"], env=env, check=True, capture_output=True)
+        token = subprocess.run(
+            [*exe, "tokens", "create", "--name", "test-admin", "--role", "admin", "--database"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         logs = tmp / "logs"
         logs.mkdir(exist_ok=True)
         procs: list[subprocess.Popen[bytes]] = []
@@ -191,9 +240,14 @@ def distributed(
             yield {
                 "grpc": f"127.0.0.1:{ports['gateway']}",
                 "http": f"http://127.0.0.1:{ports['http']}",
-                "monitor": f"127.0.0.1:{ports['monitor']}",
-                "artifacts": f"127.0.0.1:{ports['artifacts']}",
+                **{
+                    svc: f"127.0.0.1:{ports[svc]}"
+                    for svc in ("translator", "executor", "monitor", "scheduler", "artifacts")
+                },
                 "database_url": db_url,
+                "token": token,
+                "token_name": "test-admin",
+                "internal_token": internal_token,
                 "procs": procs,
                 "logs": logs,
                 "env": env,

@@ -26,6 +26,7 @@ from conveyor.artifacts.v1 import artifact_pb2, artifacts_service_pb2
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.grpcserver import error_details
+from tests.integration import harness
 from tests.integration import workflows as wf
 
 MIB = 1024 * 1024
@@ -41,6 +42,13 @@ WRITER = (
 # mode the measured process also hosts the artifact service (with S3, one multipart part of
 # 8 MiB being assembled and sent), so its bound is larger; both are far below the output.
 RSS_LIMIT = {"distributed": 64 * MIB, "embedded": 96 * MIB}
+
+
+def _direct(stack: dict[str, Any]) -> ArtifactClient:
+    """The artifact service itself (not through the gateway), as an internal caller."""
+    return ArtifactClient(
+        stack["artifacts"], channel=harness.internal_channel(stack, stack["artifacts"])
+    )
 
 
 def block(i: int) -> bytes:
@@ -97,7 +105,7 @@ def run_to_end(client: Client, document: str, params: dict[str, Any] | None = No
 
 
 def artifacts_client(stack: dict[str, Any]) -> Iterator[ArtifactClient]:
-    c = ArtifactClient(stack["grpc"])
+    c = ArtifactClient(stack["grpc"], channel=harness.grpc_channel(stack))
     yield c
     c.close()
 
@@ -110,7 +118,7 @@ def artifacts(stack: dict[str, Any]) -> Iterator[ArtifactClient]:
 @pytest.fixture(scope="module")
 def big_run(stack: dict[str, Any]) -> dict[str, Any]:
     """One run whose step printed 200 MiB, with the worker's memory growth meanwhile."""
-    client = Client(stack["grpc"])
+    client = Client(stack["grpc"], token=stack["token"])
     sampler = RssSampler(worker_pid(stack))
     sampler.start()
     try:
@@ -160,21 +168,27 @@ def test_head_is_inline(big_run: dict[str, Any], client: Client) -> None:
 
 def test_http_list_and_ranged_download(big_run: dict[str, Any], stack: dict[str, Any]) -> None:
     run_id = big_run["run"].run_id
-    listed = httpx.get(f"{stack['http']}/v1/runs/{run_id}/artifacts", timeout=30).json()
+    auth = harness.http_headers(stack)
+    anonymous = httpx.get(f"{stack['http']}/v1/runs/{run_id}/artifacts", timeout=30)
+    assert anonymous.status_code == 401
+    listed = httpx.get(
+        f"{stack['http']}/v1/runs/{run_id}/artifacts", headers=auth, timeout=30
+    ).json()
     (artifact,) = listed["artifacts"]
     url = f"{stack['http']}/v1/runs/{run_id}/artifacts/{artifact['artifact_id']}/content"
     start = 5 * MIB - 3
-    got = httpx.get(url, headers={"Range": f"bytes={start}-{start + 9}"}, timeout=30)
+    assert httpx.get(url, headers={"Range": "bytes=0-9"}, timeout=30).status_code == 401
+    got = httpx.get(url, headers={"Range": f"bytes={start}-{start + 9}", **auth}, timeout=30)
     assert got.status_code == 206
     assert got.headers["content-range"] == f"bytes {start}-{start + 9}/{BLOCKS * MIB}"
     assert got.content == (block(4) + block(5))[MIB - 3 : MIB + 7]
-    tail = httpx.get(url, headers={"Range": "bytes=-8"}, timeout=30)
+    tail = httpx.get(url, headers={"Range": "bytes=-8", **auth}, timeout=30)
     assert (tail.status_code, tail.content) == (206, b"1234567\n")
-    past = httpx.get(url, headers={"Range": f"bytes={BLOCKS * MIB}-"}, timeout=30)
+    past = httpx.get(url, headers={"Range": f"bytes={BLOCKS * MIB}-", **auth}, timeout=30)
     assert past.status_code == 416
     assert past.headers["content-range"] == f"bytes */{BLOCKS * MIB}"
     digest = hashlib.sha256()
-    with httpx.stream("GET", url, timeout=120) as whole:
+    with httpx.stream("GET", url, headers=auth, timeout=120) as whole:
         assert whole.status_code == 200
         assert whole.headers["content-length"] == str(BLOCKS * MIB)
         for chunk in whole.iter_bytes():
@@ -199,6 +213,7 @@ def test_cli_lists_and_gets(big_run: dict[str, Any], stack: dict[str, Any], tmp_
             stack["grpc"],
         ],
         capture_output=True,
+        env={**os.environ, "CONVEYOR_TOKEN": stack["token"]},
         check=True,
         timeout=60,
     )
@@ -227,6 +242,7 @@ def test_cli_lists_and_gets(big_run: dict[str, Any], stack: dict[str, Any], tmp_
             stack["grpc"],
         ],
         capture_output=True,
+        env={**os.environ, "CONVEYOR_TOKEN": stack["token"]},
         check=True,
         timeout=120,
     )
@@ -257,6 +273,7 @@ def test_runs_logs_prints_past_the_live_cap(stack: dict[str, Any], client: Clien
             stack["grpc"],
         ],
         capture_output=True,
+        env={**os.environ, "CONVEYOR_TOKEN": stack["token"]},
         check=True,
         timeout=120,
     )
@@ -283,7 +300,9 @@ def test_bad_requests(
     past = _code(lambda: list(artifacts.download(artifact.artifact_id, offset=BLOCKS * MIB)))
     assert past == (grpc.StatusCode.INVALID_ARGUMENT, "RANGE_NOT_SATISFIABLE")
     other = httpx.get(
-        f"{stack['http']}/v1/runs/other/artifacts/{artifact.artifact_id}/content", timeout=30
+        f"{stack['http']}/v1/runs/other/artifacts/{artifact.artifact_id}/content",
+        headers=harness.http_headers(stack),
+        timeout=30,
     )
     assert other.status_code == 404
     # Uploads are internal: the public gateway does not serve them at all.
@@ -301,7 +320,9 @@ def test_bad_requests(
     "name", ["../escape", "/etc/passwd", "a/../../b", "bad\x00name", "line\nbreak", "", "a//b"]
 )
 def test_upload_refuses_bad_names(stack: dict[str, Any], name: str) -> None:
-    direct = ArtifactClient(stack["artifacts"])
+    direct = ArtifactClient(
+        stack["artifacts"], channel=harness.internal_channel(stack, stack["artifacts"])
+    )
     try:
         code, reason = _code(
             lambda: direct.upload(
@@ -315,7 +336,9 @@ def test_upload_refuses_bad_names(stack: dict[str, Any], name: str) -> None:
 
 
 def test_direct_upload_roundtrip_and_delete(stack: dict[str, Any]) -> None:
-    direct = ArtifactClient(stack["artifacts"])
+    direct = ArtifactClient(
+        stack["artifacts"], channel=harness.internal_channel(stack, stack["artifacts"])
+    )
     try:
         stored = direct.upload(
             run_id="r-up",
@@ -338,7 +361,9 @@ def test_direct_upload_roundtrip_and_delete(stack: dict[str, Any]) -> None:
 
 
 def test_list_pages_with_opaque_tokens(stack: dict[str, Any]) -> None:
-    direct = ArtifactClient(stack["artifacts"])
+    direct = ArtifactClient(
+        stack["artifacts"], channel=harness.internal_channel(stack, stack["artifacts"])
+    )
     try:
         names = [f"f{i}.txt" for i in range(5)]
         for name in names:
@@ -376,7 +401,9 @@ def test_list_pages_with_opaque_tokens(stack: dict[str, Any]) -> None:
 
 
 def test_upload_needs_one_header_first(stack: dict[str, Any]) -> None:
-    direct = ArtifactClient(stack["artifacts"])
+    direct = ArtifactClient(
+        stack["artifacts"], channel=harness.internal_channel(stack, stack["artifacts"])
+    )
     header = artifacts_service_pb2.UploadHeader(
         run_id="r", node_id="n", attempt=1, kind=artifact_pb2.ARTIFACT_KIND_FILE, name="x"
     )

@@ -10,6 +10,7 @@ from google.protobuf import json_format
 from conveyor.artifacts.client import ArtifactClient
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
+from tests.integration import harness
 from tests.integration import workflows as wf
 
 MAKE_FILES = (
@@ -45,7 +46,7 @@ def test_declared_files_are_uploaded(stack: dict[str, Any], client: Client, tmp_
     assert done.state == run_pb2.RUN_STATE_SUCCEEDED, done
     outputs = json_format.MessageToDict(done.steps[0].outputs)
     assert outputs["artifact_warnings"] == ["pattern 'missing/*.zip' matched no file"]
-    artifacts = ArtifactClient(stack["grpc"])
+    artifacts = ArtifactClient(stack["grpc"], channel=harness.grpc_channel(stack))
     try:
         found = {a.name: a for a in artifacts.list(run.run_id, node_id="build")}
         assert set(found) == {"out/a.txt", "out/b.txt", "nested/x/y/deep.bin", "report.html"}

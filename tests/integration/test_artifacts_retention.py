@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from conveyor.artifacts.client import ArtifactClient, kind_name
 from conveyor.artifacts.v1 import artifacts_service_pb2
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
+from tests.integration import harness
 from tests.integration import workflows as wf
 
 # 100 KiB of output: more than the inline cap, so each run has a STDOUT artifact.
@@ -41,6 +43,7 @@ def cli(stack: dict[str, Any], *args: str) -> Any:
     done = subprocess.run(
         [sys.executable, "-m", "conveyor", *args, "--server", stack["grpc"]],
         capture_output=True,
+        env={**os.environ, "CONVEYOR_TOKEN": stack["token"]},
         timeout=120,
         check=False,
     )
@@ -77,7 +80,7 @@ def test_retention_export_import(stack: dict[str, Any], client: Client, tmp_path
         r: (json_format.MessageToDict(client.get_run(r)), history(client, r)) for r in expired
     }
 
-    artifacts = ArtifactClient(stack["grpc"])
+    artifacts = ArtifactClient(stack["grpc"], channel=harness.grpc_channel(stack))
     try:
         cli(stack, "retention", "set", "--job", job_a.job_id, "--keep-last", "2", "--archive")
         listed = json.loads(cli(stack, "retention", "list").stdout)

@@ -88,7 +88,7 @@ def test_objects_are_in_the_bucket_and_presigned_urls_work(
     big_run: dict[str, Any],  # noqa: F811 - the imported fixture
     stack: dict[str, Any],
 ) -> None:
-    client = ArtifactClient(stack["grpc"])
+    client = ArtifactClient(stack["grpc"], channel=harness.grpc_channel(stack))
     try:
         (artifact,) = list(client.list(big_run["run"].run_id))
         found = client.get(artifact.artifact_id)

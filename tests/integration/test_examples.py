@@ -23,16 +23,25 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CLI = [sys.executable, "-m", "conveyor"]
 
 
-def conveyor(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CONVEYOR_EGRESS_ALLOW": "127.0.0.1"}  # the tests' own HTTP servers
+def cli_env(token: str | None = None) -> dict[str, str]:
+    """The environment of a CLI process: the token of the suite it talks to, if any, and an
+    egress allow list for the tests' own HTTP servers on loopback."""
+    env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_TOKEN"}
+    env["CONVEYOR_EGRESS_ALLOW"] = "127.0.0.1"
+    return {**env, "CONVEYOR_TOKEN": token} if token else env
+
+
+def conveyor(
+    *args: str, cwd: Path, timeout: float = 180, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CLI, *args],
         cwd=cwd,
-        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=cli_env(token),
     )
 
 
@@ -175,8 +184,8 @@ def test_deploy(
     live: bool,
 ) -> None:
     target = tmp_path / "site"
-    server = suite["grpc"]
-    client = Client(server)
+    server, token = suite["grpc"], suite["token"]
+    client = Client(server, token=token)
     job_id = client.create_job((EXAMPLES / "deploy.json").read_text()).job.job_id
     runner = subprocess.Popen(
         [
@@ -196,10 +205,11 @@ def test_deploy(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=cli_env(token),
     )
     try:
         run_id = waiting_run(client, job_id)
-        shown = conveyor("runs", "show", run_id, "--server", server, cwd=tmp_path)
+        shown = conveyor("runs", "show", run_id, "--server", server, cwd=tmp_path, token=token)
         assert "awaiting" in shown.stdout, shown.stdout + shown.stderr
         decided = conveyor(
             "runs",
@@ -211,6 +221,7 @@ def test_deploy(
             "--server",
             server,
             cwd=tmp_path,
+            token=token,
         )
         assert decided.returncode == 0, decided.stdout + decided.stderr
         stdout, stderr = runner.communicate(timeout=120)

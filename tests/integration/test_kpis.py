@@ -26,7 +26,9 @@ WORKFLOW = {
 def http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     with (
         harness.embedded(tmp_path_factory.mktemp("kpis")) as addresses,
-        httpx.Client(base_url=addresses["http"], timeout=30) as client,
+        httpx.Client(
+            base_url=addresses["http"], timeout=30, headers=harness.http_headers(addresses)
+        ) as client,
     ):
         yield client
 

@@ -123,7 +123,7 @@ def waiting(run: run_pb2.Run) -> bool:
 # --- approval -------------------------------------------------------------------------------
 
 
-def test_approval_waits_then_approve_runs_on(client: Client) -> None:
+def test_approval_waits_then_approve_runs_on(client: Client, stack: dict[str, Any]) -> None:
     run_id = start(client, gated("lang-approve"))
     run = wait_for(client, run_id, waiting)
     gate = step_of(run, "gate0")
@@ -135,12 +135,13 @@ def test_approval_waits_then_approve_runs_on(client: Client) -> None:
     s = steps(result)
     assert result["state"] == "SUCCEEDED"
     assert s["gate0"]["outputs"]["approved"] is True
-    assert s["gate0"]["outputs"]["by"] == "alice"
+    # Recorded as the token's name ("approved by ..."), whatever approver the request named.
+    assert s["gate0"]["outputs"]["by"] == stack["token_name"]
     assert s["gate0"]["outputs"]["comment"] == "looks good"
     assert s["after"]["stdout"] == "shipped\n"
 
 
-def test_approval_reject_fails_step_with_comment(client: Client) -> None:
+def test_approval_reject_fails_step_with_comment(client: Client, stack: dict[str, Any]) -> None:
     run_id = start(client, gated("lang-reject"))
     wait_for(client, run_id, waiting)
     decide(client, run_id, "gate0", approve=False, comment="not on a Friday")
@@ -150,7 +151,7 @@ def test_approval_reject_fails_step_with_comment(client: Client) -> None:
     assert gate["state"] == "FAILED"
     assert gate["error_category"] == "REJECTED"
     assert "not on a Friday" in gate["error_message"]
-    assert "alice" in gate["error_message"]
+    assert stack["token_name"] in gate["error_message"]
     assert steps(result)["after"]["state"] == "SKIPPED"
 
 
@@ -207,15 +208,19 @@ def test_http_route_decides_an_approval(stack: dict[str, Any], client: Client) -
 
     run_id = start(client, gated("lang-approve-http"))
     wait_for(client, run_id, waiting)
+    bot = f"release-bot-{stack['mode']}"
+    secret = harness.create_token(stack, bot, "operator")
     reply = httpx.post(
         f"{stack['http']}/v1/runs/{run_id}/steps/gate0:decide",
         json={"decision": "APPROVAL_DECISION_REJECT", "comment": "via http", "approver": "bob"},
         timeout=30,
+        headers={"Authorization": f"Bearer {secret}"},
     )
     assert reply.status_code == 200, reply.text
     result = finish(client, run_id)
     assert steps(result)["gate0"]["error_category"] == "REJECTED"
-    assert steps(result)["gate0"]["outputs"]["by"] == "bob"
+    # The token decides who it was, not what the request claims.
+    assert steps(result)["gate0"]["outputs"]["by"] == bot
 
 
 # --- foreach --------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def secret_client(
         os.environ.update(SECRET_ENV)  # the embedded worker reads its secrets at start
         try:
             with harness.embedded(tmp) as addresses:
-                client = Client(addresses["grpc"])
+                client = Client(addresses["grpc"], token=addresses["token"])
                 yield client
                 client.close()
         finally:
@@ -53,7 +53,7 @@ def secret_client(
         with harness.distributed(
             tmp, POSTGRES_URL, REDIS_URL, workers=1, extra_env=SECRET_ENV
         ) as info:
-            client = Client(info["grpc"])
+            client = Client(info["grpc"], token=info["token"])
             yield client
             client.close()
 
@@ -77,5 +77,5 @@ def test_a_secret_split_across_writes_is_masked_live_and_in_the_artifact(
     assert stderr == "err ***\n"
     assert all(SECRET[:6] not in c.text and SECRET[6:] not in c.text for c in logs)
     step = secret_client.get_run(run.run_id).steps[0]
-    artifact = read_artifact(secret_client.address, step.stdout_uri)
+    artifact = read_artifact(secret_client.address, step.stdout_uri, secret_client.token)
     assert artifact == stdout

@@ -17,6 +17,7 @@ from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.grpcserver import error_details
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2
+from tests.integration import harness
 from tests.integration import workflows as wf
 from tests.integration.harness import read_artifact
 
@@ -111,7 +112,7 @@ def test_ten_thousand_lines_arrive_live_once_and_in_order(client: Client, tmp_pa
     assert any(e.log.text == "half way\n" for e in logs)
     # After the step, the full text is in the step's artifact (and the inline head).
     step = client.get_run(run_id).steps[0]
-    full = read_artifact(client.address, step.stdout_uri)
+    full = read_artifact(client.address, step.stdout_uri, client.token)
     assert full == stdout_text(events)
     assert full.startswith(step.stdout.split("\n[… output truncated")[0])
 
@@ -149,7 +150,7 @@ def test_logs_over_sse_resume_with_last_event_id(
     run_id, gate = start_printer(client, tmp_path, "it-live-sse")
     gate.touch()
     url = f"{stack['http']}/v1/runs/{run_id}/events"
-    with httpx.Client(timeout=60) as http:
+    with httpx.Client(timeout=60, headers=harness.http_headers(stack)) as http:
         whole = parse_sse(http.get(url, params={"types": "EVENT_TYPE_STEP_LOG"}).text)
         logs = [
             json.loads(e["data"])["event"] for e in whole if e["event"] == "EVENT_TYPE_STEP_LOG"
@@ -170,9 +171,9 @@ def test_logs_over_sse_resume_with_last_event_id(
     assert [e["id"] for e in resumed] == [e["id"] for e in whole[2:]]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, stack: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "conveyor", *args],
+        [sys.executable, "-m", "conveyor", "--token", stack["token"], *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -183,15 +184,15 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_prints_a_steps_logs(client: Client, stack: dict[str, Any], tmp_path: Path) -> None:
     run_id, gate = start_printer(client, tmp_path, "it-live-cli")
     gate.touch()
-    follow = cli("runs", "logs", run_id, "p", "--follow", "--server", stack["grpc"])
+    follow = cli("runs", "logs", run_id, "p", "--follow", "--server", stack["grpc"], stack=stack)
     assert follow.returncode == 0, follow.stderr
     assert follow.stdout.splitlines() == EXPECTED
     assert follow.stderr == "half way\n"
-    again = cli("runs", "logs", run_id, "--server", stack["grpc"])
+    again = cli("runs", "logs", run_id, "--server", stack["grpc"], stack=stack)
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [f"[p] {line}" for line in EXPECTED]
     assert again.stderr == "[p] half way\n"
-    missing = cli("runs", "logs", "nope", "--server", stack["grpc"])
+    missing = cli("runs", "logs", "nope", "--server", stack["grpc"], stack=stack)
     assert missing.returncode == 2
     assert "NOT_FOUND" in missing.stderr
 
@@ -257,7 +258,7 @@ def test_watch_runs_filters_and_resumes(client: Client, stack: dict[str, Any]) -
 
     # The same over SSE, where Last-Event-ID is the feed position.
     with (
-        httpx.Client(timeout=30) as http,
+        httpx.Client(timeout=30, headers=harness.http_headers(stack)) as http,
         http.stream(
             "GET",
             f"{stack['http']}/v1/runs:watch",
@@ -281,6 +282,8 @@ def test_watch_runs_filters_and_resumes(client: Client, stack: dict[str, Any]) -
             sys.executable,
             "-m",
             "conveyor",
+            "--token",
+            stack["token"],
             "runs",
             "watch",
             "--after",

@@ -45,7 +45,7 @@ def test_killed_worker_attempt_is_lost_and_retried(stack: dict[str, Any], tmp_pa
         ],
         [("work", "after")],
     )
-    client = Client(stack["grpc"])
+    client = Client(stack["grpc"], token=stack["token"])
     try:
         job = client.create_job(text).job
         run = client.start_run(job.job_id, {})

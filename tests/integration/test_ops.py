@@ -94,8 +94,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def stubs(stack: dict[str, Any]) -> Iterator[tuple[Any, Any, Client]]:
-    channel = grpc.insecure_channel(stack["grpc"])
-    client = Client(stack["grpc"])
+    channel = harness.grpc_channel(stack)
+    client = Client(stack["grpc"], token=stack["token"])
     yield (
         insight_service_pb2_grpc.InsightServiceStub(channel),
         alert_service_pb2_grpc.AlertServiceStub(channel),
@@ -187,7 +187,11 @@ def test_metrics_exposition_passes_promtool(
         lambda: (
             text
             if 'conveyor_runs_total{job="ops-metrics"'
-            in (text := httpx.get(f"{stack['http']}/metrics", timeout=10).text)
+            in (
+                text := httpx.get(
+                    f"{stack['http']}/metrics", timeout=10, headers=harness.http_headers(stack)
+                ).text
+            )
             else None
         ),
         "the run in conveyor_runs_total",
@@ -264,7 +268,7 @@ def test_failed_run_alert_fires_once_and_resolves_on_success(
 def test_trace_context_reaches_every_attempt_row(stack: dict[str, Any], via: str) -> None:
     trace_id = uuid.uuid4().hex
     traceparent = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"
-    client = Client(stack["grpc"])
+    client = Client(stack["grpc"], token=stack["token"])
     try:
         text = wf.doc(
             "ops-traced", [wf.cmd("first", ["true"]), wf.cmd("second", ["true"])],
@@ -275,7 +279,7 @@ def test_trace_context_reaches_every_attempt_row(stack: dict[str, Any], via: str
             started = httpx.post(
                 f"{stack['http']}/v1/jobs/{job.job_id}:run",
                 json={},
-                headers={"traceparent": traceparent},
+                headers={"traceparent": traceparent, **harness.http_headers(stack)},
                 timeout=30,
             )
             assert started.status_code == 200, started.text

@@ -27,7 +27,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def http(suite: dict[str, str]) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=suite["http"], timeout=30) as c:
+    with harness.http_client(suite) as c:
         yield c
 
 
@@ -77,7 +77,7 @@ def test_bad_rules_are_rejected_with_field_violations(http: httpx.Client) -> Non
 
 
 def test_cli_creates_lists_and_deletes_rules(suite: dict[str, str]) -> None:
-    runner = CliRunner()
+    runner = CliRunner(env={"CONVEYOR_TOKEN": suite["token"]})
     server = ["--server", suite["grpc"]]
     made = runner.invoke(
         app,
@@ -123,7 +123,7 @@ def test_job_stats_and_metrics(suite: dict[str, str], http: httpx.Client) -> Non
     }
     before = http.get("/metrics").text
     expected = {series: _sample(before, series) + n for series, n in counted.items()}
-    client = Client(suite["grpc"])
+    client = Client(suite["grpc"], token=suite["token"])
     try:
         ok = client.create_job(wf.doc("stats-ok", [wf.cmd("a", ["true"])], [])).job
         flaky = client.create_job(
@@ -189,7 +189,7 @@ def test_memory_queue_depth_fires_and_disabling_the_rule_resolves(
     ).json()["rule"]
     again = http.post("/v1/alertRules", json={"display_name": "nobody consumes", "kind": 1})
     assert again.status_code == 409
-    client = Client(suite["grpc"])
+    client = Client(suite["grpc"], token=suite["token"])
     try:
         job = client.create_job(wf.doc("ops-nobody", [wf.cmd("a", ["true"], queue="nobody")], []))
         run = client.start_run(job.job.job_id, {})

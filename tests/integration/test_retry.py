@@ -12,6 +12,7 @@ import pytest
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
+from tests.integration import harness
 from tests.integration import workflows as wf
 
 
@@ -75,7 +76,12 @@ def test_retry_of_a_run_that_did_not_fail_is_refused(
     with pytest.raises(grpc.RpcError) as err:
         client.executor.RetryRun(executor_service_pb2.RetryRunRequest(run_id=done.run_id))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    reply = httpx.post(f"{stack['http']}/v1/runs/{done.run_id}:retry", json={}, timeout=30)
+    reply = httpx.post(
+        f"{stack['http']}/v1/runs/{done.run_id}:retry",
+        json={},
+        timeout=30,
+        headers=harness.http_headers(stack),
+    )
     assert reply.status_code == 400
     assert reply.json()["error"]["status"] == "FAILED_PRECONDITION"
     with pytest.raises(grpc.RpcError) as err:

@@ -11,12 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS
 from conveyor.scheduler.domain import Calendar, Spec
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 from tests.conftest import POSTGRES_URL, REDIS_URL
@@ -66,8 +64,8 @@ def test_two_schedulers_one_killed_no_duplicate_no_missed_fire(tmp_path: Path) -
 
 
 def _exercise(info: dict[str, Any], second: subprocess.Popen[bytes], survivor: str) -> None:
-    client = Client(info["grpc"])
-    channel = grpc.insecure_channel(info["grpc"], options=CHANNEL_OPTIONS)
+    client = Client(info["grpc"], token=info["token"])
+    channel = harness.grpc_channel(info)
     scheduler = scheduler_service_pb2_grpc.SchedulerServiceStub(channel)
     job = client.create_job(wf.doc("it-ha", [wf.cmd("tick", ["true"])], [])).job
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
@@ -85,7 +83,7 @@ def _exercise(info: dict[str, Any], second: subprocess.Popen[bytes], survivor: s
     processes = {first.pid: first, second.pid: second}
     while datetime.now(UTC) < start + timedelta(seconds=WINDOW_S / 2):
         time.sleep(0.1)
-    with grpc.insecure_channel(survivor, options=CHANNEL_OPTIONS) as ch:
+    with harness.internal_channel(info, survivor) as ch:
         recent = scheduler_service_pb2_grpc.SchedulerServiceStub(ch).ListScheduleActions(
             scheduler_service_pb2.ListScheduleActionsRequest(schedule_id=created.schedule_id)
         )
@@ -115,7 +113,7 @@ def _exercise(info: dict[str, Any], second: subprocess.Popen[bytes], survivor: s
     assert keys == want, f"missing {sorted(set(want) - set(keys))} extra {set(keys) - set(want)}"
 
     # The gateway routes to the killed scheduler; ask the survivor directly.
-    direct = grpc.insecure_channel(survivor, options=CHANNEL_OPTIONS)
+    direct = harness.internal_channel(info, survivor)
     actions = (
         scheduler_service_pb2_grpc.SchedulerServiceStub(direct)
         .ListScheduleActions(

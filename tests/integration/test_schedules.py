@@ -14,8 +14,9 @@ from google.protobuf import field_mask_pb2
 
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
-from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, error_details
+from conveyor.kernel.grpcserver import error_details
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
+from tests.integration import harness
 from tests.integration import workflows as wf
 
 QUICK = wf.doc("it-scheduled", [wf.cmd("tick", ["true"])], [])
@@ -23,7 +24,7 @@ QUICK = wf.doc("it-scheduled", [wf.cmd("tick", ["true"])], [])
 
 @pytest.fixture
 def scheduler(stack: dict[str, Any]) -> Any:
-    channel = grpc.insecure_channel(stack["grpc"], options=CHANNEL_OPTIONS)
+    channel = harness.grpc_channel(stack)
     yield scheduler_service_pb2_grpc.SchedulerServiceStub(channel)
     channel.close()
 
@@ -50,7 +51,9 @@ def test_http_created_cron_schedule_starts_runs_with_trigger_schedule(
             "policies": {"overlap": "OVERLAP_POLICY_ALLOW_ALL"},
         }
     }
-    reply = httpx.post(f"{stack['http']}/v1/schedules", json=body, timeout=30)
+    reply = httpx.post(
+        f"{stack['http']}/v1/schedules", json=body, timeout=30, headers=harness.http_headers(stack)
+    )
     assert reply.status_code == 200, reply.text
     created = reply.json()["schedule"]
     assert created["job_id"] == job.job_id
@@ -87,12 +90,18 @@ def test_http_created_cron_schedule_starts_runs_with_trigger_schedule(
         return any(a.HasField("lag") and a.run_id for a in got)
 
     wait_for(lag_known, what="the lag of a fire")
-    listed = httpx.get(f"{stack['http']}/v1/schedules/{sid}/actions", timeout=30).json()
+    listed = httpx.get(
+        f"{stack['http']}/v1/schedules/{sid}/actions",
+        timeout=30,
+        headers=harness.http_headers(stack),
+    ).json()
     with_lag = [a for a in listed["actions"] if a.get("lag")]
     assert with_lag and all(a["run_id"] for a in with_lag)
 
     def lag_observed() -> bool:
-        body = httpx.get(f"{stack['http']}/metrics", timeout=30).text
+        body = httpx.get(
+            f"{stack['http']}/metrics", timeout=30, headers=harness.http_headers(stack)
+        ).text
         return any(
             line.startswith("conveyor_schedule_lag_seconds_count") and float(line.split()[-1]) > 0
             for line in body.splitlines()
@@ -164,11 +173,16 @@ def test_bad_spec_is_invalid_argument_and_nothing_is_saved(
     stack: dict[str, Any], client: Client, spec: dict[str, Any], field: str, reason: str
 ) -> None:
     job = client.create_job(QUICK).job
-    before = httpx.get(f"{stack['http']}/v1/schedules?page_size=500", timeout=30).json()
+    before = httpx.get(
+        f"{stack['http']}/v1/schedules?page_size=500",
+        timeout=30,
+        headers=harness.http_headers(stack),
+    ).json()
     reply = httpx.post(
         f"{stack['http']}/v1/schedules",
         json={"schedule": {"job_id": job.job_id, "spec": spec}},
         timeout=30,
+        headers=harness.http_headers(stack),
     )
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
@@ -177,7 +191,11 @@ def test_bad_spec_is_invalid_argument_and_nothing_is_saved(
     assert {"field": field, "reason": reason} in [
         {"field": v["field"], "reason": v["reason"]} for v in violations
     ]
-    after = httpx.get(f"{stack['http']}/v1/schedules?page_size=500", timeout=30).json()
+    after = httpx.get(
+        f"{stack['http']}/v1/schedules?page_size=500",
+        timeout=30,
+        headers=harness.http_headers(stack),
+    ).json()
     assert len(after.get("schedules", [])) == len(before.get("schedules", []))
 
 
@@ -204,6 +222,7 @@ def test_preview_over_http_is_dst_correct(stack: dict[str, Any]) -> None:
             "after_time": "2026-10-24T12:00:00Z",
         },
         timeout=30,
+        headers=harness.http_headers(stack),
     )
     assert reply.status_code == 200, reply.text
     assert reply.json()["fire_times"] == [
@@ -230,6 +249,7 @@ def test_http_patch_pause_resume_trigger_idempotency_and_paging(
                 "request_id": f"paging-{stack['mode']}-{i}",
             },
             timeout=30,
+            headers=harness.http_headers(stack),
         ).json()["schedule"]
         for i in range(3)
     ]
@@ -240,6 +260,7 @@ def test_http_patch_pause_resume_trigger_idempotency_and_paging(
             "request_id": f"paging-{stack['mode']}-0",
         },
         timeout=30,
+        headers=harness.http_headers(stack),
     ).json()["schedule"]
     assert again["schedule_id"] == made[0]["schedule_id"]
 
@@ -248,6 +269,7 @@ def test_http_patch_pause_resume_trigger_idempotency_and_paging(
         f"{http}/v1/schedules/{sid}?update_mask=description,policies.overlap",
         json={"description": "patched", "policies": {"overlap": "OVERLAP_POLICY_BUFFER_ONE"}},
         timeout=30,
+        headers=harness.http_headers(stack),
     )
     assert patched.status_code == 200, patched.text
     body = patched.json()["schedule"]
@@ -256,21 +278,44 @@ def test_http_patch_pause_resume_trigger_idempotency_and_paging(
     assert body["spec"]["interval"]["every"] == "3600s"  # unmasked fields untouched
 
     bad = httpx.patch(
-        f"{http}/v1/schedules/{sid}?update_mask=paused", json={"paused": True}, timeout=30
+        f"{http}/v1/schedules/{sid}?update_mask=paused",
+        json={"paused": True},
+        timeout=30,
+        headers=harness.http_headers(stack),
     )
     assert bad.status_code == 400
     assert "update_mask" in bad.text
 
-    paused = httpx.post(f"{http}/v1/schedules/{sid}:pause", json={"note": "maint"}, timeout=30)
+    paused = httpx.post(
+        f"{http}/v1/schedules/{sid}:pause",
+        json={"note": "maint"},
+        timeout=30,
+        headers=harness.http_headers(stack),
+    )
     assert paused.json()["schedule"]["paused"] is True
     assert paused.json()["schedule"]["note"] == "maint"
-    resumed = httpx.post(f"{http}/v1/schedules/{sid}:resume", json={"note": "back"}, timeout=30)
+    resumed = httpx.post(
+        f"{http}/v1/schedules/{sid}:resume",
+        json={"note": "back"},
+        timeout=30,
+        headers=harness.http_headers(stack),
+    )
     assert resumed.json()["schedule"]["paused"] is False
     next_run = datetime.fromisoformat(resumed.json()["schedule"]["next_run_time"])
     assert next_run > datetime.now(UTC)
 
-    first = httpx.post(f"{http}/v1/schedules/{sid}:trigger", json={"request_id": "k1"}, timeout=30)
-    second = httpx.post(f"{http}/v1/schedules/{sid}:trigger", json={"request_id": "k1"}, timeout=30)
+    first = httpx.post(
+        f"{http}/v1/schedules/{sid}:trigger",
+        json={"request_id": "k1"},
+        timeout=30,
+        headers=harness.http_headers(stack),
+    )
+    second = httpx.post(
+        f"{http}/v1/schedules/{sid}:trigger",
+        json={"request_id": "k1"},
+        timeout=30,
+        headers=harness.http_headers(stack),
+    )
     assert first.json()["action"]["outcome"] == "ACTION_OUTCOME_STARTED"
     assert second.json()["action"]["run_id"] == first.json()["action"]["run_id"]
 
@@ -288,8 +333,13 @@ def test_http_patch_pause_resume_trigger_idempotency_and_paging(
             break
     assert [m["schedule_id"] for m in made] == seen
 
-    assert httpx.delete(f"{http}/v1/schedules/{sid}", timeout=30).status_code == 200
-    gone = httpx.get(f"{http}/v1/schedules/{sid}", timeout=30)
+    assert (
+        httpx.delete(
+            f"{http}/v1/schedules/{sid}", timeout=30, headers=harness.http_headers(stack)
+        ).status_code
+        == 200
+    )
+    gone = httpx.get(f"{http}/v1/schedules/{sid}", timeout=30, headers=harness.http_headers(stack))
     assert gone.status_code == 404
 
 
@@ -299,7 +349,7 @@ def test_cli_create_list_preview_and_actions(stack: dict[str, Any], client: Clie
     from conveyor.cli.main import app
 
     job = client.create_job(QUICK).job
-    runner = CliRunner()
+    runner = CliRunner(env={"CONVEYOR_TOKEN": stack["token"]})
     server = ["--server", stack["grpc"]]
     made = runner.invoke(
         app,

@@ -12,9 +12,9 @@ import pytest
 
 from conveyor.cli.client import Client
 from conveyor.cli.render import run_json
+from tests.conftest import open_to_steps
 from tests.integration import harness
 from tests.integration import workflows as wf
-from tests.integration.conftest import open_to_steps
 
 SECRET = "emb3dded-s3cret-value"
 DB_CREDENTIAL = "hunter2-database-password"
@@ -31,7 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     try:
         # No egress allow list: loopback (where every service listens here) is denied.
         with harness.embedded(tmp, secrets_file=secrets_file, egress_allow="") as addresses:
-            client = Client(addresses["grpc"])
+            client = Client(addresses["grpc"], token=addresses["token"])
             yield {"client": client, "tmp": tmp, "secrets_file": secrets_file, **addresses}
             client.close()
     finally:

@@ -13,10 +13,9 @@ from typing import Any
 import pytest
 
 from conveyor.cli.client import Client
-from tests.conftest import POSTGRES_URL, REDIS_URL
+from tests.conftest import POSTGRES_URL, REDIS_URL, open_to_steps
 from tests.integration import harness
 from tests.integration import workflows as wf
-from tests.integration.conftest import open_to_steps
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +63,7 @@ def test_a_sigkilled_worker_leaves_no_process_of_its_step(
         f"sleep 300 & sh -c 'sleep 300' & echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; wait"
     )
     doc = wf.doc("orphans", [wf.cmd("long", ["sh", "-c", script], retries={"max": 0})], [])
-    client = Client(stack["grpc"])
+    client = Client(stack["grpc"], token=stack["token"])
     try:
         job = client.create_job(doc).job
         client.start_run(job.job_id, {})

@@ -1,3 +1,4 @@
+from conveyor.auth.v1 import auth_pb2 as _auth_pb2
 from conveyor.executor.v1 import run_pb2 as _run_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import struct_pb2 as _struct_pb2

@@ -22,10 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from conveyor.auth.v1 import auth_pb2 as conveyor_dot_auth_dot_v1_dot_auth__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)conveyor/gateway/v1/gateway_service.proto\x12\x13\x63onveyor.gateway.v1\x1a\x1cgoogle/api/annotations.proto\"\x16\n\x14GetServerInfoRequest\"+\n\x07\x42\x61\x63kend\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"f\n\x15GetServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12.\n\x08\x62\x61\x63kends\x18\x03 \x03(\x0b\x32\x1c.conveyor.gateway.v1.Backend2\x8a\x01\n\x0eGatewayService\x12x\n\rGetServerInfo\x12).conveyor.gateway.v1.GetServerInfoRequest\x1a*.conveyor.gateway.v1.GetServerInfoResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/infob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)conveyor/gateway/v1/gateway_service.proto\x12\x13\x63onveyor.gateway.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n\x14GetServerInfoRequest\"+\n\x07\x42\x61\x63kend\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"f\n\x15GetServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\t\x12.\n\x08\x62\x61\x63kends\x18\x03 \x03(\x0b\x32\x1c.conveyor.gateway.v1.Backend\"\x12\n\x10GetCallerRequest\"G\n\x11GetCallerResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.conveyor.auth.v1.Role\"\xae\x01\n\x05Token\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.conveyor.auth.v1.Role\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x05 \x01(\x08\"p\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12$\n\x04role\x18\x02 \x01(\x0e\x32\x16.conveyor.auth.v1.Role\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\x13\x43reateTokenResponse\x12)\n\x05token\x18\x01 \x01(\x0b\x32\x1a.conveyor.gateway.v1.Token\x12\x0e\n\x06secret\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"@\n\x12ListTokensResponse\x12*\n\x06tokens\x18\x01 \x03(\x0b\x32\x1a.conveyor.gateway.v1.Token\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x13RevokeTokenResponse\x12)\n\x05token\x18\x01 \x01(\x0b\x32\x1a.conveyor.gateway.v1.Token\",\n\x1aRotateWebhookSecretRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"J\n\x1bRotateWebhookSecretResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0e\n\x06secret\x18\x03 \x01(\t2\xae\x06\n\x0eGatewayService\x12|\n\rGetServerInfo\x12).conveyor.gateway.v1.GetServerInfoRequest\x1a*.conveyor.gateway.v1.GetServerInfoResponse\"\x14\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/v1/info\x12r\n\tGetCaller\x12%.conveyor.gateway.v1.GetCallerRequest\x1a&.conveyor.gateway.v1.GetCallerResponse\"\x16\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/caller\x12{\n\x0b\x43reateToken\x12\'.conveyor.gateway.v1.CreateTokenRequest\x1a(.conveyor.gateway.v1.CreateTokenResponse\"\x19\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x0f\"\n/v1/tokens:\x01*\x12u\n\nListTokens\x12&.conveyor.gateway.v1.ListTokensRequest\x1a\'.conveyor.gateway.v1.ListTokensResponse\"\x16\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/tokens\x12\x89\x01\n\x0bRevokeToken\x12\'.conveyor.gateway.v1.RevokeTokenRequest\x1a(.conveyor.gateway.v1.RevokeTokenResponse\"\'\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/tokens/{name}:revoke:\x01*\x12\xa9\x01\n\x13RotateWebhookSecret\x12/.conveyor.gateway.v1.RotateWebhookSecretRequest\x1a\x30.conveyor.gateway.v1.RotateWebhookSecretResponse\"/\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02%\" /v1/jobs/{job_id}/webhook:rotate:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +36,45 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conveyor.gateway.v1.gateway
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GATEWAYSERVICE'].methods_by_name['GetServerInfo']._loaded_options = None
-  _globals['_GATEWAYSERVICE'].methods_by_name['GetServerInfo']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/info'
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=96
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=118
-  _globals['_BACKEND']._serialized_start=120
-  _globals['_BACKEND']._serialized_end=163
-  _globals['_GETSERVERINFORESPONSE']._serialized_start=165
-  _globals['_GETSERVERINFORESPONSE']._serialized_end=267
-  _globals['_GATEWAYSERVICE']._serialized_start=270
-  _globals['_GATEWAYSERVICE']._serialized_end=408
+  _globals['_GATEWAYSERVICE'].methods_by_name['GetServerInfo']._serialized_options = b'\310\363\030\001\202\323\344\223\002\n\022\010/v1/info'
+  _globals['_GATEWAYSERVICE'].methods_by_name['GetCaller']._loaded_options = None
+  _globals['_GATEWAYSERVICE'].methods_by_name['GetCaller']._serialized_options = b'\310\363\030\001\202\323\344\223\002\014\022\n/v1/caller'
+  _globals['_GATEWAYSERVICE'].methods_by_name['CreateToken']._loaded_options = None
+  _globals['_GATEWAYSERVICE'].methods_by_name['CreateToken']._serialized_options = b'\310\363\030\003\202\323\344\223\002\017\"\n/v1/tokens:\001*'
+  _globals['_GATEWAYSERVICE'].methods_by_name['ListTokens']._loaded_options = None
+  _globals['_GATEWAYSERVICE'].methods_by_name['ListTokens']._serialized_options = b'\310\363\030\003\202\323\344\223\002\014\022\n/v1/tokens'
+  _globals['_GATEWAYSERVICE'].methods_by_name['RevokeToken']._loaded_options = None
+  _globals['_GATEWAYSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\310\363\030\003\202\323\344\223\002\035\"\030/v1/tokens/{name}:revoke:\001*'
+  _globals['_GATEWAYSERVICE'].methods_by_name['RotateWebhookSecret']._loaded_options = None
+  _globals['_GATEWAYSERVICE'].methods_by_name['RotateWebhookSecret']._serialized_options = b'\310\363\030\003\202\323\344\223\002%\" /v1/jobs/{job_id}/webhook:rotate:\001*'
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=190
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=212
+  _globals['_BACKEND']._serialized_start=214
+  _globals['_BACKEND']._serialized_end=257
+  _globals['_GETSERVERINFORESPONSE']._serialized_start=259
+  _globals['_GETSERVERINFORESPONSE']._serialized_end=361
+  _globals['_GETCALLERREQUEST']._serialized_start=363
+  _globals['_GETCALLERREQUEST']._serialized_end=381
+  _globals['_GETCALLERRESPONSE']._serialized_start=383
+  _globals['_GETCALLERRESPONSE']._serialized_end=454
+  _globals['_TOKEN']._serialized_start=457
+  _globals['_TOKEN']._serialized_end=631
+  _globals['_CREATETOKENREQUEST']._serialized_start=633
+  _globals['_CREATETOKENREQUEST']._serialized_end=745
+  _globals['_CREATETOKENRESPONSE']._serialized_start=747
+  _globals['_CREATETOKENRESPONSE']._serialized_end=827
+  _globals['_LISTTOKENSREQUEST']._serialized_start=829
+  _globals['_LISTTOKENSREQUEST']._serialized_end=848
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=850
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=914
+  _globals['_REVOKETOKENREQUEST']._serialized_start=916
+  _globals['_REVOKETOKENREQUEST']._serialized_end=950
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=952
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1016
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=1018
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=1062
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=1064
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=1138
+  _globals['_GATEWAYSERVICE']._serialized_start=1141
+  _globals['_GATEWAYSERVICE']._serialized_end=1955
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,31 @@ class GatewayServiceStub:
                 request_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetServerInfoRequest.SerializeToString,
                 response_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetServerInfoResponse.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/conveyor.gateway.v1.GatewayService/GetCaller',
+                request_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/conveyor.gateway.v1.GatewayService/CreateToken',
+                request_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/conveyor.gateway.v1.GatewayService/ListTokens',
+                request_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/conveyor.gateway.v1.GatewayService/RevokeToken',
+                request_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
+        self.RotateWebhookSecret = channel.unary_unary(
+                '/conveyor.gateway.v1.GatewayService/RotateWebhookSecret',
+                request_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+                response_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -54,6 +79,48 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """Who the caller is: the name and role of the token the request carries.
+        Fails with UNAUTHENTICATED without a valid token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateToken(self, request, context):
+        """Creates an API token and returns its secret, the only time it is shown.
+        Fails with INVALID_ARGUMENT for a bad name, role or lifetime and ALREADY_EXISTS when a
+        token has that name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Lists the API tokens by name (never their secrets).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Revokes a token: its next request is refused and the streams it opened end.
+        Revoking a revoked token changes nothing. Fails with NOT_FOUND when no token has the name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateWebhookSecret(self, request, context):
+        """Creates or replaces the webhook secret of a job (the previous one stops working) and
+        returns it with the URL that starts the job: `POST /v1/hooks/{job_id}`, signed with it.
+        Fails with NOT_FOUND for an unknown job and FAILED_PRECONDITION when the workflow has no
+        trigger.webhook node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +128,31 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetServerInfo,
                     request_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetServerInfoRequest.FromString,
                     response_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetServerInfoResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetCallerRequest.FromString,
+                    response_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetCallerResponse.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.CreateTokenRequest.FromString,
+                    response_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.ListTokensRequest.FromString,
+                    response_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'RotateWebhookSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateWebhookSecret,
+                    request_deserializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretRequest.FromString,
+                    response_serializer=conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +183,141 @@ class GatewayService:
             '/conveyor.gateway.v1.GatewayService/GetServerInfo',
             conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetServerInfoRequest.SerializeToString,
             conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetServerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.gateway.v1.GatewayService/GetCaller',
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetCallerRequest.SerializeToString,
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.GetCallerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.gateway.v1.GatewayService/CreateToken',
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.CreateTokenRequest.SerializeToString,
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.gateway.v1.GatewayService/ListTokens',
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.ListTokensRequest.SerializeToString,
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.gateway.v1.GatewayService/RevokeToken',
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenRequest.SerializeToString,
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateWebhookSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/conveyor.gateway.v1.GatewayService/RotateWebhookSecret',
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretRequest.SerializeToString,
+            conveyor_dot_gateway_dot_v1_dot_gateway__service__pb2.RotateWebhookSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,7 +1,7 @@
 """Artifact service: tables job_artifacts, retention_policies, retention_pending
 
 Revision ID: 0009_artifacts
-Revises: 0007_retry
+Revises: 0008_auth
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_artifacts"
-down_revision = "0007_retry"
+down_revision = "0008_auth"
 branch_labels = None
 depends_on = None
 

@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from conveyor.auth.v1 import auth_pb2 as conveyor_dot_auth_dot_v1_dot_auth__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'conveyor/monitor/v1/alert_service.proto\x12\x13\x63onveyor.monitor.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd9\x02\n\tAlertRule\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.conveyor.monitor.v1.AlertKind\x12\x0b\n\x03job\x18\x04 \x01(\t\x12\r\n\x05queue\x18\x05 \x01(\t\x12\x0e\n\x06worker\x18\x06 \x01(\t\x12\x11\n\tthreshold\x18\x07 \x01(\x03\x12/\n\x0cmax_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cwebhook_urls\x18\t \x03(\t\x12\x0f\n\x07\x65nabled\x18\n \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x02\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x11\n\trule_name\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12.\n\x05state\x18\x05 \x01(\x0e\x32\x1f.conveyor.monitor.v1.AlertState\x12\x0f\n\x07message\x18\x06 \x01(\t\x12-\n\tfire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cresolve_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndeliveries\x18\t \x01(\x05\x12\x1b\n\x13last_delivery_error\x18\n \x01(\t\"Z\n\x16\x43reateAlertRuleRequest\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"G\n\x17\x43reateAlertRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\"&\n\x13GetAlertRuleRequest\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\"D\n\x14GetAlertRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\">\n\x15ListAlertRulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x16ListAlertRulesResponse\x12-\n\x05rules\x18\x01 \x03(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x16UpdateAlertRuleRequest\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"G\n\x17UpdateAlertRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\")\n\x16\x44\x65leteAlertRuleRequest\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteAlertRuleResponse\"{\n\x11ListAlertsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.conveyor.monitor.v1.AlertState\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\"Y\n\x12ListAlertsResponse\x12*\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1a.conveyor.monitor.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xda\x01\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41LERT_KIND_RUN_FAILED\x10\x01\x12#\n\x1f\x41LERT_KIND_CONSECUTIVE_FAILURES\x10\x02\x12\x1c\n\x18\x41LERT_KIND_STEP_DURATION\x10\x03\x12\x1a\n\x16\x41LERT_KIND_QUEUE_DEPTH\x10\x04\x12\x18\n\x14\x41LERT_KIND_QUEUE_AGE\x10\x05\x12\x1d\n\x19\x41LERT_KIND_WORKER_OFFLINE\x10\x06*[\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41LERT_STATE_FIRING\x10\x01\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x02\x32\xc7\x06\n\x0c\x41lertService\x12\x8a\x01\n\x0f\x43reateAlertRule\x12+.conveyor.monitor.v1.CreateAlertRuleRequest\x1a,.conveyor.monitor.v1.CreateAlertRuleResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x0e/v1/alertRules:\x04rule\x12\x85\x01\n\x0cGetAlertRule\x12(.conveyor.monitor.v1.GetAlertRuleRequest\x1a).conveyor.monitor.v1.GetAlertRuleResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/alertRules/{rule_id}\x12\x81\x01\n\x0eListAlertRules\x12*.conveyor.monitor.v1.ListAlertRulesRequest\x1a+.conveyor.monitor.v1.ListAlertRulesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/alertRules\x12\x99\x01\n\x0fUpdateAlertRule\x12+.conveyor.monitor.v1.UpdateAlertRuleRequest\x1a,.conveyor.monitor.v1.UpdateAlertRuleResponse\"+\x82\xd3\xe4\x93\x02%2\x1d/v1/alertRules/{rule.rule_id}:\x04rule\x12\x8e\x01\n\x0f\x44\x65leteAlertRule\x12+.conveyor.monitor.v1.DeleteAlertRuleRequest\x1a,.conveyor.monitor.v1.DeleteAlertRuleResponse\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/alertRules/{rule_id}\x12q\n\nListAlerts\x12&.conveyor.monitor.v1.ListAlertsRequest\x1a\'.conveyor.monitor.v1.ListAlertsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/alertsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'conveyor/monitor/v1/alert_service.proto\x12\x13\x63onveyor.monitor.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x02\n\tAlertRule\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12,\n\x04kind\x18\x03 \x01(\x0e\x32\x1e.conveyor.monitor.v1.AlertKind\x12\x0b\n\x03job\x18\x04 \x01(\t\x12\r\n\x05queue\x18\x05 \x01(\t\x12\x0e\n\x06worker\x18\x06 \x01(\t\x12\x11\n\tthreshold\x18\x07 \x01(\x03\x12/\n\x0cmax_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cwebhook_urls\x18\t \x03(\t\x12\x0f\n\x07\x65nabled\x18\n \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\r \x01(\t\"\xa1\x02\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x11\n\trule_name\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12.\n\x05state\x18\x05 \x01(\x0e\x32\x1f.conveyor.monitor.v1.AlertState\x12\x0f\n\x07message\x18\x06 \x01(\t\x12-\n\tfire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cresolve_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndeliveries\x18\t \x01(\x05\x12\x1b\n\x13last_delivery_error\x18\n \x01(\t\"Z\n\x16\x43reateAlertRuleRequest\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"G\n\x17\x43reateAlertRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\"&\n\x13GetAlertRuleRequest\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\"D\n\x14GetAlertRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\">\n\x15ListAlertRulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"`\n\x16ListAlertRulesResponse\x12-\n\x05rules\x18\x01 \x03(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\x16UpdateAlertRuleRequest\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"G\n\x17UpdateAlertRuleResponse\x12,\n\x04rule\x18\x01 \x01(\x0b\x32\x1e.conveyor.monitor.v1.AlertRule\")\n\x16\x44\x65leteAlertRuleRequest\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\"\x19\n\x17\x44\x65leteAlertRuleResponse\"{\n\x11ListAlertsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12.\n\x05state\x18\x03 \x01(\x0e\x32\x1f.conveyor.monitor.v1.AlertState\x12\x0f\n\x07rule_id\x18\x04 \x01(\t\"Y\n\x12ListAlertsResponse\x12*\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x1a.conveyor.monitor.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xda\x01\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41LERT_KIND_RUN_FAILED\x10\x01\x12#\n\x1f\x41LERT_KIND_CONSECUTIVE_FAILURES\x10\x02\x12\x1c\n\x18\x41LERT_KIND_STEP_DURATION\x10\x03\x12\x1a\n\x16\x41LERT_KIND_QUEUE_DEPTH\x10\x04\x12\x18\n\x14\x41LERT_KIND_QUEUE_AGE\x10\x05\x12\x1d\n\x19\x41LERT_KIND_WORKER_OFFLINE\x10\x06*[\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41LERT_STATE_FIRING\x10\x01\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x02\x32\xdf\x06\n\x0c\x41lertService\x12\x8e\x01\n\x0f\x43reateAlertRule\x12+.conveyor.monitor.v1.CreateAlertRuleRequest\x1a,.conveyor.monitor.v1.CreateAlertRuleResponse\" \xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x16\"\x0e/v1/alertRules:\x04rule\x12\x89\x01\n\x0cGetAlertRule\x12(.conveyor.monitor.v1.GetAlertRuleRequest\x1a).conveyor.monitor.v1.GetAlertRuleResponse\"$\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/alertRules/{rule_id}\x12\x85\x01\n\x0eListAlertRules\x12*.conveyor.monitor.v1.ListAlertRulesRequest\x1a+.conveyor.monitor.v1.ListAlertRulesResponse\"\x1a\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/alertRules\x12\x9d\x01\n\x0fUpdateAlertRule\x12+.conveyor.monitor.v1.UpdateAlertRuleRequest\x1a,.conveyor.monitor.v1.UpdateAlertRuleResponse\"/\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02%2\x1d/v1/alertRules/{rule.rule_id}:\x04rule\x12\x92\x01\n\x0f\x44\x65leteAlertRule\x12+.conveyor.monitor.v1.DeleteAlertRuleRequest\x1a,.conveyor.monitor.v1.DeleteAlertRuleResponse\"$\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1a*\x18/v1/alertRules/{rule_id}\x12u\n\nListAlerts\x12&.conveyor.monitor.v1.ListAlertsRequest\x1a\'.conveyor.monitor.v1.ListAlertsResponse\"\x16\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/alertsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,49 +37,49 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conveyor.monitor.v1.alert_s
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ALERTSERVICE'].methods_by_name['CreateAlertRule']._loaded_options = None
-  _globals['_ALERTSERVICE'].methods_by_name['CreateAlertRule']._serialized_options = b'\202\323\344\223\002\026\"\016/v1/alertRules:\004rule'
+  _globals['_ALERTSERVICE'].methods_by_name['CreateAlertRule']._serialized_options = b'\310\363\030\003\202\323\344\223\002\026\"\016/v1/alertRules:\004rule'
   _globals['_ALERTSERVICE'].methods_by_name['GetAlertRule']._loaded_options = None
-  _globals['_ALERTSERVICE'].methods_by_name['GetAlertRule']._serialized_options = b'\202\323\344\223\002\032\022\030/v1/alertRules/{rule_id}'
+  _globals['_ALERTSERVICE'].methods_by_name['GetAlertRule']._serialized_options = b'\310\363\030\001\202\323\344\223\002\032\022\030/v1/alertRules/{rule_id}'
   _globals['_ALERTSERVICE'].methods_by_name['ListAlertRules']._loaded_options = None
-  _globals['_ALERTSERVICE'].methods_by_name['ListAlertRules']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/alertRules'
+  _globals['_ALERTSERVICE'].methods_by_name['ListAlertRules']._serialized_options = b'\310\363\030\001\202\323\344\223\002\020\022\016/v1/alertRules'
   _globals['_ALERTSERVICE'].methods_by_name['UpdateAlertRule']._loaded_options = None
-  _globals['_ALERTSERVICE'].methods_by_name['UpdateAlertRule']._serialized_options = b'\202\323\344\223\002%2\035/v1/alertRules/{rule.rule_id}:\004rule'
+  _globals['_ALERTSERVICE'].methods_by_name['UpdateAlertRule']._serialized_options = b'\310\363\030\003\202\323\344\223\002%2\035/v1/alertRules/{rule.rule_id}:\004rule'
   _globals['_ALERTSERVICE'].methods_by_name['DeleteAlertRule']._loaded_options = None
-  _globals['_ALERTSERVICE'].methods_by_name['DeleteAlertRule']._serialized_options = b'\202\323\344\223\002\032*\030/v1/alertRules/{rule_id}'
+  _globals['_ALERTSERVICE'].methods_by_name['DeleteAlertRule']._serialized_options = b'\310\363\030\003\202\323\344\223\002\032*\030/v1/alertRules/{rule_id}'
   _globals['_ALERTSERVICE'].methods_by_name['ListAlerts']._loaded_options = None
-  _globals['_ALERTSERVICE'].methods_by_name['ListAlerts']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/alerts'
-  _globals['_ALERTKIND']._serialized_start=1751
-  _globals['_ALERTKIND']._serialized_end=1969
-  _globals['_ALERTSTATE']._serialized_start=1971
-  _globals['_ALERTSTATE']._serialized_end=2062
-  _globals['_ALERTRULE']._serialized_start=194
-  _globals['_ALERTRULE']._serialized_end=539
-  _globals['_ALERT']._serialized_start=542
-  _globals['_ALERT']._serialized_end=831
-  _globals['_CREATEALERTRULEREQUEST']._serialized_start=833
-  _globals['_CREATEALERTRULEREQUEST']._serialized_end=923
-  _globals['_CREATEALERTRULERESPONSE']._serialized_start=925
-  _globals['_CREATEALERTRULERESPONSE']._serialized_end=996
-  _globals['_GETALERTRULEREQUEST']._serialized_start=998
-  _globals['_GETALERTRULEREQUEST']._serialized_end=1036
-  _globals['_GETALERTRULERESPONSE']._serialized_start=1038
-  _globals['_GETALERTRULERESPONSE']._serialized_end=1106
-  _globals['_LISTALERTRULESREQUEST']._serialized_start=1108
-  _globals['_LISTALERTRULESREQUEST']._serialized_end=1170
-  _globals['_LISTALERTRULESRESPONSE']._serialized_start=1172
-  _globals['_LISTALERTRULESRESPONSE']._serialized_end=1268
-  _globals['_UPDATEALERTRULEREQUEST']._serialized_start=1270
-  _globals['_UPDATEALERTRULEREQUEST']._serialized_end=1389
-  _globals['_UPDATEALERTRULERESPONSE']._serialized_start=1391
-  _globals['_UPDATEALERTRULERESPONSE']._serialized_end=1462
-  _globals['_DELETEALERTRULEREQUEST']._serialized_start=1464
-  _globals['_DELETEALERTRULEREQUEST']._serialized_end=1505
-  _globals['_DELETEALERTRULERESPONSE']._serialized_start=1507
-  _globals['_DELETEALERTRULERESPONSE']._serialized_end=1532
-  _globals['_LISTALERTSREQUEST']._serialized_start=1534
-  _globals['_LISTALERTSREQUEST']._serialized_end=1657
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1659
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1748
-  _globals['_ALERTSERVICE']._serialized_start=2065
-  _globals['_ALERTSERVICE']._serialized_end=2904
+  _globals['_ALERTSERVICE'].methods_by_name['ListAlerts']._serialized_options = b'\310\363\030\001\202\323\344\223\002\014\022\n/v1/alerts'
+  _globals['_ALERTKIND']._serialized_start=1800
+  _globals['_ALERTKIND']._serialized_end=2018
+  _globals['_ALERTSTATE']._serialized_start=2020
+  _globals['_ALERTSTATE']._serialized_end=2111
+  _globals['_ALERTRULE']._serialized_start=223
+  _globals['_ALERTRULE']._serialized_end=588
+  _globals['_ALERT']._serialized_start=591
+  _globals['_ALERT']._serialized_end=880
+  _globals['_CREATEALERTRULEREQUEST']._serialized_start=882
+  _globals['_CREATEALERTRULEREQUEST']._serialized_end=972
+  _globals['_CREATEALERTRULERESPONSE']._serialized_start=974
+  _globals['_CREATEALERTRULERESPONSE']._serialized_end=1045
+  _globals['_GETALERTRULEREQUEST']._serialized_start=1047
+  _globals['_GETALERTRULEREQUEST']._serialized_end=1085
+  _globals['_GETALERTRULERESPONSE']._serialized_start=1087
+  _globals['_GETALERTRULERESPONSE']._serialized_end=1155
+  _globals['_LISTALERTRULESREQUEST']._serialized_start=1157
+  _globals['_LISTALERTRULESREQUEST']._serialized_end=1219
+  _globals['_LISTALERTRULESRESPONSE']._serialized_start=1221
+  _globals['_LISTALERTRULESRESPONSE']._serialized_end=1317
+  _globals['_UPDATEALERTRULEREQUEST']._serialized_start=1319
+  _globals['_UPDATEALERTRULEREQUEST']._serialized_end=1438
+  _globals['_UPDATEALERTRULERESPONSE']._serialized_start=1440
+  _globals['_UPDATEALERTRULERESPONSE']._serialized_end=1511
+  _globals['_DELETEALERTRULEREQUEST']._serialized_start=1513
+  _globals['_DELETEALERTRULEREQUEST']._serialized_end=1554
+  _globals['_DELETEALERTRULERESPONSE']._serialized_start=1556
+  _globals['_DELETEALERTRULERESPONSE']._serialized_end=1581
+  _globals['_LISTALERTSREQUEST']._serialized_start=1583
+  _globals['_LISTALERTSREQUEST']._serialized_end=1706
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1708
+  _globals['_LISTALERTSRESPONSE']._serialized_end=1797
+  _globals['_ALERTSERVICE']._serialized_start=2114
+  _globals['_ALERTSERVICE']._serialized_end=2977
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from conveyor.auth.v1 import auth_pb2 as _auth_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
@@ -40,7 +41,7 @@ ALERT_STATE_FIRING: AlertState
 ALERT_STATE_RESOLVED: AlertState
 
 class AlertRule(_message.Message):
-    __slots__ = ("rule_id", "display_name", "kind", "job", "queue", "worker", "threshold", "max_duration", "webhook_urls", "enabled", "create_time", "update_time")
+    __slots__ = ("rule_id", "display_name", "kind", "job", "queue", "worker", "threshold", "max_duration", "webhook_urls", "enabled", "create_time", "update_time", "updated_by")
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +54,7 @@ class AlertRule(_message.Message):
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
     rule_id: str
     display_name: str
     kind: AlertKind
@@ -65,7 +67,8 @@ class AlertRule(_message.Message):
     enabled: bool
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, rule_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., job: _Optional[str] = ..., queue: _Optional[str] = ..., worker: _Optional[str] = ..., threshold: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., webhook_urls: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    updated_by: str
+    def __init__(self, rule_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[_Union[AlertKind, str]] = ..., job: _Optional[str] = ..., queue: _Optional[str] = ..., worker: _Optional[str] = ..., threshold: _Optional[int] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., webhook_urls: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ...) -> None: ...
 
 class Alert(_message.Message):
     __slots__ = ("alert_id", "rule_id", "rule_name", "subject", "state", "message", "fire_time", "resolve_time", "deliveries", "last_delivery_error")

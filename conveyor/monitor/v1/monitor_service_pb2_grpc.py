@@ -54,7 +54,9 @@ class MonitorServiceServicer:
     def WatchRun(self, request, context):
         """Streams a run's events: first those after after_sequence from the event table, then
         live ones, without gaps or duplicates; the stream ends after the run's terminal event
-        (also when a filter leaves that event out). Step output arrives as STEP_LOG events.
+        (also when a filter leaves that event out); resumed at or past the terminal event of a
+        finished run it ends at once, sending nothing (SSE: 204). Step output arrives as STEP_LOG
+        events.
         Fails with NOT_FOUND when the run has no events (no such run), INVALID_ARGUMENT for a
         missing run_id, a negative after_sequence or an unknown event type.
         """

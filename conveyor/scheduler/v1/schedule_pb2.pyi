@@ -104,7 +104,7 @@ class SchedulePolicies(_message.Message):
     def __init__(self, overlap: _Optional[_Union[OverlapPolicy, str]] = ..., catchup_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., catchup_mode: _Optional[_Union[CatchupMode, str]] = ..., pause_after_failures: _Optional[int] = ...) -> None: ...
 
 class Schedule(_message.Message):
-    __slots__ = ("schedule_id", "job_id", "description", "spec", "parameters", "policies", "paused", "note", "next_run_time", "consecutive_failures", "last_run_id", "create_time", "update_time")
+    __slots__ = ("schedule_id", "job_id", "description", "spec", "parameters", "policies", "paused", "note", "next_run_time", "consecutive_failures", "last_run_id", "create_time", "update_time", "updated_by")
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,7 @@ class Schedule(_message.Message):
     LAST_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
     job_id: str
     description: str
@@ -131,7 +132,8 @@ class Schedule(_message.Message):
     last_run_id: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, schedule_id: _Optional[str] = ..., job_id: _Optional[str] = ..., description: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policies: _Optional[_Union[SchedulePolicies, _Mapping]] = ..., paused: _Optional[bool] = ..., note: _Optional[str] = ..., next_run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., last_run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    updated_by: str
+    def __init__(self, schedule_id: _Optional[str] = ..., job_id: _Optional[str] = ..., description: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policies: _Optional[_Union[SchedulePolicies, _Mapping]] = ..., paused: _Optional[bool] = ..., note: _Optional[str] = ..., next_run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., last_run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ...) -> None: ...
 
 class ScheduleAction(_message.Message):
     __slots__ = ("schedule_id", "nominal_time", "due_time", "take_time", "outcome", "run_id", "run_state", "first_step_start_time", "lag", "message", "manual", "scheduler")

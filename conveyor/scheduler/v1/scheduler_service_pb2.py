@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from conveyor.auth.v1 import auth_pb2 as conveyor_dot_auth_dot_v1_dot_auth__pb2
 from conveyor.scheduler.v1 import schedule_pb2 as conveyor_dot_scheduler_dot_v1_dot_schedule__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-conveyor/scheduler/v1/scheduler_service.proto\x12\x15\x63onveyor.scheduler.v1\x1a$conveyor/scheduler/v1/schedule.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n\x15\x43reateScheduleRequest\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06paused\x18\x03 \x01(\x08\"K\n\x16\x43reateScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"H\n\x13GetScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\"M\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\"d\n\x15ListSchedulesResponse\x12\x32\n\tschedules\x18\x01 \x03(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x15UpdateScheduleRequest\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"K\n\x16UpdateScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse\"9\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"J\n\x15PauseScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\":\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"K\n\x16ResumeScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\"A\n\x16TriggerScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"P\n\x17TriggerScheduleResponse\x12\x35\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32%.conveyor.scheduler.v1.ScheduleAction\"\x8a\x01\n\x16PreviewScheduleRequest\x12\x31\n\x04spec\x18\x01 \x01(\x0b\x32#.conveyor.scheduler.v1.ScheduleSpec\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12.\n\nafter_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x17PreviewScheduleResponse\x12.\n\nfire_times\x18\x01 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x1aListScheduleActionsRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x1bListScheduleActionsResponse\x12\x36\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32%.conveyor.scheduler.v1.ScheduleAction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x87\x0c\n\x10SchedulerService\x12\x87\x01\n\x0e\x43reateSchedule\x12,.conveyor.scheduler.v1.CreateScheduleRequest\x1a-.conveyor.scheduler.v1.CreateScheduleResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/schedules:\x01*\x12\x89\x01\n\x0bGetSchedule\x12).conveyor.scheduler.v1.GetScheduleRequest\x1a*.conveyor.scheduler.v1.GetScheduleResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/schedules/{schedule_id}\x12\x81\x01\n\rListSchedules\x12+.conveyor.scheduler.v1.ListSchedulesRequest\x1a,.conveyor.scheduler.v1.ListSchedulesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/schedules\x12\xa5\x01\n\x0eUpdateSchedule\x12,.conveyor.scheduler.v1.UpdateScheduleRequest\x1a-.conveyor.scheduler.v1.UpdateScheduleResponse\"6\x82\xd3\xe4\x93\x02\x30\x32$/v1/schedules/{schedule.schedule_id}:\x08schedule\x12\x92\x01\n\x0e\x44\x65leteSchedule\x12,.conveyor.scheduler.v1.DeleteScheduleRequest\x1a-.conveyor.scheduler.v1.DeleteScheduleResponse\"#\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/schedules/{schedule_id}\x12\x98\x01\n\rPauseSchedule\x12+.conveyor.scheduler.v1.PauseScheduleRequest\x1a,.conveyor.scheduler.v1.PauseScheduleResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/schedules/{schedule_id}:pause:\x01*\x12\x9c\x01\n\x0eResumeSchedule\x12,.conveyor.scheduler.v1.ResumeScheduleRequest\x1a-.conveyor.scheduler.v1.ResumeScheduleResponse\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/schedules/{schedule_id}:resume:\x01*\x12\xa0\x01\n\x0fTriggerSchedule\x12-.conveyor.scheduler.v1.TriggerScheduleRequest\x1a..conveyor.scheduler.v1.TriggerScheduleResponse\".\x82\xd3\xe4\x93\x02(\"#/v1/schedules/{schedule_id}:trigger:\x01*\x12\x92\x01\n\x0fPreviewSchedule\x12-.conveyor.scheduler.v1.PreviewScheduleRequest\x1a..conveyor.scheduler.v1.PreviewScheduleResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/v1/schedules:preview:\x01*\x12\xa9\x01\n\x13ListScheduleActions\x12\x31.conveyor.scheduler.v1.ListScheduleActionsRequest\x1a\x32.conveyor.scheduler.v1.ListScheduleActionsResponse\"+\x82\xd3\xe4\x93\x02%\x12#/v1/schedules/{schedule_id}/actionsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-conveyor/scheduler/v1/scheduler_service.proto\x12\x15\x63onveyor.scheduler.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a$conveyor/scheduler/v1/schedule.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"n\n\x15\x43reateScheduleRequest\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06paused\x18\x03 \x01(\x08\"K\n\x16\x43reateScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\")\n\x12GetScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"H\n\x13GetScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\"M\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\"d\n\x15ListSchedulesResponse\x12\x32\n\tschedules\x18\x01 \x03(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x15UpdateScheduleRequest\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"K\n\x16UpdateScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\",\n\x15\x44\x65leteScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteScheduleResponse\"9\n\x14PauseScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"J\n\x15PauseScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\":\n\x15ResumeScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0c\n\x04note\x18\x02 \x01(\t\"K\n\x16ResumeScheduleResponse\x12\x31\n\x08schedule\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.Schedule\"A\n\x16TriggerScheduleRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"P\n\x17TriggerScheduleResponse\x12\x35\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32%.conveyor.scheduler.v1.ScheduleAction\"\x8a\x01\n\x16PreviewScheduleRequest\x12\x31\n\x04spec\x18\x01 \x01(\x0b\x32#.conveyor.scheduler.v1.ScheduleSpec\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12.\n\nafter_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x17PreviewScheduleResponse\x12.\n\nfire_times\x18\x01 \x03(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x1aListScheduleActionsRequest\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"n\n\x1bListScheduleActionsResponse\x12\x36\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32%.conveyor.scheduler.v1.ScheduleAction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xaf\x0c\n\x10SchedulerService\x12\x8b\x01\n\x0e\x43reateSchedule\x12,.conveyor.scheduler.v1.CreateScheduleRequest\x1a-.conveyor.scheduler.v1.CreateScheduleResponse\"\x1c\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x12\"\r/v1/schedules:\x01*\x12\x8d\x01\n\x0bGetSchedule\x12).conveyor.scheduler.v1.GetScheduleRequest\x1a*.conveyor.scheduler.v1.GetScheduleResponse\"\'\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/schedules/{schedule_id}\x12\x85\x01\n\rListSchedules\x12+.conveyor.scheduler.v1.ListSchedulesRequest\x1a,.conveyor.scheduler.v1.ListSchedulesResponse\"\x19\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/schedules\x12\xa9\x01\n\x0eUpdateSchedule\x12,.conveyor.scheduler.v1.UpdateScheduleRequest\x1a-.conveyor.scheduler.v1.UpdateScheduleResponse\":\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x30\x32$/v1/schedules/{schedule.schedule_id}:\x08schedule\x12\x96\x01\n\x0e\x44\x65leteSchedule\x12,.conveyor.scheduler.v1.DeleteScheduleRequest\x1a-.conveyor.scheduler.v1.DeleteScheduleResponse\"\'\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/schedules/{schedule_id}\x12\x9c\x01\n\rPauseSchedule\x12+.conveyor.scheduler.v1.PauseScheduleRequest\x1a,.conveyor.scheduler.v1.PauseScheduleResponse\"0\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02&\"!/v1/schedules/{schedule_id}:pause:\x01*\x12\xa0\x01\n\x0eResumeSchedule\x12,.conveyor.scheduler.v1.ResumeScheduleRequest\x1a-.conveyor.scheduler.v1.ResumeScheduleResponse\"1\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\'\"\"/v1/schedules/{schedule_id}:resume:\x01*\x12\xa4\x01\n\x0fTriggerSchedule\x12-.conveyor.scheduler.v1.TriggerScheduleRequest\x1a..conveyor.scheduler.v1.TriggerScheduleResponse\"2\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02(\"#/v1/schedules/{schedule_id}:trigger:\x01*\x12\x96\x01\n\x0fPreviewSchedule\x12-.conveyor.scheduler.v1.PreviewScheduleRequest\x1a..conveyor.scheduler.v1.PreviewScheduleResponse\"$\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/schedules:preview:\x01*\x12\xad\x01\n\x13ListScheduleActions\x12\x31.conveyor.scheduler.v1.ListScheduleActionsRequest\x1a\x32.conveyor.scheduler.v1.ListScheduleActionsResponse\"/\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02%\x12#/v1/schedules/{schedule_id}/actionsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,65 +37,65 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conveyor.scheduler.v1.sched
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCHEDULERSERVICE'].methods_by_name['CreateSchedule']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['CreateSchedule']._serialized_options = b'\202\323\344\223\002\022\"\r/v1/schedules:\001*'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['CreateSchedule']._serialized_options = b'\310\363\030\003\202\323\344\223\002\022\"\r/v1/schedules:\001*'
   _globals['_SCHEDULERSERVICE'].methods_by_name['GetSchedule']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['GetSchedule']._serialized_options = b'\202\323\344\223\002\035\022\033/v1/schedules/{schedule_id}'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['GetSchedule']._serialized_options = b'\310\363\030\001\202\323\344\223\002\035\022\033/v1/schedules/{schedule_id}'
   _globals['_SCHEDULERSERVICE'].methods_by_name['ListSchedules']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['ListSchedules']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/schedules'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['ListSchedules']._serialized_options = b'\310\363\030\001\202\323\344\223\002\017\022\r/v1/schedules'
   _globals['_SCHEDULERSERVICE'].methods_by_name['UpdateSchedule']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['UpdateSchedule']._serialized_options = b'\202\323\344\223\00202$/v1/schedules/{schedule.schedule_id}:\010schedule'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['UpdateSchedule']._serialized_options = b'\310\363\030\003\202\323\344\223\00202$/v1/schedules/{schedule.schedule_id}:\010schedule'
   _globals['_SCHEDULERSERVICE'].methods_by_name['DeleteSchedule']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['DeleteSchedule']._serialized_options = b'\202\323\344\223\002\035*\033/v1/schedules/{schedule_id}'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['DeleteSchedule']._serialized_options = b'\310\363\030\003\202\323\344\223\002\035*\033/v1/schedules/{schedule_id}'
   _globals['_SCHEDULERSERVICE'].methods_by_name['PauseSchedule']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['PauseSchedule']._serialized_options = b'\202\323\344\223\002&\"!/v1/schedules/{schedule_id}:pause:\001*'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['PauseSchedule']._serialized_options = b'\310\363\030\003\202\323\344\223\002&\"!/v1/schedules/{schedule_id}:pause:\001*'
   _globals['_SCHEDULERSERVICE'].methods_by_name['ResumeSchedule']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['ResumeSchedule']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/schedules/{schedule_id}:resume:\001*'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['ResumeSchedule']._serialized_options = b'\310\363\030\003\202\323\344\223\002\'\"\"/v1/schedules/{schedule_id}:resume:\001*'
   _globals['_SCHEDULERSERVICE'].methods_by_name['TriggerSchedule']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['TriggerSchedule']._serialized_options = b'\202\323\344\223\002(\"#/v1/schedules/{schedule_id}:trigger:\001*'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['TriggerSchedule']._serialized_options = b'\310\363\030\002\202\323\344\223\002(\"#/v1/schedules/{schedule_id}:trigger:\001*'
   _globals['_SCHEDULERSERVICE'].methods_by_name['PreviewSchedule']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['PreviewSchedule']._serialized_options = b'\202\323\344\223\002\032\"\025/v1/schedules:preview:\001*'
+  _globals['_SCHEDULERSERVICE'].methods_by_name['PreviewSchedule']._serialized_options = b'\310\363\030\001\202\323\344\223\002\032\"\025/v1/schedules:preview:\001*'
   _globals['_SCHEDULERSERVICE'].methods_by_name['ListScheduleActions']._loaded_options = None
-  _globals['_SCHEDULERSERVICE'].methods_by_name['ListScheduleActions']._serialized_options = b'\202\323\344\223\002%\022#/v1/schedules/{schedule_id}/actions'
-  _globals['_CREATESCHEDULEREQUEST']._serialized_start=207
-  _globals['_CREATESCHEDULEREQUEST']._serialized_end=317
-  _globals['_CREATESCHEDULERESPONSE']._serialized_start=319
-  _globals['_CREATESCHEDULERESPONSE']._serialized_end=394
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=396
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=437
-  _globals['_GETSCHEDULERESPONSE']._serialized_start=439
-  _globals['_GETSCHEDULERESPONSE']._serialized_end=511
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=513
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=590
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=592
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=692
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=694
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=817
-  _globals['_UPDATESCHEDULERESPONSE']._serialized_start=819
-  _globals['_UPDATESCHEDULERESPONSE']._serialized_end=894
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=896
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=940
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=942
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=966
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=968
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1025
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=1027
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=1101
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1103
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1161
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1163
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1238
-  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_start=1240
-  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_end=1305
-  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_start=1307
-  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_end=1387
-  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_start=1390
-  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_end=1528
-  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_start=1530
-  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_end=1603
-  _globals['_LISTSCHEDULEACTIONSREQUEST']._serialized_start=1605
-  _globals['_LISTSCHEDULEACTIONSREQUEST']._serialized_end=1693
-  _globals['_LISTSCHEDULEACTIONSRESPONSE']._serialized_start=1695
-  _globals['_LISTSCHEDULEACTIONSRESPONSE']._serialized_end=1805
-  _globals['_SCHEDULERSERVICE']._serialized_start=1808
-  _globals['_SCHEDULERSERVICE']._serialized_end=3351
+  _globals['_SCHEDULERSERVICE'].methods_by_name['ListScheduleActions']._serialized_options = b'\310\363\030\001\202\323\344\223\002%\022#/v1/schedules/{schedule_id}/actions'
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=236
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=346
+  _globals['_CREATESCHEDULERESPONSE']._serialized_start=348
+  _globals['_CREATESCHEDULERESPONSE']._serialized_end=423
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=425
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=466
+  _globals['_GETSCHEDULERESPONSE']._serialized_start=468
+  _globals['_GETSCHEDULERESPONSE']._serialized_end=540
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=542
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=619
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=621
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=721
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=723
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=846
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_start=848
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_end=923
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=925
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=969
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=971
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=995
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=997
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1054
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=1056
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=1130
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1132
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1190
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1192
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1267
+  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_start=1269
+  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_end=1334
+  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_start=1336
+  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_end=1416
+  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_start=1419
+  _globals['_PREVIEWSCHEDULEREQUEST']._serialized_end=1557
+  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_start=1559
+  _globals['_PREVIEWSCHEDULERESPONSE']._serialized_end=1632
+  _globals['_LISTSCHEDULEACTIONSREQUEST']._serialized_start=1634
+  _globals['_LISTSCHEDULEACTIONSREQUEST']._serialized_end=1722
+  _globals['_LISTSCHEDULEACTIONSRESPONSE']._serialized_start=1724
+  _globals['_LISTSCHEDULEACTIONSRESPONSE']._serialized_end=1834
+  _globals['_SCHEDULERSERVICE']._serialized_start=1837
+  _globals['_SCHEDULERSERVICE']._serialized_end=3420
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from conveyor.auth.v1 import auth_pb2 as _auth_pb2
 from conveyor.scheduler.v1 import schedule_pb2 as _schedule_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2

@@ -6,12 +6,14 @@ import re
 
 from starlette.testclient import TestClient
 
+from conveyor.auth.authn import Authenticator
 from conveyor.gateway.dashboard import STATIC_DIR
 from conveyor.gateway.http import build_http_app
 
 
 def _client() -> TestClient:
-    return TestClient(build_http_app(routes={}))
+    open_access = Authenticator(None, open_access=True)
+    return TestClient(build_http_app(routes={}, authenticator=open_access))
 
 
 def test_index_is_served_uncached_with_a_strict_policy() -> None:

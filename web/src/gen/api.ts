@@ -72,6 +72,7 @@ export interface Run {
   parent_run_id: string;
   parent_node_id: string;
   retry_of_run_id: string;
+  started_by: string;
 }
 
 export type ApprovalDecision = "APPROVAL_DECISION_UNSPECIFIED" | "APPROVAL_DECISION_APPROVE" | "APPROVAL_DECISION_REJECT";
@@ -410,6 +411,7 @@ export interface AlertRule {
   enabled: boolean;
   create_time?: string;
   update_time?: string;
+  updated_by: string;
 }
 
 export interface Alert {
@@ -529,6 +531,7 @@ export interface Schedule {
   last_run_id: string;
   create_time?: string;
   update_time?: string;
+  updated_by: string;
 }
 
 export interface ScheduleAction {
@@ -651,4 +654,56 @@ export interface GetServerInfoResponse {
   version: string;
   mode: string;
   backends: Backend[];
+}
+
+export interface GetCallerRequest {
+}
+
+export interface GetCallerResponse {
+  name: string;
+  role: Role;
+}
+
+export interface Token {
+  name: string;
+  role: Role;
+  create_time?: string;
+  expire_time?: string;
+  revoked: boolean;
+}
+
+export interface CreateTokenRequest {
+  name: string;
+  role: Role;
+  ttl?: string;
+}
+
+export interface CreateTokenResponse {
+  token?: Token;
+  secret: string;
+}
+
+export interface ListTokensRequest {
+}
+
+export interface ListTokensResponse {
+  tokens: Token[];
+}
+
+export interface RevokeTokenRequest {
+  name: string;
+}
+
+export interface RevokeTokenResponse {
+  token?: Token;
+}
+
+export interface RotateWebhookSecretRequest {
+  job_id: string;
+}
+
+export interface RotateWebhookSecretResponse {
+  job_id: string;
+  url: string;
+  secret: string;
 }
