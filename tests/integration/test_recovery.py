@@ -43,7 +43,7 @@ def broken_broker(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def test_start_run_is_committed_and_answered_while_the_broker_is_down(
     broken_broker: dict[str, Any],
 ) -> None:
-    client = Client(broken_broker["grpc"])
+    client = Client(broken_broker["grpc"], token=broken_broker["token"])
     try:
         job = client.create_job(wf.doc("broker-down", [wf.cmd("work", ["true"])], [])).job
         run = client.start_run(job.job_id, {})  # answered, not INTERNAL
@@ -75,7 +75,7 @@ def test_sigterm_finishes_short_steps_and_hands_long_ones_back(
         ],
         [],
     )
-    client = Client(graceful["grpc"])
+    client = Client(graceful["grpc"], token=graceful["token"])
     health_channel = grpc.insecure_channel(graceful["monitor"])
     try:
         job = client.create_job(text).job
