@@ -176,74 +176,89 @@ def distributed(
     "internal_token" the services' internal credential.
     """
     with redis_database(redis_url) as broker, postgres_database(postgres_url) as db_url:
-        ports = {
-            k: free_port()
-            for k in (
-                "translator",
-                "executor",
-                "monitor",
-                "scheduler",
-                "artifacts",
-                "gateway",
-                "http",
-            )
-        }
-        metrics_ports = {k: free_port() for k in ("translator", "executor", "monitor", "scheduler")}
         internal_token = uuid.uuid4().hex
-        env = {
-            **os.environ,
-            "CONVEYOR_INTERNAL_TOKEN": internal_token,
-            "CONVEYOR_DATABASE_URL": db_url,
-            "CONVEYOR_BROKER_URL": broker,
-            "CONVEYOR_EVENTS_URL": broker,
-            "CONVEYOR_DATA_DIR": str(tmp),
-            "CONVEYOR_TRANSLATOR_ADDR": f"127.0.0.1:{ports['translator']}",
-            "CONVEYOR_EXECUTOR_ADDR": f"127.0.0.1:{ports['executor']}",
-            "CONVEYOR_MONITOR_ADDR": f"127.0.0.1:{ports['monitor']}",
-            "CONVEYOR_SCHEDULER_ADDR": f"127.0.0.1:{ports['scheduler']}",
-            "CONVEYOR_ARTIFACTS_ADDR": f"127.0.0.1:{ports['artifacts']}",
-            "CONVEYOR_GATEWAY_ADDR": f"127.0.0.1:{ports['gateway']}",
-            "CONVEYOR_HTTP_ADDR": f"127.0.0.1:{ports['http']}",
-            "CONVEYOR_LOG_LEVEL": "WARNING",
-            "CONVEYOR_EGRESS_ALLOW": "127.0.0.1",  # the tests' own HTTP servers
-            **{f"CONVEYOR_{k.upper()}_METRICS_PORT": str(v) for k, v in metrics_ports.items()},
-            **(extra_env or {}),
-        }
         exe = [sys.executable, "-m", "conveyor"]
-        subprocess.run([*exe, "migrate"], env=env, check=True, capture_output=True)
-        token = subprocess.run(
-            [*exe, "tokens", "create", "--name", "test-admin", "--role", "admin", "--database"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
         logs = tmp / "logs"
         logs.mkdir(exist_ok=True)
-        procs: list[subprocess.Popen[bytes]] = []
+        services = ("translator", "executor", "monitor", "scheduler", "artifacts", "gateway")
+        for attempt in range(_BIND_ATTEMPTS):
+            ports = {k: free_port() for k in (*services, "http")}
+            metrics_ports = {k: free_port() for k in services[:4]}
+            env = {
+                **os.environ,
+                "CONVEYOR_INTERNAL_TOKEN": internal_token,
+                "CONVEYOR_DATABASE_URL": db_url,
+                "CONVEYOR_BROKER_URL": broker,
+                "CONVEYOR_EVENTS_URL": broker,
+                "CONVEYOR_DATA_DIR": str(tmp),
+                **{f"CONVEYOR_{k.upper()}_ADDR": f"127.0.0.1:{v}" for k, v in ports.items()},
+                "CONVEYOR_LOG_LEVEL": "WARNING",
+                "CONVEYOR_EGRESS_ALLOW": "127.0.0.1",  # the tests' own HTTP servers
+                **{f"CONVEYOR_{k.upper()}_METRICS_PORT": str(v) for k, v in metrics_ports.items()},
+                **(extra_env or {}),
+            }
+            if attempt == 0:
+                subprocess.run([*exe, "migrate"], env=env, check=True, capture_output=True)
+                token = subprocess.run(
+                    [
+                        *exe,
+                        "tokens",
+                        "create",
+                        "--name",
+                        "test-admin",
+                        "--role",
+                        "admin",
+                        "--database",
+                    ],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+            procs: list[subprocess.Popen[bytes]] = []
 
-        def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
-            out = (logs / f"{name}.log").open("wb")
-            p = subprocess.Popen(
-                [*exe, *args], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            procs.append(p)
-            return p
+            def spawn(
+                name: str,
+                *args: str,
+                env: dict[str, str] = env,
+                procs: list[subprocess.Popen[bytes]] = procs,
+            ) -> subprocess.Popen[bytes]:
+                out = (logs / f"{name}.log").open("wb")
+                p = subprocess.Popen(
+                    [*exe, *args],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                procs.append(p)
+                return p
 
+            try:
+                for svc in services:
+                    spawn(svc, "serve", svc)
+                for i in range(workers):
+                    spawn(
+                        f"worker{i}", "worker", "--concurrency", "4", "--hostname", f"worker{i}@%h"
+                    )
+                for svc in services:
+                    wait_serving(f"127.0.0.1:{ports[svc]}", procs=procs)
+            except RuntimeError:
+                _stop(procs)
+                taken = any(
+                    "address already in use" in (logs / f"{svc}.log").read_text().lower()
+                    for svc in services
+                )
+                if taken and attempt + 1 < _BIND_ATTEMPTS:
+                    continue  # a port picked free was taken before the service bound it
+                tails = {svc: (logs / f"{svc}.log").read_text()[-2000:] for svc in services}
+                raise RuntimeError(f"the suite did not start: {tails}") from None
+            break
         try:
-            for svc in ("translator", "executor", "monitor", "scheduler", "artifacts", "gateway"):
-                spawn(svc, "serve", svc)
-            for i in range(workers):
-                spawn(f"worker{i}", "worker", "--concurrency", "4", "--hostname", f"worker{i}@%h")
-            for svc in ("translator", "executor", "monitor", "scheduler", "artifacts", "gateway"):
-                wait_serving(f"127.0.0.1:{ports[svc]}", procs=procs)
             yield {
                 "grpc": f"127.0.0.1:{ports['gateway']}",
                 "http": f"http://127.0.0.1:{ports['http']}",
-                **{
-                    svc: f"127.0.0.1:{ports[svc]}"
-                    for svc in ("translator", "executor", "monitor", "scheduler", "artifacts")
-                },
+                **{svc: f"127.0.0.1:{ports[svc]}" for svc in services[:5]},
                 "database_url": db_url,
                 "token": token,
                 "token_name": "test-admin",
@@ -254,15 +269,23 @@ def distributed(
                 "spawn": spawn,
             }
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    os.killpg(p.pid, signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+            _stop(procs)
+
+
+_BIND_ATTEMPTS = 3
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process group, then SIGKILL what is still there after 15 s."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 def every_second_schedule(scheduler: Any, job_id: str, start: datetime, end: datetime) -> Any:

@@ -198,10 +198,17 @@ def test_no_process_of_a_step_survives_a_sigkilled_worker(tmp_path: Path, as_use
 
 UNDUMPABLE_WORKER = textwrap.dedent(
     """
-    import sys, time
+    import ctypes, os, sys, time
     from conveyor.executor.runners.confine import make_undumpable
+    # Imports done (the project may lie in a folder only root can enter), become the user.
+    uid, gid = int(sys.argv[2]), int(sys.argv[3])
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
     if sys.argv[1] == "yes":
         assert make_undumpable()
+    else:  # a credential change clears the flag; a process the user started has it set
+        assert ctypes.CDLL(None).prctl(4, 1, 0, 0, 0) == 0  # PR_SET_DUMPABLE
     print("ready", flush=True)
     time.sleep(60)
     """
@@ -217,8 +224,9 @@ def test_a_non_dumpable_worker_hides_its_environment_from_its_own_user(
     user = nobody()
     setpriv = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
     env = {**os.environ, "WORKER_ONLY_CREDENTIAL": "hunter2-same-user"}
+    flag = "yes" if undumpable else "no"
     worker = subprocess.Popen(
-        [*setpriv, sys.executable, "-c", UNDUMPABLE_WORKER, "yes" if undumpable else "no"],
+        [sys.executable, "-c", UNDUMPABLE_WORKER, flag, str(user.uid), str(user.gid)],
         env=env,
         stdout=subprocess.PIPE,
         cwd="/",
