@@ -233,7 +233,14 @@ def _token_time(text: str) -> datetime:
 
 
 def delete_schedule(session: Session, schedule_id: str) -> None:
-    """Delete a schedule and its actions."""
+    """Delete a schedule and its actions.
+
+    Locks the actions before the schedule: `settle` and `observe` update an action and then
+    its schedule, so taking them the other way round here would deadlock against them.
+    """
+    session.execute(
+        select(ActionRow.id).where(ActionRow.schedule_id == schedule_id).with_for_update()
+    )
     row = get_schedule(session, schedule_id, lock=True)
     session.execute(delete(ActionRow).where(ActionRow.schedule_id == row.id))
     session.delete(row)
