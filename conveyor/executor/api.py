@@ -19,9 +19,9 @@ from conveyor.executor import inline, liveness, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.convert import run_pb, trigger_name
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
-from conveyor.executor.worker import is_unreachable, load_secrets
+from conveyor.executor.worker import load_secrets
 from conveyor.kernel.bus import EventBus
-from conveyor.kernel.db import Database
+from conveyor.kernel.db import Database, is_unreachable
 from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
 from conveyor.kernel.grpcserver import ServiceRegistration, actor, channel, map_errors
 from conveyor.kernel.ids import utcnow

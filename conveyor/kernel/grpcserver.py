@@ -84,7 +84,25 @@ def to_status(exc: ConveyorError) -> status_pb2.Status:
     return status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message, details=packed)
 
 
+def as_domain_error(exc: BaseException) -> BaseException:
+    """An unreachable database (any service's) as UNAVAILABLE, which clients may retry;
+    every other exception unchanged."""
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return exc  # (and clients of this module need not import SQLAlchemy)
+    from sqlalchemy.exc import DBAPIError
+
+    from conveyor.kernel.db import is_unreachable
+
+    if isinstance(exc, DBAPIError) and is_unreachable(exc):
+        return Unavailable(
+            f"database unavailable: {type(exc.orig).__name__ if exc.orig else type(exc).__name__}",
+            reason="DATABASE_UNAVAILABLE",
+        )
+    return exc
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    exc = as_domain_error(exc)
     if isinstance(exc, ConveyorError):
         await context.abort_with_status(rpc_status.to_status(to_status(exc)))
     log.exception("unhandled error in handler", exc_info=exc)
@@ -119,7 +137,10 @@ def map_errors(fn: F) -> F:
                 raise
             except Exception as exc:
                 if context is None:  # called in-process (the gateway's HTTP layer maps it)
-                    raise
+                    mapped = as_domain_error(exc)
+                    if mapped is exc:
+                        raise
+                    raise mapped from exc
                 await _abort(context, exc)
                 raise  # unreachable: abort raises
 
