@@ -10,6 +10,7 @@ import grpc
 from conveyor.kernel import paging
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
+from conveyor.kernel.fieldmask import update_paths
 from conveyor.kernel.grpcserver import ServiceRegistration, actor, map_errors
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.protoconv import duration, timestamp
@@ -161,14 +162,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
         """See the proto. The merged rule is validated as a whole before anything is written."""
         rule_id = request.rule.rule_id
         _require_id(rule_id, "rule.rule_id")
-        paths = list(request.update_mask.paths) or list(MASK_FIELDS)
-        bad = [
-            Violation(f"update_mask.paths[{i}]", f"not an editable field: {p}", "INVALID")
-            for i, p in enumerate(paths)
-            if p not in MASK_FIELDS
-        ]
-        if bad:
-            raise InvalidArgument("invalid update_mask", violations=bad)
+        paths = update_paths(request.update_mask, MASK_FIELDS)
         columns = [MASK_FIELDS[p] for p in paths]
         now = utcnow()
 
