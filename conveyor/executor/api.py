@@ -204,7 +204,6 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
     async def ListRuns(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
         """See the proto."""
         size = page_size(request.page_size)
-        after = decode_token(request.page_token)
         states = []
         for value in request.states:
             if value == run_pb2.RUN_STATE_UNSPECIFIED:
@@ -213,6 +212,8 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                     violations=[Violation("states", "unspecified state", "INVALID")],
                 )
             states.append(str(run_pb2.RunState.Name(value)).removeprefix("RUN_STATE_"))
+        scope = ("runs", request.job_id, sorted(states))
+        after = decode_token(request.page_token, scope=scope)
 
         def work() -> tuple[list[Any], str]:
             with self._db.transaction() as session:
@@ -223,7 +224,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
 
         items, token = await self._unit(work)
         return executor_service_pb2.ListRunsResponse(
-            runs=items, next_page_token=encode_token(token) if token else ""
+            runs=items, next_page_token=encode_token(token, scope=scope) if token else ""
         )
 
     @map_errors
