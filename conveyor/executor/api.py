@@ -23,7 +23,13 @@ from conveyor.executor.worker import load_secrets
 from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database, is_unreachable
 from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
-from conveyor.kernel.grpcserver import ServiceRegistration, actor, channel, map_errors
+from conveyor.kernel.grpcserver import (
+    ServiceRegistration,
+    actor,
+    channel,
+    domain_error,
+    map_errors,
+)
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.paging import decode_token, encode_token, page_size
 from conveyor.kernel.protoconv import struct_to_dict
@@ -126,9 +132,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                 metadata=metadata,
             )
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(err.details() or f"job {job_ref!r} not found") from err
-            raise Unavailable(f"translator unavailable: {err.details()}") from err
+            raise domain_error(err, peer="translator") from err
         job = reply.job
         return runs.JobPlan(
             job_id=job.job_id,
