@@ -31,6 +31,7 @@ from conveyor.executor import history as run_history
 from conveyor.executor.celeryapp import make_celery, set_step_handler
 from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
+from conveyor.kernel.aio import cancel_task
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
 from conveyor.kernel.grpcserver import (
@@ -143,7 +144,7 @@ class Suite:
         for closer in reversed(self._async_closers):
             await closer()
         for task in self._tasks:
-            await executor_api.cancel_task(task)
+            await cancel_task(task)
         for server in reversed(self._servers):
             await server.stop(grace=2)
         for closer in reversed(self._closers):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from conveyor.kernel.ids import utcnow
 from conveyor.kernel.paging import decode_token, encode_token, page_size
 from conveyor.kernel.protoconv import struct_to_dict
 from conveyor.kernel.settings import Settings
-from conveyor.translator.domain import validate_parameters
+from conveyor.shared.parameters import validate_parameters
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -389,12 +388,3 @@ def registration(servicer: ExecutorServicer) -> ServiceRegistration:
             servicer, server
         ),
     )
-
-
-async def cancel_task(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a background task and wait for it."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

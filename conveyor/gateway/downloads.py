@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from conveyor.artifacts.domain import ByteRange, RangeNotSatisfiable, parse_http_range
 from conveyor.artifacts.v1 import artifacts_service_pb2
 from conveyor.auth.authn import Denied, bearer
 from conveyor.gateway.transcode import CallError, error_body
 from conveyor.kernel.grpcserver import ACTOR_KEY
 from conveyor.kernel.ids import new_id
+from conveyor.shared.ranges import ByteRange, RangeNotSatisfiable, parse_http_range
 
 SERVICE = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 PATH = "/v1/runs/{run_id}/artifacts/{artifact_id}/content"
@@ -99,9 +99,7 @@ def routes(gateway: Any) -> list[Route]:
             "content-disposition": f'attachment; filename="{_filename(artifact.name)}"',
         }
         if not whole:
-            headers["content-range"] = (
-                f"bytes {span.offset}-{span.offset + span.length - 1}/{size}"
-            )
+            headers["content-range"] = f"bytes {span.offset}-{span.offset + span.length - 1}/{size}"
         status = 200 if whole else 206
         media = artifact.content_type or "application/octet-stream"
         if request.method == "HEAD" or span.length == 0:
