@@ -64,7 +64,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         except IntegrityError:
             if not request_id:
                 raise
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 run = runs.run_by_request_id(session, request_id)
                 if run is None:
                     raise
@@ -192,7 +192,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         """See the proto."""
 
         def work() -> Any:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 run = runs.get_run(session, request.run_id)
                 steps, executions = runs.run_steps(session, run.id)
                 return run_pb(run, steps, executions)
@@ -214,7 +214,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             states.append(str(run_pb2.RunState.Name(value)).removeprefix("RUN_STATE_"))
 
         def work() -> tuple[list[Any], str]:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 rows, token = runs.list_runs(
                     session, page_size=size, after=after, job_id=request.job_id, states=states
                 )
@@ -316,7 +316,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
 
     def wake_once(self) -> int:
         """One pass over due WAITING steps; returns how many were acted on."""
-        with self._db.transaction() as session:
+        with self._db.read() as session:
             due = waits.due_wakeups(session, now=utcnow())
         for run_id, node_id in due:
             with self._db.transaction() as session:
@@ -349,7 +349,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         if self._watching_since is None:
             self._watching_since = now
         if now - self._watching_since < self._settings.worker_lost_after_s:
-            with self._db.transaction() as session:  # still notice an outage meanwhile
+            with self._db.read() as session:  # still notice an outage meanwhile
                 session.execute(select(1))
             return 0
         return liveness.reap_lost(

@@ -108,6 +108,15 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
 
         return await asyncio.to_thread(work)
 
+    async def _read(self, fn: Any) -> Any:
+        """Like `_tx` for a function that only reads (no write lock on SQLite)."""
+
+        def work() -> Any:
+            with self._db.read() as session:
+                return fn(session)
+
+        return await asyncio.to_thread(work)
+
     @map_errors
     async def CreateAlertRule(  # noqa: N802
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
@@ -137,7 +146,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
     ) -> Any:
         """See the proto."""
         _require_id(request.rule_id)
-        row = await self._tx(lambda s: alertstore.get_rule(s, request.rule_id))
+        row = await self._read(lambda s: alertstore.get_rule(s, request.rule_id))
         return alert_service_pb2.GetAlertRuleResponse(rule=rule_pb(row))
 
     @map_errors
@@ -147,7 +156,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
         """See the proto."""
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token)
-        rows = await self._tx(lambda s: alertstore.list_rules(s, after=after, limit=size + 1))
+        rows = await self._read(lambda s: alertstore.list_rules(s, after=after, limit=size + 1))
         page = rows[:size]
         return alert_service_pb2.ListAlertRulesResponse(
             rules=[rule_pb(r) for r in page],
@@ -220,7 +229,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
         state = ""
         if request.state:
             state = alert_service_pb2.AlertState.Name(request.state).removeprefix("ALERT_STATE_")
-        rows = await self._tx(
+        rows = await self._read(
             lambda s: alertstore.list_alerts(
                 s, state=state, rule_id=request.rule_id, offset=offset, limit=size + 1
             )
