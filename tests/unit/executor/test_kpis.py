@@ -1,4 +1,5 @@
-"""GetKpis figures over a small, hand-made history in SQLite."""
+"""The executor's run figures (GetRunKpis, GetJobRunStats and the alert and metric look-ups)
+over a small, hand-made history in SQLite."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ from typing import Any
 
 import pytest
 
+from conveyor.executor import stats
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
 from conveyor.kernel.db import Base, Database
-from conveyor.kernel.errors import InvalidArgument
-from conveyor.monitor import jobstats
-from conveyor.monitor.insight_api import kpi_window
-from conveyor.monitor.v1 import insight_service_pb2
+from conveyor.kernel.errors import NotFound
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -85,7 +84,7 @@ def db(tmp_path: Path) -> Any:
 
 def test_buckets_count_runs_waits_queued_steps_and_busy_time(db: Database) -> None:
     with db.read() as session:
-        k = jobstats.kpis(session, since=NOW - 3 * HOUR, until=NOW, bucket_s=3600)
+        k = stats.kpis(session, since=NOW - 3 * HOUR, until=NOW, bucket_s=3600)
     assert [b.runs_started for b in k.buckets] == [2, 1, 1]
     assert [(b.runs_succeeded, b.runs_failed) for b in k.buckets] == [(1, 1), (1, 0), (0, 0)]
     assert k.buckets[0].waits == [4.0]
@@ -104,31 +103,82 @@ def test_buckets_count_runs_waits_queued_steps_and_busy_time(db: Database) -> No
 
 def test_an_attempt_spanning_buckets_is_split_between_them(db: Database) -> None:
     with db.read() as session:
-        k = jobstats.kpis(session, since=NOW - 3 * HOUR, until=NOW, bucket_s=1800)
+        k = stats.kpis(session, since=NOW - 3 * HOUR, until=NOW, bucket_s=1800)
     # r3's attempt: 01:09 -> 01:39 after t0, i.e. 21 min in bucket 2 and 9 min in bucket 3.
     assert k.buckets[2].busy_s == pytest.approx(21 * 60)
     assert k.buckets[3].busy_s == pytest.approx(9 * 60)
 
 
-def _request(**fields: Any) -> Any:
-    req = insight_service_pb2.GetKpisRequest()
-    for name, value in fields.items():
-        getattr(req, name).FromTimedelta(value)
-    return req
+def test_percentile_interpolates() -> None:
+    assert stats.percentile([], 0.5) is None
+    assert stats.percentile([3.0], 0.95) == 3.0
+    assert stats.percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
+    assert stats.percentile([float(i) for i in range(1, 101)], 0.95) == 95.05
 
 
-def test_window_and_bucket_defaults_and_bounds() -> None:
-    assert kpi_window(_request()) == (timedelta(hours=24), timedelta(hours=1))
-    assert kpi_window(_request(window=timedelta(minutes=10))) == (
-        timedelta(minutes=10),
-        timedelta(minutes=1),
-    )
-    for bad in (
-        {"window": timedelta(days=32)},
-        {"window": timedelta(0)},
-        {"bucket": timedelta(seconds=30)},
-        {"window": HOUR, "bucket": 2 * HOUR},
-        {"window": timedelta(days=30), "bucket": timedelta(minutes=1)},
-    ):
-        with pytest.raises(InvalidArgument):
-            kpi_window(_request(**bad))
+def test_success_rate_counts_only_ended_runs() -> None:
+    assert stats.success_rate({}) == 0.0
+    assert stats.success_rate({"SUCCEEDED": 3, "FAILED": 1, "RUNNING": 10, "CANCELLED": 2}) == 0.75
+
+
+def test_job_stats_count_the_window_and_need_a_run(db: Database) -> None:
+    with db.read() as session:
+        s = stats.job_stats(session, "a", since=NOW - 3 * HOUR, until=NOW)
+        by_id = stats.job_stats(session, "id-b", since=NOW - 3 * HOUR, until=NOW)
+        with pytest.raises(NotFound):
+            stats.job_stats(session, "never-ran", since=NOW - 3 * HOUR, until=NOW)
+    assert (s.job_id, s.job_name) == ("id-a", "a")
+    assert s.runs_by_state == {"SUCCEEDED": 1, "FAILED": 1}  # "old" is before the window
+    assert s.success_rate == 0.5
+    assert (s.p50_s, s.p95_s) == (90.0, pytest.approx(117.0))
+    assert s.mean_attempts == 1.0
+    assert by_id.runs_by_state == {"SUCCEEDED": 1, "RUNNING": 1}
+
+
+def test_alert_inputs_backlog_and_descriptions(db: Database) -> None:
+    t0 = NOW - 3 * HOUR
+    with db.transaction() as session:
+        for node, state, queue in (("q1", "QUEUED", "fast"), ("q2", "QUEUED", "fast")):
+            session.add(
+                StepRow(
+                    run_id="r4",
+                    node_id=node,
+                    node_type="action.command",
+                    position=1,
+                    state=state,
+                    attempt=1,
+                    queue=queue,
+                    queued_at=t0 + timedelta(minutes=int(node[1])),
+                )
+            )
+        session.add(
+            StepRow(
+                run_id="r4",
+                node_id="busy",
+                node_type="action.sleep",
+                position=2,
+                state="RUNNING",
+                attempt=1,
+                queued_at=t0,
+                started_at=t0 + HOUR,
+            )
+        )
+    with db.read() as session:
+        backlog = stats.queue_backlog(session)
+        ended = stats.ended_runs(session, since=NOW - 3 * HOUR, limit=10)
+        running = stats.running_steps(session, limit=10)
+        described = stats.describe(
+            session, [("r1", "", 0), ("r1", "n", 1), ("r4", "busy", 0), ("gone", "", 0)]
+        )
+    assert backlog == {"fast": (2, t0 + timedelta(minutes=1))}
+    assert [(r.run_id, r.state) for r in ended] == [
+        ("r3", "SUCCEEDED"),
+        ("r2", "FAILED"),
+        ("r1", "SUCCEEDED"),
+    ]
+    assert [(s.run_id, s.node_id, s.job_name) for s in running] == [("r4", "busy", "b")]
+    assert [(d.key, d.job_name, d.node_type, d.wall_s) for d in described] == [
+        (("r1", "", 0), "a", "", None),
+        (("r1", "n", 1), "a", "action.command", 60.0),
+        (("r4", "busy", 0), "b", "action.sleep", None),
+    ]
