@@ -3,16 +3,20 @@ over a small, hand-made history in SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import timestamp_pb2
 
 from conveyor.executor import stats
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
+from conveyor.executor.stats_api import RunStatsServicer
+from conveyor.executor.v1 import run_pb2, stats_service_pb2
 from conveyor.kernel.db import Base, Database
-from conveyor.kernel.errors import NotFound
+from conveyor.kernel.errors import InvalidArgument, NotFound
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -182,3 +186,77 @@ def test_alert_inputs_backlog_and_descriptions(db: Database) -> None:
         (("r1", "n", 1), "a", "action.command", 60.0),
         (("r4", "busy", 0), "b", "action.sleep", None),
     ]
+
+
+def _stamp(at: datetime) -> Any:
+    value = timestamp_pb2.Timestamp()
+    value.FromDatetime(at)
+    return value
+
+
+def test_the_service_answers_in_contract_terms(db: Database) -> None:
+    servicer = RunStatsServicer(db)
+    window = {"window_start_time": _stamp(NOW - 3 * HOUR), "window_end_time": _stamp(NOW)}
+
+    async def go() -> tuple[Any, Any, Any]:
+        job = await servicer.GetJobRunStats(
+            stats_service_pb2.GetJobRunStatsRequest(job="a", **window), None
+        )
+        request = stats_service_pb2.GetRunKpisRequest(**window)
+        request.bucket.FromTimedelta(HOUR)
+        kpis = await servicer.GetRunKpis(request, None)
+        ended = await servicer.ListEndedRuns(
+            stats_service_pb2.ListEndedRunsRequest(end_time_from=_stamp(NOW - 3 * HOUR)), None
+        )
+        return job, kpis, ended
+
+    job, kpis, ended = asyncio.run(go())
+    assert [(t.state, t.count) for t in job.runs_by_state] == [
+        (run_pb2.RUN_STATE_FAILED, 1),
+        (run_pb2.RUN_STATE_SUCCEEDED, 1),
+    ]
+    assert job.p50_duration.ToTimedelta() == timedelta(seconds=90)
+    assert [b.runs_started for b in kpis.buckets] == [2, 1, 1]
+    assert kpis.buckets[0].mean_queue_wait.ToTimedelta() == timedelta(seconds=4)
+    assert not kpis.buckets[2].HasField("mean_queue_wait")
+    assert [(j.job_name, j.success_rate) for j in kpis.jobs] == [("a", 0.5), ("b", 1.0)]
+    assert [r.state for r in ended.runs] == [
+        run_pb2.RUN_STATE_SUCCEEDED,
+        run_pb2.RUN_STATE_FAILED,
+        run_pb2.RUN_STATE_SUCCEEDED,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("call", "request_", "field"),
+    [
+        ("GetJobRunStats", stats_service_pb2.GetJobRunStatsRequest(job="a"), "window_start_time"),
+        ("GetJobRunStats", stats_service_pb2.GetJobRunStatsRequest(), "job"),
+        ("GetRunKpis", stats_service_pb2.GetRunKpisRequest(), "window_start_time"),
+        ("ListEndedRuns", stats_service_pb2.ListEndedRunsRequest(page_size=5001), "page_size"),
+        ("ListRunningSteps", stats_service_pb2.ListRunningStepsRequest(page_size=-1), "page_size"),
+        (
+            "DescribeAttempts",
+            stats_service_pb2.DescribeAttemptsRequest(
+                keys=[stats_service_pb2.AttemptKey(run_id="r1")] * 1001
+            ),
+            "keys",
+        ),
+    ],
+)
+def test_the_service_refuses_bad_requests(
+    db: Database, call: str, request_: Any, field: str
+) -> None:
+    servicer = RunStatsServicer(db)
+    with pytest.raises(InvalidArgument) as refused:
+        asyncio.run(getattr(servicer, call)(request_, None))
+    assert field in [v.field for v in refused.value.violations]
+
+
+def test_a_job_without_runs_is_not_found(db: Database) -> None:
+    servicer = RunStatsServicer(db)
+    request = stats_service_pb2.GetJobRunStatsRequest(
+        job="never-ran", window_start_time=_stamp(NOW - HOUR), window_end_time=_stamp(NOW)
+    )
+    with pytest.raises(NotFound):
+        asyncio.run(servicer.GetJobRunStats(request, None))
