@@ -82,15 +82,15 @@ def while_a_writer_holds_the_lock(db: Database, read: Callable[[], T]) -> T:
 
 def test_get_run_and_list_runs_read_while_a_write_is_open(db: Database) -> None:
     run_id = running_step(db)
-    servicer = ExecutorServicer(
-        settings=Settings(translator_addr="127.0.0.1:1"),
-        db=db,
-        bus=InProcessBus(),
-        app=object(),  # type: ignore[arg-type]
-    )
 
     def read() -> tuple[Any, Any]:
         async def go() -> tuple[Any, Any]:
+            servicer = ExecutorServicer(  # in the loop: its translator channel needs one
+                settings=Settings(translator_addr="127.0.0.1:1"),
+                db=db,
+                bus=InProcessBus(),
+                app=object(),  # type: ignore[arg-type]
+            )
             got = await servicer.GetRun(executor_service_pb2.GetRunRequest(run_id=run_id), None)
             listed = await servicer.ListRuns(executor_service_pb2.ListRunsRequest(), None)
             return got, listed
