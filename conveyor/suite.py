@@ -28,9 +28,11 @@ from conveyor.auth.authn import Authenticator
 from conveyor.auth.tokens import ensure_dev_token
 from conveyor.executor import api as executor_api
 from conveyor.executor import history as run_history
+from conveyor.executor import stats_api as run_stats
 from conveyor.executor.celeryapp import make_celery, set_step_handler
 from conveyor.executor.worker import WorkerRuntime
 from conveyor.kernel import tracing
+from conveyor.kernel.aio import cancel_task
 from conveyor.kernel.bus import EventBus, make_bus
 from conveyor.kernel.db import Database
 from conveyor.kernel.grpcserver import (
@@ -143,7 +145,7 @@ class Suite:
         for closer in reversed(self._async_closers):
             await closer()
         for task in self._tasks:
-            await executor_api.cancel_task(task)
+            await cancel_task(task)
         for server in reversed(self._servers):
             await server.stop(grace=2)
         for closer in reversed(self._closers):
@@ -230,7 +232,12 @@ async def start_embedded(
 
     executor = executor_api.ExecutorServicer(settings=settings, db=db, bus=bus, app=app)
     server, port = await start_server(
-        [executor_api.registration(executor), run_history.registration(db)], settings.executor_addr
+        [
+            executor_api.registration(executor),
+            run_history.registration(db),
+            run_stats.registration(db),
+        ],
+        settings.executor_addr,
     )
     settings.executor_addr = replace_port(settings.executor_addr, port)
     suite._servers.append(server)
@@ -375,7 +382,11 @@ async def start_service(name: str, settings: Settings) -> Suite:
         executor = executor_api.ExecutorServicer(
             settings=settings, db=db, bus=bus, app=make_celery(settings)
         )
-        regs = [executor_api.registration(executor), run_history.registration(db)]
+        regs = [
+            executor_api.registration(executor),
+            run_history.registration(db),
+            run_stats.registration(db),
+        ]
         address = settings.executor_addr
         suite._tasks.append(asyncio.create_task(executor.sweep_forever()))
         suite._tasks.append(asyncio.create_task(executor.wake_forever()))

@@ -108,12 +108,17 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
             self, executor_addr=settings.executor_addr, monitor_addr=settings.monitor_addr
         )
 
-    def _tx(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._db.transaction() as session:
+    def _tx(self, fn: Any, *args: Any, read: bool, **kwargs: Any) -> Any:
+        with self._db.read() if read else self._db.transaction() as session:
             return fn(session, *args, **kwargs)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self._tx, fn, *args, **kwargs)
+        """`fn(session, ...)` in one transaction, in a thread."""
+        return await asyncio.to_thread(self._tx, fn, *args, read=False, **kwargs)
+
+    async def _read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Like `_call` for a function that only reads (no write lock on SQLite)."""
+        return await asyncio.to_thread(self._tx, fn, *args, read=True, **kwargs)
 
     @map_errors
     async def UploadArtifact(  # noqa: N802
@@ -232,7 +237,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         """See the proto."""
-        rec: store.ArtifactRecord = await self._call(
+        rec: store.ArtifactRecord = await self._read(
             store.get, request.artifact_id, run_id=request.run_id
         )
         try:
@@ -278,7 +283,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         """See the proto."""
-        rec: store.ArtifactRecord = await self._call(
+        rec: store.ArtifactRecord = await self._read(
             store.get, request.artifact_id, run_id=request.run_id
         )
         ttl = DEFAULT_URL_TTL
@@ -305,7 +310,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
             raise InvalidArgument(
                 "run_id is required", violations=[Violation("run_id", "empty", "REQUIRED")]
             )
-        records, token = await self._call(
+        records, token = await self._read(
             store.list_artifacts,
             run_id=request.run_id,
             node_id=request.node_id,
@@ -321,7 +326,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         """See the proto."""
-        rec: store.ArtifactRecord = await self._call(
+        rec: store.ArtifactRecord = await self._read(
             store.get, request.artifact_id, run_id=request.run_id
         )
         await self.delete_ids([rec.id])
@@ -342,7 +347,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
             check_id(run_id, "run_ids")
         deleted = 0
         while True:
-            ids = await self._call(store.run_artifact_ids, run_ids, limit=DELETE_BATCH)
+            ids = await self._read(store.run_artifact_ids, run_ids, limit=DELETE_BATCH)
             if not ids:
                 break
             deleted += await self.delete_ids(ids)
@@ -369,7 +374,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
         """See the proto."""
-        found = await self._call(retention.list_policies)
+        found = await self._read(retention.list_policies)
         return artifacts_service_pb2.ListRetentionPoliciesResponse(
             policies=[policy_pb(p) for p in found]
         )
@@ -417,7 +422,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         """Finish deletes and failed uploads a crash left behind (WRITING rows after 2 days)."""
         while True:
             with contextlib.suppress(Exception):
-                stale: list[store.ArtifactRecord] = await self._call(
+                stale: list[store.ArtifactRecord] = await self._read(
                     store.stale_rows, older_than=timedelta(days=2), limit=DELETE_BATCH
                 )
                 deleting = [r.id for r in stale if r.state == State.DELETING]

@@ -10,7 +10,7 @@ import grpc
 
 from conveyor.artifacts import api
 from conveyor.artifacts.backends import open_store
-from conveyor.executor.api import cancel_task
+from conveyor.kernel.aio import cancel_task
 from conveyor.kernel.db import Database
 from conveyor.kernel.grpcserver import start_server
 from conveyor.kernel.settings import Settings

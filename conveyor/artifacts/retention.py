@@ -231,12 +231,12 @@ class Sweeper:
 
     async def sweep(self, *, dry_run: bool, limit: int) -> SweepResult:
         """One pass: unfinished deletions first, then expired runs, then aged artifacts."""
-        policies: list[Policy] = await self._svc._call(list_policies)
+        policies: list[Policy] = await self._svc._read(list_policies)
         by_job = {p.job_id: p for p in policies}
         result = SweepResult(run_ids=[], artifacts=0, archived=0, dry_run=dry_run)
         try:
             if not dry_run:
-                left: list[str] = await self._svc._call(pending, limit=limit)
+                left: list[str] = await self._svc._read(pending, limit=limit)
                 if left:
                     await self._delete_runs(left, by_job, result, archive=False)
             rules = [
@@ -256,7 +256,7 @@ class Sweeper:
                 expired = [r.run_id for r in reply.runs if r.run_id not in result.run_ids]
                 if dry_run:
                     result.run_ids += expired
-                    ids = await self._svc._call(store.run_artifact_ids, expired, limit=1_000_000)
+                    ids = await self._svc._read(store.run_artifact_ids, expired, limit=1_000_000)
                     result.artifacts += len(ids)
                 else:
                     for start in range(0, len(expired), BATCH):
@@ -269,7 +269,7 @@ class Sweeper:
             ) from err
         default = by_job.get("")
         if default is not None and default.keep_artifacts_for is not None:
-            aged = await self._svc._call(
+            aged = await self._svc._read(
                 aged_artifacts, older_than=default.keep_artifacts_for, limit=limit
             )
             result.artifacts += len(aged) if dry_run else await self._svc.delete_ids(aged)
@@ -293,7 +293,7 @@ class Sweeper:
             event_history_service_pb2.PurgeRunEventsRequest(run_ids=run_ids), timeout=60
         )
         while True:
-            ids = await self._svc._call(store.run_artifact_ids, run_ids, limit=500)
+            ids = await self._svc._read(store.run_artifact_ids, run_ids, limit=500)
             if not ids:
                 break
             result.artifacts += await self._svc.delete_ids(ids)
@@ -314,7 +314,7 @@ class Sweeper:
             token = events.next_page_token
             if not token:
                 break
-        artifacts = await self._svc._call(artifact_records, [run_id])
+        artifacts = await self._svc._read(artifact_records, [run_id])
         yield "".join(f"{line}\n" for line in artifacts).encode()
 
     async def _archive(self, run_ids: list[str], by_job: dict[str, Policy]) -> int:

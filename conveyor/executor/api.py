@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from conveyor.kernel.ids import utcnow
 from conveyor.kernel.paging import decode_token, encode_token, page_size
 from conveyor.kernel.protoconv import struct_to_dict
 from conveyor.kernel.settings import Settings
-from conveyor.translator.domain import validate_parameters
+from conveyor.shared.parameters import validate_parameters
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 
 log = structlog.get_logger(__name__)
@@ -71,7 +70,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         except IntegrityError:
             if not request_id:
                 raise
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 run = runs.run_by_request_id(session, request_id)
                 if run is None:
                     raise
@@ -197,7 +196,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         """See the proto."""
 
         def work() -> Any:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 run = runs.get_run(session, request.run_id)
                 steps, executions = runs.run_steps(session, run.id)
                 return run_pb(run, steps, executions)
@@ -220,7 +219,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         after = decode_token(request.page_token, scope=scope)
 
         def work() -> tuple[list[Any], str]:
-            with self._db.transaction() as session:
+            with self._db.read() as session:
                 rows, token = runs.list_runs(
                     session, page_size=size, after=after, job_id=request.job_id, states=states
                 )
@@ -322,7 +321,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
 
     def wake_once(self) -> int:
         """One pass over due WAITING steps; returns how many were acted on."""
-        with self._db.transaction() as session:
+        with self._db.read() as session:
             due = waits.due_wakeups(session, now=utcnow())
         for run_id, node_id in due:
             with self._db.transaction() as session:
@@ -355,7 +354,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         if self._watching_since is None:
             self._watching_since = now
         if now - self._watching_since < self._settings.worker_lost_after_s:
-            with self._db.transaction() as session:  # still notice an outage meanwhile
+            with self._db.read() as session:  # still notice an outage meanwhile
                 session.execute(select(1))
             return 0
         return liveness.reap_lost(
@@ -394,12 +393,3 @@ def registration(servicer: ExecutorServicer) -> ServiceRegistration:
             servicer, server
         ),
     )
-
-
-async def cancel_task(task: asyncio.Task[Any] | None) -> None:
-    """Cancel a background task and wait for it."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

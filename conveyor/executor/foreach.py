@@ -22,7 +22,7 @@ from conveyor.executor import engine
 from conveyor.executor.engine import StepState, StepView
 from conveyor.executor.runners import ErrorCategory, StepContext, StepOutcome, execute
 from conveyor.executor.runners.base import Renderer, StepError, invalid_field
-from conveyor.translator.domain.limits import DEFAULT_LIMITS
+from conveyor.shared.limits import DEFAULT_LIMITS
 
 #: Threads one foreach may use, whatever its ``concurrency`` says.
 MAX_THREADS = 32

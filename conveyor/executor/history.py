@@ -212,12 +212,16 @@ class RunHistoryServicer(history_service_pb2_grpc.RunHistoryServiceServicer):  #
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def _tx(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._db.transaction() as session:
+    def _tx(self, fn: Any, *args: Any, read: bool, **kwargs: Any) -> Any:
+        with self._db.read() if read else self._db.transaction() as session:
             return fn(session, *args, **kwargs)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self._tx, fn, *args, **kwargs)
+        return await asyncio.to_thread(self._tx, fn, *args, read=False, **kwargs)
+
+    async def _read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Like `_call` for a function that only reads (no write lock on SQLite)."""
+        return await asyncio.to_thread(self._tx, fn, *args, read=True, **kwargs)
 
     @map_errors
     async def SelectExpiredRuns(  # noqa: N802
@@ -236,7 +240,7 @@ class RunHistoryServicer(history_service_pb2_grpc.RunHistoryServiceServicer):  #
                 violations=[Violation("limit", f"got {limit}", "OUT_OF_RANGE")],
             )
         rules = [_rule(r) for r in request.rules]
-        found: list[Expired] = await self._call(select_expired, rules, limit=limit, now=utcnow())
+        found: list[Expired] = await self._read(select_expired, rules, limit=limit, now=utcnow())
         return history_service_pb2.SelectExpiredRunsResponse(
             runs=[
                 history_service_pb2.ExpiredRun(
@@ -273,7 +277,7 @@ class RunHistoryServicer(history_service_pb2_grpc.RunHistoryServiceServicer):  #
                 f"at most {MAX_RUNS_PER_CALL} run_ids",
                 violations=[Violation("run_ids", "too many", "OUT_OF_RANGE")],
             )
-        records, ids, token = await self._call(
+        records, ids, token = await self._read(
             export_runs,
             job_id=request.job_id,
             since=request.since.ToDatetime().replace(tzinfo=utcnow().tzinfo)

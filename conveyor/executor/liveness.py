@@ -139,7 +139,7 @@ def reap_lost(
     The first `reattempts` lost attempts of a step are re-attempted at once whatever the
     node's retry policy (the step's own outcome is unknown, not failed); later ones follow it.
     """
-    with db.transaction() as session:
+    with db.read() as session:
         lost = lost_attempts(session, cutoff=lost_cutoff(lost_after_s))
     closed = 0
     for run_id, node_id, attempt in lost:

@@ -339,7 +339,7 @@ class WorkerRuntime:
         """The outputs of the steps upstream of `node_id`: all a template may read."""
         plan = cached_plan(run_id)
         if plan is None:
-            with self.db.transaction() as session:
+            with self.db.read() as session:
                 run = session.get(RunRow, run_id)
                 plan = run.plan if run is not None else {"nodes": {}}
         upstream = upstream_nodes(plan, node_id)
@@ -431,7 +431,7 @@ class WorkerRuntime:
                 return False
             last[0] = now
             try:
-                with self.db.transaction() as session:
+                with self.db.read() as session:
                     return runs.step_cancelled(session, run_id, node_id, attempt)
             except DBAPIError:  # unreachable database: keep running, ask again next time
                 log.warning("cancel check failed", run_id=run_id, step_id=node_id, exc_info=True)

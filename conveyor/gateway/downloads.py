@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from conveyor.artifacts.domain import ByteRange, RangeNotSatisfiable, parse_http_range
 from conveyor.artifacts.v1 import artifacts_service_pb2
 from conveyor.auth.authn import Denied, bearer
 from conveyor.gateway.transcode import CallError, error_body
 from conveyor.kernel.grpcserver import ACTOR_KEY
 from conveyor.kernel.ids import new_id
+from conveyor.shared.ranges import ByteRange, RangeNotSatisfiable, parse_http_range
 
 SERVICE = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 PATH = "/v1/runs/{run_id}/artifacts/{artifact_id}/content"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from conveyor.kernel.db import Base, make_engine
-from conveyor.kernel.models import import_all_models
+from conveyor.migrations.models import import_all_models
 
 import_all_models()
 config = context.config

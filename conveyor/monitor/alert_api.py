@@ -109,6 +109,15 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
 
         return await asyncio.to_thread(work)
 
+    async def _read(self, fn: Any) -> Any:
+        """Like `_tx` for a function that only reads (no write lock on SQLite)."""
+
+        def work() -> Any:
+            with self._db.read() as session:
+                return fn(session)
+
+        return await asyncio.to_thread(work)
+
     @map_errors
     async def CreateAlertRule(  # noqa: N802
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
@@ -138,7 +147,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
     ) -> Any:
         """See the proto."""
         _require_id(request.rule_id)
-        row = await self._tx(lambda s: alertstore.get_rule(s, request.rule_id))
+        row = await self._read(lambda s: alertstore.get_rule(s, request.rule_id))
         return alert_service_pb2.GetAlertRuleResponse(rule=rule_pb(row))
 
     @map_errors
@@ -148,7 +157,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
         """See the proto."""
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token, scope="rules")
-        rows = await self._tx(lambda s: alertstore.list_rules(s, after=after, limit=size + 1))
+        rows = await self._read(lambda s: alertstore.list_rules(s, after=after, limit=size + 1))
         page = rows[:size]
         return alert_service_pb2.ListAlertRulesResponse(
             rules=[rule_pb(r) for r in page],
@@ -222,7 +231,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
             except ValueError:
                 raise paging.bad_token() from None
             after = (fired, last_id)
-        rows = await self._tx(
+        rows = await self._read(
             lambda s: alertstore.list_alerts(
                 s, state=state, rule_id=request.rule_id, after=after, limit=size + 1
             )

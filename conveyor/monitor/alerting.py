@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.errors import InvalidArgument, Violation
 
 MAX_WEBHOOKS = 10
@@ -57,7 +58,7 @@ class EndedRun:
     job_id: str
     job_name: str
     run_id: str
-    state: str
+    state: int  # the executor's run_pb2.RunState: SUCCEEDED or FAILED
 
 
 @dataclass(frozen=True)
@@ -139,12 +140,12 @@ def _run_rules(rule: Rule, runs: Sequence[EndedRun]) -> dict[str, str]:
             by_job.setdefault(run.job_name, []).append(run)
     firing: dict[str, str] = {}
     for job, history in by_job.items():
-        if rule.kind == AlertKind.RUN_FAILED and history[0].state == "FAILED":
+        if rule.kind == AlertKind.RUN_FAILED and history[0].state == run_pb2.RUN_STATE_FAILED:
             firing[job] = f"run {history[0].run_id} of job {job} failed"
         elif rule.kind == AlertKind.CONSECUTIVE_FAILURES:
             streak = 0
             for run in history:
-                if run.state != "FAILED":
+                if run.state != run_pb2.RUN_STATE_FAILED:
                     break
                 streak += 1
             if streak >= rule.threshold:

@@ -1,4 +1,4 @@
-"""Storage of alert rules and alerts, and the run/step facts rules are evaluated against."""
+"""Storage of alert rules and alerts (the run and step facts come from the executor)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from conveyor.executor.models import RunRow, StepRow
 from conveyor.kernel.errors import AlreadyExists, FailedPrecondition, NotFound
-from conveyor.kernel.ids import as_utc, new_id
-from conveyor.monitor.alerting import AlertKind, EndedRun, Rule, RunningStep
+from conveyor.kernel.ids import new_id
+from conveyor.monitor.alerting import AlertKind, Rule
 from conveyor.monitor.models import AlertRow, AlertRuleRow
 
 FIRING, RESOLVED = "FIRING", "RESOLVED"
-RUN_LOOKBACK = timedelta(days=7)
-MAX_ENDED_RUNS = 5000
-MAX_RUNNING_STEPS = 1000
 MAX_RULES = 1000
 ALERT_RETENTION = timedelta(days=30)
 EDITABLE = (
@@ -229,31 +225,3 @@ def list_alerts(
             (AlertRow.fired_at < fired) | ((AlertRow.fired_at == fired) & (AlertRow.id > last_id))
         )
     return list(session.scalars(query.order_by(AlertRow.fired_at.desc(), AlertRow.id).limit(limit)))
-
-
-def ended_runs(session: Session, *, now: datetime) -> list[EndedRun]:
-    """Recently ended runs (succeeded or failed), newest first."""
-    rows = session.execute(
-        select(RunRow.job_id, RunRow.job_name, RunRow.id, RunRow.state)
-        .where(RunRow.state.in_(("SUCCEEDED", "FAILED")), RunRow.ended_at >= now - RUN_LOOKBACK)
-        .order_by(RunRow.ended_at.desc(), RunRow.id.desc())
-        .limit(MAX_ENDED_RUNS)
-    )
-    return [EndedRun(job_id=j, job_name=n, run_id=r, state=s) for j, n, r, s in rows]
-
-
-def running_steps(session: Session) -> list[RunningStep]:
-    """Steps running now with their start time."""
-    rows = session.execute(
-        select(StepRow.run_id, StepRow.node_id, RunRow.job_id, RunRow.job_name, StepRow.started_at)
-        .join(RunRow, RunRow.id == StepRow.run_id)
-        .where(StepRow.state == "RUNNING", StepRow.started_at.is_not(None))
-        .order_by(StepRow.started_at)
-        .limit(MAX_RUNNING_STEPS)
-    )
-    result = []
-    for run_id, node_id, job_id, job_name, started in rows:
-        started_at = as_utc(started)
-        if started_at is not None:
-            result.append(RunningStep(run_id, node_id, job_id, job_name, started_at))
-    return result

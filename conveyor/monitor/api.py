@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import grpc
 
-from conveyor.executor.convert import run_state, step_state
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel import feed, outbox
 from conveyor.kernel.db import Database
@@ -21,6 +20,7 @@ from conveyor.kernel.outbox import Event
 from conveyor.kernel.protoconv import dict_to_struct, timestamp
 from conveyor.monitor.hub import Hub
 from conveyor.monitor.runfeed import FeedTailer
+from conveyor.monitor.states import run_state, step_state
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 
 T = TypeVar("T")

@@ -8,15 +8,12 @@ from typing import Any
 
 import grpc
 
-from conveyor.executor.convert import run_state
-from conveyor.executor.v1 import run_pb2
 from conveyor.kernel import paging
-from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
 from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.protoconv import duration, timestamp
-from conveyor.monitor import jobstats, queues
+from conveyor.monitor import queues
 from conveyor.monitor.observer import Observer
 from conveyor.monitor.v1 import insight_service_pb2, insight_service_pb2_grpc
 
@@ -30,19 +27,10 @@ MIN_KPI_BUCKET = timedelta(minutes=1)
 MAX_KPI_BUCKETS = 1000
 
 
-def error_category(name: str) -> Any:
-    """A stored category name as the ErrorCategory enum (INTERNAL when unknown)."""
-    try:
-        return int(run_pb2.ErrorCategory.Value(f"ERROR_CATEGORY_{name}"))
-    except ValueError:
-        return int(run_pb2.ERROR_CATEGORY_INTERNAL)
-
-
 class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type: ignore[misc]
-    """Reads the observer's live state and the database."""
+    """Reads the observer's live state and the executor's run figures."""
 
-    def __init__(self, *, db: Database, observer: Observer) -> None:
-        self._db = db
+    def __init__(self, *, observer: Observer) -> None:
         self._observer = observer
 
     @map_errors
@@ -126,29 +114,26 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
         if bad:
             raise InvalidArgument("invalid job stats request", violations=bad)
         now = utcnow()
-
-        def read() -> jobstats.JobStats:
-            with self._db.read() as session:
-                return jobstats.job_stats(session, request.job_id, window=window, now=now)
-
-        stats = await asyncio.to_thread(read)
+        stats = await asyncio.to_thread(
+            self._observer.runs.job_stats, request.job_id, since=now - window, until=now
+        )
         return insight_service_pb2.GetJobStatsResponse(
             job_id=stats.job_id,
             job_name=stats.job_name,
-            window_start_time=timestamp(stats.since),
-            window_end_time=timestamp(stats.until),
-            total_runs=stats.total_runs,
+            window_start_time=timestamp(now - window),
+            window_end_time=timestamp(now),
+            total_runs=sum(t.count for t in stats.runs_by_state),
             runs_by_state=[
-                insight_service_pb2.RunStateCount(state=run_state(s), count=n)
-                for s, n in sorted(stats.runs_by_state.items())
+                insight_service_pb2.RunStateCount(state=t.state, count=t.count)
+                for t in stats.runs_by_state
             ],
             success_rate=stats.success_rate,
-            p50_duration=duration(stats.p50_s),
-            p95_duration=duration(stats.p95_s),
+            p50_duration=stats.p50_duration if stats.HasField("p50_duration") else None,
+            p95_duration=stats.p95_duration if stats.HasField("p95_duration") else None,
             mean_attempts=stats.mean_attempts,
             top_error_categories=[
-                insight_service_pb2.ErrorCategoryCount(category=error_category(c), count=n)
-                for c, n in stats.top_categories
+                insight_service_pb2.ErrorCategoryCount(category=t.category, count=t.count)
+                for t in stats.top_error_categories
             ],
         )
 
@@ -161,31 +146,30 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
         now = utcnow()
         slots = sum(w.concurrency for w, up in self._observer.tracker.workers() if up)
 
-        def read() -> jobstats.Kpis:
-            with self._db.read() as session:
-                return jobstats.kpis(
-                    session, since=now - window, until=now, bucket_s=bucket.total_seconds()
-                )
-
-        k = await asyncio.to_thread(read)
-        capacity = slots * k.bucket_s
+        k = await asyncio.to_thread(
+            self._observer.runs.kpis,
+            since=now - window,
+            until=now,
+            bucket_s=bucket.total_seconds(),
+        )
+        capacity = slots * bucket.total_seconds()
         return insight_service_pb2.GetKpisResponse(
-            window_start_time=timestamp(k.since),
-            window_end_time=timestamp(k.until),
-            bucket=duration(k.bucket_s),
+            window_start_time=timestamp(now - window),
+            window_end_time=timestamp(now),
+            bucket=duration(bucket.total_seconds()),
             worker_slots=slots,
             sampled=k.sampled,
             buckets=[
                 insight_service_pb2.KpiBucket(
-                    start_time=timestamp(b.start),
+                    start_time=b.start_time,
                     runs_started=b.runs_started,
                     runs_succeeded=b.runs_succeeded,
                     runs_failed=b.runs_failed,
-                    mean_queue_wait=duration(sum(b.waits) / len(b.waits) if b.waits else None),
-                    p95_queue_wait=duration(jobstats.percentile(b.waits, 0.95)),
+                    mean_queue_wait=b.mean_queue_wait if b.HasField("mean_queue_wait") else None,
+                    p95_queue_wait=b.p95_queue_wait if b.HasField("p95_queue_wait") else None,
                     queued_steps=b.queued_steps,
-                    busy_slot_seconds=b.busy_s,
-                    worker_utilization=b.busy_s / capacity if capacity else 0.0,
+                    busy_slot_seconds=b.busy_slot_seconds,
+                    worker_utilization=b.busy_slot_seconds / capacity if capacity else 0.0,
                 )
                 for b in k.buckets
             ],
@@ -196,13 +180,9 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
                     runs=j.runs,
                     succeeded=j.succeeded,
                     failed=j.failed,
-                    success_rate=jobstats.success_rate(
-                        {"SUCCEEDED": j.succeeded, "FAILED": j.failed}
-                    ),
-                    mean_duration=duration(
-                        sum(j.durations) / len(j.durations) if j.durations else None
-                    ),
-                    p95_duration=duration(jobstats.percentile(j.durations, 0.95)),
+                    success_rate=j.success_rate,
+                    mean_duration=j.mean_duration if j.HasField("mean_duration") else None,
+                    p95_duration=j.p95_duration if j.HasField("p95_duration") else None,
                 )
                 for j in k.jobs
             ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from conveyor.kernel.db import Database
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.settings import Settings
 from conveyor.monitor import alerting, alertstore, queues
+from conveyor.monitor.runstats import RunStats
 from conveyor.monitor.workers import WorkerTracker
 
 log = structlog.get_logger(__name__)
@@ -25,6 +27,8 @@ WEBHOOK_BACKOFF_S = 0.5
 # worker has had time to send a heartbeat (Celery's slowest default period is 2 s).
 WORKER_WARMUP_S = 10.0
 PRUNE_EVERY_S = 3600.0
+# Alert rules on runs look at the runs that ended this recently.
+RUN_LOOKBACK = timedelta(days=7)
 
 
 async def post_webhook(client: httpx.AsyncClient, url: str, payload: dict[str, Any]) -> str:
@@ -49,10 +53,17 @@ class Observer:
     """Refreshes queue and worker figures and evaluates alert rules every interval."""
 
     def __init__(
-        self, *, settings: Settings, db: Database, app: Any, tracker: WorkerTracker
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        app: Any,
+        tracker: WorkerTracker,
+        runs: RunStats,
     ) -> None:
         self._settings = settings
         self._db = db
+        self.runs = runs
         self._app = app
         self.tracker = tracker
         self.kind = queues.broker_kind(settings.broker_url)
@@ -61,8 +72,9 @@ class Observer:
         self._pruned_at: float | None = None
 
     async def close(self) -> None:
-        """Close the webhook client."""
+        """Close the webhook client and the channels to the executor and translator."""
         await self._client.aclose()
+        self.runs.close()
 
     def _queue_names(self, queued: dict[str, Any]) -> list[str]:
         names = {q.strip() for q in self._settings.worker_queues.split(",") if q.strip()}
@@ -75,8 +87,7 @@ class Observer:
 
     def queue_figures(self, requested: list[str] | None = None) -> list[queues.QueueFigures]:
         """Current figures for the requested queues (or every known one); blocking."""
-        with self._db.transaction() as session:
-            queued = queues.queued_steps(session)
+        queued = self.runs.queue_backlog()
         names = requested or self._queue_names(queued)
         depths = queues.broker_depths(self._app, names)
         consumers = {name: self.tracker.consumers(name) for name in names}
@@ -105,20 +116,29 @@ class Observer:
         metrics.WORKERS.labels(state="offline").set(sum(1 for _, up in seen if not up))
         known = time.monotonic() - self._started >= WORKER_WARMUP_S
         workers = seen if known else []
-        with self._db.transaction() as session:
-            if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+        if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+            with self._db.transaction() as session:
                 alertstore.prune(session, now=now)
-                self._pruned_at = time.monotonic()
+            self._pruned_at = time.monotonic()
+        with self._db.read() as session:
             rules = alertstore.enabled_rules(session)
             firing = alertstore.firing_alerts(session)
-            facts = alerting.Facts(
-                now=now,
-                ended_runs=alertstore.ended_runs(session, now=now),
-                running_steps=alertstore.running_steps(session),
-                queues=[alerting.QueueFact(f.queue, f.depth, f.oldest_age_s) for f in figures],
-                workers=workers,
-                workers_known=known,
-            )
+        kinds = {r.kind for r in rules}
+        # Asked of the executor only when a rule looks at them.
+        watch_runs = kinds & {
+            alerting.AlertKind.RUN_FAILED,
+            alerting.AlertKind.CONSECUTIVE_FAILURES,
+        }
+        facts = alerting.Facts(
+            now=now,
+            ended_runs=self.runs.ended_runs(since=now - RUN_LOOKBACK) if watch_runs else [],
+            running_steps=self.runs.running_steps()
+            if alerting.AlertKind.STEP_DURATION in kinds
+            else [],
+            queues=[alerting.QueueFact(f.queue, f.depth, f.oldest_age_s) for f in figures],
+            workers=workers,
+            workers_known=known,
+        )
         return facts, rules, firing
 
     def _apply(

@@ -13,6 +13,7 @@ from conveyor.kernel.settings import Settings
 from conveyor.monitor import alert_api, insight_api
 from conveyor.monitor.observer import Observer
 from conveyor.monitor.recorder import MetricsRecorder
+from conveyor.monitor.runstats import RunStats
 from conveyor.monitor.workers import EventListener, WorkerTracker
 
 
@@ -45,15 +46,18 @@ class Ops:
 def build_ops(*, settings: Settings, db: Database, bus: EventBus, app: Any) -> Ops:
     """Create (not start) the monitor's operational parts, subscribed to the bus."""
     tracker = WorkerTracker()
-    observer = Observer(settings=settings, db=db, app=app, tracker=tracker)
-    recorder = MetricsRecorder(db)
+    # Run figures come from their owner over RPC; in the embedded suite the executor and the
+    # translator are started before the monitor, so their addresses carry the bound ports.
+    runs = RunStats(executor_addr=settings.executor_addr, translator_addr=settings.translator_addr)
+    observer = Observer(settings=settings, db=db, app=app, tracker=tracker, runs=runs)
+    recorder = MetricsRecorder(runs)
     bus.listen(recorder.deliver)
     return Ops(
         observer=observer,
         listener=EventListener(app, tracker),
         recorder=recorder,
         registrations=[
-            insight_api.registration(insight_api.InsightServicer(db=db, observer=observer)),
+            insight_api.registration(insight_api.InsightServicer(observer=observer)),
             alert_api.registration(alert_api.AlertServicer(db=db)),
         ],
     )

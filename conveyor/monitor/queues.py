@@ -4,8 +4,9 @@ Depth comes from a passive `queue_declare` through kombu, which every transport 
 AMQP from the broker itself (message_count, consumer_count), Redis by summing LLEN over the
 queue's priority lists, the memory transport from its in-process queues. None of them exposes
 when a message was sent (Celery's messages carry no send time, and RabbitMQ's management API,
-which could, is not assumed), so the oldest age is that of the oldest QUEUED step in the
-database. Consumers come from the broker on AMQP and from online workers otherwise.
+which could, is not assumed), so the oldest age is that of the oldest QUEUED step, which the
+executor reports (RunStatsService.GetQueueBacklog). Consumers come from the broker on AMQP
+and from online workers otherwise.
 """
 
 from __future__ import annotations
@@ -13,12 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from conveyor.executor.models import StepRow
 from conveyor.kernel.errors import Unavailable
-from conveyor.kernel.ids import as_utc
 
 MAX_QUEUES = 100
 
@@ -87,17 +83,6 @@ def broker_depths(app: object, queues: list[str]) -> dict[str, tuple[int, int]]:
     except Exception as exc:
         raise Unavailable(f"broker unreachable: {type(exc).__name__}: {exc}") from exc
     return result
-
-
-def queued_steps(session: Session) -> dict[str, tuple[int, datetime | None]]:
-    """(QUEUED steps, oldest queued_at) per queue."""
-    rows = session.execute(
-        select(StepRow.queue, func.count(), func.min(StepRow.queued_at))
-        .where(StepRow.state == "QUEUED")
-        .group_by(StepRow.queue)
-        .limit(MAX_QUEUES)
-    ).all()
-    return {str(q): (int(n), as_utc(oldest)) for q, n, oldest in rows}
 
 
 def assemble(

@@ -1,9 +1,10 @@
 """Turns run events from the bus into Prometheus counters and histograms.
 
-The bus listener only enqueues (it also feeds live watchers and must not wait on the
-database); a thread looks up what events do not carry (job name, node type, attempt wall
-time) and updates the metrics. Counters restart from zero with the monitor, as Prometheus
-counters do; `rate()` handles the reset.
+The bus listener only enqueues (it also feeds live watchers and must not wait on anything);
+a thread takes the queued events in batches and asks the executor once per batch for what
+events do not carry (the run's job name, the node's type, the attempt's wall time:
+RunStatsService.DescribeAttempts), then updates the metrics. Counters restart from zero with
+the monitor, as Prometheus counters do; `rate()` handles the reset.
 """
 
 from __future__ import annotations
@@ -11,42 +12,71 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import structlog
-from sqlalchemy import select
 
-from conveyor.executor.models import ExecutionRow, RunRow
+from conveyor.executor.v1 import run_pb2
 from conveyor.kernel import metrics
-from conveyor.kernel.db import Database
-from conveyor.kernel.ids import as_utc, utcnow
+from conveyor.kernel.ids import utcnow
 from conveyor.kernel.outbox import (
     RUN_STATE_CHANGED,
     STEP_STATE_CHANGED,
     TERMINAL_RUN_STATES,
     Event,
 )
+from conveyor.monitor.runstats import Attempt, RunStats
+from conveyor.monitor.states import step_state_name
 
 log = structlog.get_logger(__name__)
 
 QUEUE_LIMIT = 100_000
-RUN_CACHE = 2000
-FINAL_STEP_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"})
+# Events looked up with one DescribeAttempts call (its limit is 1000 keys).
+BATCH = 500
+FINAL_STEP_STATES = frozenset(
+    step_state_name(s)
+    for s in (
+        run_pb2.STEP_STATE_SUCCEEDED,
+        run_pb2.STEP_STATE_FAILED,
+        run_pb2.STEP_STATE_SKIPPED,
+        run_pb2.STEP_STATE_CANCELLED,
+    )
+)
 # A step event for these states ends an attempt (WAITING = failed, a retry follows).
-ATTEMPT_END_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "WAITING"})
+ATTEMPT_END_STATES = frozenset(
+    step_state_name(s)
+    for s in (
+        run_pb2.STEP_STATE_SUCCEEDED,
+        run_pb2.STEP_STATE_FAILED,
+        run_pb2.STEP_STATE_CANCELLED,
+        run_pb2.STEP_STATE_WAITING,
+    )
+)
 
 Listener = Callable[[Event], None]
+Key = tuple[str, str, int]
+
+
+def _key(ev: Event) -> Key | None:
+    """What to ask the executor about an event, or None when it moves no metric."""
+    if ev.type == RUN_STATE_CHANGED and ev.run_state in TERMINAL_RUN_STATES:
+        return (ev.run_id, "", 0)
+    if ev.type != STEP_STATE_CHANGED or not ev.node_id:
+        return None
+    state = ev.step_state or ""
+    if state in ATTEMPT_END_STATES and ev.attempt > 0:
+        return (ev.run_id, ev.node_id, ev.attempt)
+    if state in FINAL_STEP_STATES:
+        return (ev.run_id, ev.node_id, 0)
+    return None
 
 
 class MetricsRecorder:
     """Bus listener feeding the event-derived metrics (and any extra per-event listeners)."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    def __init__(self, runs: RunStats) -> None:
+        self._runs = runs
         self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=QUEUE_LIMIT)
-        self._runs: OrderedDict[str, tuple[str, dict[str, str]]] = OrderedDict()
         self._thread = threading.Thread(target=self._loop, name="conveyor-metrics", daemon=True)
         self.listeners: list[Listener] = []
         self.dropped = 0
@@ -73,72 +103,63 @@ class MetricsRecorder:
             except queue.Full:
                 self.dropped += 1
 
+    def _take(self) -> tuple[list[Event], bool]:
+        """The next batch of events (waiting for the first) and whether to stop after it."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < BATCH:
+            try:
+                ev = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if ev is None:
+                return batch, True
+            batch.append(ev)
+        return batch, False
+
     def _loop(self) -> None:
         while True:
-            ev = self._queue.get()
-            if ev is None:
+            batch, stop = self._take()
+            if batch:
+                self.record(batch)
+            if stop:
                 return
+
+    def record(self, events: Sequence[Event]) -> None:
+        """Update the metrics for a batch of run and step events, then call the listeners."""
+        keys = {k: None for ev in events if (k := _key(ev)) is not None}
+        found: dict[Key, Attempt] = {}
+        if keys:
             try:
-                self.record(ev)
-                for listener in self.listeners:
-                    listener(ev)
+                found = {
+                    (d.run_id, d.node_id, d.attempt): d for d in self._runs.describe(list(keys))
+                }
             except Exception:
-                log.warning("could not record event metrics", run_id=ev.run_id, exc_info=True)
+                log.warning("could not look up event metrics", count=len(keys), exc_info=True)
+        for ev in events:
+            key = _key(ev)
+            if key is not None:
+                self._observe(ev, key, found)
+            for listener in self.listeners:
+                try:
+                    listener(ev)
+                except Exception:
+                    log.warning("event listener failed", run_id=ev.run_id, exc_info=True)
 
-    def _run_info(self, run_id: str) -> tuple[str, dict[str, str]]:
-        cached = self._runs.get(run_id)
-        if cached is not None:
-            self._runs.move_to_end(run_id)
-            return cached
-        with self._db.transaction() as session:
-            row = session.execute(
-                select(RunRow.job_name, RunRow.plan_data).where(RunRow.id == run_id)
-            ).first()
-        if row is None:
-            return "", {}
-        nodes: dict[str, Any] = (row[1] or {}).get("nodes", {})
-        info = (str(row[0]), {k: str(v.get("type", "")) for k, v in nodes.items()})
-        self._runs[run_id] = info
-        if len(self._runs) > RUN_CACHE:
-            self._runs.popitem(last=False)
-        return info
-
-    def record(self, ev: Event) -> None:
-        """Update the metrics for one run or step event."""
-        if ev.type == RUN_STATE_CHANGED and ev.run_state in TERMINAL_RUN_STATES:
-            job, _ = self._run_info(ev.run_id)
-            metrics.RUNS.labels(job=job, state=ev.run_state).inc()
-            self._runs.pop(ev.run_id, None)
-            return
-        if ev.type != STEP_STATE_CHANGED or not ev.node_id:
+    @staticmethod
+    def _observe(ev: Event, key: Key, found: dict[Key, Attempt]) -> None:
+        described = found.get(key)
+        if described is None:
+            return  # the run is gone, or the executor could not be asked
+        if ev.type == RUN_STATE_CHANGED:
+            metrics.RUNS.labels(job=described.job_name, state=ev.run_state).inc()
             return
         state = ev.step_state or ""
-        if state not in ATTEMPT_END_STATES and state not in FINAL_STEP_STATES:
-            return
-        _, types = self._run_info(ev.run_id)
-        node_type = types.get(ev.node_id, "")
+        node_type = described.node_type
         if state in FINAL_STEP_STATES:
             category = str(ev.data.get("error_category") or "")
             metrics.STEPS.labels(type=node_type, state=state, category=category).inc()
-        if state in ATTEMPT_END_STATES and ev.attempt > 0:
-            wall = self._attempt_seconds(ev.run_id, ev.node_id, ev.attempt)
-            if wall is not None:
-                metrics.STEP_DURATION.labels(type=node_type).observe(wall)
-
-    def _attempt_seconds(self, run_id: str, node_id: str, attempt: int) -> float | None:
-        with self._db.transaction() as session:
-            row = session.execute(
-                select(ExecutionRow.wall_s, ExecutionRow.started_at, ExecutionRow.ended_at).where(
-                    ExecutionRow.run_id == run_id,
-                    ExecutionRow.node_id == node_id,
-                    ExecutionRow.attempt == attempt,
-                )
-            ).first()
-        if row is None:
-            return None
-        if row[0] is not None:
-            return float(row[0])
-        started, ended = as_utc(row[1]), as_utc(row[2])
-        if started is None or ended is None:
-            return None
-        return max(0.0, (ended - started).total_seconds())
+        if key[2] > 0 and described.wall_s is not None:
+            metrics.STEP_DURATION.labels(type=node_type).observe(described.wall_s)

@@ -22,7 +22,7 @@ from conveyor.scheduler.domain import Spec
 from conveyor.scheduler.firing import LEASE_S, Clock, Firing
 from conveyor.scheduler.policies import CatchupMode, Overlap
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
-from conveyor.translator.domain import validate_parameters
+from conveyor.shared.parameters import validate_parameters
 
 SERVICE_NAME = scheduler_service_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 MAX_REQUEST_ID = 128

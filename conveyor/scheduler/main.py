@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from conveyor.executor.api import cancel_task
+from conveyor.kernel.aio import cancel_task
 from conveyor.kernel.db import Database
 from conveyor.kernel.grpcserver import start_server
 from conveyor.kernel.ids import utcnow

@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from conveyor.artifacts.declared import upload_declared
 from conveyor.executor.runners.base import (
     ErrorCategory,
     Masker,
@@ -40,6 +39,7 @@ from conveyor.executor.runners.base import (
     invalid_field,
 )
 from conveyor.executor.runners.confine import attempt_workdir, resolve_cwd, step_path
+from conveyor.executor.runners.declared import upload_declared
 from conveyor.executor.runners.process import ProcessResult, run_process
 from conveyor.kernel.shellwords import ShellTemplateError, SplitError, shell_command
 from conveyor.kernel.shellwords import split_command as split_pieces

@@ -5,11 +5,11 @@ Pure Python with no I/O; the gRPC servicer and the store build on it.
 
 from __future__ import annotations
 
+from conveyor.shared.diagnostics import CODES, Diagnostic
+from conveyor.shared.limits import Limits
+from conveyor.shared.parameters import validate_parameters
 from conveyor.translator.domain.compile import CompileResult, compile_workflow, validate_workflow
-from conveyor.translator.domain.diagnostics import CODES, Diagnostic
 from conveyor.translator.domain.document import SCHEMA, parse_document
-from conveyor.translator.domain.limits import Limits
-from conveyor.translator.domain.parameters import validate_parameters
 
 __all__ = [
     "CODES",

@@ -14,21 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.translator.domain import diagnostics as dg
-from conveyor.translator.domain.diagnostics import ERROR, Diagnostic, Diagnostics
+from conveyor.shared import diagnostics as dg
+from conveyor.shared.diagnostics import ERROR, Diagnostic, Diagnostics
+from conveyor.shared.limits import DEFAULT_LIMITS, Limits
+from conveyor.shared.parameters import (
+    check_parameters_schema,
+    declared_parameters,
+)
 from conveyor.translator.domain.document import SCHEMA, Header, check_header, load, parse_document
 from conveyor.translator.domain.graph import Graph, build_graph
-from conveyor.translator.domain.limits import DEFAULT_LIMITS, Limits
 from conveyor.translator.domain.nodes import Node, check_nodes
 from conveyor.translator.domain.nodetypes import is_action
 from conveyor.translator.domain.options import (
     DEFAULT_QUEUE,
     DEFAULT_TRIGGER_RULE,
     resolved_retries,
-)
-from conveyor.translator.domain.parameters import (
-    check_parameters_schema,
-    declared_parameters,
 )
 from conveyor.translator.domain.templates import check_templates
 

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.translator.domain import diagnostics as dg
-from conveyor.translator.domain.diagnostics import Diagnostic, Diagnostics, pointer
-from conveyor.translator.domain.limits import (
+from conveyor.shared import diagnostics as dg
+from conveyor.shared.diagnostics import Diagnostic, Diagnostics, pointer
+from conveyor.shared.limits import (
     DEFAULT_LIMITS,
     Limits,
     json_text_depth_exceeds,

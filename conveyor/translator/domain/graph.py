@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.translator.domain import diagnostics as dg
-from conveyor.translator.domain.diagnostics import Diagnostics
+from conveyor.shared import diagnostics as dg
+from conveyor.shared.diagnostics import Diagnostics
 from conveyor.translator.domain.nodes import Node
 from conveyor.translator.domain.nodetypes import is_action, is_trigger
 

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conveyor.translator.domain import diagnostics as dg
-from conveyor.translator.domain.diagnostics import Diagnostics
+from conveyor.shared import diagnostics as dg
+from conveyor.shared.diagnostics import Diagnostics
 from conveyor.translator.domain.nodetypes import NODE_TYPES, check_data
 from conveyor.translator.domain.options import Options, check_options
 

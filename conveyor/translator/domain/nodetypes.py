@@ -27,11 +27,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from conveyor.artifacts.domain import MAX_PATTERNS as MAX_ARTIFACT_PATTERNS
-from conveyor.artifacts.domain import name_problem
 from conveyor.kernel.templating import is_templated
-from conveyor.translator.domain import diagnostics as dg
-from conveyor.translator.domain.diagnostics import Diagnostics, pointer
+from conveyor.shared import diagnostics as dg
+from conveyor.shared.artifact_names import MAX_PATTERNS as MAX_ARTIFACT_PATTERNS
+from conveyor.shared.artifact_names import name_problem
+from conveyor.shared.diagnostics import Diagnostics, pointer
 from conveyor.translator.domain.options import COMMON_KEYS, is_number
 
 __all__ = [

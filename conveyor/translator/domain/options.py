@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from conveyor.translator.domain import diagnostics as dg
-from conveyor.translator.domain.diagnostics import Diagnostics, pointer
+from conveyor.shared import diagnostics as dg
+from conveyor.shared.diagnostics import Diagnostics, pointer
 
 __all__ = [
     "CATEGORIES",

@@ -25,17 +25,17 @@ from conveyor.kernel.templating import (
     references,
     template_pieces,
 )
-from conveyor.translator.domain import diagnostics as dg
-from conveyor.translator.domain.diagnostics import Diagnostics, pointer
+from conveyor.shared import diagnostics as dg
+from conveyor.shared.diagnostics import Diagnostics, pointer
+from conveyor.shared.limits import Limits
+from conveyor.shared.parameters import Declared
 from conveyor.translator.domain.graph import Graph
-from conveyor.translator.domain.limits import Limits
 from conveyor.translator.domain.nodes import Node
 from conveyor.translator.domain.nodetypes import (
     EXPRESSION_FIELDS,
     UNTEMPLATED_FIELDS,
     is_trigger,
 )
-from conveyor.translator.domain.parameters import Declared
 
 __all__ = ["RUN_FIELDS", "check_templates"]
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from conveyor.artifacts.declared import find_files
 from conveyor.executor.runners.base import StepError
 from conveyor.executor.runners.capture import StreamCapture
+from conveyor.executor.runners.declared import find_files
 from conveyor.translator.domain import compile_workflow
 
 

@@ -19,13 +19,14 @@ from conveyor.monitor.alerting import (
     slack_text,
     validate_rule,
 )
+from conveyor.monitor.states import run_state
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def runs(*states: str, job: str = "etl") -> list[EndedRun]:
     """Ended runs, newest first."""
-    return [EndedRun("j-" + job, job, f"r{i}", s) for i, s in enumerate(states)]
+    return [EndedRun("j-" + job, job, f"r{i}", run_state(s)) for i, s in enumerate(states)]
 
 
 def test_run_failed_fires_per_job_until_a_later_success() -> None:

@@ -1,25 +1,18 @@
-"""Pure parts of job and queue statistics."""
+"""Pure parts of queue figures and KPI requests."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from conveyor.monitor.jobstats import percentile, success_rate
+import pytest
+
+from conveyor.kernel.errors import InvalidArgument
+from conveyor.monitor.insight_api import kpi_window
 from conveyor.monitor.queues import assemble, broker_kind, broker_notes
+from conveyor.monitor.v1 import insight_service_pb2
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def test_percentile_interpolates() -> None:
-    assert percentile([], 0.5) is None
-    assert percentile([3.0], 0.95) == 3.0
-    assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.5
-    assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.05
-
-
-def test_success_rate_counts_only_ended_runs() -> None:
-    assert success_rate({}) == 0.0
-    assert success_rate({"SUCCEEDED": 3, "FAILED": 1, "RUNNING": 10, "CANCELLED": 2}) == 0.75
 
 
 def test_assemble_combines_broker_database_and_events() -> None:
@@ -54,3 +47,30 @@ def test_broker_kind_and_notes_say_what_is_missing() -> None:
     assert broker_kind("memory://") == "memory"
     assert any("management API" in n for n in broker_notes("amqp"))
     assert any("does not track consumers" in n for n in broker_notes("redis"))
+
+
+HOUR = timedelta(hours=1)
+
+
+def _request(**fields: Any) -> Any:
+    req = insight_service_pb2.GetKpisRequest()
+    for name, value in fields.items():
+        getattr(req, name).FromTimedelta(value)
+    return req
+
+
+def test_window_and_bucket_defaults_and_bounds() -> None:
+    assert kpi_window(_request()) == (timedelta(hours=24), timedelta(hours=1))
+    assert kpi_window(_request(window=timedelta(minutes=10))) == (
+        timedelta(minutes=10),
+        timedelta(minutes=1),
+    )
+    for bad in (
+        {"window": timedelta(days=32)},
+        {"window": timedelta(0)},
+        {"bucket": timedelta(seconds=30)},
+        {"window": HOUR, "bucket": 2 * HOUR},
+        {"window": timedelta(days=30), "bucket": timedelta(minutes=1)},
+    ):
+        with pytest.raises(InvalidArgument):
+            kpi_window(_request(**bad))

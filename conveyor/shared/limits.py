@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.translator.domain.diagnostics import pointer
+from conveyor.shared.diagnostics import pointer
 
 __all__ = ["DEFAULT_LIMITS", "Limits", "PlainResult", "json_text_depth_exceeds", "to_plain"]
 

@@ -1,4 +1,8 @@
-"""Imports every service's table definitions so Base.metadata knows all of them."""
+"""Imports every service's table definitions so Base.metadata knows all of them.
+
+This lives with the migrations, not in the kernel: the migrations are a composition root that
+may see every service's tables, while the kernel depends on no service.
+"""
 
 from __future__ import annotations
 

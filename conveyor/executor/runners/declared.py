@@ -16,12 +16,12 @@ from typing import Any
 
 import structlog
 
-from conveyor.artifacts.domain import name_problem
 from conveyor.executor.runners.base import (
     ErrorCategory,
     StepContext,
     StepOutcome,
 )
+from conveyor.shared.artifact_names import name_problem
 
 log = structlog.get_logger(__name__)
 

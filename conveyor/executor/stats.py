@@ -1,21 +1,32 @@
-"""Per-job statistics over a time window, in SQL over job_runs, job_run_steps, job_executions."""
+"""Figures over the executor's runs, steps and attempts for RunStatsService: per-job
+statistics, KPIs over a window, queue backlogs, alert inputs and metric look-ups.
+
+The SQL stays here, with the tables; the monitor asks for the results over RPC.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from conveyor.executor.engine import RunState, StepState
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
 from conveyor.kernel.errors import NotFound
 from conveyor.kernel.ids import as_utc
-from conveyor.translator.store import JobRow
 
 MAX_DURATION_SAMPLES = 100_000
 TOP_CATEGORIES = 10
+MAX_QUEUES = 100
+MAX_ENDED_RUNS = 5000
+MAX_RUNNING_STEPS = 1000
+MAX_DESCRIBE = 1000
+# Run states that count for success rates (CANCELLED runs are neither).
+DECIDED = (RunState.SUCCEEDED, RunState.FAILED)
 
 
 @dataclass
@@ -51,27 +62,21 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def success_rate(by_state: dict[str, int]) -> float:
     """SUCCEEDED / (SUCCEEDED + FAILED); 0 when neither."""
-    ended = by_state.get("SUCCEEDED", 0) + by_state.get("FAILED", 0)
-    return by_state.get("SUCCEEDED", 0) / ended if ended else 0.0
+    ended = by_state.get(RunState.SUCCEEDED, 0) + by_state.get(RunState.FAILED, 0)
+    return by_state.get(RunState.SUCCEEDED, 0) / ended if ended else 0.0
 
 
-def job_stats(session: Session, job: str, *, window: timedelta, now: datetime) -> JobStats:
-    """Compute a job's stats for runs created in [now - window, now]."""
-    since = now - window
+def job_stats(session: Session, job: str, *, since: datetime, until: datetime) -> JobStats:
+    """A job's stats for runs created in [since, until]; NotFound when it has no run at all."""
     of_job = or_(RunRow.job_id == job, RunRow.job_name == job)
     ident = session.execute(
         select(RunRow.job_id, RunRow.job_name).where(of_job).order_by(RunRow.created_at.desc())
     ).first()
     if ident is None:
-        row = session.execute(
-            select(JobRow.id, JobRow.name).where(or_(JobRow.id == job, JobRow.name == job))
-        ).first()
-        if row is None:
-            raise NotFound(f"job {job!r} not found", metadata={"job_id": job})
-        ident = row
+        raise NotFound(f"job {job!r} has no runs", metadata={"job_id": job}, reason="NO_RUNS")
     job_id, job_name = str(ident[0]), str(ident[1])
-    in_window = (RunRow.job_id == job_id, RunRow.created_at >= since)
-    stats = JobStats(job_id=job_id, job_name=job_name, since=since, until=now)
+    in_window = (RunRow.job_id == job_id, RunRow.created_at >= since, RunRow.created_at <= until)
+    stats = JobStats(job_id=job_id, job_name=job_name, since=since, until=until)
     for state, count in session.execute(
         select(RunRow.state, func.count()).where(*in_window).group_by(RunRow.state)
     ):
@@ -192,9 +197,9 @@ def kpis(session: Session, *, since: datetime, until: datetime, bucket_s: float)
         created, started, ended = as_utc(row_created), as_utc(row_started), as_utc(row_ended)
         if ended is not None and ended >= since:
             at = _index(ended, since, bucket_s, count)
-            if at is not None and state == "SUCCEEDED":
+            if at is not None and state == RunState.SUCCEEDED:
                 buckets[at].runs_succeeded += 1
-            elif at is not None and state == "FAILED":
+            elif at is not None and state == RunState.FAILED:
                 buckets[at].runs_failed += 1
         if created is None or created < since:
             continue
@@ -203,9 +208,9 @@ def kpis(session: Session, *, since: datetime, until: datetime, bucket_s: float)
             buckets[at].runs_started += 1
         job = jobs.setdefault(str(job_id), JobKpi(job_id=str(job_id), job_name=str(job_name)))
         job.runs += 1
-        job.succeeded += state == "SUCCEEDED"
-        job.failed += state == "FAILED"
-        if started is not None and ended is not None and state in ("SUCCEEDED", "FAILED"):
+        job.succeeded += state == RunState.SUCCEEDED
+        job.failed += state == RunState.FAILED
+        if started is not None and ended is not None and state in DECIDED:
             job.durations.append(max(0.0, (ended - started).total_seconds()))
     result.jobs = sorted(jobs.values(), key=lambda j: (-j.runs, j.job_name))[:MAX_KPI_JOBS]
 
@@ -251,7 +256,7 @@ def kpis(session: Session, *, since: datetime, until: datetime, bucket_s: float)
     # Steps still queued (not started yet) count in every bucket ending after their queuing.
     for (queued,) in session.execute(
         select(StepRow.queued_at)
-        .where(StepRow.state == "QUEUED", StepRow.queued_at.is_not(None))
+        .where(StepRow.state == StepState.QUEUED, StepRow.queued_at.is_not(None))
         .limit(MAX_KPI_SAMPLES)
     ):
         waiting_since = as_utc(queued)
@@ -260,3 +265,140 @@ def kpis(session: Session, *, since: datetime, until: datetime, bucket_s: float)
         for i in _ends_within(waiting_since, None, since, bucket_s, count):
             buckets[i].queued_steps += 1
     return result
+
+
+# ---- queue backlog, alert inputs, metric look-ups
+
+
+def queue_backlog(session: Session) -> dict[str, tuple[int, datetime | None]]:
+    """(QUEUED steps, oldest queued_at) per queue."""
+    rows = session.execute(
+        select(StepRow.queue, func.count(), func.min(StepRow.queued_at))
+        .where(StepRow.state == StepState.QUEUED)
+        .group_by(StepRow.queue)
+        .order_by(StepRow.queue)
+        .limit(MAX_QUEUES)
+    ).all()
+    return {str(q): (int(n), as_utc(oldest)) for q, n, oldest in rows}
+
+
+@dataclass(frozen=True)
+class EndedRun:
+    """A run that ended SUCCEEDED or FAILED."""
+
+    run_id: str
+    job_id: str
+    job_name: str
+    state: RunState
+    ended_at: datetime
+
+
+def ended_runs(session: Session, *, since: datetime, limit: int) -> list[EndedRun]:
+    """Runs that ended SUCCEEDED or FAILED at or after `since`, newest first."""
+    rows = session.execute(
+        select(RunRow.id, RunRow.job_id, RunRow.job_name, RunRow.state, RunRow.ended_at)
+        .where(RunRow.state.in_(DECIDED), RunRow.ended_at >= since)
+        .order_by(RunRow.ended_at.desc(), RunRow.id.desc())
+        .limit(limit)
+    )
+    result = []
+    for run_id, job_id, job_name, state, ended in rows:
+        ended_at = as_utc(ended)
+        if ended_at is not None:
+            result.append(EndedRun(run_id, job_id, job_name, RunState(state), ended_at))
+    return result
+
+
+@dataclass(frozen=True)
+class RunningStep:
+    """A step running now."""
+
+    run_id: str
+    node_id: str
+    job_id: str
+    job_name: str
+    started_at: datetime
+
+
+def running_steps(session: Session, *, limit: int) -> list[RunningStep]:
+    """Steps RUNNING now, the longest running first."""
+    rows = session.execute(
+        select(StepRow.run_id, StepRow.node_id, RunRow.job_id, RunRow.job_name, StepRow.started_at)
+        .join(RunRow, RunRow.id == StepRow.run_id)
+        .where(StepRow.state == StepState.RUNNING, StepRow.started_at.is_not(None))
+        .order_by(StepRow.started_at)
+        .limit(limit)
+    )
+    result = []
+    for run_id, node_id, job_id, job_name, started in rows:
+        started_at = as_utc(started)
+        if started_at is not None:
+            result.append(RunningStep(run_id, node_id, job_id, job_name, started_at))
+    return result
+
+
+@dataclass(frozen=True)
+class Description:
+    """What `describe` found for a (run, node, attempt) key."""
+
+    key: tuple[str, str, int]
+    job_name: str
+    node_type: str = ""
+    wall_s: float | None = None
+
+
+def describe(session: Session, keys: Sequence[tuple[str, str, int]]) -> list[Description]:
+    """Job names of runs, types of nodes and wall times of ended attempts; unknown keys are
+    left out. A key is (run, "", 0) for a run, (run, node, 0) for a node."""
+    run_ids = sorted({k[0] for k in keys})
+    jobs = dict(
+        session.execute(select(RunRow.id, RunRow.job_name).where(RunRow.id.in_(run_ids))).all()
+    )
+    node_keys = {(k[0], k[1]) for k in keys if k[1]}
+    types: dict[tuple[str, str], str] = {}
+    walls: dict[tuple[str, str, int], float] = {}
+    if node_keys:
+        for run_id, node_id, node_type in session.execute(
+            select(StepRow.run_id, StepRow.node_id, StepRow.node_type).where(
+                StepRow.run_id.in_(run_ids), StepRow.node_id.in_(sorted({k[1] for k in node_keys}))
+            )
+        ):
+            types[(run_id, node_id)] = str(node_type or "")
+    attempt_keys = {k for k in keys if k[1] and k[2] > 0}
+    if attempt_keys:
+        for run_id, node_id, attempt, wall, started, ended in session.execute(
+            select(
+                ExecutionRow.run_id,
+                ExecutionRow.node_id,
+                ExecutionRow.attempt,
+                ExecutionRow.wall_s,
+                ExecutionRow.started_at,
+                ExecutionRow.ended_at,
+            ).where(
+                ExecutionRow.run_id.in_(run_ids),
+                ExecutionRow.node_id.in_(sorted({k[1] for k in attempt_keys})),
+            )
+        ):
+            key = (run_id, node_id, int(attempt))
+            if key not in attempt_keys:
+                continue
+            seconds = _wall(wall, started, ended)
+            if seconds is not None:
+                walls[key] = seconds
+    found = []
+    for run_id, node_id, attempt in keys:
+        if run_id not in jobs or (node_id and (run_id, node_id) not in types):
+            continue
+        key = (run_id, node_id, attempt)
+        node_type = types.get((run_id, node_id), "")
+        found.append(Description(key, str(jobs[run_id]), node_type, walls.get(key)))
+    return found
+
+
+def _wall(wall: float | None, started: datetime | None, ended: datetime | None) -> float | None:
+    if wall is not None:
+        return float(wall)
+    s, e = as_utc(started), as_utc(ended)
+    if s is None or e is None:
+        return None
+    return max(0.0, (e - s).total_seconds())

@@ -31,9 +31,9 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from conveyor.translator.domain import diagnostics as dg
-from conveyor.translator.domain.diagnostics import Diagnostic, Diagnostics, pointer
-from conveyor.translator.domain.limits import to_plain
+from conveyor.shared import diagnostics as dg
+from conveyor.shared.diagnostics import Diagnostic, Diagnostics, pointer
+from conveyor.shared.limits import to_plain
 
 __all__ = ["Declared", "check_parameters_schema", "declared_parameters", "validate_parameters"]
 
