@@ -14,7 +14,7 @@ from rich.console import Console
 from conveyor.cli.client import gateway_channel, resolve_token
 from conveyor.cli.params import parse_pairs
 from conveyor.kernel.grpcserver import error_details
-from conveyor.kernel.protoconv import dict_to_struct
+from conveyor.kernel.protoconv import json_text
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 
 schedules_app = typer.Typer(no_args_is_help=True, help="Run jobs once, on an interval or by cron.")
@@ -151,7 +151,7 @@ def create(
         job_id=job,
         description=description,
         spec=build_spec(cron=cron, every=every, at=at, tz=tz, start=start, end=end, jitter=jitter),
-        parameters=dict_to_struct(parse_pairs(param or [], err)),
+        parameters_json=json_text(parse_pairs(param or [], err)),
         policies=_policies(overlap, catchup_window, catchup, pause_after),
     )
     try:
@@ -229,7 +229,7 @@ def update(
         schedule.job_id = job
         paths.append("job_id")
     if param is not None:
-        schedule.parameters.CopyFrom(dict_to_struct(parse_pairs(param, err)))
+        schedule.parameters_json = json_text(parse_pairs(param, err))
         paths.append("parameters")
     if overlap:
         schedule.policies.CopyFrom(_policies(overlap, 0, "coalesce", 0))

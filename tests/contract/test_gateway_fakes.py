@@ -166,7 +166,7 @@ class FakeExecutor(executor_service_pb2_grpc.ExecutorServiceServicer):  # type: 
             run=run_pb2.Run(
                 run_id=f"run-of-{request.job_id}",
                 job_id=request.job_id,
-                parameters=request.parameters,
+                parameters_json=request.parameters_json,
                 trigger=request.trigger or run_pb2.RUN_TRIGGER_MANUAL,
             )
         )

@@ -35,12 +35,12 @@ class TranslateWorkflowRequest(_message.Message):
     def __init__(self, workflow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., workflow_json: _Optional[str] = ...) -> None: ...
 
 class TranslateWorkflowResponse(_message.Message):
-    __slots__ = ("plan", "diagnostics")
-    PLAN_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("diagnostics", "plan")
     DIAGNOSTICS_FIELD_NUMBER: _ClassVar[int]
-    plan: _struct_pb2.Struct
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     diagnostics: _containers.RepeatedCompositeFieldContainer[_translator_pb2.Diagnostic]
-    def __init__(self, plan: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., diagnostics: _Optional[_Iterable[_Union[_translator_pb2.Diagnostic, _Mapping]]] = ...) -> None: ...
+    plan: _translator_pb2.Plan
+    def __init__(self, diagnostics: _Optional[_Iterable[_Union[_translator_pb2.Diagnostic, _Mapping]]] = ..., plan: _Optional[_Union[_translator_pb2.Plan, _Mapping]] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("workflow", "workflow_json", "update_existing", "request_id")
