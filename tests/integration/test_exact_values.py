@@ -34,7 +34,7 @@ VALUES: dict[str, Any] = {
     "tiny": 5e-324,
     "tenth": 0.1,
     "negzero": -0.0,
-    "text": "Grüße, naïve 🚀 \U0001d11e \u2028 \"quoted\" \\",
+    "text": 'Grüße, naïve 🚀 \U0001d11e \u2028 "quoted" \\',
     # With the body's object and this one, 62 levels: inside the HTTP edge's limit of 64.
     "deep": _deep(60),
     "list": [1, 1.0, 2**63, [], {}, None, True],
@@ -118,9 +118,7 @@ def test_start_run_over_http_keeps_values_exact(client: Client, http: httpx.Clie
     assert "parameters_json" not in got and "outputs_json" not in steps["echo"]
 
 
-def test_http_refuses_parameters_that_are_not_an_object(
-    client: Client, http: httpx.Client
-) -> None:
+def test_http_refuses_parameters_that_are_not_an_object(client: Client, http: httpx.Client) -> None:
     job = client.create_job(DOC).job
     resp = http.post(f"/v1/jobs/{job.job_id}:run", json={"parameters": [1, 2]})
     assert resp.status_code == 400
