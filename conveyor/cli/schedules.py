@@ -15,6 +15,7 @@ from conveyor.cli.client import gateway_channel, resolve_token
 from conveyor.cli.params import parse_pairs
 from conveyor.kernel.grpcserver import error_details
 from conveyor.kernel.protoconv import json_text
+from conveyor.kernel.protojson import to_json_dict
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 
 schedules_app = typer.Typer(no_args_is_help=True, help="Run jobs once, on an interval or by cron.")
@@ -104,7 +105,7 @@ def _policies(overlap: str, catchup_window: float, catchup: str, pause_after: in
 
 
 def _show(message: Any, output: str) -> None:
-    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    data = to_json_dict(message, every_field=False)
     if output == "json":
         print(json.dumps(data, indent=2))
         return
@@ -179,9 +180,7 @@ def list_(
     except grpc.RpcError as exc:
         raise _fail(exc) from None
     if output == "json":
-        items = [
-            json_format.MessageToDict(s, preserving_proto_field_name=True) for s in reply.schedules
-        ]
+        items = [to_json_dict(s, every_field=False) for s in reply.schedules]
         print(json.dumps(items, indent=2))
         return
     for s in reply.schedules:
