@@ -126,6 +126,26 @@ def to_json_dict(message: Message, *, every_field: bool = True) -> dict[str, Any
     return result
 
 
+def _clean_text(value: Any) -> bool:
+    """No string (key or value) holds a NUL or a lone surrogate: neither can be stored."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
+
+
 def _encode(desc: Descriptor, data: dict[str, Any], path: str) -> None:
     for field in desc.fields:
         kind = json_kind(field)
@@ -138,6 +158,10 @@ def _encode(desc: Descriptor, data: dict[str, Any], path: str) -> None:
                 where = f"{path}{name}"
                 if kind == OBJECT and not isinstance(value, dict):
                     raise JsonFieldError(f"{where} must be a JSON object", field=where)
+                if not _clean_text(value):
+                    raise JsonFieldError(
+                        f"{where}: text must be valid UTF-8 without NUL characters", field=where
+                    )
                 data[field.name] = json_text(value)
             continue
         inner = _nested(field)

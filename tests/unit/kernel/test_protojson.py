@@ -130,3 +130,10 @@ def test_every_json_field_is_a_string_named_json() -> None:
             "parameters_json",
         ]
     )
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800"])
+def test_strings_that_cannot_be_stored_are_refused(text: str) -> None:
+    with pytest.raises(JsonFieldError) as info:
+        from_json_dict({"parameters": {"k": [text]}}, executor_service_pb2.StartRunRequest())
+    assert info.value.field == "parameters"
