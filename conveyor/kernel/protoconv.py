@@ -98,18 +98,6 @@ def parse_json_object(text: str, *, field: str) -> dict[str, Any]:
     return value
 
 
-def normalise_numbers(value: Any) -> Any:
-    """Turn integral floats back into ints, for a document that came as a Struct (whose
-    numbers are all doubles); what was `1.0` in the sender's JSON cannot be told apart."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: normalise_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalise_numbers(v) for v in value]
-    return value
-
-
 def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
     """A JSON-compatible dict as a Struct (for data of our own, never user values)."""
     struct = struct_pb2.Struct()

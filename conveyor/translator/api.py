@@ -6,13 +6,12 @@ import asyncio
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
 
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
 from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
 from conveyor.kernel.paging import page_size
-from conveyor.kernel.protoconv import json_text, normalise_numbers, timestamp
+from conveyor.kernel.protoconv import json_text, timestamp
 from conveyor.translator import store
 from conveyor.translator.domain import CompileResult, Diagnostic, compile_workflow
 from conveyor.translator.v1 import (
@@ -56,14 +55,10 @@ def invalid_workflow(result: CompileResult) -> InvalidArgument:
     )
 
 
-def _source(request: Any) -> str | dict[str, Any]:
+def _source(request: Any) -> str:
     which = request.WhichOneof("source")
     if which == "workflow_json":
         return str(request.workflow_json)
-    if which == "workflow":
-        # A Struct carries numbers as doubles; workflow_json keeps them exact.
-        value = normalise_numbers(json_format.MessageToDict(request.workflow))
-        return value if isinstance(value, dict) else {}
     raise InvalidArgument(
         "a workflow is required",
         violations=[Violation("workflow", "set workflow or workflow_json", "REQUIRED")],
@@ -130,7 +125,7 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
             result = compile_workflow(source)
             if result.plan is None:
                 raise invalid_workflow(result)
-            definition = source if isinstance(source, dict) else _parsed(source)
+            definition = _parsed(source)
             with self._db.transaction() as session:
                 rec = store.save_job(
                     session,

@@ -8,6 +8,7 @@ google.rpc details, a resumable event stream and a stream that waits for the tes
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -126,7 +127,7 @@ class FakeTranslator(translator_service_pb2_grpc.TranslatorServiceServicer):  # 
                 "no workflow given",
                 violations=[Violation("workflow", "a workflow is required", "REQUIRED")],
             )
-        nodes = request.workflow.fields["nodes"].list_value.values
+        nodes = json.loads(request.workflow_json).get("nodes")
         diagnostics = (
             [translator_pb2.Diagnostic(code="NO_NODES", message="the workflow has no nodes")]
             if not nodes

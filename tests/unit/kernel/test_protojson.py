@@ -14,7 +14,7 @@ from conveyor.kernel.protoconv import MAX_JSON_DEPTH, json_text, parse_json_text
 from conveyor.kernel.protojson import JsonFieldError, from_json_dict, json_kind, to_json_dict
 from conveyor.kernel.v1 import json_pb2
 from conveyor.scheduler.v1 import schedule_pb2
-from conveyor.translator.v1 import translator_pb2
+from conveyor.translator.v1 import translator_pb2, translator_service_pb2
 
 VALUES: dict[str, Any] = {
     "big": 2**53 + 1,
@@ -137,3 +137,14 @@ def test_strings_that_cannot_be_stored_are_refused(text: str) -> None:
     with pytest.raises(JsonFieldError) as info:
         from_json_dict({"parameters": {"k": [text]}}, executor_service_pb2.StartRunRequest())
     assert info.value.field == "parameters"
+
+
+def test_a_workflow_document_is_taken_as_a_value_or_as_text() -> None:
+    doc = {"schema": "conveyor/v1", "nodes": [{"data": {"n": 2**60 + 1, "f": 0.5}}]}
+    msg = from_json_dict({"workflow": doc}, translator_service_pb2.CreateJobRequest())
+    assert msg.WhichOneof("source") == "workflow_json"
+    assert json.loads(msg.workflow_json) == doc
+    text = from_json_dict(
+        {"workflow_json": "{not json"}, translator_service_pb2.ValidateWorkflowRequest()
+    )
+    assert text.workflow_json == "{not json"  # malformed text reaches the translator's diagnostics

@@ -216,8 +216,7 @@ export interface Plan {
 }
 
 export interface ValidateWorkflowRequest {
-  workflow?: Record<string, unknown>;
-  workflow_json?: string;
+  workflow?: unknown;
 }
 
 export interface ValidateWorkflowResponse {
@@ -226,8 +225,7 @@ export interface ValidateWorkflowResponse {
 }
 
 export interface TranslateWorkflowRequest {
-  workflow?: Record<string, unknown>;
-  workflow_json?: string;
+  workflow?: unknown;
 }
 
 export interface TranslateWorkflowResponse {
@@ -236,8 +234,7 @@ export interface TranslateWorkflowResponse {
 }
 
 export interface CreateJobRequest {
-  workflow?: Record<string, unknown>;
-  workflow_json?: string;
+  workflow?: unknown;
   update_existing: boolean;
   request_id: string;
 }
