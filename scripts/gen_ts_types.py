@@ -16,6 +16,9 @@ from pathlib import Path
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from conveyor.kernel.protojson import json_kind, json_name
+from conveyor.kernel.v1 import json_pb2
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "web" / "src" / "gen" / "api.ts"
 MODULES = [
@@ -110,6 +113,13 @@ def _message(message: Descriptor) -> list[str]:
             out.extend(_message(nested_msg))
     lines = [f"export interface {_ts_name(message.full_name)} {{"]
     for field in message.fields:
+        kind = json_kind(field)
+        if kind:
+            # JSON text fields appear parsed, under their name without `_json`, absent when
+            # empty (conveyor.kernel.protojson).
+            shape = "Record<string, unknown>" if kind == json_pb2.JSON_KIND_OBJECT else "unknown"
+            lines.append(f"  {json_name(field)}?: {shape};")
+            continue
         mark = "?" if _optional(field) else ""
         lines.append(f"  {field.name}{mark}: {_field_type(field)};")
     lines.append("}\n")

@@ -11,7 +11,7 @@ import grpc
 
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
 from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, with_metadata
-from conveyor.kernel.protoconv import dict_to_struct
+from conveyor.kernel.protoconv import json_text
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 
@@ -90,7 +90,7 @@ class Client:
         """Start a run."""
         reply = self.executor.StartRun(
             executor_service_pb2.StartRunRequest(
-                job_id=job_id, parameters=dict_to_struct(params), priority=priority
+                job_id=job_id, parameters_json=json_text(params), priority=priority
             ),
             timeout=60,
         )

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import grpc
 import typer
-from google.protobuf import json_format
 from rich.console import Console
 
 from conveyor.cli import artifacts as artifacts_cli
@@ -27,6 +26,7 @@ from conveyor.cli.tokens import tokens_app
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
 from conveyor.kernel.logging import configure_logging
+from conveyor.kernel.protojson import to_json_dict
 from conveyor.kernel.settings import Settings
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2
 from conveyor.translator.domain import compile_workflow
@@ -642,7 +642,7 @@ def jobs_list(output: OutputOpt = "text", server: ServerOpt = None) -> None:
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     if output == "json":
-        jobs = [json_format.MessageToDict(j, preserving_proto_field_name=True) for j in reply.jobs]
+        jobs = [to_json_dict(j, every_field=False) for j in reply.jobs]
         print(json.dumps(jobs, indent=2))
         return
     for j in reply.jobs:
@@ -659,7 +659,7 @@ def jobs_show(job: str, output: OutputOpt = "json", server: ServerOpt = None) ->
         )
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
-    data = json_format.MessageToDict(reply.job, preserving_proto_field_name=True)
+    data = to_json_dict(reply.job, every_field=False)
     if output != "json":
         data.pop("plan", None)
     print(json.dumps(data, indent=2))

@@ -7,13 +7,11 @@ import sys
 from collections.abc import Iterable
 from typing import IO, Any
 
-from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from conveyor.executor.v1 import run_pb2
-from conveyor.kernel.protoconv import normalise_numbers
 from conveyor.monitor.v1 import event_pb2
 
 STATE_STYLE = {
@@ -44,6 +42,11 @@ def category(value: int) -> str | None:
     return str(run_pb2.ErrorCategory.Name(value)).removeprefix("ERROR_CATEGORY_")
 
 
+def json_value(text: str, default: Any) -> Any:
+    """A JSON text field of a reply as its value (`default` when empty), numbers exact."""
+    return json.loads(text) if text else default
+
+
 def run_json(run: run_pb2.Run) -> dict[str, Any]:
     """The final run as one JSON object (the `--output json` contract)."""
     return {
@@ -54,7 +57,7 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
         "error_message": run.error_message or None,
         "started_by": run.started_by or None,
         "parent_run_id": run.parent_run_id or None,
-        "parameters": normalise_numbers(json_format.MessageToDict(run.parameters)),
+        "parameters": json_value(run.parameters_json, {}),
         "steps": [
             {
                 "node_id": s.node_id,
@@ -64,13 +67,11 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
                 "exit_code": s.exit_code if s.HasField("exit_code") else None,
                 "stdout": s.stdout,
                 "stderr": s.stderr,
-                "output": normalise_numbers(json_format.MessageToDict(s.output))
-                if s.HasField("output")
-                else None,
+                "output": json_value(s.output_json, None),
                 "error_category": category(s.error_category),
                 "error_message": s.error_message or None,
                 "skip_reason": s.skip_reason or None,
-                "outputs": normalise_numbers(json_format.MessageToDict(s.outputs)),
+                "outputs": json_value(s.outputs_json, {}),
                 "child_run_id": s.child_run_id or None,
             }
             for s in run.steps
@@ -117,7 +118,7 @@ def event_line(ev: event_pb2.RunEvent) -> Text:
 def waiting_detail(run_id: str, s: run_pb2.Step) -> str:
     """What a WAITING step waits for."""
     if s.node_type == "action.approval":
-        message = s.outputs.fields["message"].string_value if "message" in s.outputs.fields else ""
+        message = str(json_value(s.outputs_json, {}).get("message") or "")
         return f"awaiting approval: {message} (conveyor runs approve {run_id} {s.node_id})"
     if s.child_run_id:
         return f"waiting for sub-workflow run {s.child_run_id}"
@@ -141,8 +142,8 @@ def run_table(console: Console, run: run_pb2.Run) -> None:
         detail = s.error_message or s.skip_reason
         if not detail and s.state == run_pb2.STEP_STATE_WAITING:
             detail = waiting_detail(run.run_id, s)
-        if not detail and s.HasField("output"):
-            detail = json.dumps(normalise_numbers(json_format.MessageToDict(s.output)))
+        if not detail and s.output_json:
+            detail = json.dumps(json_value(s.output_json, None), ensure_ascii=False)
         table.add_row(
             s.node_id,
             s.node_type,

@@ -14,7 +14,8 @@ from rich.console import Console
 from conveyor.cli.client import gateway_channel, resolve_token
 from conveyor.cli.params import parse_pairs
 from conveyor.kernel.grpcserver import error_details
-from conveyor.kernel.protoconv import dict_to_struct
+from conveyor.kernel.protoconv import json_text
+from conveyor.kernel.protojson import to_json_dict
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 
 schedules_app = typer.Typer(no_args_is_help=True, help="Run jobs once, on an interval or by cron.")
@@ -104,7 +105,7 @@ def _policies(overlap: str, catchup_window: float, catchup: str, pause_after: in
 
 
 def _show(message: Any, output: str) -> None:
-    data = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    data = to_json_dict(message, every_field=False)
     if output == "json":
         print(json.dumps(data, indent=2))
         return
@@ -151,7 +152,7 @@ def create(
         job_id=job,
         description=description,
         spec=build_spec(cron=cron, every=every, at=at, tz=tz, start=start, end=end, jitter=jitter),
-        parameters=dict_to_struct(parse_pairs(param or [], err)),
+        parameters_json=json_text(parse_pairs(param or [], err)),
         policies=_policies(overlap, catchup_window, catchup, pause_after),
     )
     try:
@@ -179,9 +180,7 @@ def list_(
     except grpc.RpcError as exc:
         raise _fail(exc) from None
     if output == "json":
-        items = [
-            json_format.MessageToDict(s, preserving_proto_field_name=True) for s in reply.schedules
-        ]
+        items = [to_json_dict(s, every_field=False) for s in reply.schedules]
         print(json.dumps(items, indent=2))
         return
     for s in reply.schedules:
@@ -229,7 +228,7 @@ def update(
         schedule.job_id = job
         paths.append("job_id")
     if param is not None:
-        schedule.parameters.CopyFrom(dict_to_struct(parse_pairs(param, err)))
+        schedule.parameters_json = json_text(parse_pairs(param, err))
         paths.append("parameters")
     if overlap:
         schedule.policies.CopyFrom(_policies(overlap, 0, "coalesce", 0))

@@ -31,10 +31,11 @@ from conveyor.kernel.grpcserver import (
 )
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.paging import decode_token, encode_token, page_size
-from conveyor.kernel.protoconv import struct_to_dict
+from conveyor.kernel.protoconv import parse_json_object
 from conveyor.kernel.settings import Settings
 from conveyor.shared.parameters import validate_parameters
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
+from conveyor.translator.wire import plan_from_pb
 
 log = structlog.get_logger(__name__)
 
@@ -137,7 +138,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             job_id=job.job_id,
             name=job.name,
             version=job.version,
-            plan=struct_to_dict(job.plan),
+            plan=plan_from_pb(job.plan),
         )
 
     @map_errors
@@ -160,8 +161,9 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             )
         if violations:
             raise InvalidArgument("invalid StartRun request", violations=violations)
+        given = parse_json_object(request.parameters_json, field="parameters")
         job = await self._job(request.job_id, request.job_version, None)
-        params, diagnostics = validate_parameters(job.plan, struct_to_dict(request.parameters))
+        params, diagnostics = validate_parameters(job.plan, given)
         if diagnostics:
             raise InvalidArgument(
                 f"parameters do not match the job's schema: {diagnostics[0].message}",

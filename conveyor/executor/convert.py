@@ -8,7 +8,7 @@ from conveyor.executor.models import ExecutionRow, RunRow, StepRow
 from conveyor.executor.v1 import executor_service_pb2 as _svc  # noqa: F401 - registers descriptors
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.ids import as_utc
-from conveyor.kernel.protoconv import dict_to_struct, duration, timestamp, to_value
+from conveyor.kernel.protoconv import duration, json_text, timestamp
 
 
 def run_state(name: str) -> Any:
@@ -73,7 +73,7 @@ def step_pb(step: StepRow, node: dict[str, Any], executions: list[ExecutionRow])
         stderr=str(outputs.get("stderr") or ""),
         stdout_uri=str(outputs.get("stdout_uri") or ""),
         stderr_uri=str(outputs.get("stderr_uri") or ""),
-        outputs=dict_to_struct(outputs),
+        outputs_json=json_text(outputs),
         error_category=category(step.error_category),
         error_message=step.error_message,
         skip_reason=step.skip_reason,
@@ -86,7 +86,7 @@ def step_pb(step: StepRow, node: dict[str, Any], executions: list[ExecutionRow])
         wake_time=timestamp(as_utc(step.wake_at)),
     )
     if "output" in outputs:
-        msg.output.CopyFrom(to_value(outputs["output"]))
+        msg.output_json = json_text(outputs["output"])
     if isinstance(outputs.get("exit_code"), int):
         msg.exit_code = outputs["exit_code"]
     return msg
@@ -106,7 +106,7 @@ def run_pb(
         job_version=run.job_version,
         state=run_state(run.state),
         trigger=run_pb2.RunTrigger.Value(f"RUN_TRIGGER_{run.trigger}"),
-        parameters=dict_to_struct(run.parameters),
+        parameters_json=json_text(run.parameters or {}),
         create_time=timestamp(as_utc(run.created_at)),
         start_time=timestamp(as_utc(run.started_at)),
         end_time=timestamp(as_utc(run.ended_at)),

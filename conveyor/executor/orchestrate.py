@@ -18,7 +18,7 @@ from conveyor.executor import foreach, runs
 from conveyor.executor.runners import ErrorCategory, StepContext, StepOutcome
 from conveyor.executor.runners.base import Masker, Renderer, StepError, as_text
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
-from conveyor.kernel.protoconv import dict_to_struct
+from conveyor.kernel.protoconv import json_text
 
 ORCHESTRATED = frozenset({"logic.foreach", "action.approval", "action.subworkflow"})
 START_TIMEOUT_S = 30.0
@@ -67,7 +67,7 @@ def start_child(
     params = Masker(ctx.secrets_to_mask).value(params)
     request = executor_service_pb2.StartRunRequest(
         job_id=job,
-        parameters=dict_to_struct(params),
+        parameters_json=json_text(params),
         request_id=f"sub:{ctx.run_id}:{ctx.node_id}:{ctx.attempt}",
         trigger=run_pb2.RUN_TRIGGER_SUBWORKFLOW,
         parent_run_id=ctx.run_id,

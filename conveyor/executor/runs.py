@@ -297,10 +297,9 @@ def start_run(
     by = f"started by {started_by}" if started_by else ""
     tx.emit(outbox.RUN_STATE_CHANGED, run_state=RunState.PENDING.value, message=by)
     steps: dict[str, StepRow] = {}
-    # Positions follow the plan's topological order (a plan that crossed gRPC as a Struct has
-    # lost the order of its "nodes" map).
-    order = job.plan.get("order") or list(job.plan["nodes"])
-    for position, node_id in enumerate(order):
+    # Positions follow the plan's topological order: the order of its "nodes", which the
+    # typed plan carries as a list.
+    for position, node_id in enumerate(job.plan["nodes"]):
         node = job.plan["nodes"][node_id]
         steps[node_id] = StepRow(
             run_id=run.id,

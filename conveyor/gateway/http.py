@@ -54,7 +54,7 @@ from conveyor.kernel.errors import ConveyorError
 from conveyor.kernel.grpcserver import ACTOR_KEY, MAX_MESSAGE_BYTES, channel, to_status
 from conveyor.kernel.ids import new_id
 from conveyor.kernel.metrics import aggregate, local_exposition
-from conveyor.kernel.protoconv import dict_to_struct
+from conveyor.kernel.protoconv import json_text
 
 log = structlog.get_logger(__name__)
 
@@ -509,7 +509,7 @@ class HttpGateway:
                 job_id=job.job_id,
                 request_id=f"hook:{job.job_id}:{delivery}",
                 trigger=run_pb2.RUN_TRIGGER_WEBHOOK,
-                parameters=dict_to_struct(parsed or {}),
+                parameters_json=json_text(parsed or {}),
             )
         except InputError as bad:
             return _error(bad.failure())

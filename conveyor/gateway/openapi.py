@@ -16,6 +16,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from conveyor.auth import tokens
 from conveyor.auth.roles import required_role
 from conveyor.gateway.transcode import HttpRoute
+from conveyor.kernel.protojson import OBJECT, json_kind, json_name
 
 _INT32 = {
     FieldDescriptor.TYPE_INT32,
@@ -88,7 +89,14 @@ class _Schemas:
         return {"$ref": f"#/components/schemas/{desc.full_name}"}
 
     def _message(self, desc: Descriptor) -> dict[str, Any]:
-        properties = {f.name: self.field(f) for f in desc.fields}
+        properties = {}
+        for f in desc.fields:
+            kind = json_kind(f)
+            if kind:
+                # JSON text travels parsed, under its name without `_json` (kernel.protojson).
+                properties[json_name(f)] = {"type": "object"} if kind == OBJECT else {}
+            else:
+                properties[f.name] = self.field(f)
         return {"type": "object", "properties": properties}
 
     def scalar(self, field: FieldDescriptor) -> dict[str, Any]:
@@ -129,7 +137,7 @@ def _query_parameters(route: HttpRoute, schemas: _Schemas) -> list[dict[str, Any
     bound = {v.split(".")[0] for v in route.variables} | ({route.body} if route.body else set())
     params = []
     for field in route.method.input_type.fields:
-        if field.name in bound:
+        if field.name in bound or json_kind(field):
             continue
         message = field.message_type
         if message is not None and message.full_name not in _QUERY_MESSAGES:

@@ -8,7 +8,7 @@ from importlib import metadata
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from conveyor.auth import tokens, webhooks
 from conveyor.auth.authn import CURRENT_CALLER, Authenticator
@@ -16,6 +16,7 @@ from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import FailedPrecondition, NotFound
 from conveyor.kernel.grpcserver import ServiceRegistration, channel, domain_error, map_errors
+from conveyor.kernel.protoconv import parse_json_object
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 
 SERVICE_NAME = gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
@@ -155,7 +156,8 @@ async def webhook_job(routes: Mapping[str, str], job: str) -> Any:
         if err.code() == grpc.StatusCode.NOT_FOUND:
             raise NotFound(f"job {job!r} not found", reason="JOB_NOT_FOUND") from None
         raise domain_error(err, peer="translator") from None
-    nodes = json_format.MessageToDict(reply.job.definition).get("nodes") or []
+    definition = parse_json_object(reply.job.definition_json, field="job.definition")
+    nodes = definition.get("nodes") or []
     if not any(isinstance(n, dict) and n.get("type") == "trigger.webhook" for n in nodes):
         raise FailedPrecondition(
             f"job {reply.job.name!r} has no trigger.webhook node", reason="NO_WEBHOOK_TRIGGER"

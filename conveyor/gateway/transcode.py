@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
 from conveyor.gateway.proxy import STATUS_DETAILS_KEY
+from conveyor.kernel.protojson import JsonFieldError, from_json_dict, to_json_dict
 
 HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -138,11 +139,9 @@ def error_body(failure: CallError) -> dict[str, Any]:
 
 
 def to_json(message: Message) -> dict[str, Any]:
-    """Response message -> JSON object with proto field names and every field present."""
-    result: dict[str, Any] = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    return result
+    """Response message -> JSON object with proto field names and every field present; JSON
+    text fields (`(conveyor.kernel.v1.json)`) as their values, without the `_json` suffix."""
+    return to_json_dict(message)
 
 
 @dataclass(frozen=True)
@@ -445,7 +444,9 @@ def build_request(
     message = route.request_cls()
     where = "body" if route.body else "query"
     try:
-        json_format.ParseDict(data, message, ignore_unknown_fields=False)
+        from_json_dict(data, message)
+    except JsonFieldError as exc:
+        raise InputError(str(exc), field=exc.field) from None
     except json_format.ParseError as exc:
         raise InputError(str(exc), field=where) from None
     except (ValueError, TypeError, RecursionError) as exc:  # the parser's own edge cases

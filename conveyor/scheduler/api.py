@@ -15,7 +15,7 @@ from conveyor.kernel.fieldmask import update_paths
 from conveyor.kernel.grpcserver import ServiceRegistration, actor, map_errors
 from conveyor.kernel.ids import as_utc
 from conveyor.kernel.paging import page_size
-from conveyor.kernel.protoconv import dict_to_struct, struct_to_dict, timestamp
+from conveyor.kernel.protoconv import json_text, parse_json_object, timestamp
 from conveyor.scheduler import domain, policies, store
 from conveyor.scheduler.client import GrpcJobs
 from conveyor.scheduler.domain import Spec
@@ -35,6 +35,7 @@ UPDATABLE = (
     "description",
     "spec",
     "parameters",
+    "parameters_json",
     "policies",
     "policies.overlap",
     "policies.catchup_window",
@@ -93,7 +94,7 @@ def schedule_pb(row: store.ScheduleRow) -> schedule_pb2.Schedule:
         job_id=row.job_id,
         description=row.description,
         spec=spec_pb(store.spec_of(row)),
-        parameters=dict_to_struct(row.parameters),
+        parameters_json=json_text(row.parameters or {}),
         policies=pols,
         paused=row.paused,
         note=row.note,
@@ -206,7 +207,9 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         if violations:
             raise _bad(f"invalid schedule: {violations[0].description}", violations)
         job_id, params = await self._check_job(
-            msg.job_id, struct_to_dict(msg.parameters), prefix="schedule"
+            msg.job_id,
+            parse_json_object(msg.parameters_json, field="schedule.parameters"),
+            prefix="schedule",
         )
         now = self._clock()
         if spec.kind == "interval" and spec.start is None:
@@ -302,7 +305,11 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
         existing = await asyncio.to_thread(current)
         job_ref = msg.job_id if "job_id" in paths else existing.job_id
-        params = struct_to_dict(msg.parameters) if "parameters" in paths else existing.parameters
+        params = (
+            parse_json_object(msg.parameters_json, field="schedule.parameters")
+            if {"parameters", "parameters_json"} & set(paths)
+            else existing.parameters
+        )
         job_id, params = await self._check_job(job_ref, params, prefix="schedule")
         now = self._clock()
         who = actor(context) or None

@@ -15,9 +15,10 @@ from conveyor.kernel.errors import (
     Violation,
 )
 from conveyor.kernel.grpcserver import channel, domain_error
-from conveyor.kernel.protoconv import dict_to_struct, struct_to_dict
+from conveyor.kernel.protoconv import json_text
 from conveyor.scheduler.firing import RunInfo
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
+from conveyor.translator.wire import plan_from_pb
 
 CALL_TIMEOUT_S = 5.0
 
@@ -47,7 +48,7 @@ class GrpcExecutor:
             reply = await self._stub.StartRun(
                 executor_service_pb2.StartRunRequest(
                     job_id=job_id,
-                    parameters=dict_to_struct(parameters),
+                    parameters_json=json_text(parameters),
                     request_id=request_id,
                     trigger=run_pb2.RUN_TRIGGER_SCHEDULE,
                 ),
@@ -115,7 +116,7 @@ class GrpcJobs:
                     violations=[Violation(field, f"no job {job_ref!r}", "NOT_FOUND")],
                 ) from err
             raise Unavailable(f"translator: {err.details()}") from err
-        return JobRef(job_id=reply.job.job_id, plan=struct_to_dict(reply.job.plan))
+        return JobRef(job_id=reply.job.job_id, plan=plan_from_pb(reply.job.plan))
 
     async def close(self) -> None:
         """Close the channel."""

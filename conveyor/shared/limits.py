@@ -73,13 +73,15 @@ def _is_sequence(value: Any) -> bool:
     return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
 
 
-def _leaf(value: Any) -> tuple[Any, bool]:
+def _leaf(value: Any, *, whole_floats: bool = False) -> tuple[Any, bool]:
     """The JSON form of a scalar, and whether it is acceptable."""
     if value is None or isinstance(value, str | bool | int):
         return value, True
     if isinstance(value, float):
         if not math.isfinite(value):
             return None, False
+        if whole_floats:
+            return value, True
         # Protobuf Struct carries every number as a double: 3.0 means 3.
         return (int(value), True) if value.is_integer() else (value, True)
     return None, False
@@ -100,16 +102,17 @@ def _spell(trail: _Trail) -> str:
 _SCALARS = (str, int, bool, type(None))
 
 
-def to_plain(root: Any, *, max_depth: int) -> PlainResult:
+def to_plain(root: Any, *, max_depth: int, whole_floats: bool = False) -> PlainResult:
     """Copy `root` into dicts, lists and JSON scalars, bounded by `max_depth` levels.
 
     Any Mapping or Sequence is accepted (protobuf Struct and ListValue included),
-    integral floats become ints, and values JSON cannot hold (NaN, bytes, objects)
-    are replaced by None and listed by JSON pointer in `bad_values`.
+    integral floats become ints unless `whole_floats` keeps them (for values that came as
+    JSON text, where `1.0` was written as a float), and values JSON cannot hold (NaN, bytes,
+    objects) are replaced by None and listed by JSON pointer in `bad_values`.
     """
     result = PlainResult(None)
     if not isinstance(root, Mapping) and not _is_sequence(root):
-        value, ok = _leaf(root)
+        value, ok = _leaf(root, whole_floats=whole_floats)
         result.value = value
         if not ok:
             result.bad_values.append("")
@@ -135,7 +138,7 @@ def to_plain(root: Any, *, max_depth: int) -> PlainResult:
                 copy = []
                 stack.append((item, copy, depth + 1, (trail, key)))
             else:
-                copy, ok = _leaf(item)
+                copy, ok = _leaf(item, whole_floats=whole_floats)
                 if not ok:
                     bad.append((trail, key))
             if is_dict:

@@ -176,7 +176,9 @@ def validate_parameters(
     problem = None if schema_plain.too_deep else _schema_problem(schema)
     if schema_plain.too_deep:
         problem = "'parameters' schema nests too deeply"
-    converted = to_plain(params, max_depth=256)
+    # Parameters decoded from JSON text are exact, so a float stays a float; a protobuf
+    # Struct has only doubles, so there a whole number means an integer.
+    converted = to_plain(params, max_depth=256, whole_floats=isinstance(params, dict))
     if not isinstance(converted.value, dict):
         return {}, [Diagnostic(dg.INVALID_FIELD, "parameters must be an object", "/parameters")]
     values: dict[str, Any] = converted.value

@@ -11,7 +11,7 @@ from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
 from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
 from conveyor.kernel.paging import page_size
-from conveyor.kernel.protoconv import dict_to_struct, struct_to_dict, timestamp
+from conveyor.kernel.protoconv import json_text, timestamp
 from conveyor.translator import store
 from conveyor.translator.domain import CompileResult, Diagnostic, compile_workflow
 from conveyor.translator.v1 import (
@@ -19,6 +19,7 @@ from conveyor.translator.v1 import (
     translator_service_pb2,
     translator_service_pb2_grpc,
 )
+from conveyor.translator.wire import plan_to_pb
 
 SERVICE_NAME = translator_service_pb2.DESCRIPTOR.services_by_name["TranslatorService"].full_name
 _SEVERITY = {
@@ -54,12 +55,10 @@ def invalid_workflow(result: CompileResult) -> InvalidArgument:
     )
 
 
-def _source(request: Any) -> str | dict[str, Any]:
+def _source(request: Any) -> str:
     which = request.WhichOneof("source")
     if which == "workflow_json":
         return str(request.workflow_json)
-    if which == "workflow":
-        return struct_to_dict(request.workflow)
     raise InvalidArgument(
         "a workflow is required",
         violations=[Violation("workflow", "set workflow or workflow_json", "REQUIRED")],
@@ -78,11 +77,11 @@ def job_pb(rec: store.JobRecord, *, full: bool) -> translator_pb2.Job:
         node_count=rec.node_count,
     )
     if rec.plan is not None:
-        job.parameters_schema.CopyFrom(dict_to_struct(rec.plan.get("parameters") or {}))
+        job.parameters_schema_json = json_text(rec.plan.get("parameters") or {})
         if full:
-            job.plan.CopyFrom(dict_to_struct(rec.plan))
+            job.plan.CopyFrom(plan_to_pb(rec.plan))
     if full and rec.definition is not None:
-        job.definition.CopyFrom(dict_to_struct(rec.definition))
+        job.definition_json = json_text(rec.definition)
     return job
 
 
@@ -111,7 +110,7 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
         if result.plan is None:
             raise invalid_workflow(result)
         return translator_service_pb2.TranslateWorkflowResponse(
-            plan=dict_to_struct(result.plan),
+            plan=plan_to_pb(result.plan),
             diagnostics=[diagnostic_pb(d) for d in result.diagnostics],
         )
 
@@ -126,7 +125,7 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
             result = compile_workflow(source)
             if result.plan is None:
                 raise invalid_workflow(result)
-            definition = source if isinstance(source, dict) else _parsed(source)
+            definition = _parsed(source)
             with self._db.transaction() as session:
                 rec = store.save_job(
                     session,

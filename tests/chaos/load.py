@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 from conveyor.cli.client import gateway_channel
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc
-from conveyor.kernel.protoconv import dict_to_struct
+from conveyor.kernel.protoconv import json_text
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 from tests.chaos.stack import Stack
 from tests.integration import workflows as wf
@@ -203,7 +203,7 @@ class Load:
         call(
             self.executor.StartRun,
             executor_service_pb2.StartRunRequest(
-                job_id=self.jobs[name], parameters=dict_to_struct(params), request_id=request_id
+                job_id=self.jobs[name], parameters_json=json_text(params), request_id=request_id
             ),
             errors=self.errors,
         )

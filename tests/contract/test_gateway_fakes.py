@@ -8,6 +8,7 @@ google.rpc details, a resumable event stream and a stream that waits for the tes
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -126,7 +127,7 @@ class FakeTranslator(translator_service_pb2_grpc.TranslatorServiceServicer):  # 
                 "no workflow given",
                 violations=[Violation("workflow", "a workflow is required", "REQUIRED")],
             )
-        nodes = request.workflow.fields["nodes"].list_value.values
+        nodes = json.loads(request.workflow_json).get("nodes")
         diagnostics = (
             [translator_pb2.Diagnostic(code="NO_NODES", message="the workflow has no nodes")]
             if not nodes
@@ -166,7 +167,7 @@ class FakeExecutor(executor_service_pb2_grpc.ExecutorServiceServicer):  # type: 
             run=run_pb2.Run(
                 run_id=f"run-of-{request.job_id}",
                 job_id=request.job_id,
-                parameters=request.parameters,
+                parameters_json=request.parameters_json,
                 trigger=request.trigger or run_pb2.RUN_TRIGGER_MANUAL,
             )
         )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import grpc
 import pytest
-from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -21,10 +21,8 @@ from tests.contract.test_gateway_fakes import EXECUTOR, MONITOR, TRANSLATOR, Sta
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-def _workflow(nodes: list[dict[str, str]]) -> struct_pb2.Struct:
-    doc = struct_pb2.Struct()
-    doc.update({"schema": "conveyor/v1", "name": "w", "nodes": nodes})
-    return doc
+def _workflow(nodes: list[dict[str, str]]) -> str:
+    return json.dumps({"schema": "conveyor/v1", "name": "w", "nodes": nodes})
 
 
 def _details(
@@ -46,7 +44,9 @@ def test_unary_call_round_trips_with_metadata_and_deadline() -> None:
         async with stack.channel() as ch:
             stub = translator_service_pb2_grpc.TranslatorServiceStub(ch)
             reply = await stub.ValidateWorkflow(
-                translator_service_pb2.ValidateWorkflowRequest(workflow=_workflow([{"id": "a"}])),
+                translator_service_pb2.ValidateWorkflowRequest(
+                    workflow_json=_workflow([{"id": "a"}])
+                ),
                 metadata=[
                     ("x-request-id", "req-1"),
                     ("traceparent", TRACEPARENT),
@@ -64,7 +64,7 @@ def test_unary_call_round_trips_with_metadata_and_deadline() -> None:
             assert remaining is not None and 0 < remaining <= 31
 
             reply = await stub.ValidateWorkflow(
-                translator_service_pb2.ValidateWorkflowRequest(workflow=_workflow([]))
+                translator_service_pb2.ValidateWorkflowRequest(workflow_json=_workflow([]))
             )
             assert not reply.valid
             assert [d.code for d in reply.diagnostics] == ["NO_NODES"]

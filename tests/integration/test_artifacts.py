@@ -159,7 +159,7 @@ def test_big_output_streams_with_bounded_worker_memory(
 
 def test_head_is_inline(big_run: dict[str, Any], client: Client) -> None:
     run = client.get_run(big_run["run"].run_id)
-    outputs = json.loads(json.dumps(dict(run.steps[0].outputs)))
+    outputs = json.loads(run.steps[0].outputs_json)
     assert outputs["stdout_truncated"] is True
     head = block(0)[: 64 * 1024].decode()
     assert outputs["stdout"].startswith(head)

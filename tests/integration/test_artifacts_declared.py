@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
-
-from google.protobuf import json_format
 
 from conveyor.artifacts.client import ArtifactClient
 from conveyor.cli.client import Client
@@ -44,7 +43,7 @@ def test_declared_files_are_uploaded(stack: dict[str, Any], client: Client, tmp_
         pass
     done = client.get_run(run.run_id)
     assert done.state == run_pb2.RUN_STATE_SUCCEEDED, done
-    outputs = json_format.MessageToDict(done.steps[0].outputs)
+    outputs = json.loads(done.steps[0].outputs_json)
     assert outputs["artifact_warnings"] == ["pattern 'missing/*.zip' matched no file"]
     artifacts = ArtifactClient(stack["grpc"], channel=harness.grpc_channel(stack))
     try:

@@ -128,7 +128,7 @@ def test_approval_waits_then_approve_runs_on(client: Client, stack: dict[str, An
     run = wait_for(client, run_id, waiting)
     gate = step_of(run, "gate0")
     assert gate.state == run_pb2.STEP_STATE_WAITING
-    assert gate.outputs["message"] == "ship 1.2?"
+    assert json.loads(gate.outputs_json)["message"] == "ship 1.2?"
     assert step_of(run, "after").state == run_pb2.STEP_STATE_PENDING
     decide(client, run_id, "gate0", approve=True, comment="looks good")
     result = finish(client, run_id)

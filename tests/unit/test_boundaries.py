@@ -5,7 +5,8 @@ against the rules written down in docs/architecture.md ("Dependency rules"):
 
 - a service (translator, executor, monitor, scheduler, artifacts, gateway) imports its own
   modules, the kernel, `conveyor.shared`, and of another service only its public contract:
-  the generated stubs (`conveyor.<service>.v1`) and its `client` module;
+  the generated stubs (`conveyor.<service>.v1`), its `client` module and its `wire` module
+  (its messages to and from plain values, e.g. the translator's typed plan);
 - the gateway alone may also import `conveyor.auth` (access control at the edge);
 - `conveyor.auth` imports the kernel, `conveyor.shared` and generated stubs;
 - `conveyor.shared` imports only itself and the kernel; the kernel only itself;
@@ -22,8 +23,8 @@ import conveyor
 PACKAGE = Path(conveyor.__file__).parent
 SERVICES = frozenset({"translator", "executor", "monitor", "scheduler", "artifacts", "gateway"})
 ROOTS = frozenset({"suite", "cli", "migrations", "__main__"})
-# What of another service is public: its generated contract and its client.
-PUBLIC = frozenset({"v1", "client"})
+# What of another service is public: its generated contract, its client and its wire codec.
+PUBLIC = frozenset({"v1", "client", "wire"})
 SHARED = frozenset({"kernel", "shared"})
 
 

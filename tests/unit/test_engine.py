@@ -45,7 +45,7 @@ def plan(
         nodes[s]["children"].append({"node": t, "handle": h})
         nodes[t]["parents"].append({"node": s, "handle": h})
     entry = [n for n in ids if not nodes[n]["parents"]]
-    return {"nodes": nodes, "entry": entry, "order": ids}
+    return {"nodes": nodes, "entry": entry}
 
 
 def run(

@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 from conveyor.auth.v1 import auth_pb2 as conveyor_dot_auth_dot_v1_dot_auth__pb2
 from conveyor.executor.v1 import run_pb2 as conveyor_dot_executor_dot_v1_dot_run__pb2
+from conveyor.kernel.v1 import json_pb2 as conveyor_dot_kernel_dot_v1_dot_json__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+conveyor/executor/v1/executor_service.proto\x12\x14\x63onveyor.executor.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xeb\x01\n\x0fStartRunRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12+\n\nparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x31\n\x07trigger\x18\x04 \x01(\x0e\x32 .conveyor.executor.v1.RunTrigger\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x13\n\x0bjob_version\x18\x06 \x01(\x05\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_node_id\x18\x08 \x01(\t\":\n\x10StartRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x0eGetRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run\"x\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12.\n\x06states\x18\x04 \x03(\x0e\x32\x1e.conveyor.executor.v1.RunState\"T\n\x10ListRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.conveyor.executor.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x11\x43\x61ncelRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run\"5\n\x0fRetryRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\":\n\x10RetryRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run\"\x92\x01\n\x12\x41pproveStepRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x38\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32&.conveyor.executor.v1.ApprovalDecision\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x10\n\x08\x61pprover\x18\x05 \x01(\t\"=\n\x13\x41pproveStepResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run*r\n\x10\x41pprovalDecision\x12!\n\x1d\x41PPROVAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41PPROVAL_DECISION_APPROVE\x10\x01\x12\x1c\n\x18\x41PPROVAL_DECISION_REJECT\x10\x02\x32\xa1\x06\n\x0f\x45xecutorService\x12\x7f\n\x08StartRun\x12%.conveyor.executor.v1.StartRunRequest\x1a&.conveyor.executor.v1.StartRunResponse\"$\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/jobs/{job_id}:run:\x01*\x12r\n\x06GetRun\x12#.conveyor.executor.v1.GetRunRequest\x1a$.conveyor.executor.v1.GetRunResponse\"\x1d\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runs/{run_id}\x12o\n\x08ListRuns\x12%.conveyor.executor.v1.ListRunsRequest\x1a&.conveyor.executor.v1.ListRunsResponse\"\x14\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/v1/runs\x12\x85\x01\n\tCancelRun\x12&.conveyor.executor.v1.CancelRunRequest\x1a\'.conveyor.executor.v1.CancelRunResponse\"\'\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/runs/{run_id}:cancel:\x01*\x12\x81\x01\n\x08RetryRun\x12%.conveyor.executor.v1.RetryRunRequest\x1a&.conveyor.executor.v1.RetryRunResponse\"&\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/runs/{run_id}:retry:\x01*\x12\x9b\x01\n\x0b\x41pproveStep\x12(.conveyor.executor.v1.ApproveStepRequest\x1a).conveyor.executor.v1.ApproveStepResponse\"7\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02-\"(/v1/runs/{run_id}/steps/{node_id}:decide:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+conveyor/executor/v1/executor_service.proto\x12\x14\x63onveyor.executor.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1d\x63onveyor/kernel/v1/json.proto\x1a\x1cgoogle/api/annotations.proto\"\xef\x01\n\x0fStartRunRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x31\n\x07trigger\x18\x04 \x01(\x0e\x32 .conveyor.executor.v1.RunTrigger\x12\x10\n\x08priority\x18\x05 \x01(\x05\x12\x13\n\x0bjob_version\x18\x06 \x01(\x05\x12\x15\n\rparent_run_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_node_id\x18\x08 \x01(\t\x12\x1d\n\x0fparameters_json\x18\t \x01(\tB\x04\xd0\xf3\x18\x01J\x04\x08\x02\x10\x03R\nparameters\":\n\x10StartRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\x0eGetRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run\"x\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12.\n\x06states\x18\x04 \x03(\x0e\x32\x1e.conveyor.executor.v1.RunState\"T\n\x10ListRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.conveyor.executor.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\";\n\x11\x43\x61ncelRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run\"5\n\x0fRetryRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\":\n\x10RetryRunResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run\"\x92\x01\n\x12\x41pproveStepRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x38\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32&.conveyor.executor.v1.ApprovalDecision\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x10\n\x08\x61pprover\x18\x05 \x01(\t\"=\n\x13\x41pproveStepResponse\x12&\n\x03run\x18\x01 \x01(\x0b\x32\x19.conveyor.executor.v1.Run*r\n\x10\x41pprovalDecision\x12!\n\x1d\x41PPROVAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41PPROVAL_DECISION_APPROVE\x10\x01\x12\x1c\n\x18\x41PPROVAL_DECISION_REJECT\x10\x02\x32\xa1\x06\n\x0f\x45xecutorService\x12\x7f\n\x08StartRun\x12%.conveyor.executor.v1.StartRunRequest\x1a&.conveyor.executor.v1.StartRunResponse\"$\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/jobs/{job_id}:run:\x01*\x12r\n\x06GetRun\x12#.conveyor.executor.v1.GetRunRequest\x1a$.conveyor.executor.v1.GetRunResponse\"\x1d\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/runs/{run_id}\x12o\n\x08ListRuns\x12%.conveyor.executor.v1.ListRunsRequest\x1a&.conveyor.executor.v1.ListRunsResponse\"\x14\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/v1/runs\x12\x85\x01\n\tCancelRun\x12&.conveyor.executor.v1.CancelRunRequest\x1a\'.conveyor.executor.v1.CancelRunResponse\"\'\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/runs/{run_id}:cancel:\x01*\x12\x81\x01\n\x08RetryRun\x12%.conveyor.executor.v1.RetryRunRequest\x1a&.conveyor.executor.v1.RetryRunResponse\"&\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/runs/{run_id}:retry:\x01*\x12\x9b\x01\n\x0b\x41pproveStep\x12(.conveyor.executor.v1.ApproveStepRequest\x1a).conveyor.executor.v1.ApproveStepResponse\"7\xc8\xf3\x18\x02\x82\xd3\xe4\x93\x02-\"(/v1/runs/{run_id}/steps/{node_id}:decide:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conveyor.executor.v1.executor_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_STARTRUNREQUEST'].fields_by_name['parameters_json']._loaded_options = None
+  _globals['_STARTRUNREQUEST'].fields_by_name['parameters_json']._serialized_options = b'\320\363\030\001'
   _globals['_EXECUTORSERVICE'].methods_by_name['StartRun']._loaded_options = None
   _globals['_EXECUTORSERVICE'].methods_by_name['StartRun']._serialized_options = b'\310\363\030\002\202\323\344\223\002\032\"\025/v1/jobs/{job_id}:run:\001*'
   _globals['_EXECUTORSERVICE'].methods_by_name['GetRun']._loaded_options = None
@@ -47,32 +49,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTORSERVICE'].methods_by_name['RetryRun']._serialized_options = b'\310\363\030\002\202\323\344\223\002\034\"\027/v1/runs/{run_id}:retry:\001*'
   _globals['_EXECUTORSERVICE'].methods_by_name['ApproveStep']._loaded_options = None
   _globals['_EXECUTORSERVICE'].methods_by_name['ApproveStep']._serialized_options = b'\310\363\030\002\202\323\344\223\002-\"(/v1/runs/{run_id}/steps/{node_id}:decide:\001*'
-  _globals['_APPROVALDECISION']._serialized_start=1227
-  _globals['_APPROVALDECISION']._serialized_end=1341
-  _globals['_STARTRUNREQUEST']._serialized_start=191
-  _globals['_STARTRUNREQUEST']._serialized_end=426
-  _globals['_STARTRUNRESPONSE']._serialized_start=428
-  _globals['_STARTRUNRESPONSE']._serialized_end=486
-  _globals['_GETRUNREQUEST']._serialized_start=488
-  _globals['_GETRUNREQUEST']._serialized_end=519
-  _globals['_GETRUNRESPONSE']._serialized_start=521
-  _globals['_GETRUNRESPONSE']._serialized_end=577
-  _globals['_LISTRUNSREQUEST']._serialized_start=579
-  _globals['_LISTRUNSREQUEST']._serialized_end=699
-  _globals['_LISTRUNSRESPONSE']._serialized_start=701
-  _globals['_LISTRUNSRESPONSE']._serialized_end=785
-  _globals['_CANCELRUNREQUEST']._serialized_start=787
-  _globals['_CANCELRUNREQUEST']._serialized_end=837
-  _globals['_CANCELRUNRESPONSE']._serialized_start=839
-  _globals['_CANCELRUNRESPONSE']._serialized_end=898
-  _globals['_RETRYRUNREQUEST']._serialized_start=900
-  _globals['_RETRYRUNREQUEST']._serialized_end=953
-  _globals['_RETRYRUNRESPONSE']._serialized_start=955
-  _globals['_RETRYRUNRESPONSE']._serialized_end=1013
-  _globals['_APPROVESTEPREQUEST']._serialized_start=1016
-  _globals['_APPROVESTEPREQUEST']._serialized_end=1162
-  _globals['_APPROVESTEPRESPONSE']._serialized_start=1164
-  _globals['_APPROVESTEPRESPONSE']._serialized_end=1225
-  _globals['_EXECUTORSERVICE']._serialized_start=1344
-  _globals['_EXECUTORSERVICE']._serialized_end=2145
+  _globals['_APPROVALDECISION']._serialized_start=1232
+  _globals['_APPROVALDECISION']._serialized_end=1346
+  _globals['_STARTRUNREQUEST']._serialized_start=192
+  _globals['_STARTRUNREQUEST']._serialized_end=431
+  _globals['_STARTRUNRESPONSE']._serialized_start=433
+  _globals['_STARTRUNRESPONSE']._serialized_end=491
+  _globals['_GETRUNREQUEST']._serialized_start=493
+  _globals['_GETRUNREQUEST']._serialized_end=524
+  _globals['_GETRUNRESPONSE']._serialized_start=526
+  _globals['_GETRUNRESPONSE']._serialized_end=582
+  _globals['_LISTRUNSREQUEST']._serialized_start=584
+  _globals['_LISTRUNSREQUEST']._serialized_end=704
+  _globals['_LISTRUNSRESPONSE']._serialized_start=706
+  _globals['_LISTRUNSRESPONSE']._serialized_end=790
+  _globals['_CANCELRUNREQUEST']._serialized_start=792
+  _globals['_CANCELRUNREQUEST']._serialized_end=842
+  _globals['_CANCELRUNRESPONSE']._serialized_start=844
+  _globals['_CANCELRUNRESPONSE']._serialized_end=903
+  _globals['_RETRYRUNREQUEST']._serialized_start=905
+  _globals['_RETRYRUNREQUEST']._serialized_end=958
+  _globals['_RETRYRUNRESPONSE']._serialized_start=960
+  _globals['_RETRYRUNRESPONSE']._serialized_end=1018
+  _globals['_APPROVESTEPREQUEST']._serialized_start=1021
+  _globals['_APPROVESTEPREQUEST']._serialized_end=1167
+  _globals['_APPROVESTEPRESPONSE']._serialized_start=1169
+  _globals['_APPROVESTEPRESPONSE']._serialized_end=1230
+  _globals['_EXECUTORSERVICE']._serialized_start=1349
+  _globals['_EXECUTORSERVICE']._serialized_end=2150
 # @@protoc_insertion_point(module_scope)

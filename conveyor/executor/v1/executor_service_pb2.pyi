@@ -1,7 +1,7 @@
 from conveyor.auth.v1 import auth_pb2 as _auth_pb2
 from conveyor.executor.v1 import run_pb2 as _run_pb2
+from conveyor.kernel.v1 import json_pb2 as _json_pb2
 from google.api import annotations_pb2 as _annotations_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -21,24 +21,24 @@ APPROVAL_DECISION_APPROVE: ApprovalDecision
 APPROVAL_DECISION_REJECT: ApprovalDecision
 
 class StartRunRequest(_message.Message):
-    __slots__ = ("job_id", "parameters", "request_id", "trigger", "priority", "job_version", "parent_run_id", "parent_node_id")
+    __slots__ = ("job_id", "request_id", "trigger", "priority", "job_version", "parent_run_id", "parent_node_id", "parameters_json")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
-    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     JOB_VERSION_FIELD_NUMBER: _ClassVar[int]
     PARENT_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    parameters: _struct_pb2.Struct
     request_id: str
     trigger: _run_pb2.RunTrigger
     priority: int
     job_version: int
     parent_run_id: str
     parent_node_id: str
-    def __init__(self, job_id: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ..., trigger: _Optional[_Union[_run_pb2.RunTrigger, str]] = ..., priority: _Optional[int] = ..., job_version: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., parent_node_id: _Optional[str] = ...) -> None: ...
+    parameters_json: str
+    def __init__(self, job_id: _Optional[str] = ..., request_id: _Optional[str] = ..., trigger: _Optional[_Union[_run_pb2.RunTrigger, str]] = ..., priority: _Optional[int] = ..., job_version: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., parent_node_id: _Optional[str] = ..., parameters_json: _Optional[str] = ...) -> None: ...
 
 class StartRunResponse(_message.Message):
     __slots__ = ("run",)

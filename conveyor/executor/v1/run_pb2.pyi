@@ -1,7 +1,7 @@
 import datetime
 
+from conveyor.kernel.v1 import json_pb2 as _json_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -123,7 +123,7 @@ class Execution(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., worker: _Optional[str] = ..., queue: _Optional[str] = ..., task_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_user_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_system_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_rss_kib: _Optional[int] = ..., exit_code: _Optional[int] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("node_id", "node_type", "label", "state", "attempts", "exit_code", "stdout", "stderr", "output", "outputs", "error_category", "error_message", "skip_reason", "start_time", "end_time", "queue", "failure_handled", "executions", "stdout_uri", "stderr_uri", "child_run_id", "wake_time")
+    __slots__ = ("node_id", "node_type", "label", "state", "attempts", "exit_code", "stdout", "stderr", "error_category", "error_message", "skip_reason", "start_time", "end_time", "queue", "failure_handled", "executions", "stdout_uri", "stderr_uri", "child_run_id", "wake_time", "output_json", "outputs_json")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
@@ -132,8 +132,6 @@ class Step(_message.Message):
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
     STDOUT_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
-    OUTPUT_FIELD_NUMBER: _ClassVar[int]
-    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SKIP_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +144,8 @@ class Step(_message.Message):
     STDERR_URI_FIELD_NUMBER: _ClassVar[int]
     CHILD_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     WAKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     node_type: str
     label: str
@@ -154,8 +154,6 @@ class Step(_message.Message):
     exit_code: int
     stdout: str
     stderr: str
-    output: _struct_pb2.Value
-    outputs: _struct_pb2.Struct
     error_category: ErrorCategory
     error_message: str
     skip_reason: str
@@ -168,17 +166,18 @@ class Step(_message.Message):
     stderr_uri: str
     child_run_id: str
     wake_time: _timestamp_pb2.Timestamp
-    def __init__(self, node_id: _Optional[str] = ..., node_type: _Optional[str] = ..., label: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., output: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., skip_reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue: _Optional[str] = ..., failure_handled: _Optional[bool] = ..., executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., stdout_uri: _Optional[str] = ..., stderr_uri: _Optional[str] = ..., child_run_id: _Optional[str] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    output_json: str
+    outputs_json: str
+    def __init__(self, node_id: _Optional[str] = ..., node_type: _Optional[str] = ..., label: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., attempts: _Optional[int] = ..., exit_code: _Optional[int] = ..., stdout: _Optional[str] = ..., stderr: _Optional[str] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., skip_reason: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., queue: _Optional[str] = ..., failure_handled: _Optional[bool] = ..., executions: _Optional[_Iterable[_Union[Execution, _Mapping]]] = ..., stdout_uri: _Optional[str] = ..., stderr_uri: _Optional[str] = ..., child_run_id: _Optional[str] = ..., wake_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output_json: _Optional[str] = ..., outputs_json: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "job_id", "job_name", "job_version", "state", "trigger", "parameters", "create_time", "start_time", "end_time", "steps", "error_message", "priority", "request_id", "last_sequence", "parent_run_id", "parent_node_id", "retry_of_run_id", "started_by")
+    __slots__ = ("run_id", "job_id", "job_name", "job_version", "state", "trigger", "create_time", "start_time", "end_time", "steps", "error_message", "priority", "request_id", "last_sequence", "parent_run_id", "parent_node_id", "retry_of_run_id", "started_by", "parameters_json")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_NAME_FIELD_NUMBER: _ClassVar[int]
     JOB_VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
-    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -191,13 +190,13 @@ class Run(_message.Message):
     PARENT_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     RETRY_OF_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     job_id: str
     job_name: str
     job_version: int
     state: RunState
     trigger: RunTrigger
-    parameters: _struct_pb2.Struct
     create_time: _timestamp_pb2.Timestamp
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
@@ -210,4 +209,5 @@ class Run(_message.Message):
     parent_node_id: str
     retry_of_run_id: str
     started_by: str
-    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_version: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error_message: _Optional[str] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., parent_node_id: _Optional[str] = ..., retry_of_run_id: _Optional[str] = ..., started_by: _Optional[str] = ...) -> None: ...
+    parameters_json: str
+    def __init__(self, run_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_version: _Optional[int] = ..., state: _Optional[_Union[RunState, str]] = ..., trigger: _Optional[_Union[RunTrigger, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error_message: _Optional[str] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., last_sequence: _Optional[int] = ..., parent_run_id: _Optional[str] = ..., parent_node_id: _Optional[str] = ..., retry_of_run_id: _Optional[str] = ..., started_by: _Optional[str] = ..., parameters_json: _Optional[str] = ...) -> None: ...

@@ -23,36 +23,38 @@ _sym_db = _symbol_database.Default()
 
 
 from conveyor.executor.v1 import run_pb2 as conveyor_dot_executor_dot_v1_dot_run__pb2
+from conveyor.kernel.v1 import json_pb2 as conveyor_dot_kernel_dot_v1_dot_json__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$conveyor/scheduler/v1/schedule.proto\x12\x15\x63onveyor.scheduler.v1\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"8\n\x08OnceSpec\x12,\n\x08run_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x0cIntervalSpec\x12(\n\x05\x65very\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x08\x43ronSpec\x12\x12\n\nexpression\x18\x01 \x01(\t\"\xcd\x02\n\x0cScheduleSpec\x12/\n\x04once\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.OnceSpecH\x00\x12\x37\n\x08interval\x18\x02 \x01(\x0b\x32#.conveyor.scheduler.v1.IntervalSpecH\x00\x12/\n\x04\x63ron\x18\x03 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.CronSpecH\x00\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06jitter\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationB\x06\n\x04kind\"\xd4\x01\n\x10SchedulePolicies\x12\x35\n\x07overlap\x18\x01 \x01(\x0e\x32$.conveyor.scheduler.v1.OverlapPolicy\x12\x31\n\x0e\x63\x61tchup_window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x0c\x63\x61tchup_mode\x18\x03 \x01(\x0e\x32\".conveyor.scheduler.v1.CatchupMode\x12\x1c\n\x14pause_after_failures\x18\x04 \x01(\x05\"\xd9\x03\n\x08Schedule\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x31\n\x04spec\x18\x04 \x01(\x0b\x32#.conveyor.scheduler.v1.ScheduleSpec\x12+\n\nparameters\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x39\n\x08policies\x18\x06 \x01(\x0b\x32\'.conveyor.scheduler.v1.SchedulePolicies\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12\x0c\n\x04note\x18\x08 \x01(\t\x12\x31\n\rnext_run_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsecutive_failures\x18\n \x01(\x05\x12\x13\n\x0blast_run_id\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x0e \x01(\t\"\xc5\x03\n\x0eScheduleAction\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x30\n\x0cnominal_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ttake_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x07outcome\x18\x05 \x01(\x0e\x32$.conveyor.scheduler.v1.ActionOutcome\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x31\n\trun_state\x18\x07 \x01(\x0e\x32\x1e.conveyor.executor.v1.RunState\x12\x39\n\x15\x66irst_step_start_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03lag\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07message\x18\n \x01(\t\x12\x0e\n\x06manual\x18\x0b \x01(\x08\x12\x11\n\tscheduler\x18\x0c \x01(\t*\xc5\x01\n\rOverlapPolicy\x12\x1e\n\x1aOVERLAP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERLAP_POLICY_SKIP\x10\x01\x12\x1d\n\x19OVERLAP_POLICY_BUFFER_ONE\x10\x02\x12\x1d\n\x19OVERLAP_POLICY_BUFFER_ALL\x10\x03\x12\x1f\n\x1bOVERLAP_POLICY_CANCEL_OTHER\x10\x04\x12\x1c\n\x18OVERLAP_POLICY_ALLOW_ALL\x10\x05*\\\n\x0b\x43\x61tchupMode\x12\x1c\n\x18\x43\x41TCHUP_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41TCHUP_MODE_COALESCE\x10\x01\x12\x14\n\x10\x43\x41TCHUP_MODE_ALL\x10\x02*\xf3\x01\n\rActionOutcome\x12\x1e\n\x1a\x41\x43TION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41\x43TION_OUTCOME_PENDING\x10\x01\x12\x1b\n\x17\x41\x43TION_OUTCOME_BUFFERED\x10\x02\x12\x1a\n\x16\x41\x43TION_OUTCOME_STARTED\x10\x03\x12\x1a\n\x16\x41\x43TION_OUTCOME_SKIPPED\x10\x04\x12\x19\n\x15\x41\x43TION_OUTCOME_MISSED\x10\x05\x12\x1c\n\x18\x41\x43TION_OUTCOME_COALESCED\x10\x06\x12\x18\n\x14\x41\x43TION_OUTCOME_ERROR\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$conveyor/scheduler/v1/schedule.proto\x12\x15\x63onveyor.scheduler.v1\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1d\x63onveyor/kernel/v1/json.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"8\n\x08OnceSpec\x12,\n\x08run_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x0cIntervalSpec\x12(\n\x05\x65very\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1e\n\x08\x43ronSpec\x12\x12\n\nexpression\x18\x01 \x01(\t\"\xcd\x02\n\x0cScheduleSpec\x12/\n\x04once\x18\x01 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.OnceSpecH\x00\x12\x37\n\x08interval\x18\x02 \x01(\x0b\x32#.conveyor.scheduler.v1.IntervalSpecH\x00\x12/\n\x04\x63ron\x18\x03 \x01(\x0b\x32\x1f.conveyor.scheduler.v1.CronSpecH\x00\x12\x11\n\ttime_zone\x18\x04 \x01(\t\x12.\n\nstart_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06jitter\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationB\x06\n\x04kind\"\xd4\x01\n\x10SchedulePolicies\x12\x35\n\x07overlap\x18\x01 \x01(\x0e\x32$.conveyor.scheduler.v1.OverlapPolicy\x12\x31\n\x0e\x63\x61tchup_window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x38\n\x0c\x63\x61tchup_mode\x18\x03 \x01(\x0e\x32\".conveyor.scheduler.v1.CatchupMode\x12\x1c\n\x14pause_after_failures\x18\x04 \x01(\x05\"\xdd\x03\n\x08Schedule\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x31\n\x04spec\x18\x04 \x01(\x0b\x32#.conveyor.scheduler.v1.ScheduleSpec\x12\x39\n\x08policies\x18\x06 \x01(\x0b\x32\'.conveyor.scheduler.v1.SchedulePolicies\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12\x0c\n\x04note\x18\x08 \x01(\t\x12\x31\n\rnext_run_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x14\x63onsecutive_failures\x18\n \x01(\x05\x12\x13\n\x0blast_run_id\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x0e \x01(\t\x12\x1d\n\x0fparameters_json\x18\x0f \x01(\tB\x04\xd0\xf3\x18\x01J\x04\x08\x05\x10\x06R\nparameters\"\xc5\x03\n\x0eScheduleAction\x12\x13\n\x0bschedule_id\x18\x01 \x01(\t\x12\x30\n\x0cnominal_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64ue_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\ttake_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x07outcome\x18\x05 \x01(\x0e\x32$.conveyor.scheduler.v1.ActionOutcome\x12\x0e\n\x06run_id\x18\x06 \x01(\t\x12\x31\n\trun_state\x18\x07 \x01(\x0e\x32\x1e.conveyor.executor.v1.RunState\x12\x39\n\x15\x66irst_step_start_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03lag\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07message\x18\n \x01(\t\x12\x0e\n\x06manual\x18\x0b \x01(\x08\x12\x11\n\tscheduler\x18\x0c \x01(\t*\xc5\x01\n\rOverlapPolicy\x12\x1e\n\x1aOVERLAP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13OVERLAP_POLICY_SKIP\x10\x01\x12\x1d\n\x19OVERLAP_POLICY_BUFFER_ONE\x10\x02\x12\x1d\n\x19OVERLAP_POLICY_BUFFER_ALL\x10\x03\x12\x1f\n\x1bOVERLAP_POLICY_CANCEL_OTHER\x10\x04\x12\x1c\n\x18OVERLAP_POLICY_ALLOW_ALL\x10\x05*\\\n\x0b\x43\x61tchupMode\x12\x1c\n\x18\x43\x41TCHUP_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41TCHUP_MODE_COALESCE\x10\x01\x12\x14\n\x10\x43\x41TCHUP_MODE_ALL\x10\x02*\xf3\x01\n\rActionOutcome\x12\x1e\n\x1a\x41\x43TION_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41\x43TION_OUTCOME_PENDING\x10\x01\x12\x1b\n\x17\x41\x43TION_OUTCOME_BUFFERED\x10\x02\x12\x1a\n\x16\x41\x43TION_OUTCOME_STARTED\x10\x03\x12\x1a\n\x16\x41\x43TION_OUTCOME_SKIPPED\x10\x04\x12\x19\n\x15\x41\x43TION_OUTCOME_MISSED\x10\x05\x12\x1c\n\x18\x41\x43TION_OUTCOME_COALESCED\x10\x06\x12\x18\n\x14\x41\x43TION_OUTCOME_ERROR\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conveyor.scheduler.v1.schedule_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OVERLAPPOLICY']._serialized_start=1822
-  _globals['_OVERLAPPOLICY']._serialized_end=2019
-  _globals['_CATCHUPMODE']._serialized_start=2021
-  _globals['_CATCHUPMODE']._serialized_end=2113
-  _globals['_ACTIONOUTCOME']._serialized_start=2116
-  _globals['_ACTIONOUTCOME']._serialized_end=2359
-  _globals['_ONCESPEC']._serialized_start=190
-  _globals['_ONCESPEC']._serialized_end=246
-  _globals['_INTERVALSPEC']._serialized_start=248
-  _globals['_INTERVALSPEC']._serialized_end=304
-  _globals['_CRONSPEC']._serialized_start=306
-  _globals['_CRONSPEC']._serialized_end=336
-  _globals['_SCHEDULESPEC']._serialized_start=339
-  _globals['_SCHEDULESPEC']._serialized_end=672
-  _globals['_SCHEDULEPOLICIES']._serialized_start=675
-  _globals['_SCHEDULEPOLICIES']._serialized_end=887
-  _globals['_SCHEDULE']._serialized_start=890
-  _globals['_SCHEDULE']._serialized_end=1363
-  _globals['_SCHEDULEACTION']._serialized_start=1366
-  _globals['_SCHEDULEACTION']._serialized_end=1819
+  _globals['_SCHEDULE'].fields_by_name['parameters_json']._loaded_options = None
+  _globals['_SCHEDULE'].fields_by_name['parameters_json']._serialized_options = b'\320\363\030\001'
+  _globals['_OVERLAPPOLICY']._serialized_start=1827
+  _globals['_OVERLAPPOLICY']._serialized_end=2024
+  _globals['_CATCHUPMODE']._serialized_start=2026
+  _globals['_CATCHUPMODE']._serialized_end=2118
+  _globals['_ACTIONOUTCOME']._serialized_start=2121
+  _globals['_ACTIONOUTCOME']._serialized_end=2364
+  _globals['_ONCESPEC']._serialized_start=191
+  _globals['_ONCESPEC']._serialized_end=247
+  _globals['_INTERVALSPEC']._serialized_start=249
+  _globals['_INTERVALSPEC']._serialized_end=305
+  _globals['_CRONSPEC']._serialized_start=307
+  _globals['_CRONSPEC']._serialized_end=337
+  _globals['_SCHEDULESPEC']._serialized_start=340
+  _globals['_SCHEDULESPEC']._serialized_end=673
+  _globals['_SCHEDULEPOLICIES']._serialized_start=676
+  _globals['_SCHEDULEPOLICIES']._serialized_end=888
+  _globals['_SCHEDULE']._serialized_start=891
+  _globals['_SCHEDULE']._serialized_end=1368
+  _globals['_SCHEDULEACTION']._serialized_start=1371
+  _globals['_SCHEDULEACTION']._serialized_end=1824
 # @@protoc_insertion_point(module_scope)

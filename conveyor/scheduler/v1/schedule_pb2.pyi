@@ -1,8 +1,8 @@
 import datetime
 
 from conveyor.executor.v1 import run_pb2 as _run_pb2
+from conveyor.kernel.v1 import json_pb2 as _json_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -104,12 +104,11 @@ class SchedulePolicies(_message.Message):
     def __init__(self, overlap: _Optional[_Union[OverlapPolicy, str]] = ..., catchup_window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., catchup_mode: _Optional[_Union[CatchupMode, str]] = ..., pause_after_failures: _Optional[int] = ...) -> None: ...
 
 class Schedule(_message.Message):
-    __slots__ = ("schedule_id", "job_id", "description", "spec", "parameters", "policies", "paused", "note", "next_run_time", "consecutive_failures", "last_run_id", "create_time", "update_time", "updated_by")
+    __slots__ = ("schedule_id", "job_id", "description", "spec", "policies", "paused", "note", "next_run_time", "consecutive_failures", "last_run_id", "create_time", "update_time", "updated_by", "parameters_json")
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
-    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     NOTE_FIELD_NUMBER: _ClassVar[int]
@@ -119,11 +118,11 @@ class Schedule(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
     schedule_id: str
     job_id: str
     description: str
     spec: ScheduleSpec
-    parameters: _struct_pb2.Struct
     policies: SchedulePolicies
     paused: bool
     note: str
@@ -133,7 +132,8 @@ class Schedule(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     updated_by: str
-    def __init__(self, schedule_id: _Optional[str] = ..., job_id: _Optional[str] = ..., description: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policies: _Optional[_Union[SchedulePolicies, _Mapping]] = ..., paused: _Optional[bool] = ..., note: _Optional[str] = ..., next_run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., last_run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ...) -> None: ...
+    parameters_json: str
+    def __init__(self, schedule_id: _Optional[str] = ..., job_id: _Optional[str] = ..., description: _Optional[str] = ..., spec: _Optional[_Union[ScheduleSpec, _Mapping]] = ..., policies: _Optional[_Union[SchedulePolicies, _Mapping]] = ..., paused: _Optional[bool] = ..., note: _Optional[str] = ..., next_run_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., consecutive_failures: _Optional[int] = ..., last_run_id: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ..., parameters_json: _Optional[str] = ...) -> None: ...
 
 class ScheduleAction(_message.Message):
     __slots__ = ("schedule_id", "nominal_time", "due_time", "take_time", "outcome", "run_id", "run_state", "first_step_start_time", "lag", "message", "manual", "scheduler")

@@ -119,9 +119,9 @@ class SchedulerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateSchedule(self, request, context):
-        """Changes the fields named in update_mask (job_id, description, spec, parameters, policies,
-        policies.overlap, policies.catchup_window, policies.catchup_mode,
-        policies.pause_after_failures). A new spec recomputes the next fire from now.
+        """Changes the fields named in update_mask (job_id, description, spec, parameters_json
+        (also accepted as parameters), policies, policies.overlap, policies.catchup_window,
+        policies.catchup_mode, policies.pause_after_failures). A new spec recomputes the next fire from now.
         Fails with NOT_FOUND when no schedule has that id, INVALID_ARGUMENT as CreateSchedule or
         for an unknown or empty mask. Nothing is saved on failure.
         """

@@ -1,15 +1,16 @@
 """compile_workflow: a document in, every diagnostic and (when error-free) an execution plan out.
 
-The plan is plain JSON data; its shape is a contract with the executor:
-
-``{"schema", "name", "description", "parameters", "nodes": {id: node, ...}
-(topological order), "entry": [ids], "order": [ids]}`` where each node is
-``{"id", "type", "label", "data", "timeout_s", "retries", "queue",
-"trigger_rule", "continue_on_error", "parents", "children", "group", "body"}``.
+The plan is plain JSON data: ``{"schema", "name", "description", "parameters",
+"nodes": {id: node, ...} (topological order), "entry": [ids]}`` where each node is
+``{"id", "type", "label", "data", "timeout_s", "retries", "queue", "trigger_rule",
+"continue_on_error", "parents", "children", "group", "body", "position"}``. It crosses gRPC
+as the typed `conveyor.translator.v1.Plan` (`conveyor/translator/wire.py`), which is the
+contract with the executor.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +110,24 @@ def _plan_node(
         "children": [{"node": c, "handle": h} for c, h in graph.children[node.id]],
         "group": graph.group[node.id],
         "body": bodies.get(node.id, []) if node.type == "logic.foreach" else None,
+        "position": _position(header.nodes[node.index]),
     }
+
+
+def _position(raw: Any) -> dict[str, float] | None:
+    """The editor's position of a node when it is a pair of finite numbers, else None."""
+    position = raw.get("position") if isinstance(raw, dict) else None
+    if not isinstance(position, dict):
+        return None
+    x: Any = position.get("x")
+    y: Any = position.get("y")
+    if not (_coordinate(x) and _coordinate(y)):
+        return None
+    return {"x": float(x), "y": float(y)}
+
+
+def _coordinate(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _plan(header: Header, parameters: dict[str, Any], graph: Graph) -> dict[str, Any]:
@@ -121,7 +139,6 @@ def _plan(header: Header, parameters: dict[str, Any], graph: Graph) -> dict[str,
         "parameters": parameters,
         "nodes": {n: _plan_node(graph.nodes[n], graph, header, bodies) for n in graph.order},
         "entry": graph.entries(),
-        "order": list(graph.order),
     }
 
 

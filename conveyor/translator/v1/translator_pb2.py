@@ -22,21 +22,43 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from conveyor.executor.v1 import run_pb2 as conveyor_dot_executor_dot_v1_dot_run__pb2
+from conveyor.kernel.v1 import json_pb2 as conveyor_dot_kernel_dot_v1_dot_json__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'conveyor/translator/v1/translator.proto\x12\x16\x63onveyor.translator.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\nDiagnostic\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x32\n\x08severity\x18\x02 \x01(\x0e\x32 .conveyor.translator.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x06 \x01(\t\x12\x0c\n\x04line\x18\x07 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x08 \x01(\x05\"\xc7\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\ndefinition\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12%\n\x04plan\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\x11parameters_schema\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nnode_count\x18\n \x01(\x05*N\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n\x0eSEVERITY_ERROR\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'conveyor/translator/v1/translator.proto\x12\x16\x63onveyor.translator.v1\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1d\x63onveyor/kernel/v1/json.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x01\n\nDiagnostic\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x32\n\x08severity\x18\x02 \x01(\x0e\x32 .conveyor.translator.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x0f\n\x07\x65\x64ge_id\x18\x06 \x01(\t\x12\x0c\n\x04line\x18\x07 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x08 \x01(\x05\"\xe1\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nnode_count\x18\n \x01(\x05\x12\x1d\n\x0f\x64\x65\x66inition_json\x18\x0b \x01(\tB\x04\xd0\xf3\x18\x01\x12*\n\x04plan\x18\x0c \x01(\x0b\x32\x1c.conveyor.translator.v1.Plan\x12$\n\x16parameters_schema_json\x18\r \x01(\tB\x04\xd0\xf3\x18\x01J\x04\x08\x07\x10\x08J\x04\x08\x08\x10\tJ\x04\x08\t\x10\nR\ndefinitionR\x11parameters_schema\"\xe5\x01\n\x0bRetryPolicy\x12\x13\n\x0bmax_retries\x18\x01 \x01(\x05\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0e\x62\x61\x63koff_factor\x18\x03 \x01(\x01\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06jitter\x18\x05 \x01(\x08\x12\x35\n\x08retry_on\x18\x06 \x03(\x0e\x32#.conveyor.executor.v1.ErrorCategory\";\n\x08PlanEdge\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x13\n\x06handle\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_handle\" \n\x08Position\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"\xe2\x03\n\x08PlanNode\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\x05label\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x17\n\tdata_json\x18\x04 \x01(\tB\x04\xd0\xf3\x18\x01\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x0cretry_policy\x18\x06 \x01(\x0b\x32#.conveyor.translator.v1.RetryPolicy\x12\r\n\x05queue\x18\x07 \x01(\t\x12\x39\n\x0ctrigger_rule\x18\x08 \x01(\x0e\x32#.conveyor.translator.v1.TriggerRule\x12\x19\n\x11\x63ontinue_on_error\x18\t \x01(\x08\x12\x32\n\x08upstream\x18\n \x03(\x0b\x32 .conveyor.translator.v1.PlanEdge\x12\x34\n\ndownstream\x18\x0b \x03(\x0b\x32 .conveyor.translator.v1.PlanEdge\x12\r\n\x05group\x18\x0c \x01(\t\x12\x0c\n\x04\x62ody\x18\r \x03(\t\x12\x32\n\x08position\x18\x0e \x01(\x0b\x32 .conveyor.translator.v1.PositionB\x08\n\x06_label\"\xa8\x01\n\x04Plan\x12\x0e\n\x06schema\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12$\n\x16parameters_schema_json\x18\x04 \x01(\tB\x04\xd0\xf3\x18\x01\x12/\n\x05nodes\x18\x05 \x03(\x0b\x32 .conveyor.translator.v1.PlanNode\x12\x16\n\x0e\x65ntry_node_ids\x18\x06 \x03(\t*N\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n\x0eSEVERITY_ERROR\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02*\xeb\x01\n\x0bTriggerRule\x12\x1c\n\x18TRIGGER_RULE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TRIGGER_RULE_ALL_SUCCESS\x10\x01\x12\x19\n\x15TRIGGER_RULE_ALL_DONE\x10\x02\x12\x1c\n\x18TRIGGER_RULE_ONE_SUCCESS\x10\x03\x12\x1b\n\x17TRIGGER_RULE_ONE_FAILED\x10\x04\x12\x1c\n\x18TRIGGER_RULE_NONE_FAILED\x10\x05\x12,\n(TRIGGER_RULE_NONE_FAILED_MIN_ONE_SUCCESS\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conveyor.translator.v1.translator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SEVERITY']._serialized_start=636
-  _globals['_SEVERITY']._serialized_end=714
-  _globals['_DIAGNOSTIC']._serialized_start=131
-  _globals['_DIAGNOSTIC']._serialized_end=304
-  _globals['_JOB']._serialized_start=307
-  _globals['_JOB']._serialized_end=634
+  _globals['_JOB'].fields_by_name['definition_json']._loaded_options = None
+  _globals['_JOB'].fields_by_name['definition_json']._serialized_options = b'\320\363\030\001'
+  _globals['_JOB'].fields_by_name['parameters_schema_json']._loaded_options = None
+  _globals['_JOB'].fields_by_name['parameters_schema_json']._serialized_options = b'\320\363\030\001'
+  _globals['_PLANNODE'].fields_by_name['data_json']._loaded_options = None
+  _globals['_PLANNODE'].fields_by_name['data_json']._serialized_options = b'\320\363\030\001'
+  _globals['_PLAN'].fields_by_name['parameters_schema_json']._loaded_options = None
+  _globals['_PLAN'].fields_by_name['parameters_schema_json']._serialized_options = b'\320\363\030\001'
+  _globals['_SEVERITY']._serialized_start=1710
+  _globals['_SEVERITY']._serialized_end=1788
+  _globals['_TRIGGERRULE']._serialized_start=1791
+  _globals['_TRIGGERRULE']._serialized_end=2026
+  _globals['_DIAGNOSTIC']._serialized_start=196
+  _globals['_DIAGNOSTIC']._serialized_end=369
+  _globals['_JOB']._serialized_start=372
+  _globals['_JOB']._serialized_end=725
+  _globals['_RETRYPOLICY']._serialized_start=728
+  _globals['_RETRYPOLICY']._serialized_end=957
+  _globals['_PLANEDGE']._serialized_start=959
+  _globals['_PLANEDGE']._serialized_end=1018
+  _globals['_POSITION']._serialized_start=1020
+  _globals['_POSITION']._serialized_end=1052
+  _globals['_PLANNODE']._serialized_start=1055
+  _globals['_PLANNODE']._serialized_end=1537
+  _globals['_PLAN']._serialized_start=1540
+  _globals['_PLAN']._serialized_end=1708
 # @@protoc_insertion_point(module_scope)

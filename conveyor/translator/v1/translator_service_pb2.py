@@ -23,18 +23,24 @@ _sym_db = _symbol_database.Default()
 
 
 from conveyor.auth.v1 import auth_pb2 as conveyor_dot_auth_dot_v1_dot_auth__pb2
+from conveyor.kernel.v1 import json_pb2 as conveyor_dot_kernel_dot_v1_dot_json__pb2
 from conveyor.translator.v1 import translator_pb2 as conveyor_dot_translator_dot_v1_dot_translator__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/conveyor/translator/v1/translator_service.proto\x12\x16\x63onveyor.translator.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\'conveyor/translator/v1/translator.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\"i\n\x17ValidateWorkflowRequest\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x17\n\rworkflow_json\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"b\n\x18ValidateWorkflowResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x37\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\".conveyor.translator.v1.Diagnostic\"j\n\x18TranslateWorkflowRequest\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x17\n\rworkflow_json\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"{\n\x19TranslateWorkflowResponse\x12%\n\x04plan\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x37\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\".conveyor.translator.v1.Diagnostic\"\x8f\x01\n\x10\x43reateJobRequest\x12+\n\x08workflow\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x17\n\rworkflow_json\x18\x02 \x01(\tH\x00\x12\x17\n\x0fupdate_existing\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\tB\x08\n\x06source\"\x8f\x01\n\x11\x43reateJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.conveyor.translator.v1.Job\x12\x37\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\".conveyor.translator.v1.Diagnostic\x12\x17\n\x0fversion_created\x18\x03 \x01(\x08\"0\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\":\n\x0eGetJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.conveyor.translator.v1.Job\"M\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bname_prefix\x18\x03 \x01(\t\"V\n\x10ListJobsResponse\x12)\n\x04jobs\x18\x01 \x03(\x0b\x32\x1b.conveyor.translator.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse2\xbe\x06\n\x11TranslatorService\x12\x9c\x01\n\x10ValidateWorkflow\x12/.conveyor.translator.v1.ValidateWorkflowRequest\x1a\x30.conveyor.translator.v1.ValidateWorkflowResponse\"%\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/workflows:validate:\x01*\x12\xa0\x01\n\x11TranslateWorkflow\x12\x30.conveyor.translator.v1.TranslateWorkflowRequest\x1a\x31.conveyor.translator.v1.TranslateWorkflowResponse\"&\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/workflows:translate:\x01*\x12y\n\tCreateJob\x12(.conveyor.translator.v1.CreateJobRequest\x1a).conveyor.translator.v1.CreateJobResponse\"\x17\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\r\"\x08/v1/jobs:\x01*\x12v\n\x06GetJob\x12%.conveyor.translator.v1.GetJobRequest\x1a&.conveyor.translator.v1.GetJobResponse\"\x1d\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12s\n\x08ListJobs\x12\'.conveyor.translator.v1.ListJobsRequest\x1a(.conveyor.translator.v1.ListJobsResponse\"\x14\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12\x7f\n\tDeleteJob\x12(.conveyor.translator.v1.DeleteJobRequest\x1a).conveyor.translator.v1.DeleteJobResponse\"\x1d\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x13*\x11/v1/jobs/{job_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/conveyor/translator/v1/translator_service.proto\x12\x16\x63onveyor.translator.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1d\x63onveyor/kernel/v1/json.proto\x1a\'conveyor/translator/v1/translator.proto\x1a\x1cgoogle/api/annotations.proto\"R\n\x17ValidateWorkflowRequest\x12\x1d\n\rworkflow_json\x18\x02 \x01(\tB\x04\xd0\xf3\x18\x02H\x00\x42\x08\n\x06sourceJ\x04\x08\x01\x10\x02R\x08workflow\"b\n\x18ValidateWorkflowResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x37\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\".conveyor.translator.v1.Diagnostic\"S\n\x18TranslateWorkflowRequest\x12\x1d\n\rworkflow_json\x18\x02 \x01(\tB\x04\xd0\xf3\x18\x02H\x00\x42\x08\n\x06sourceJ\x04\x08\x01\x10\x02R\x08workflow\"\x86\x01\n\x19TranslateWorkflowResponse\x12\x37\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\".conveyor.translator.v1.Diagnostic\x12*\n\x04plan\x18\x03 \x01(\x0b\x32\x1c.conveyor.translator.v1.PlanJ\x04\x08\x01\x10\x02\"x\n\x10\x43reateJobRequest\x12\x1d\n\rworkflow_json\x18\x02 \x01(\tB\x04\xd0\xf3\x18\x02H\x00\x12\x17\n\x0fupdate_existing\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\tB\x08\n\x06sourceJ\x04\x08\x01\x10\x02R\x08workflow\"\x8f\x01\n\x11\x43reateJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.conveyor.translator.v1.Job\x12\x37\n\x0b\x64iagnostics\x18\x02 \x03(\x0b\x32\".conveyor.translator.v1.Diagnostic\x12\x17\n\x0fversion_created\x18\x03 \x01(\x08\"0\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\":\n\x0eGetJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.conveyor.translator.v1.Job\"M\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x13\n\x0bname_prefix\x18\x03 \x01(\t\"V\n\x10ListJobsResponse\x12)\n\x04jobs\x18\x01 \x03(\x0b\x32\x1b.conveyor.translator.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x44\x65leteJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x13\n\x11\x44\x65leteJobResponse2\xbe\x06\n\x11TranslatorService\x12\x9c\x01\n\x10ValidateWorkflow\x12/.conveyor.translator.v1.ValidateWorkflowRequest\x1a\x30.conveyor.translator.v1.ValidateWorkflowResponse\"%\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/workflows:validate:\x01*\x12\xa0\x01\n\x11TranslateWorkflow\x12\x30.conveyor.translator.v1.TranslateWorkflowRequest\x1a\x31.conveyor.translator.v1.TranslateWorkflowResponse\"&\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/workflows:translate:\x01*\x12y\n\tCreateJob\x12(.conveyor.translator.v1.CreateJobRequest\x1a).conveyor.translator.v1.CreateJobResponse\"\x17\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\r\"\x08/v1/jobs:\x01*\x12v\n\x06GetJob\x12%.conveyor.translator.v1.GetJobRequest\x1a&.conveyor.translator.v1.GetJobResponse\"\x1d\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12s\n\x08ListJobs\x12\'.conveyor.translator.v1.ListJobsRequest\x1a(.conveyor.translator.v1.ListJobsResponse\"\x14\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12\x7f\n\tDeleteJob\x12(.conveyor.translator.v1.DeleteJobRequest\x1a).conveyor.translator.v1.DeleteJobResponse\"\x1d\xc8\xf3\x18\x03\x82\xd3\xe4\x93\x02\x13*\x11/v1/jobs/{job_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conveyor.translator.v1.translator_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_VALIDATEWORKFLOWREQUEST'].fields_by_name['workflow_json']._loaded_options = None
+  _globals['_VALIDATEWORKFLOWREQUEST'].fields_by_name['workflow_json']._serialized_options = b'\320\363\030\002'
+  _globals['_TRANSLATEWORKFLOWREQUEST'].fields_by_name['workflow_json']._loaded_options = None
+  _globals['_TRANSLATEWORKFLOWREQUEST'].fields_by_name['workflow_json']._serialized_options = b'\320\363\030\002'
+  _globals['_CREATEJOBREQUEST'].fields_by_name['workflow_json']._loaded_options = None
+  _globals['_CREATEJOBREQUEST'].fields_by_name['workflow_json']._serialized_options = b'\320\363\030\002'
   _globals['_TRANSLATORSERVICE'].methods_by_name['ValidateWorkflow']._loaded_options = None
   _globals['_TRANSLATORSERVICE'].methods_by_name['ValidateWorkflow']._serialized_options = b'\310\363\030\001\202\323\344\223\002\033\"\026/v1/workflows:validate:\001*'
   _globals['_TRANSLATORSERVICE'].methods_by_name['TranslateWorkflow']._loaded_options = None
@@ -47,30 +53,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRANSLATORSERVICE'].methods_by_name['ListJobs']._serialized_options = b'\310\363\030\001\202\323\344\223\002\n\022\010/v1/jobs'
   _globals['_TRANSLATORSERVICE'].methods_by_name['DeleteJob']._loaded_options = None
   _globals['_TRANSLATORSERVICE'].methods_by_name['DeleteJob']._serialized_options = b'\310\363\030\003\202\323\344\223\002\023*\021/v1/jobs/{job_id}'
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=205
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=310
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=312
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=410
-  _globals['_TRANSLATEWORKFLOWREQUEST']._serialized_start=412
-  _globals['_TRANSLATEWORKFLOWREQUEST']._serialized_end=518
-  _globals['_TRANSLATEWORKFLOWRESPONSE']._serialized_start=520
-  _globals['_TRANSLATEWORKFLOWRESPONSE']._serialized_end=643
-  _globals['_CREATEJOBREQUEST']._serialized_start=646
-  _globals['_CREATEJOBREQUEST']._serialized_end=789
-  _globals['_CREATEJOBRESPONSE']._serialized_start=792
-  _globals['_CREATEJOBRESPONSE']._serialized_end=935
-  _globals['_GETJOBREQUEST']._serialized_start=937
-  _globals['_GETJOBREQUEST']._serialized_end=985
-  _globals['_GETJOBRESPONSE']._serialized_start=987
-  _globals['_GETJOBRESPONSE']._serialized_end=1045
-  _globals['_LISTJOBSREQUEST']._serialized_start=1047
-  _globals['_LISTJOBSREQUEST']._serialized_end=1124
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1126
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1212
-  _globals['_DELETEJOBREQUEST']._serialized_start=1214
-  _globals['_DELETEJOBREQUEST']._serialized_end=1248
-  _globals['_DELETEJOBRESPONSE']._serialized_start=1250
-  _globals['_DELETEJOBRESPONSE']._serialized_end=1269
-  _globals['_TRANSLATORSERVICE']._serialized_start=1272
-  _globals['_TRANSLATORSERVICE']._serialized_end=2102
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=206
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=288
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=290
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=388
+  _globals['_TRANSLATEWORKFLOWREQUEST']._serialized_start=390
+  _globals['_TRANSLATEWORKFLOWREQUEST']._serialized_end=473
+  _globals['_TRANSLATEWORKFLOWRESPONSE']._serialized_start=476
+  _globals['_TRANSLATEWORKFLOWRESPONSE']._serialized_end=610
+  _globals['_CREATEJOBREQUEST']._serialized_start=612
+  _globals['_CREATEJOBREQUEST']._serialized_end=732
+  _globals['_CREATEJOBRESPONSE']._serialized_start=735
+  _globals['_CREATEJOBRESPONSE']._serialized_end=878
+  _globals['_GETJOBREQUEST']._serialized_start=880
+  _globals['_GETJOBREQUEST']._serialized_end=928
+  _globals['_GETJOBRESPONSE']._serialized_start=930
+  _globals['_GETJOBRESPONSE']._serialized_end=988
+  _globals['_LISTJOBSREQUEST']._serialized_start=990
+  _globals['_LISTJOBSREQUEST']._serialized_end=1067
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1069
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1155
+  _globals['_DELETEJOBREQUEST']._serialized_start=1157
+  _globals['_DELETEJOBREQUEST']._serialized_end=1191
+  _globals['_DELETEJOBRESPONSE']._serialized_start=1193
+  _globals['_DELETEJOBRESPONSE']._serialized_end=1212
+  _globals['_TRANSLATORSERVICE']._serialized_start=1215
+  _globals['_TRANSLATORSERVICE']._serialized_end=2045
 # @@protoc_insertion_point(module_scope)

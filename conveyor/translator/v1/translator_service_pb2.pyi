@@ -1,7 +1,7 @@
 from conveyor.auth.v1 import auth_pb2 as _auth_pb2
+from conveyor.kernel.v1 import json_pb2 as _json_pb2
 from conveyor.translator.v1 import translator_pb2 as _translator_pb2
 from google.api import annotations_pb2 as _annotations_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -11,12 +11,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ValidateWorkflowRequest(_message.Message):
-    __slots__ = ("workflow", "workflow_json")
-    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("workflow_json",)
     WORKFLOW_JSON_FIELD_NUMBER: _ClassVar[int]
-    workflow: _struct_pb2.Struct
     workflow_json: str
-    def __init__(self, workflow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., workflow_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, workflow_json: _Optional[str] = ...) -> None: ...
 
 class ValidateWorkflowResponse(_message.Message):
     __slots__ = ("valid", "diagnostics")
@@ -27,32 +25,28 @@ class ValidateWorkflowResponse(_message.Message):
     def __init__(self, valid: _Optional[bool] = ..., diagnostics: _Optional[_Iterable[_Union[_translator_pb2.Diagnostic, _Mapping]]] = ...) -> None: ...
 
 class TranslateWorkflowRequest(_message.Message):
-    __slots__ = ("workflow", "workflow_json")
-    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("workflow_json",)
     WORKFLOW_JSON_FIELD_NUMBER: _ClassVar[int]
-    workflow: _struct_pb2.Struct
     workflow_json: str
-    def __init__(self, workflow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., workflow_json: _Optional[str] = ...) -> None: ...
+    def __init__(self, workflow_json: _Optional[str] = ...) -> None: ...
 
 class TranslateWorkflowResponse(_message.Message):
-    __slots__ = ("plan", "diagnostics")
-    PLAN_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("diagnostics", "plan")
     DIAGNOSTICS_FIELD_NUMBER: _ClassVar[int]
-    plan: _struct_pb2.Struct
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     diagnostics: _containers.RepeatedCompositeFieldContainer[_translator_pb2.Diagnostic]
-    def __init__(self, plan: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., diagnostics: _Optional[_Iterable[_Union[_translator_pb2.Diagnostic, _Mapping]]] = ...) -> None: ...
+    plan: _translator_pb2.Plan
+    def __init__(self, diagnostics: _Optional[_Iterable[_Union[_translator_pb2.Diagnostic, _Mapping]]] = ..., plan: _Optional[_Union[_translator_pb2.Plan, _Mapping]] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
-    __slots__ = ("workflow", "workflow_json", "update_existing", "request_id")
-    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("workflow_json", "update_existing", "request_id")
     WORKFLOW_JSON_FIELD_NUMBER: _ClassVar[int]
     UPDATE_EXISTING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    workflow: _struct_pb2.Struct
     workflow_json: str
     update_existing: bool
     request_id: str
-    def __init__(self, workflow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., workflow_json: _Optional[str] = ..., update_existing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, workflow_json: _Optional[str] = ..., update_existing: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateJobResponse(_message.Message):
     __slots__ = ("job", "diagnostics", "version_created")

@@ -55,12 +55,11 @@ def _diamond() -> dict[str, Any]:
 
 def test_diamond_with_condition_compiles_to_the_plan_shape() -> None:
     plan = _plan(_diamond())
-    assert list(plan) == ["schema", "name", "description", "parameters", "nodes", "entry", "order"]
+    assert list(plan) == ["schema", "name", "description", "parameters", "nodes", "entry"]
     assert plan["schema"] == "conveyor/v1"
     assert plan["description"] == "check a router"
     assert plan["entry"] == ["start"]
-    assert plan["order"] == ["start", "ping", "up", "save", "alert", "join"]
-    assert list(plan["nodes"]) == plan["order"]
+    assert list(plan["nodes"]) == ["start", "ping", "up", "save", "alert", "join"]
     ping = plan["nodes"]["ping"]
     assert ping == {
         "id": "ping",
@@ -87,6 +86,7 @@ def test_diamond_with_condition_compiles_to_the_plan_shape() -> None:
         "children": [{"node": "up", "handle": None}],
         "group": None,
         "body": None,
+        "position": None,
     }
     up = plan["nodes"]["up"]
     assert up["data"] == {"expression": "steps.ping.exit_code == 0"}
@@ -157,7 +157,8 @@ def test_react_flow_export_with_editor_fields_translates() -> None:
         "viewport": {"x": 10, "y": -4, "zoom": 1.25},
     }
     plan = _plan({"schema": "conveyor/v1", "name": "from-editor", **exported})
-    assert plan["order"] == ["1", "2"]
+    assert list(plan["nodes"]) == ["1", "2"]
+    assert plan["nodes"]["2"]["position"] == {"x": 200.0, "y": 0.0}
     assert plan["nodes"]["2"]["label"] == "List"
     assert plan["nodes"]["2"]["data"] == {
         "command": "ls -la /tmp",
@@ -180,7 +181,8 @@ def test_foreach_body_is_grouped_and_ordered() -> None:
     doc["nodes"][0]["parentId"] = "each"
     doc["nodes"][3]["parentId"] = "each"
     plan = _plan(doc)
-    assert plan["order"].index("each") < plan["order"].index("b1") < plan["order"].index("b2")
+    order = list(plan["nodes"])
+    assert order.index("each") < order.index("b1") < order.index("b2")
     assert plan["entry"] == ["list"]
     each = plan["nodes"]["each"]
     assert each["body"] == ["b1", "b2"]

@@ -23,8 +23,9 @@ def test_ten_thousand_node_chain_compiles() -> None:
     result = compile_workflow(json.dumps(document))
     assert result.ok, result.diagnostics[:3]
     assert result.plan is not None
-    assert result.plan["order"][:3] == ["n0", "n1", "n2"]
-    assert result.plan["order"][-1] == "n9999"
+    order = list(result.plan["nodes"])
+    assert order[:3] == ["n0", "n1", "n2"]
+    assert order[-1] == "n9999"
     assert result.plan["nodes"]["n9999"]["parents"] == [{"node": "n9998", "handle": None}]
 
 

@@ -66,6 +66,15 @@ def test_format_is_checked() -> None:
     assert [d.path for d in problems] == ["/parameters/host"]
 
 
+def test_values_decoded_from_json_text_stay_exact() -> None:
+    params, problems = validate_parameters(
+        {"type": "object"}, {"big": 2**53 + 1, "one": 1.0, "nested": [{"f": 2.0}]}
+    )
+    assert problems == []
+    assert params["big"] == 9007199254740993
+    assert isinstance(params["one"], float) and isinstance(params["nested"][0]["f"], float)
+
+
 def test_struct_numbers_become_integers() -> None:
     struct = struct_pb2.Struct()
     struct.update({"host": "10.0.0.1", "port": 2022})

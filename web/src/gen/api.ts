@@ -37,8 +37,6 @@ export interface Step {
   exit_code?: number;
   stdout: string;
   stderr: string;
-  output?: unknown;
-  outputs?: Record<string, unknown>;
   error_category: ErrorCategory;
   error_message: string;
   skip_reason: string;
@@ -51,6 +49,8 @@ export interface Step {
   stderr_uri: string;
   child_run_id: string;
   wake_time?: string;
+  output?: unknown;
+  outputs?: Record<string, unknown>;
 }
 
 export interface Run {
@@ -60,7 +60,6 @@ export interface Run {
   job_version: number;
   state: RunState;
   trigger: RunTrigger;
-  parameters?: Record<string, unknown>;
   create_time?: string;
   start_time?: string;
   end_time?: string;
@@ -73,19 +72,20 @@ export interface Run {
   parent_node_id: string;
   retry_of_run_id: string;
   started_by: string;
+  parameters?: Record<string, unknown>;
 }
 
 export type ApprovalDecision = "APPROVAL_DECISION_UNSPECIFIED" | "APPROVAL_DECISION_APPROVE" | "APPROVAL_DECISION_REJECT";
 
 export interface StartRunRequest {
   job_id: string;
-  parameters?: Record<string, unknown>;
   request_id: string;
   trigger: RunTrigger;
   priority: number;
   job_version: number;
   parent_run_id: string;
   parent_node_id: string;
+  parameters?: Record<string, unknown>;
 }
 
 export interface StartRunResponse {
@@ -144,6 +144,8 @@ export interface ApproveStepResponse {
 
 export type Severity = "SEVERITY_UNSPECIFIED" | "SEVERITY_ERROR" | "SEVERITY_WARNING";
 
+export type TriggerRule = "TRIGGER_RULE_UNSPECIFIED" | "TRIGGER_RULE_ALL_SUCCESS" | "TRIGGER_RULE_ALL_DONE" | "TRIGGER_RULE_ONE_SUCCESS" | "TRIGGER_RULE_ONE_FAILED" | "TRIGGER_RULE_NONE_FAILED" | "TRIGGER_RULE_NONE_FAILED_MIN_ONE_SUCCESS";
+
 export interface Diagnostic {
   code: string;
   severity: Severity;
@@ -162,15 +164,59 @@ export interface Job {
   version: number;
   create_time?: string;
   update_time?: string;
-  definition?: Record<string, unknown>;
-  plan?: Record<string, unknown>;
-  parameters_schema?: Record<string, unknown>;
   node_count: number;
+  definition?: Record<string, unknown>;
+  plan?: Plan;
+  parameters_schema?: Record<string, unknown>;
+}
+
+export interface RetryPolicy {
+  max_retries: number;
+  initial_backoff?: string;
+  backoff_factor: number;
+  max_backoff?: string;
+  jitter: boolean;
+  retry_on: ErrorCategory[];
+}
+
+export interface PlanEdge {
+  node_id: string;
+  handle?: string;
+}
+
+export interface Position {
+  x: number;
+  y: number;
+}
+
+export interface PlanNode {
+  id: string;
+  type: string;
+  label?: string;
+  data?: Record<string, unknown>;
+  timeout?: string;
+  retry_policy?: RetryPolicy;
+  queue: string;
+  trigger_rule: TriggerRule;
+  continue_on_error: boolean;
+  upstream: PlanEdge[];
+  downstream: PlanEdge[];
+  group: string;
+  body: string[];
+  position?: Position;
+}
+
+export interface Plan {
+  schema: string;
+  name: string;
+  description: string;
+  parameters_schema?: Record<string, unknown>;
+  nodes: PlanNode[];
+  entry_node_ids: string[];
 }
 
 export interface ValidateWorkflowRequest {
-  workflow?: Record<string, unknown>;
-  workflow_json?: string;
+  workflow?: unknown;
 }
 
 export interface ValidateWorkflowResponse {
@@ -179,18 +225,16 @@ export interface ValidateWorkflowResponse {
 }
 
 export interface TranslateWorkflowRequest {
-  workflow?: Record<string, unknown>;
-  workflow_json?: string;
+  workflow?: unknown;
 }
 
 export interface TranslateWorkflowResponse {
-  plan?: Record<string, unknown>;
   diagnostics: Diagnostic[];
+  plan?: Plan;
 }
 
 export interface CreateJobRequest {
-  workflow?: Record<string, unknown>;
-  workflow_json?: string;
+  workflow?: unknown;
   update_existing: boolean;
   request_id: string;
 }
@@ -522,7 +566,6 @@ export interface Schedule {
   job_id: string;
   description: string;
   spec?: ScheduleSpec;
-  parameters?: Record<string, unknown>;
   policies?: SchedulePolicies;
   paused: boolean;
   note: string;
@@ -532,6 +575,7 @@ export interface Schedule {
   create_time?: string;
   update_time?: string;
   updated_by: string;
+  parameters?: Record<string, unknown>;
 }
 
 export interface ScheduleAction {
