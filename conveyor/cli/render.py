@@ -92,6 +92,8 @@ def event_line(ev: event_pb2.RunEvent) -> str:
         return "\n".join(
             f"{when}  {ev.node_id:<20} [dim]{stream}|[/dim] {escape(line)}" for line in lines
         )
+    if ev.type == event_pb2.EVENT_TYPE_STEP_PROGRESS:
+        return f"{when}  {ev.node_id:<20} [dim]{escape(ev.message)}[/dim]"
     state = step_state(ev.step_state)
     style = STATE_STYLE.get(state, "white")
     attempt = f" (attempt {ev.attempt})" if ev.attempt > 1 else ""

@@ -99,9 +99,7 @@ def routes(gateway: Any) -> list[Route]:
             "content-disposition": f'attachment; filename="{_filename(artifact.name)}"',
         }
         if not whole:
-            headers["content-range"] = (
-                f"bytes {span.offset}-{span.offset + span.length - 1}/{size}"
-            )
+            headers["content-range"] = f"bytes {span.offset}-{span.offset + span.length - 1}/{size}"
         status = 200 if whole else 206
         media = artifact.content_type or "application/octet-stream"
         if request.method == "HEAD" or span.length == 0:

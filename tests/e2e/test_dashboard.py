@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import create_job, sign_in
+from tests.e2e.conftest import SECRET, create_job, sign_in
 from tests.integration import harness
 
 TIMEOUT_MS = 60_000
@@ -77,6 +77,52 @@ APPROVAL = _workflow(
         {"id": "after", "type": "action.command", "data": {"label": "After", "argv": ["true"]}},
     ],
 )
+
+
+SECRETIVE = _workflow(
+    "e2e-secretive",
+    [
+        {
+            "id": "call",
+            "type": "action.command",
+            "data": {
+                "label": "Call the API",
+                "argv": ["echo", "user={{ params.user }}", "key={{ secrets.E2E_KEY }}"],
+            },
+        }
+    ],
+    parameters={"type": "object", "properties": {"user": {"type": "string"}}},
+)
+LOOP = {
+    "schema": "conveyor/v1",
+    "name": "e2e-loop",
+    "parameters": {
+        "type": "object",
+        "properties": {"gates": {"type": "array", "items": {"type": "string"}}},
+    },
+    "nodes": [
+        {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}, "data": {}},
+        {
+            "id": "loop",
+            "type": "logic.foreach",
+            "position": {"x": 0, "y": 120},
+            "width": 260,
+            "height": 120,
+            "data": {"label": "Each gate", "items": "params.gates", "concurrency": 1},
+        },
+        {
+            "id": "pass",
+            "type": "action.command",
+            "parentId": "loop",
+            "position": {"x": 20, "y": 40},
+            "data": {
+                "label": "Pass the gate",
+                "argv": ["sh", "-c", 'while [ ! -e "$0" ]; do sleep 0.05; done', "{{ item }}"],
+            },
+        },
+    ],
+    "edges": [{"id": "e0", "source": "start", "target": "loop"}],
+}
 
 
 def _start(http: httpx.Client, job_id: str, parameters: dict[str, Any] | None = None) -> str:
@@ -141,6 +187,47 @@ def test_start_a_run_from_the_form_and_watch_the_node_succeed_live(
     panel = page.get_by_role("complementary", name="Step Wait for the gate")
     expect(panel.get_by_role("table", name="Attempts").get_by_role("row")).to_have_count(2)
     expect(panel.get_by_label("stdout")).to_contain_text("hello")
+    # Its inputs as the attempt rendered them, not the templates.
+    rendered = panel.get_by_label("Rendered inputs")
+    expect(rendered).to_contain_text('"GREETING": "hello"')
+    expect(rendered).to_contain_text(f'"GATE": "{gate}"')
+    expect(rendered).not_to_contain_text("params.greeting")
+
+
+def test_rendered_inputs_show_secrets_masked(page: Page, http: httpx.Client, token: str) -> None:
+    job_id = create_job(http, SECRETIVE)
+    run_id = _start(http, job_id, {"user": "alice"})
+    _wait_run(http, run_id, "RUN_STATE_SUCCEEDED")
+    sign_in(page, token)
+    page.goto(f"/#/runs/{run_id}")
+    _node(page, "Call the API", "succeeded").click()
+    panel = page.get_by_role("complementary", name="Step Call the API")
+    rendered = panel.get_by_label("Rendered inputs")
+    expect(rendered).to_contain_text('"user=alice"')
+    expect(rendered).to_contain_text('"key=***"')
+    assert SECRET not in panel.inner_text()
+    assert SECRET not in page.content()
+
+
+def test_a_foreach_shows_its_items_progress_while_it_runs(
+    page: Page, http: httpx.Client, token: str, tmp_path: Path
+) -> None:
+    gates = [tmp_path / f"gate-{i}" for i in range(4)]
+    job_id = create_job(http, LOOP)
+    sign_in(page, token)
+    run_id = _start(http, job_id, {"gates": [str(g) for g in gates]})
+    page.goto(f"/#/runs/{run_id}")
+    _mark_document(page)
+    loop = _node(page, "Each gate", "running")
+    expect(loop).to_contain_text("0/4 items", timeout=TIMEOUT_MS)
+    gates[0].write_text("open")
+    expect(loop).to_contain_text("1/4 items", timeout=TIMEOUT_MS)
+    gates[1].write_text("open")
+    expect(loop).to_contain_text("2/4 items", timeout=TIMEOUT_MS)
+    for gate in gates[2:]:
+        gate.write_text("open")
+    expect(_node(page, "Each gate", "succeeded")).to_contain_text("4/4 items", timeout=TIMEOUT_MS)
+    _assert_not_reloaded(page)
 
 
 def test_runs_table_shows_a_new_run_and_its_end_without_reload(
@@ -155,9 +242,17 @@ def test_runs_table_shows_a_new_run_and_its_end_without_reload(
     run_id = _start(http, job_id, {"gate": str(gate)})
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name=f"Run {run_id}"))
     expect(row).to_be_visible(timeout=TIMEOUT_MS)
+    # Who started it: the token's name, filled into the row that arrived live.
+    expect(row.get_by_role("cell", name="dev", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
     gate.write_text("open")
     expect(row.get_by_text("succeeded")).to_be_visible(timeout=TIMEOUT_MS)
     _assert_not_reloaded(page)
+    # Filtering still works with the column: the run is among the succeeded ones only.
+    page.get_by_label("State").select_option("RUN_STATE_SUCCEEDED")
+    expect(row).to_be_visible(timeout=TIMEOUT_MS)
+    page.get_by_label("State").select_option("RUN_STATE_FAILED")
+    expect(page.get_by_role("table", name="Runs")).to_have_attribute("aria-busy", "false")
+    expect(row).to_have_count(0)
 
 
 def test_a_failed_steps_stderr_and_category_then_retry_it(
@@ -199,12 +294,30 @@ def test_approve_a_waiting_step_with_a_comment(page: Page, http: httpx.Client, t
     assert signoff["outputs"]["comment"] == "looks good"
 
 
-def test_workers_page_lists_the_worker(page: Page, token: str) -> None:
+def test_workers_page_lists_the_worker_and_what_it_runs(
+    page: Page, http: httpx.Client, token: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    run_id = _start(http, create_job(http, GATED), {"gate": str(gate)})
+    _wait_run(http, run_id, "RUN_STATE_RUNNING")
     sign_in(page, token)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Queues & workers").click()
     workers = page.get_by_role("table", name="Workers")
-    expect(workers.get_by_role("row").filter(has_text="online").first).to_be_visible()
+    online = workers.get_by_role("row").filter(has_text="online").first
+    expect(online).to_be_visible()
     expect(page.get_by_role("table", name="Queues").get_by_role("row").nth(1)).to_be_visible()
+    # What it runs: the waiting step, named by the worker its attempt records.
+    running = page.get_by_role("list", name=re.compile(r"^Running on "))
+    expect(running.get_by_role("link", name="wait")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(running).to_contain_text(f"run {run_id[:8]}")
+    hostname = (running.get_attribute("aria-label") or "").removeprefix("Running on ")
+    gate.write_text("open")
+    run = _wait_run(http, run_id, "RUN_STATE_SUCCEEDED")
+    [attempt] = next(s for s in run["steps"] if s["node_id"] == "wait")["executions"]
+    assert attempt["worker"] == hostname
+    # The link opens the run with that step's panel.
+    page.goto(f"/#/runs/{run_id}?node=wait")
+    expect(page.get_by_role("complementary", name="Step Wait for the gate")).to_be_visible()
 
 
 def test_a_viewer_gets_no_action_buttons(
