@@ -359,6 +359,9 @@ def test_screenshots_of_the_main_pages(
     _wait_run(http, failed, "RUN_STATE_FAILED")
     waiting = _start(http, create_job(http, APPROVAL))
     _wait_run(http, waiting, "RUN_STATE_WAITING")
+    gate = tmp_path / "gate"  # a step kept running, for the workers page
+    busy = _start(http, create_job(http, GATED), {"gate": str(gate)})
+    _wait_run(http, busy, "RUN_STATE_RUNNING")
     sign_in(page, token)
     shots = {
         "dashboard-runs.png": ("/#/runs", page.get_by_role("table", name="Runs")),
@@ -375,6 +378,12 @@ def test_screenshots_of_the_main_pages(
         if name == "dashboard-approval.png":
             ready.click()
             expect(page.get_by_role("group", name="Decision")).to_be_visible()
+        if name == "dashboard-run.png":  # the step's panel: attempts, rendered inputs, log
+            ready.click()
+            expect(page.get_by_label("Rendered inputs")).to_be_visible()
+        if name == "dashboard-workers.png":
+            running = page.get_by_role("list", name=re.compile(r"^Running on "))
+            expect(running.get_by_role("link", name="wait")).to_be_visible(timeout=TIMEOUT_MS)
         page.wait_for_timeout(300)  # let the graph's fit-to-view settle
         page.screenshot(path=str(out / name))
         if name == "dashboard-kpis.png":  # the figures come from GetKpis, drawn as charts
@@ -383,6 +392,8 @@ def test_screenshots_of_the_main_pages(
             hello_row = page.get_by_role("row").filter(has_text="hello")
             expect(hello_row.first).to_contain_text("100%")
         assert (out / name).stat().st_size > 10_000
+    gate.write_text("open")
+    _wait_run(http, busy, "RUN_STATE_SUCCEEDED")
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import { useNow } from "../hooks";
 const TERMINAL_RUN = new Set(["RUN_STATE_SUCCEEDED", "RUN_STATE_FAILED", "RUN_STATE_CANCELLED"]);
 const ENDED_STEP = new Set(["STEP_STATE_SUCCEEDED", "STEP_STATE_FAILED", "STEP_STATE_SKIPPED", "STEP_STATE_CANCELLED"]);
 const LOG_CAP = 256 * 1024; // characters of live log kept per open panel
+const BIG_RUN = 100; // steps: beyond this the run is refetched only for an open panel
 
 /** Per node and attempt: when it was queued, started and ended (from the event history). */
 type Attempts = Map<string, Map<number, { queued?: number; started?: number; ended?: number; state?: string }>>;
@@ -83,13 +84,16 @@ export function RunDetailPage({ runId, initialNode }: { runId: string; initialNo
   }, [runId]);
 
   // Refresh the full run (attempts, outputs) while events arrive: about once a second for a
-  // small run, less often for a big one (a 500-step run is ~0.5 MB; colours come from events).
-  const scheduleRefresh = useCallback(() => {
+  // small run. A big one (a 500-step run is ~0.5 MB, and parsing and drawing it holds up the
+  // live colours, which come from events) only while a step's panel is open, and at its end.
+  const selectedRef = useRef<string | undefined>(initialNode);
+  const scheduleRefresh = useCallback((always = false) => {
     if (refreshTimer.current !== undefined) return;
+    if (!always && stepCount.current > BIG_RUN && selectedRef.current === undefined) return;
     refreshTimer.current = window.setTimeout(() => {
       refreshTimer.current = undefined;
       void load();
-    }, Math.max(700, stepCount.current * 10));
+    }, always ? 100 : Math.max(700, stepCount.current * 10));
   }, [load]);
 
   useEffect(() => {
@@ -122,27 +126,36 @@ export function RunDetailPage({ runId, initialNode }: { runId: string; initialNo
         if (ev.type === "EVENT_TYPE_RUN_STATE_CHANGED") setRunState(ev.run_state);
         if (ev.type === "EVENT_TYPE_RUN_STATE_CHANGED" && TERMINAL_RUN.has(ev.run_state)) void load();
         applyEvent(ev, states, attemptsRef.current, progress);
+        // One redraw per frame for whatever arrived meanwhile (not a fixed delay).
         if (flush === undefined) {
-          flush = window.setTimeout(() => {
+          flush = window.requestAnimationFrame(() => {
             flush = undefined;
             setLiveStates(new Map(states));
             setLiveProgress(new Map(progress));
             setTimelineTick((t) => t + 1);
-          }, 50);
+          });
         }
-        // Progress changes no attempt or output: no refetch for it.
-        if (ev.type !== "EVENT_TYPE_STEP_PROGRESS") scheduleRefresh();
+        // Progress changes no attempt or output: no refetch for it. A foreach's end brings
+        // its final counts and its body's summaries: fetched whatever the run's size.
+        if (ev.type === "EVENT_TYPE_STEP_STATE_CHANGED" && progress.has(ev.node_id) && ENDED_STEP.has(ev.step_state)) scheduleRefresh(true);
+        else if (ev.type !== "EVENT_TYPE_STEP_PROGRESS") scheduleRefresh();
       },
       { signal: ctrl.signal, resume: false, onError: (e) => setError(e.message) },
     );
     return () => {
       cancelled = true;
       ctrl.abort();
-      window.clearTimeout(flush);
+      if (flush !== undefined) window.cancelAnimationFrame(flush);
       window.clearTimeout(refreshTimer.current);
       refreshTimer.current = undefined;
     };
   }, [runId, load, scheduleRefresh]);
+
+  // Opening a step's panel on a big run fetches the run (its attempts may be newer).
+  useEffect(() => {
+    selectedRef.current = selected;
+    if (selected !== undefined && stepCount.current > BIG_RUN) scheduleRefresh(true);
+  }, [selected, scheduleRefresh]);
 
   const steps = useMemo(() => new Map((run?.steps ?? []).map((s) => [s.node_id, s])), [run]);
   const inBody = useMemo(() => new Set((doc?.nodes ?? []).filter((n) => n.parentId).map((n) => n.id)), [doc]);
