@@ -16,6 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from conveyor.cli.client import gateway_channel
+from conveyor.executor.v1 import history_service_pb2, history_service_pb2_grpc
 from tests.e2e.conftest import SECRET, create_job, sign_in
 from tests.integration import harness
 
@@ -123,6 +125,49 @@ LOOP = {
     ],
     "edges": [{"id": "e0", "source": "start", "target": "loop"}],
 }
+
+
+# 500 nodes: a trigger and 499 conditions (evaluated by the executor, no worker hop), on a grid.
+WIDE = {
+    "schema": "conveyor/v1",
+    "name": "e2e-wide",
+    "nodes": [
+        {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}, "data": {}},
+        *(
+            {
+                "id": f"c{i:03d}",
+                "type": "logic.condition",
+                "position": {"x": (i % 25) * 200, "y": 120 + (i // 25) * 90},
+                "data": {"expression": "true"},
+            }
+            for i in range(499)
+        ),
+    ],
+    "edges": [{"id": f"e{i}", "source": "start", "target": f"c{i:03d}"} for i in range(499)],
+}
+HISTORY_RUNS = 10_000
+
+
+def _import_copies(suite: dict[str, Any], token: str, run_id: str, copies: int) -> None:
+    """`copies` ended runs cloned from one run's exported records, through ImportRuns."""
+    channel = gateway_channel(suite["grpc"], token)
+    stub = history_service_pb2_grpc.RunHistoryServiceStub(channel)
+    exported = stub.ExportRuns(history_service_pb2.ExportRunsRequest(run_ids=[run_id]))
+    records = [json.loads(r) for r in exported.records]
+    batch: list[str] = []
+    for n in range(copies):
+        clone = f"{n:08d}{run_id[8:]}"
+        for record in records:
+            row = dict(record["row"])
+            if record["table"] == "job_runs":
+                row.update(id=clone, request_id=None)
+            else:
+                row["run_id"] = clone
+            batch.append(json.dumps({"table": record["table"], "row": row}))
+        if len(batch) + len(records) > 10_000 or n == copies - 1:
+            stub.ImportRuns(history_service_pb2.ImportRunsRequest(records=batch), timeout=120)
+            batch = []
+    channel.close()
 
 
 def _start(http: httpx.Client, job_id: str, parameters: dict[str, Any] | None = None) -> str:
@@ -292,6 +337,38 @@ def test_approve_a_waiting_step_with_a_comment(page: Page, http: httpx.Client, t
     run = _wait_run(http, run_id, "RUN_STATE_SUCCEEDED")
     signoff = next(s for s in run["steps"] if s["node_id"] == "signoff")
     assert signoff["outputs"]["comment"] == "looks good"
+
+
+def test_ten_thousand_runs_and_a_500_node_run_keep_the_pages_working(
+    page: Page, http: httpx.Client, suite: dict[str, Any], token: str
+) -> None:
+    job_id = create_job(http, FAILING)
+    source = _start(http, job_id)
+    _wait_run(http, source, "RUN_STATE_FAILED")
+    _import_copies(suite, token, source, HISTORY_RUNS)
+    wide = _start(http, create_job(http, WIDE))
+    _wait_run(http, wide, "RUN_STATE_SUCCEEDED")
+    sign_in(page, token)
+    # The history is paged: 50 rows a page, older pages on demand.
+    page.goto(f"/#/runs?job={job_id}")
+    table = page.get_by_role("table", name="Runs")
+    expect(table).to_have_attribute("aria-busy", "false", timeout=TIMEOUT_MS)
+    expect(table.get_by_role("link", name=re.compile(r"^Run "))).to_have_count(50)
+    page.get_by_role("button", name="Older").click()
+    expect(page.get_by_text("page 2")).to_be_visible()
+    expect(table).to_have_attribute("aria-busy", "false", timeout=TIMEOUT_MS)
+    expect(table.get_by_role("link", name=re.compile(r"^Run "))).to_have_count(50)
+    # The job's page with its 10,001 runs: stats and its latest runs.
+    page.goto(f"/#/jobs/{job_id}")
+    expect(page.get_by_role("heading", name="e2e-failing")).to_be_visible(timeout=TIMEOUT_MS)
+    # The 500-node run: drawn (only what is in view), and a node opens its panel.
+    page.goto(f"/#/runs/{wide}")
+    node = page.get_by_role("button", name=re.compile(r"^Step c000: succeeded$"))
+    expect(node).to_be_visible(timeout=TIMEOUT_MS)
+    assert page.locator("[data-state]").count() >= 100
+    node.click()
+    panel = page.get_by_role("complementary", name="Step c000")
+    expect(panel.get_by_label("Rendered inputs")).to_contain_text('"expression": true')
 
 
 def test_workers_page_lists_the_worker_and_what_it_runs(
