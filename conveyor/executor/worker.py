@@ -383,8 +383,11 @@ class WorkerRuntime:
         if effects is not None:  # waiting (approval, sub-workflow): the attempt stays open
             self.after_commit(effects)
             if inputs is not None:
-                with self.db.transaction() as session:
-                    runs.keep_rendered_inputs(session, run_id, node_id, attempt, inputs)
+                try:
+                    with self.db.transaction() as session:
+                        runs.keep_rendered_inputs(session, run_id, node_id, attempt, inputs)
+                except DBAPIError:  # a view of the attempt; the wait itself is committed
+                    log.warning("rendered inputs not recorded", run_id=run_id, exc_info=True)
             return
         result = dataclasses.replace(result, rendered_inputs=inputs)
         effects = self.durably(

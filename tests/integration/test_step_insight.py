@@ -157,3 +157,32 @@ def test_a_worker_lists_what_it_runs_under_the_name_its_attempts_record(
     [attempt] = client.get_run(run.run_id).steps[0].executions
     assert attempt.worker == entry["hostname"]
     assert "@" in attempt.worker
+
+
+def test_a_waiting_approval_shows_the_message_it_rendered(
+    client: Client, http: httpx.Client
+) -> None:
+    doc = wf.doc(
+        "it-approval-inputs",
+        [
+            {
+                "id": "ask",
+                "type": "action.approval",
+                "data": {"message": "Deploy {{ params.version }} using {{ secrets.API_KEY }}?"},
+            }
+        ],
+        [],
+        {"type": "object", "properties": {"version": {"type": "string"}}},
+    )
+    job = client.create_job(doc).job
+    run = client.start_run(job.job_id, {"version": "1.2.3"})
+    deadline = time.monotonic() + 30
+    attempt: dict[str, Any] = {}
+    while not attempt.get("rendered_inputs_json") and time.monotonic() < deadline:
+        [step] = http.get(f"/v1/runs/{run.run_id}").json()["run"]["steps"]
+        attempt = (step.get("executions") or [{}])[-1]
+        time.sleep(0.1)
+    assert step["state"] == "STEP_STATE_WAITING"
+    inputs = json.loads(attempt["rendered_inputs_json"])
+    assert inputs["message"] == "Deploy 1.2.3 using ***?"
+    assert http.post(f"/v1/runs/{run.run_id}:cancel", json={"reason": "done"}).status_code == 200
