@@ -554,7 +554,8 @@ def _settle(
         execution.cpu_user_s = result.cpu_user_s
         execution.cpu_system_s = result.cpu_system_s
         execution.max_rss_kb = result.max_rss_kb
-        execution.rendered_inputs = result.rendered_inputs
+        if result.rendered_inputs is not None:  # a wait's end keeps what its start recorded
+            execution.rendered_inputs = result.rendered_inputs
     if step.attempt != attempt or step.state != expect:
         if execution is not None and step.state == StepState.CANCELLED:
             execution.state = StepState.CANCELLED.value

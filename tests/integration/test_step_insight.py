@@ -185,4 +185,13 @@ def test_a_waiting_approval_shows_the_message_it_rendered(
     assert step["state"] == "STEP_STATE_WAITING"
     inputs = json.loads(attempt["rendered_inputs_json"])
     assert inputs["message"] == "Deploy 1.2.3 using ***?"
-    assert http.post(f"/v1/runs/{run.run_id}:cancel", json={"reason": "done"}).status_code == 200
+    # The decision ends the attempt; what it rendered stays.
+    decided = http.post(
+        f"/v1/runs/{run.run_id}/steps/ask:decide",
+        json={"decision": "APPROVAL_DECISION_APPROVE", "comment": "ok"},
+    )
+    assert decided.status_code == 200, decided.text
+    list(client.watch(run.run_id))
+    [step] = http.get(f"/v1/runs/{run.run_id}").json()["run"]["steps"]
+    assert step["state"] == "STEP_STATE_SUCCEEDED"
+    assert json.loads(step["executions"][-1]["rendered_inputs_json"]) == inputs
