@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -57,8 +58,13 @@ new MutationObserver((records) => {
   }
 }).observe(document, {subtree: true, childList: true, attributes: true,
                       attributeFilter: ['data-state']});
-sessionStorage.setItem('conveyor.token', 'bench');
 """
+# The bench's token, read by the page's sign-in (session storage) and by every client here.
+TOKEN: dict[str, str] = {"value": ""}
+
+
+def _auth() -> dict[str, str]:
+    return {"authorization": f"Bearer {TOKEN['value']}"}
 
 
 def workflow(nodes: int, gate: Path, name: str) -> dict[str, Any]:
@@ -105,6 +111,25 @@ def _ms(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000
 
 
+def follow_ends(base: str, run_id: str, arrivals: dict[str, float], stop: threading.Event) -> None:
+    """A plain SSE client of the run's state events: when each step's success arrives (wall
+    clock ms), to tell the server's share of the latency from the page's."""
+    url = f"/v1/runs/{run_id}/events"
+    params = {"types": "EVENT_TYPE_STEP_STATE_CHANGED"}
+    with (
+        httpx.Client(base_url=base, timeout=None) as client,
+        client.stream("GET", url, params=params, headers=_auth()) as r,
+    ):
+        for line in r.iter_lines():
+            if stop.is_set():
+                return
+            if not line.startswith("data:"):
+                continue
+            ev = json.loads(line[5:]).get("event") or {}
+            if ev.get("step_state") == "STEP_STATE_SUCCEEDED":
+                arrivals.setdefault(ev["node_id"], time.time() * 1000)
+
+
 def measure_page(base: str, http: httpx.Client, nodes: int, tmp: Path) -> dict[str, Any]:
     """One page load of a 500-node run in progress."""
     gate = tmp / "page-gate"
@@ -115,10 +140,18 @@ def measure_page(base: str, http: httpx.Client, nodes: int, tmp: Path) -> dict[s
     run_id = http.post(f"/v1/jobs/{job}:run", json={"parameters": {}}).json()["run"]["run_id"]
     _wait(http, run_id, _gate_running)
     received: dict[str, int] = {}
+    arrivals: dict[str, float] = {}
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=follow_ends, args=(base, run_id, arrivals, stop), daemon=True
+    )
+    follower.start()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1366, "height": 820}, base_url=base)
-        context.add_init_script(OBSERVER)
+        context.add_init_script(
+            OBSERVER + f"sessionStorage.setItem('conveyor.token', {json.dumps(TOKEN['value'])});"
+        )
         page = context.new_page()
         cdp = context.new_cdp_session(page)
         cdp.send("Network.enable")
@@ -159,6 +192,7 @@ def measure_page(base: str, http: httpx.Client, nodes: int, tmp: Path) -> dict[s
         )
         bytes_total = total()
         browser.close()
+    stop.set()
     changes = timing["changes"]
     first_drawn = min((c["t"] for c in changes if c.get("added")), default=None)
     live = [c for c in changes if not c.get("added") and first_drawn and c["t"] > first_drawn]
@@ -167,13 +201,16 @@ def measure_page(base: str, http: httpx.Client, nodes: int, tmp: Path) -> dict[s
         for s in run["steps"]
         if s.get("end_time") and s["state"] == "STEP_STATE_SUCCEEDED"
     }
-    latencies = []
+    latencies, server, page_share = [], [], []
     for c in live:
         if c["state"] != "succeeded":
             continue
         label = c["label"].removeprefix("Step ").rsplit(": ", 1)[0]
         if label in ends and ends[label] >= timing["nav"]:
             latencies.append(c["t"] - ends[label])
+            if label in arrivals:
+                server.append(arrivals[label] - ends[label])
+                page_share.append(c["t"] - arrivals[label])
     return {
         "nodes": nodes,
         "fcp_ms": timing["fcp"],
@@ -183,6 +220,8 @@ def measure_page(base: str, http: httpx.Client, nodes: int, tmp: Path) -> dict[s
         "bytes_first": bytes_first,
         "bytes_total": bytes_total,
         "latencies": sorted(latencies),
+        "server": sorted(server),
+        "page": sorted(page_share),
         "wall_to_drawn_ms": drawn_ms - opened,
     }
 
@@ -202,7 +241,7 @@ async def _streams(base: str, run_id: str, count: int, connected: asyncio.Event)
         async def follow() -> None:
             nonlocal ready
             url = f"/v1/runs/{run_id}/events"
-            async with client.stream("GET", url, headers={"authorization": "Bearer x"}) as r:
+            async with client.stream("GET", url, headers=_auth()) as r:
                 first = True
                 async for _ in r.aiter_raw():
                     if first:
@@ -285,6 +324,10 @@ def report(page: dict[str, Any], mem: dict[str, Any], load: tuple[float, float])
         f"| nodes drawn | {page['drawn_nodes']} |",
         f"| state change → page, p50 / p95 / max ({len(lat)} steps) | "
         f"{_q(lat, 0.5):.0f} / {_q(lat, 0.95):.0f} / {lat[-1]:.0f} ms |",
+        f"| of which: step end → event at a plain SSE client, p50 / p95 | "
+        f"{_q(page['server'], 0.5):.0f} / {_q(page['server'], 0.95):.0f} ms |",
+        f"| of which: event at a plain SSE client → drawn in the page, p50 / p95 | "
+        f"{_q(page['page'], 0.5):.0f} / {_q(page['page'], 0.95):.0f} ms |",
         f"| gateway RSS: idle → {mem['streams']:,} open SSE streams | "
         f"{mem['before'] / 1024:.0f} → {mem['with_streams'] / 1024:.0f} MiB "
         f"({per_stream:.0f} KiB per stream) |",
@@ -293,15 +336,17 @@ def report(page: dict[str, Any], mem: dict[str, Any], load: tuple[float, float])
         "",
         "Times are from the navigation start. A state change's latency runs from the step's "
         "recorded end to the page drawing the node's new state: the commit, the event bus, the "
-        "monitor's fan-out, the gateway's SSE encoding, the page's 50 ms batching of state "
-        "events and React Flow's render. The page's one stream for the run replays the state "
-        "history first, then follows live, so a late page catches up with the same code path; "
-        "the first live update therefore waits for that replay (three events per step already "
-        "run) and for the first render of 500 nodes. The full run (attempts, outputs) is "
-        "refetched while events arrive, every 10 ms per step (5 s here) rather than every "
-        "0.7 s as for a small run: that refetch is most of the bytes. The gateway's memory "
-        "does not drop back after the streams close (Python's allocator keeps freed arenas); "
-        "a second batch of streams is not measured.",
+        "monitor's fan-out, the gateway's SSE encoding, then in the page the stream's parsing, "
+        "one batch of state events per animation frame and React Flow's render. A plain SSE "
+        "client following the same run splits it into the server's share and the page's. The "
+        "page's one stream for the run replays the state history first, then follows live, so "
+        "a late page catches up with the same code path; the first live update therefore waits "
+        "for that replay (three events per step already run) and for the first render of 500 "
+        "nodes. A run of more than 100 steps is refetched (attempts, outputs: about 0.5 MB "
+        "here) only while a step's panel is open, when a foreach ends and when the run ends: "
+        "colours come from the events. The gateway's memory does not drop back after the "
+        "streams close (Python's allocator keeps freed arenas); a second batch of streams is "
+        "not measured.",
     ]
     return "\n".join(lines)
 
@@ -317,11 +362,16 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         harness.distributed(Path(tmp), POSTGRES_URL, REDIS_URL, workers=1) as info,
     ):
+        # Steps run as an unprivileged user when the worker is root: the gate files must be
+        # reachable for it.
+        Path(tmp).chmod(0o755)
         gateway = next(p for p in info["procs"] if p.args[-1] == "gateway")
-        with httpx.Client(base_url=info["http"], timeout=60) as http:
+        TOKEN["value"] = str(info.get("token") or "")
+        with httpx.Client(base_url=info["http"], timeout=60, headers=_auth()) as http:
             page = measure_page(info["http"], http, args.nodes, Path(tmp))
             mem = measure_memory(info["http"], http, gateway.pid, args.streams, Path(tmp))
-    print(json.dumps({**page, "latencies": len(page["latencies"])}, indent=1), mem)
+    counts = {k: len(page[k]) for k in ("latencies", "server", "page")}
+    print(json.dumps({**page, **counts}, indent=1), mem)
     body = report(page, mem, (load_start, os.getloadavg()[0]))
     print(body)
     if not args.no_write:

@@ -100,6 +100,7 @@ class EmbeddedWorker:
             without_gossip=True,
             loglevel="WARNING",
         )
+        runtime.set_hostname(str(getattr(self._controller, "hostname", "")))
         self._thread = threading.Thread(
             target=self._controller.start, name="conveyor-embedded-worker", daemon=True
         )
@@ -430,6 +431,7 @@ def run_worker(
     @worker_init.connect  # type: ignore[untyped-decorator]
     def _on_init(sender: Any = None, **_: Any) -> None:
         controllers.append(sender)  # its exitcode says how the worker stopped
+        runtime.set_hostname(str(getattr(sender, "hostname", "") or ""))
 
     ready: list[bool] = []  # a worker that never got going is not restarted (no crash loop)
 

@@ -105,6 +105,8 @@ def event_line(ev: event_pb2.RunEvent) -> Text:
             lines.append(f"{stream}|", style="dim")
             lines.append(f" {text}")
         return lines
+    if ev.type == event_pb2.EVENT_TYPE_STEP_PROGRESS:
+        return Text(f"{when}  {ev.node_id:<20} {ev.message}", style="dim")
     state = step_state(ev.step_state)
     line = Text(f"{when}  {ev.node_id:<20} ")
     line.append(state, style=STATE_STYLE.get(state, "white"))

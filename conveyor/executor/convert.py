@@ -54,6 +54,7 @@ def execution_pb(ex: ExecutionRow) -> run_pb2.Execution:
         error_category=category(ex.error_category),
         error_message=ex.error_message,
         state=step_state(ex.state),
+        rendered_inputs_json=ex.rendered_inputs or "",
     )
     if ex.exit_code is not None:
         msg.exit_code = ex.exit_code

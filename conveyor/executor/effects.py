@@ -70,3 +70,5 @@ class Result:
     body: dict[str, dict[str, Any]] | None = None
     # Re-attempt at once whatever the retry policy (an attempt lost with its worker).
     reattempt: bool = False
+    # The node's data as the attempt rendered it (JSON text, masked, bounded).
+    rendered_inputs: str | None = None

@@ -12,6 +12,7 @@ failed item fails the foreach (after every item has run).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,8 @@ MAX_RESULTS_CHARS = 8 * 1024 * 1024
 NOT_IN_BODY = frozenset({"action.approval", "action.subworkflow"})
 
 Runner = Callable[[Mapping[str, Any], StepContext], StepOutcome]
+#: Told (items done, items failed, items total) once the items are known and after each item.
+Progress = Callable[[int, int, int], None]
 
 
 @dataclass
@@ -72,8 +75,12 @@ def run_foreach(
     *,
     max_items: int = DEFAULT_LIMITS.max_foreach_items,
     runner: Runner = execute,
+    progress: Progress | None = None,
 ) -> tuple[StepOutcome, dict[str, dict[str, Any]]]:
-    """Run a foreach; returns its outcome and how each body node ended over all items."""
+    """Run a foreach; returns its outcome and how each body node ended over all items.
+
+    `progress`, when given, hears the item counts as items end (from the items' threads).
+    """
     try:
         items = resolve_items(node, ctx, max_items=max_items)
     except StepError as failure:
@@ -81,9 +88,20 @@ def run_foreach(
     body = [n for n in node.get("body") or [] if n in nodes]
     concurrency = int((node.get("data") or {}).get("concurrency") or 1)
     workers = max(1, min(concurrency, MAX_THREADS, len(items) or 1))
+    counts = [0, 0]  # done, failed
+    counts_lock = threading.Lock()
+    if progress is not None:
+        progress(0, 0, len(items))
 
     def one(index: int) -> ItemRun:
-        return _run_item(index, items[index], body, nodes, ctx, runner, max_items)
+        item = _run_item(index, items[index], body, nodes, ctx, runner, max_items)
+        if progress is not None:
+            with counts_lock:
+                counts[0] += 1
+                counts[1] += int(item.failed)
+                done, failed = counts
+            progress(done, failed, len(items))
+        return item
 
     if workers == 1:
         runs = [one(i) for i in range(len(items))]

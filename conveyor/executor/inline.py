@@ -98,4 +98,5 @@ def evaluate(
         error_message=outcome.error_message,
         handle=outcome.handle,
         wall_s=None,
+        rendered_inputs=outcome.rendered_inputs,
     )

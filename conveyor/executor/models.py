@@ -153,3 +153,5 @@ class ExecutionRow(Base):
     error_category: Mapped[str | None] = mapped_column(String(16))
     error_message: Mapped[str] = mapped_column(Text, default="")
     trace_id: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # The node's data as the attempt rendered it: JSON text, secrets masked, bounded.
+    rendered_inputs: Mapped[str | None] = mapped_column(Text)

@@ -29,9 +29,11 @@ _ERROR_CATEGORY = {
 }
 
 
-def run_foreach(claim: runs.Claim, ctx: StepContext) -> runs.Result:
-    """A foreach step's result, with the per-body-node summary."""
-    outcome, summary = foreach.run_foreach(claim.node, claim.body, ctx)
+def run_foreach(
+    claim: runs.Claim, ctx: StepContext, *, progress: foreach.Progress | None = None
+) -> runs.Result:
+    """A foreach step's result, with the per-body-node summary; `progress` hears item counts."""
+    outcome, summary = foreach.run_foreach(claim.node, claim.body, ctx, progress=progress)
     from conveyor.executor.worker import to_result  # the worker imports this module
 
     masker = Masker(ctx.secrets_to_mask)

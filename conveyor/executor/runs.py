@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, defer
 
 from conveyor.executor import engine, inline
@@ -48,6 +48,7 @@ __all__ = [
     "claim_step",
     "finish_step",
     "get_run",
+    "keep_rendered_inputs",
     "list_runs",
     "lock_run",
     "notify_parent",
@@ -552,6 +553,8 @@ def _settle(
         execution.cpu_user_s = result.cpu_user_s
         execution.cpu_system_s = result.cpu_system_s
         execution.max_rss_kb = result.max_rss_kb
+        if result.rendered_inputs is not None:  # a wait's end keeps what its start recorded
+            execution.rendered_inputs = result.rendered_inputs
     if step.attempt != attempt or step.state != expect:
         if execution is not None and step.state == StepState.CANCELLED:
             execution.state = StepState.CANCELLED.value
@@ -598,6 +601,21 @@ def _settle(
     if node["type"] == "logic.foreach":
         _settle_body(tx, cache, node_id, result.body or {})
     _advance(tx, cache, [node_id])
+
+
+def keep_rendered_inputs(
+    session: Session, run_id: str, node_id: str, attempt: int, inputs: str
+) -> None:
+    """Record what a waiting attempt (approval, sub-workflow) rendered; its end keeps it."""
+    session.execute(
+        update(ExecutionRow)
+        .where(
+            ExecutionRow.run_id == run_id,
+            ExecutionRow.node_id == node_id,
+            ExecutionRow.attempt == attempt,
+        )
+        .values(rendered_inputs=inputs)
+    )
 
 
 def body_nodes(plan: Mapping[str, Any], foreach_id: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import socket
@@ -23,9 +24,12 @@ from conveyor.executor.egress import EgressPolicy
 from conveyor.executor.livelog import LiveLog
 from conveyor.executor.liveness import Heartbeater
 from conveyor.executor.models import RunRow, cached_plan
+from conveyor.executor.progress import ForeachProgress
 from conveyor.executor.runners import StepContext, StepOutcome, execute
 from conveyor.executor.runners.base import ErrorCategory, Masker, StepError
 from conveyor.executor.runners.confine import make_undumpable, protect_file, resolve_step_user
+from conveyor.executor.runners.rendered import recording, rendered_inputs
+from conveyor.executor.running import RunningReport
 from conveyor.executor.secrets import read_secrets_file
 from conveyor.executor.v1 import executor_service_pb2_grpc
 from conveyor.kernel import tracing
@@ -88,10 +92,20 @@ class WorkerRuntime:
             protect_file(settings.secrets_file, self.step_user)
         self.work_root = str((settings.step_work_root or settings.data_dir / "steps").resolve())
         inline.configure(self.secrets)  # successors this worker makes ready may be inline
+        # The Celery node name (name@host) once the worker is set up (`set_hostname`): what
+        # attempts record and what the monitor lists the worker as.
         self.hostname = socket.gethostname()
         self.heartbeats = Heartbeater(db, settings.attempt_heartbeat_s)
+        self.running = RunningReport(
+            app, hostname=lambda: self.hostname, interval_s=settings.attempt_heartbeat_s
+        )
         self._stub: executor_service_pb2_grpc.ExecutorServiceStub | None = None
         self.stopping = False
+
+    def set_hostname(self, nodename: str) -> None:
+        """Name attempts after the Celery worker's node name (``name@host``)."""
+        if nodename:
+            self.hostname = nodename
 
     def begin_shutdown(self, grace_s: float) -> threading.Timer | None:
         """Take no new work from hand-offs; after `grace_s`, hand the attempts still running
@@ -193,7 +207,8 @@ class WorkerRuntime:
         If the worker dies meanwhile, the successor is RUNNING without heartbeats and the
         executor's liveness sweep fails it as WORKER_LOST, like any attempt of a lost worker.
         """
-        worker = str(getattr(request, "hostname", None) or self.hostname)
+        # Not request.hostname: Celery's thread pool fills that with the bare host name.
+        worker = self.hostname
         delivery = getattr(request, "delivery_info", None) or {}
         queue = str(delivery.get("routing_key") or "")
         task_id = str(getattr(request, "id", "") or "")
@@ -260,6 +275,7 @@ class WorkerRuntime:
         # The attempt heartbeats until its result is recorded (or recording is given up), so
         # a database outage while recording is not mistaken for a lost worker.
         self.heartbeats.add((run_id, node_id, attempt))
+        self.running.add((run_id, node_id, attempt))
         try:
             return self._execute_and_record(
                 run_id, node_id, attempt, claim, ctx, worker=worker, queue=queue, task_id=task_id
@@ -272,6 +288,7 @@ class WorkerRuntime:
             return None
         finally:
             self.heartbeats.discard((run_id, node_id, attempt))
+            self.running.discard((run_id, node_id, attempt))
 
     def _execute_and_record(
         self,
@@ -354,11 +371,50 @@ class WorkerRuntime:
     def _orchestrate(self, claim: runs.Claim, ctx: StepContext) -> None:
         """Foreach, approval and sub-workflow steps (see `conveyor.executor.orchestrate`)."""
         run_id, node_id, attempt = ctx.run_id, ctx.node_id, ctx.attempt
+        with recording() as notes:
+            result, effects = self._orchestrated(claim, ctx)
+        masker = Masker(ctx.secrets_to_mask)
+        inputs = rendered_inputs(claim.node.get("data"), notes, masker.value)
+        if effects is not None:  # waiting (approval, sub-workflow): the attempt stays open
+            self.after_commit(effects)
+            if inputs is not None:
+                try:
+                    with self.db.transaction() as session:
+                        runs.keep_rendered_inputs(session, run_id, node_id, attempt, inputs)
+                except DBAPIError:  # a view of the attempt; the wait itself is committed
+                    log.warning("rendered inputs not recorded", run_id=run_id, exc_info=True)
+            return
+        result = dataclasses.replace(result, rendered_inputs=inputs)
+        effects = self.durably(
+            "record",
+            lambda session, _retried: runs.finish_step(
+                session, run_id, node_id, attempt, result, rand=random.random
+            ),
+        )
+        self.after_commit(effects)
+
+    def _orchestrated(
+        self, claim: runs.Claim, ctx: StepContext
+    ) -> tuple[runs.Result, runs.Effects | None]:
+        """Carry out an orchestrated step: its result to record, or the effects of a wait
+        already committed (then there is nothing to record now)."""
+        run_id, node_id, attempt = ctx.run_id, ctx.node_id, ctx.attempt
         node_type = claim.node["type"]
         effects: runs.Effects | None = None
+        result = runs.Result(succeeded=False, outputs={})
         try:
             if node_type == "logic.foreach":
-                result = orchestrate.run_foreach(claim, ctx)
+                reporter = ForeachProgress(
+                    db=self.db,
+                    publish=self.bus.publish,
+                    run_id=run_id,
+                    node_id=node_id,
+                    attempt=attempt,
+                )
+                try:
+                    result = orchestrate.run_foreach(claim, ctx, progress=reporter.update)
+                finally:
+                    reporter.close()  # every progress event precedes the step's end
             elif node_type == "action.approval":
                 message = orchestrate.approval_message(claim, ctx)
                 with self.db.transaction() as session:
@@ -392,16 +448,7 @@ class WorkerRuntime:
             crash = StepError(ErrorCategory.INTERNAL, f"{type(exc).__name__}: {exc}")
             result = to_result(_masked_failure(crash, ctx))
             effects = None
-        if effects is not None:
-            self.after_commit(effects)
-            return
-        effects = self.durably(
-            "record",
-            lambda session, _retried: runs.finish_step(
-                session, run_id, node_id, attempt, result, rand=random.random
-            ),
-        )
-        self.after_commit(effects)
+        return result, effects
 
     def _executor_stub(self) -> executor_service_pb2_grpc.ExecutorServiceStub:
         if self._stub is None:
@@ -485,4 +532,5 @@ def to_result(outcome: StepOutcome) -> runs.Result:
         cpu_user_s=usage.cpu_user_s if usage else None,
         cpu_system_s=usage.cpu_system_s if usage else None,
         max_rss_kb=usage.max_rss_kb if usage else None,
+        rendered_inputs=outcome.rendered_inputs,
     )

@@ -54,6 +54,21 @@ def event_pb(ev: Event) -> event_pb2.RunEvent:
                 truncated=bool(ev.data.get("truncated")),
             ),
         )
+    if ev.type == outbox.STEP_PROGRESS:
+        return event_pb2.RunEvent(
+            sequence=ev.sequence,
+            run_id=ev.run_id,
+            type=event_pb2.EVENT_TYPE_STEP_PROGRESS,
+            event_time=timestamp(ev.time),
+            node_id=ev.node_id or "",
+            attempt=ev.attempt,
+            message=ev.message,
+            progress=event_pb2.StepProgress(
+                items_total=int(ev.data.get("items_total") or 0),
+                items_done=int(ev.data.get("items_done") or 0),
+                items_failed=int(ev.data.get("items_failed") or 0),
+            ),
+        )
     return event_pb2.RunEvent(
         sequence=ev.sequence,
         run_id=ev.run_id,

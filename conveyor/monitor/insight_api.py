@@ -75,6 +75,7 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
         """See the proto."""
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token, scope="workers")
+        now = self._observer.tracker.now()
         workers = [(w, up) for w, up in self._observer.tracker.workers() if w.hostname > after]
         page, more = workers[:size], len(workers) > size
         return insight_service_pb2.ListWorkersResponse(
@@ -90,6 +91,15 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
                     else insight_service_pb2.WORKER_STATE_OFFLINE,
                     processed=w.processed,
                     software_version=w.software_version,
+                    running=[
+                        insight_service_pb2.RunningAttempt(
+                            run_id=a.run_id,
+                            node_id=a.node_id,
+                            attempt=a.attempt,
+                            start_time=timestamp(_parse_time(a.since)),
+                        )
+                        for a in (w.running(now) if up else [])
+                    ],
                 )
                 for w, up in page
             ],
@@ -187,6 +197,14 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
                 for j in k.jobs
             ],
         )
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def kpi_window(request: Any) -> tuple[timedelta, timedelta]:

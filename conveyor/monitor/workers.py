@@ -29,6 +29,38 @@ MAX_QUEUES_PER_WORKER = 100
 # A worker whose configuration is unknown (its inspect reply was lost or slow) is asked again.
 REINSPECT_AFTER_S = 5.0
 INSPECT_TIMEOUT_S = 2.0
+# `worker-attempts` events (conveyor.executor.running): what each worker process runs. A
+# process's report counts until it is this many of its own report periods old.
+ATTEMPTS_EVENT = "worker-attempts"
+STALE_REPORTS = 3.0
+MAX_RUNNING = 100
+
+
+@dataclass(frozen=True)
+class RunningAttempt:
+    """A step attempt a worker reported running."""
+
+    run_id: str
+    node_id: str
+    attempt: int
+    since: str  # ISO 8601, as the worker sent it
+
+
+def _attempts(raw: Any) -> list[RunningAttempt]:
+    found = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict):
+            found.append(
+                RunningAttempt(
+                    run_id=str(item.get("run_id") or "")[:64],
+                    node_id=str(item.get("node_id") or "")[:64],
+                    attempt=int(item.get("attempt") or 0),
+                    since=str(item.get("since") or "")[:40],
+                )
+            )
+        if len(found) >= MAX_RUNNING:
+            break
+    return found
 
 
 @dataclass
@@ -45,6 +77,18 @@ class WorkerInfo:
     said_goodbye: bool = False
     software_version: str = ""
     inspected_at: float = 0.0
+    # Per worker process (pid): when its last report came, its period, what it runs.
+    reports: dict[int, tuple[float, float, list[RunningAttempt]]] = field(default_factory=dict)
+
+    def running(self, now: float) -> list[RunningAttempt]:
+        """What its processes reported running, from reports still fresh; oldest first."""
+        current = [
+            attempt
+            for at, period, attempts in self.reports.values()
+            if now - at <= STALE_REPORTS * period
+            for attempt in attempts
+        ]
+        return sorted(current, key=lambda a: a.since)[:MAX_RUNNING]
 
     def online(self, now: float) -> bool:
         """True while heartbeats keep arriving."""
@@ -90,6 +134,9 @@ class WorkerTracker:
                     self._forget_oldest_offline(now)
                 info = self._workers[hostname] = WorkerInfo(hostname=hostname)
                 new = True
+            if kind == ATTEMPTS_EVENT:
+                self._report(info, event, now)
+                return
             info.last_seen = now
             info.freq = float(event.get("freq") or info.freq)
             info.active = int(event.get("active") or 0)
@@ -104,6 +151,20 @@ class WorkerTracker:
                 info.inspected_at = now
         if new and self.on_new_worker is not None:
             self.on_new_worker(hostname)
+
+    @staticmethod
+    def _report(info: WorkerInfo, event: dict[str, Any], now: float) -> None:
+        """Fold in one process's report of what it runs (not a heartbeat: the worker's
+        liveness stays with Celery's own events)."""
+        try:
+            pid = int(event.get("pid") or 0)
+            period = float(event.get("interval") or 2.0)
+        except (TypeError, ValueError):
+            return
+        if pid not in info.reports and len(info.reports) >= MAX_QUEUES_PER_WORKER:
+            oldest = min(info.reports, key=lambda p: info.reports[p][0])
+            del info.reports[oldest]
+        info.reports[pid] = (now, max(period, 0.25), _attempts(event.get("attempts")))
 
     def _forget_oldest_offline(self, now: float) -> None:
         offline = [w for w in self._workers.values() if not w.online(now)]
@@ -132,6 +193,10 @@ class WorkerTracker:
             elif kind in ("task-succeeded", "task-failed", "task-revoked"):
                 self._task_queue.pop(uuid, None)
 
+    def now(self) -> float:
+        """The tracker's clock."""
+        return self._clock()
+
     def workers(self) -> list[tuple[WorkerInfo, bool]]:
         """Copies of every worker with its online flag, by hostname."""
         now = self._clock()
@@ -148,6 +213,9 @@ class WorkerTracker:
                         last_seen=w.last_seen,
                         said_goodbye=w.said_goodbye,
                         software_version=w.software_version,
+                        reports={
+                            pid: (at, period, list(a)) for pid, (at, period, a) in w.reports.items()
+                        },
                     ),
                     w.online(now),
                 )

@@ -30,12 +30,24 @@ if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
     pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
 
+#: A secret the embedded worker knows as `secrets.E2E_KEY` (masked wherever it would show).
+SECRET = "e2e-Sup3r-secret-value"
+
+
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The embedded suite on free ports, with its data dir."""
     data = tmp_path_factory.mktemp("dashboard")
-    with harness.embedded(data) as addresses:
-        yield {**addresses, "data_dir": data}
+    saved = os.environ.get("CONVEYOR_SECRET_E2E_KEY")
+    os.environ["CONVEYOR_SECRET_E2E_KEY"] = SECRET  # read by the worker as it starts
+    try:
+        with harness.embedded(data) as addresses:
+            yield {**addresses, "data_dir": data}
+    finally:
+        if saved is None:
+            os.environ.pop("CONVEYOR_SECRET_E2E_KEY", None)
+        else:
+            os.environ["CONVEYOR_SECRET_E2E_KEY"] = saved
 
 
 @pytest.fixture(scope="session")

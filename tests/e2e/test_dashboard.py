@@ -16,7 +16,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import create_job, sign_in
+from conveyor.cli.client import gateway_channel
+from conveyor.executor.v1 import history_service_pb2, history_service_pb2_grpc
+from tests.e2e.conftest import SECRET, create_job, sign_in
 from tests.integration import harness
 
 TIMEOUT_MS = 60_000
@@ -77,6 +79,95 @@ APPROVAL = _workflow(
         {"id": "after", "type": "action.command", "data": {"label": "After", "argv": ["true"]}},
     ],
 )
+
+
+SECRETIVE = _workflow(
+    "e2e-secretive",
+    [
+        {
+            "id": "call",
+            "type": "action.command",
+            "data": {
+                "label": "Call the API",
+                "argv": ["echo", "user={{ params.user }}", "key={{ secrets.E2E_KEY }}"],
+            },
+        }
+    ],
+    parameters={"type": "object", "properties": {"user": {"type": "string"}}},
+)
+LOOP = {
+    "schema": "conveyor/v1",
+    "name": "e2e-loop",
+    "parameters": {
+        "type": "object",
+        "properties": {"gates": {"type": "array", "items": {"type": "string"}}},
+    },
+    "nodes": [
+        {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}, "data": {}},
+        {
+            "id": "loop",
+            "type": "logic.foreach",
+            "position": {"x": 0, "y": 120},
+            "width": 260,
+            "height": 120,
+            "data": {"label": "Each gate", "items": "params.gates", "concurrency": 1},
+        },
+        {
+            "id": "pass",
+            "type": "action.command",
+            "parentId": "loop",
+            "position": {"x": 20, "y": 40},
+            "data": {
+                "label": "Pass the gate",
+                "argv": ["sh", "-c", 'while [ ! -e "$0" ]; do sleep 0.05; done', "{{ item }}"],
+            },
+        },
+    ],
+    "edges": [{"id": "e0", "source": "start", "target": "loop"}],
+}
+
+
+# 500 nodes: a trigger and 499 conditions (evaluated by the executor, no worker hop), on a grid.
+WIDE = {
+    "schema": "conveyor/v1",
+    "name": "e2e-wide",
+    "nodes": [
+        {"id": "start", "type": "trigger.manual", "position": {"x": 0, "y": 0}, "data": {}},
+        *(
+            {
+                "id": f"c{i:03d}",
+                "type": "logic.condition",
+                "position": {"x": (i % 25) * 200, "y": 120 + (i // 25) * 90},
+                "data": {"expression": "true"},
+            }
+            for i in range(499)
+        ),
+    ],
+    "edges": [{"id": f"e{i}", "source": "start", "target": f"c{i:03d}"} for i in range(499)],
+}
+HISTORY_RUNS = 10_000
+
+
+def _import_copies(suite: dict[str, Any], token: str, run_id: str, copies: int) -> None:
+    """`copies` ended runs cloned from one run's exported records, through ImportRuns."""
+    channel = gateway_channel(suite["grpc"], token)
+    stub = history_service_pb2_grpc.RunHistoryServiceStub(channel)
+    exported = stub.ExportRuns(history_service_pb2.ExportRunsRequest(run_ids=[run_id]))
+    records = [json.loads(r) for r in exported.records]
+    batch: list[str] = []
+    for n in range(copies):
+        clone = f"{n:08d}{run_id[8:]}"
+        for record in records:
+            row = dict(record["row"])
+            if record["table"] == "job_runs":
+                row.update(id=clone, request_id=None)
+            else:
+                row["run_id"] = clone
+            batch.append(json.dumps({"table": record["table"], "row": row}))
+        if len(batch) + len(records) > 10_000 or n == copies - 1:
+            stub.ImportRuns(history_service_pb2.ImportRunsRequest(records=batch), timeout=120)
+            batch = []
+    channel.close()
 
 
 def _start(http: httpx.Client, job_id: str, parameters: dict[str, Any] | None = None) -> str:
@@ -141,6 +232,47 @@ def test_start_a_run_from_the_form_and_watch_the_node_succeed_live(
     panel = page.get_by_role("complementary", name="Step Wait for the gate")
     expect(panel.get_by_role("table", name="Attempts").get_by_role("row")).to_have_count(2)
     expect(panel.get_by_label("stdout")).to_contain_text("hello")
+    # Its inputs as the attempt rendered them, not the templates.
+    rendered = panel.get_by_label("Rendered inputs")
+    expect(rendered).to_contain_text('"GREETING": "hello"')
+    expect(rendered).to_contain_text(f'"GATE": "{gate}"')
+    expect(rendered).not_to_contain_text("params.greeting")
+
+
+def test_rendered_inputs_show_secrets_masked(page: Page, http: httpx.Client, token: str) -> None:
+    job_id = create_job(http, SECRETIVE)
+    run_id = _start(http, job_id, {"user": "alice"})
+    _wait_run(http, run_id, "RUN_STATE_SUCCEEDED")
+    sign_in(page, token)
+    page.goto(f"/#/runs/{run_id}")
+    _node(page, "Call the API", "succeeded").click()
+    panel = page.get_by_role("complementary", name="Step Call the API")
+    rendered = panel.get_by_label("Rendered inputs")
+    expect(rendered).to_contain_text('"user=alice"')
+    expect(rendered).to_contain_text('"key=***"')
+    assert SECRET not in panel.inner_text()
+    assert SECRET not in page.content()
+
+
+def test_a_foreach_shows_its_items_progress_while_it_runs(
+    page: Page, http: httpx.Client, token: str, tmp_path: Path
+) -> None:
+    gates = [tmp_path / f"gate-{i}" for i in range(4)]
+    job_id = create_job(http, LOOP)
+    sign_in(page, token)
+    run_id = _start(http, job_id, {"gates": [str(g) for g in gates]})
+    page.goto(f"/#/runs/{run_id}")
+    _mark_document(page)
+    loop = _node(page, "Each gate", "running")
+    expect(loop).to_contain_text("0/4 items", timeout=TIMEOUT_MS)
+    gates[0].write_text("open")
+    expect(loop).to_contain_text("1/4 items", timeout=TIMEOUT_MS)
+    gates[1].write_text("open")
+    expect(loop).to_contain_text("2/4 items", timeout=TIMEOUT_MS)
+    for gate in gates[2:]:
+        gate.write_text("open")
+    expect(_node(page, "Each gate", "succeeded")).to_contain_text("4/4 items", timeout=TIMEOUT_MS)
+    _assert_not_reloaded(page)
 
 
 def test_runs_table_shows_a_new_run_and_its_end_without_reload(
@@ -155,9 +287,17 @@ def test_runs_table_shows_a_new_run_and_its_end_without_reload(
     run_id = _start(http, job_id, {"gate": str(gate)})
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name=f"Run {run_id}"))
     expect(row).to_be_visible(timeout=TIMEOUT_MS)
+    # Who started it: the token's name, filled into the row that arrived live.
+    expect(row.get_by_role("cell", name="dev", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
     gate.write_text("open")
     expect(row.get_by_text("succeeded")).to_be_visible(timeout=TIMEOUT_MS)
     _assert_not_reloaded(page)
+    # Filtering still works with the column: the run is among the succeeded ones only.
+    page.get_by_label("State").select_option("RUN_STATE_SUCCEEDED")
+    expect(row).to_be_visible(timeout=TIMEOUT_MS)
+    page.get_by_label("State").select_option("RUN_STATE_FAILED")
+    expect(page.get_by_role("table", name="Runs")).to_have_attribute("aria-busy", "false")
+    expect(row).to_have_count(0)
 
 
 def test_a_failed_steps_stderr_and_category_then_retry_it(
@@ -199,12 +339,62 @@ def test_approve_a_waiting_step_with_a_comment(page: Page, http: httpx.Client, t
     assert signoff["outputs"]["comment"] == "looks good"
 
 
-def test_workers_page_lists_the_worker(page: Page, token: str) -> None:
+def test_ten_thousand_runs_and_a_500_node_run_keep_the_pages_working(
+    page: Page, http: httpx.Client, suite: dict[str, Any], token: str
+) -> None:
+    job_id = create_job(http, FAILING)
+    source = _start(http, job_id)
+    _wait_run(http, source, "RUN_STATE_FAILED")
+    _import_copies(suite, token, source, HISTORY_RUNS)
+    wide = _start(http, create_job(http, WIDE))
+    _wait_run(http, wide, "RUN_STATE_SUCCEEDED")
+    sign_in(page, token)
+    # The history is paged: 50 rows a page, older pages on demand.
+    page.goto(f"/#/runs?job={job_id}")
+    table = page.get_by_role("table", name="Runs")
+    expect(table).to_have_attribute("aria-busy", "false", timeout=TIMEOUT_MS)
+    expect(table.get_by_role("link", name=re.compile(r"^Run "))).to_have_count(50)
+    page.get_by_role("button", name="Older").click()
+    expect(page.get_by_text("page 2")).to_be_visible()
+    expect(table).to_have_attribute("aria-busy", "false", timeout=TIMEOUT_MS)
+    expect(table.get_by_role("link", name=re.compile(r"^Run "))).to_have_count(50)
+    # The job's page with its 10,001 runs: stats and its latest runs.
+    page.goto(f"/#/jobs/{job_id}")
+    expect(page.get_by_role("heading", name="e2e-failing")).to_be_visible(timeout=TIMEOUT_MS)
+    # The 500-node run: drawn (only what is in view), and a node opens its panel.
+    page.goto(f"/#/runs/{wide}")
+    node = page.get_by_role("button", name=re.compile(r"^Step c000: succeeded$"))
+    expect(node).to_be_visible(timeout=TIMEOUT_MS)
+    assert page.locator("[data-state]").count() >= 100
+    node.click()
+    panel = page.get_by_role("complementary", name="Step c000")
+    expect(panel.get_by_label("Rendered inputs")).to_contain_text('"expression": true')
+
+
+def test_workers_page_lists_the_worker_and_what_it_runs(
+    page: Page, http: httpx.Client, token: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    run_id = _start(http, create_job(http, GATED), {"gate": str(gate)})
+    _wait_run(http, run_id, "RUN_STATE_RUNNING")
     sign_in(page, token)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Queues & workers").click()
     workers = page.get_by_role("table", name="Workers")
-    expect(workers.get_by_role("row").filter(has_text="online").first).to_be_visible()
+    online = workers.get_by_role("row").filter(has_text="online").first
+    expect(online).to_be_visible()
     expect(page.get_by_role("table", name="Queues").get_by_role("row").nth(1)).to_be_visible()
+    # What it runs: the waiting step, named by the worker its attempt records.
+    running = page.get_by_role("list", name=re.compile(r"^Running on "))
+    expect(running.get_by_role("link", name="wait")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(running).to_contain_text(f"run {run_id[:8]}")
+    hostname = (running.get_attribute("aria-label") or "").removeprefix("Running on ")
+    gate.write_text("open")
+    run = _wait_run(http, run_id, "RUN_STATE_SUCCEEDED")
+    [attempt] = next(s for s in run["steps"] if s["node_id"] == "wait")["executions"]
+    assert attempt["worker"] == hostname
+    # The link opens the run with that step's panel.
+    page.goto(f"/#/runs/{run_id}?node=wait")
+    expect(page.get_by_role("complementary", name="Step Wait for the gate")).to_be_visible()
 
 
 def test_a_viewer_gets_no_action_buttons(
@@ -246,6 +436,9 @@ def test_screenshots_of_the_main_pages(
     _wait_run(http, failed, "RUN_STATE_FAILED")
     waiting = _start(http, create_job(http, APPROVAL))
     _wait_run(http, waiting, "RUN_STATE_WAITING")
+    gate = tmp_path / "gate"  # a step kept running, for the workers page
+    busy = _start(http, create_job(http, GATED), {"gate": str(gate)})
+    _wait_run(http, busy, "RUN_STATE_RUNNING")
     sign_in(page, token)
     shots = {
         "dashboard-runs.png": ("/#/runs", page.get_by_role("table", name="Runs")),
@@ -262,6 +455,12 @@ def test_screenshots_of_the_main_pages(
         if name == "dashboard-approval.png":
             ready.click()
             expect(page.get_by_role("group", name="Decision")).to_be_visible()
+        if name == "dashboard-run.png":  # the step's panel: attempts, rendered inputs, log
+            ready.click()
+            expect(page.get_by_label("Rendered inputs")).to_be_visible()
+        if name == "dashboard-workers.png":
+            running = page.get_by_role("list", name=re.compile(r"^Running on "))
+            expect(running.get_by_role("link", name="wait")).to_be_visible(timeout=TIMEOUT_MS)
         page.wait_for_timeout(300)  # let the graph's fit-to-view settle
         page.screenshot(path=str(out / name))
         if name == "dashboard-kpis.png":  # the figures come from GetKpis, drawn as charts
@@ -270,6 +469,8 @@ def test_screenshots_of_the_main_pages(
             hello_row = page.get_by_role("row").filter(has_text="hello")
             expect(hello_row.first).to_contain_text("100%")
         assert (out / name).stat().st_size > 10_000
+    gate.write_text("open")
+    _wait_run(http, busy, "RUN_STATE_SUCCEEDED")
 
 
 @pytest.fixture(autouse=True)

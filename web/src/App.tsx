@@ -99,7 +99,7 @@ export function App() {
 
   const page = parts[0] ?? "runs";
   let body: ReactNode;
-  if (page === "runs" && parts[1]) body = <RunDetailPage key={parts[1]} runId={parts[1]} />;
+  if (page === "runs" && parts[1]) body = <RunDetailPage key={parts[1]} runId={parts[1]} initialNode={query.get("node") ?? undefined} />;
   else if (page === "jobs" && parts[1]) body = <JobDetailPage key={parts[1]} jobId={parts[1]} />;
   else if (page === "jobs") body = <JobsPage />;
   else if (page === "errors") body = <ErrorsPage />;

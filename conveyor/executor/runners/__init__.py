@@ -36,6 +36,7 @@ from conveyor.executor.runners.logic import (
     run_switch,
     run_trigger,
 )
+from conveyor.executor.runners.rendered import recording, rendered_inputs
 from conveyor.executor.runners.script import run_script
 from conveyor.kernel.templating import Budget, RenderCancelled, budget_scope
 
@@ -72,28 +73,40 @@ RUNNABLE_TYPES: frozenset[str] = frozenset(_RUNNERS)
 
 
 def execute(node: Mapping[str, Any], ctx: StepContext) -> StepOutcome:
-    """Execute one compiled plan node once; never raises."""
+    """Execute one compiled plan node once; never raises.
+
+    The outcome carries what the runner rendered (`StepOutcome.rendered_inputs`), also when
+    rendering or the step failed.
+    """
     masker = Masker(())
     node_type: Any = None
+    with recording() as notes:
+        try:
+            masker = Masker(ctx.secrets_to_mask)
+            node_type = node.get("type")
+            runner = _RUNNERS.get(node_type) if isinstance(node_type, str) else None
+            if runner is None:
+                outcome = StepError(
+                    ErrorCategory.INTERNAL, f"node type {node_type} is not executed by a runner"
+                ).outcome()
+            else:
+                with budget_scope(_budget(node, ctx)):
+                    outcome = runner(node, ctx, masker)
+        except StepError as failure:
+            outcome = failure.outcome()
+        except RenderCancelled as exc:
+            outcome = StepError(ErrorCategory.CANCELLED, str(exc)).outcome()
+        except Exception as exc:  # the contract is "never raises": a bug becomes a failed step
+            log.exception(
+                "runner crashed", run_id=ctx.run_id, step_id=ctx.node_id, node_type=node_type
+            )
+            outcome = StepError(ErrorCategory.INTERNAL, f"{type(exc).__name__}: {exc}").outcome()
+    outcome = _masked(outcome, masker)
     try:
-        masker = Masker(ctx.secrets_to_mask)
-        node_type = node.get("type")
-        runner = _RUNNERS.get(node_type) if isinstance(node_type, str) else None
-        if runner is None:
-            outcome = StepError(
-                ErrorCategory.INTERNAL, f"node type {node_type} is not executed by a runner"
-            ).outcome()
-        else:
-            with budget_scope(_budget(node, ctx)):
-                outcome = runner(node, ctx, masker)
-    except StepError as failure:
-        outcome = failure.outcome()
-    except RenderCancelled as exc:
-        outcome = StepError(ErrorCategory.CANCELLED, str(exc)).outcome()
-    except Exception as exc:  # the contract is "never raises": a bug becomes a failed step
-        log.exception("runner crashed", run_id=ctx.run_id, step_id=ctx.node_id, node_type=node_type)
-        outcome = StepError(ErrorCategory.INTERNAL, f"{type(exc).__name__}: {exc}").outcome()
-    return _masked(outcome, masker)
+        outcome.rendered_inputs = rendered_inputs(node.get("data"), notes, masker.value)
+    except Exception:  # a record that cannot be made must not fail the step
+        log.warning("rendered inputs not recorded", run_id=ctx.run_id, exc_info=True)
+    return outcome
 
 
 def _budget(node: Mapping[str, Any], ctx: StepContext) -> Budget:

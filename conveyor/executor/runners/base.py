@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from conveyor.executor.egress import EgressPolicy
+from conveyor.executor.runners.rendered import note
 from conveyor.kernel.templating import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_MAX_S,
@@ -154,6 +155,8 @@ class StepOutcome:
     usage: ResourceUsage | None = None
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     handle: str | None = None
+    #: The node's data as rendered (JSON text, masked, bounded; see `runners.rendered`).
+    rendered_inputs: str | None = None
 
 
 class StepError(Exception):
@@ -343,9 +346,11 @@ class Renderer:
         if not isinstance(value, str):
             raise invalid_field(self.node_id, path, f"expected a string, got {_kind(value)}")
         try:
-            return render_string(value, self.scope, quote_values=quote_values)
+            rendered = render_string(value, self.scope, quote_values=quote_values)
         except TemplateError as exc:
             raise _template_failure(self.node_id, path, exc) from exc
+        note(path, rendered)
+        return rendered
 
     def pieces(self, value: str, path: str) -> tuple[tuple[Piece, ...], list[str]]:
         """Split `value` into static text and expressions and render each expression."""
@@ -354,6 +359,8 @@ class Renderer:
             values = [render_expression_text(p.text, self.scope) for p in pieces if p.expression]
         except TemplateError as exc:
             raise _template_failure(self.node_id, path, exc) from exc
+        rest = iter(values)
+        note(path, "".join(next(rest) if p.expression else p.text for p in pieces))
         return pieces, values
 
     def template_failure(self, path: str, expression: str, message: str) -> StepError:
@@ -362,10 +369,15 @@ class Renderer:
 
     def native(self, value: Any, path: str) -> Any:
         """Render every string inside `value`; a lone ``{{ expr }}`` keeps its native type."""
+        rendered = self._native(value, path)
+        note(path, rendered)
+        return rendered
+
+    def _native(self, value: Any, path: str) -> Any:
         if isinstance(value, Mapping):
-            return {k: self.native(v, f"{path}.{k}") for k, v in value.items()}
+            return {k: self._native(v, f"{path}.{k}") for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.native(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            return [self._native(v, f"{path}[{i}]") for i, v in enumerate(value)]
         try:
             return render_value(value, self.scope)
         except TemplateError as exc:
@@ -377,10 +389,13 @@ class Renderer:
             raise invalid_field(self.node_id, path, "expected an expression")
         try:
             if "{{" in value or "{%" in value:
-                return render_value(value, self.scope)
-            return evaluate(value, self.scope)
+                result = render_value(value, self.scope)
+            else:
+                result = evaluate(value, self.scope)
         except TemplateError as exc:
             raise _template_failure(self.node_id, path, exc) from exc
+        note(path, result)
+        return result
 
     def field_text(self, name: str, *, quote_values: bool = False) -> str | None:
         """Render ``data.<name>`` to text, or None when the field is absent or null."""
@@ -399,8 +414,9 @@ class Renderer:
         result: dict[str, str] = {}
         for key, value in raw.items():
             path = f"data.{name}.{key}"
-            rendered = self.native(value, path)
+            rendered = self._native(value, path)
             result[str(key)] = as_text(rendered)
+        note(f"data.{name}", result)
         return result
 
 

@@ -91,7 +91,7 @@ RUN_TRIGGER_SUBWORKFLOW: RunTrigger
 RUN_TRIGGER_RETRY: RunTrigger
 
 class Execution(_message.Message):
-    __slots__ = ("attempt", "worker", "queue", "task_id", "start_time", "end_time", "wall_time", "cpu_user_time", "cpu_system_time", "max_rss_kib", "exit_code", "error_category", "error_message", "state")
+    __slots__ = ("attempt", "worker", "queue", "task_id", "start_time", "end_time", "wall_time", "cpu_user_time", "cpu_system_time", "max_rss_kib", "exit_code", "error_category", "error_message", "state", "rendered_inputs_json")
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class Execution(_message.Message):
     ERROR_CATEGORY_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    RENDERED_INPUTS_JSON_FIELD_NUMBER: _ClassVar[int]
     attempt: int
     worker: str
     queue: str
@@ -120,7 +121,8 @@ class Execution(_message.Message):
     error_category: ErrorCategory
     error_message: str
     state: StepState
-    def __init__(self, attempt: _Optional[int] = ..., worker: _Optional[str] = ..., queue: _Optional[str] = ..., task_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_user_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_system_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_rss_kib: _Optional[int] = ..., exit_code: _Optional[int] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ...) -> None: ...
+    rendered_inputs_json: str
+    def __init__(self, attempt: _Optional[int] = ..., worker: _Optional[str] = ..., queue: _Optional[str] = ..., task_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., wall_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_user_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cpu_system_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_rss_kib: _Optional[int] = ..., exit_code: _Optional[int] = ..., error_category: _Optional[_Union[ErrorCategory, str]] = ..., error_message: _Optional[str] = ..., state: _Optional[_Union[StepState, str]] = ..., rendered_inputs_json: _Optional[str] = ...) -> None: ...
 
 class Step(_message.Message):
     __slots__ = ("node_id", "node_type", "label", "state", "attempts", "exit_code", "stdout", "stderr", "error_category", "error_message", "skip_reason", "start_time", "end_time", "queue", "failure_handled", "executions", "stdout_uri", "stderr_uri", "child_run_id", "wake_time", "output_json", "outputs_json")

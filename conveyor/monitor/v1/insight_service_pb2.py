@@ -29,7 +29,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)conveyor/monitor/v1/insight_service.proto\x12\x13\x63onveyor.monitor.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x14GetQueueStatsRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\"\xca\x01\n\nQueueStats\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x03\x12-\n\noldest_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x11oldest_age_source\x18\x04 \x01(\x0e\x32\x1e.conveyor.monitor.v1.AgeSource\x12\x11\n\tconsumers\x18\x05 \x01(\x05\x12\x0f\n\x07rate_in\x18\x06 \x01(\x01\x12\x10\n\x08rate_out\x18\x07 \x01(\x01\"g\n\x15GetQueueStatsResponse\x12/\n\x06queues\x18\x01 \x03(\x0b\x32\x1f.conveyor.monitor.v1.QueueStats\x12\x0e\n\x06\x62roker\x18\x02 \x01(\t\x12\r\n\x05notes\x18\x03 \x03(\t\"\xec\x01\n\x06Worker\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x12\x14\n\x0c\x61\x63tive_steps\x18\x04 \x01(\x05\x12\x37\n\x13last_heartbeat_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05state\x18\x06 \x01(\x0e\x32 .conveyor.monitor.v1.WorkerState\x12\x11\n\tprocessed\x18\x07 \x01(\x03\x12\x18\n\x10software_version\x18\x08 \x01(\t\";\n\x12ListWorkersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x13ListWorkersResponse\x12,\n\x07workers\x18\x01 \x03(\x0b\x32\x1b.conveyor.monitor.v1.Worker\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x12GetJobStatsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"M\n\rRunStateCount\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.conveyor.executor.v1.RunState\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"Z\n\x12\x45rrorCategoryCount\x12\x35\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32#.conveyor.executor.v1.ErrorCategory\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xc8\x03\n\x13GetJobStatsResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x35\n\x11window_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fwindow_end_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntotal_runs\x18\x05 \x01(\x03\x12\x39\n\rruns_by_state\x18\x06 \x03(\x0b\x32\".conveyor.monitor.v1.RunStateCount\x12\x14\n\x0csuccess_rate\x18\x07 \x01(\x01\x12/\n\x0cp50_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rmean_attempts\x18\n \x01(\x01\x12\x45\n\x14top_error_categories\x18\x0b \x03(\x0b\x32\'.conveyor.monitor.v1.ErrorCategoryCount\"f\n\x0eGetKpisRequest\x12)\n\x06window\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62ucket\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb2\x02\n\tKpiBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cruns_started\x18\x02 \x01(\x03\x12\x16\n\x0eruns_succeeded\x18\x03 \x01(\x03\x12\x13\n\x0bruns_failed\x18\x04 \x01(\x03\x12\x32\n\x0fmean_queue_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0ep95_queue_wait\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cqueued_steps\x18\x07 \x01(\x03\x12\x19\n\x11\x62usy_slot_seconds\x18\x08 \x01(\x01\x12\x1a\n\x12worker_utilization\x18\t \x01(\x01\"\xd4\x01\n\x06JobKpi\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x0c\n\x04runs\x18\x03 \x01(\x03\x12\x11\n\tsucceeded\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x06 \x01(\x01\x12\x30\n\rmean_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xab\x02\n\x0fGetKpisResponse\x12\x35\n\x11window_start_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fwindow_end_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06\x62ucket\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x07\x62uckets\x18\x04 \x03(\x0b\x32\x1e.conveyor.monitor.v1.KpiBucket\x12)\n\x04jobs\x18\x05 \x03(\x0b\x32\x1b.conveyor.monitor.v1.JobKpi\x12\x14\n\x0cworker_slots\x18\x06 \x01(\x05\x12\x0f\n\x07sampled\x18\x07 \x01(\x08*@\n\tAgeSource\x12\x1a\n\x16\x41GE_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41GE_SOURCE_DATABASE\x10\x01*^\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_STATE_ONLINE\x10\x01\x12\x18\n\x14WORKER_STATE_OFFLINE\x10\x02\x32\xff\x03\n\x0eInsightService\x12~\n\rGetQueueStats\x12).conveyor.monitor.v1.GetQueueStatsRequest\x1a*.conveyor.monitor.v1.GetQueueStatsResponse\"\x16\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/queues\x12y\n\x0bListWorkers\x12\'.conveyor.monitor.v1.ListWorkersRequest\x1a(.conveyor.monitor.v1.ListWorkersResponse\"\x17\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/workers\x12\x85\x01\n\x0bGetJobStats\x12\'.conveyor.monitor.v1.GetJobStatsRequest\x1a(.conveyor.monitor.v1.GetJobStatsResponse\"#\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}/stats\x12j\n\x07GetKpis\x12#.conveyor.monitor.v1.GetKpisRequest\x1a$.conveyor.monitor.v1.GetKpisResponse\"\x14\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/v1/kpisb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)conveyor/monitor/v1/insight_service.proto\x12\x13\x63onveyor.monitor.v1\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x14GetQueueStatsRequest\x12\x0e\n\x06queues\x18\x01 \x03(\t\"\xca\x01\n\nQueueStats\x12\r\n\x05queue\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x03\x12-\n\noldest_age\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x39\n\x11oldest_age_source\x18\x04 \x01(\x0e\x32\x1e.conveyor.monitor.v1.AgeSource\x12\x11\n\tconsumers\x18\x05 \x01(\x05\x12\x0f\n\x07rate_in\x18\x06 \x01(\x01\x12\x10\n\x08rate_out\x18\x07 \x01(\x01\"g\n\x15GetQueueStatsResponse\x12/\n\x06queues\x18\x01 \x03(\x0b\x32\x1f.conveyor.monitor.v1.QueueStats\x12\x0e\n\x06\x62roker\x18\x02 \x01(\t\x12\r\n\x05notes\x18\x03 \x03(\t\"\xa2\x02\n\x06Worker\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0e\n\x06queues\x18\x02 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x03 \x01(\x05\x12\x14\n\x0c\x61\x63tive_steps\x18\x04 \x01(\x05\x12\x37\n\x13last_heartbeat_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05state\x18\x06 \x01(\x0e\x32 .conveyor.monitor.v1.WorkerState\x12\x11\n\tprocessed\x18\x07 \x01(\x03\x12\x18\n\x10software_version\x18\x08 \x01(\t\x12\x34\n\x07running\x18\t \x03(\x0b\x32#.conveyor.monitor.v1.RunningAttempt\"r\n\x0eRunningAttempt\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x12ListWorkersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x13ListWorkersResponse\x12,\n\x07workers\x18\x01 \x03(\x0b\x32\x1b.conveyor.monitor.v1.Worker\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x12GetJobStatsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x06window\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"M\n\rRunStateCount\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.conveyor.executor.v1.RunState\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"Z\n\x12\x45rrorCategoryCount\x12\x35\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32#.conveyor.executor.v1.ErrorCategory\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xc8\x03\n\x13GetJobStatsResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x35\n\x11window_start_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fwindow_end_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntotal_runs\x18\x05 \x01(\x03\x12\x39\n\rruns_by_state\x18\x06 \x03(\x0b\x32\".conveyor.monitor.v1.RunStateCount\x12\x14\n\x0csuccess_rate\x18\x07 \x01(\x01\x12/\n\x0cp50_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rmean_attempts\x18\n \x01(\x01\x12\x45\n\x14top_error_categories\x18\x0b \x03(\x0b\x32\'.conveyor.monitor.v1.ErrorCategoryCount\"f\n\x0eGetKpisRequest\x12)\n\x06window\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62ucket\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb2\x02\n\tKpiBucket\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cruns_started\x18\x02 \x01(\x03\x12\x16\n\x0eruns_succeeded\x18\x03 \x01(\x03\x12\x13\n\x0bruns_failed\x18\x04 \x01(\x03\x12\x32\n\x0fmean_queue_wait\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0ep95_queue_wait\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0cqueued_steps\x18\x07 \x01(\x03\x12\x19\n\x11\x62usy_slot_seconds\x18\x08 \x01(\x01\x12\x1a\n\x12worker_utilization\x18\t \x01(\x01\"\xd4\x01\n\x06JobKpi\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08job_name\x18\x02 \x01(\t\x12\x0c\n\x04runs\x18\x03 \x01(\x03\x12\x11\n\tsucceeded\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\x12\x14\n\x0csuccess_rate\x18\x06 \x01(\x01\x12\x30\n\rmean_duration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0cp95_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xab\x02\n\x0fGetKpisResponse\x12\x35\n\x11window_start_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fwindow_end_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x06\x62ucket\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x07\x62uckets\x18\x04 \x03(\x0b\x32\x1e.conveyor.monitor.v1.KpiBucket\x12)\n\x04jobs\x18\x05 \x03(\x0b\x32\x1b.conveyor.monitor.v1.JobKpi\x12\x14\n\x0cworker_slots\x18\x06 \x01(\x05\x12\x0f\n\x07sampled\x18\x07 \x01(\x08*@\n\tAgeSource\x12\x1a\n\x16\x41GE_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41GE_SOURCE_DATABASE\x10\x01*^\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_STATE_ONLINE\x10\x01\x12\x18\n\x14WORKER_STATE_OFFLINE\x10\x02\x32\xff\x03\n\x0eInsightService\x12~\n\rGetQueueStats\x12).conveyor.monitor.v1.GetQueueStatsRequest\x1a*.conveyor.monitor.v1.GetQueueStatsResponse\"\x16\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/queues\x12y\n\x0bListWorkers\x12\'.conveyor.monitor.v1.ListWorkersRequest\x1a(.conveyor.monitor.v1.ListWorkersResponse\"\x17\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/workers\x12\x85\x01\n\x0bGetJobStats\x12\'.conveyor.monitor.v1.GetJobStatsRequest\x1a(.conveyor.monitor.v1.GetJobStatsResponse\"#\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/jobs/{job_id}/stats\x12j\n\x07GetKpis\x12#.conveyor.monitor.v1.GetKpisRequest\x1a$.conveyor.monitor.v1.GetKpisResponse\"\x14\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\n\x12\x08/v1/kpisb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,10 +44,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INSIGHTSERVICE'].methods_by_name['GetJobStats']._serialized_options = b'\310\363\030\001\202\323\344\223\002\031\022\027/v1/jobs/{job_id}/stats'
   _globals['_INSIGHTSERVICE'].methods_by_name['GetKpis']._loaded_options = None
   _globals['_INSIGHTSERVICE'].methods_by_name['GetKpis']._serialized_options = b'\310\363\030\001\202\323\344\223\002\n\022\010/v1/kpis'
-  _globals['_AGESOURCE']._serialized_start=2607
-  _globals['_AGESOURCE']._serialized_end=2671
-  _globals['_WORKERSTATE']._serialized_start=2673
-  _globals['_WORKERSTATE']._serialized_end=2767
+  _globals['_AGESOURCE']._serialized_start=2777
+  _globals['_AGESOURCE']._serialized_end=2841
+  _globals['_WORKERSTATE']._serialized_start=2843
+  _globals['_WORKERSTATE']._serialized_end=2937
   _globals['_GETQUEUESTATSREQUEST']._serialized_start=222
   _globals['_GETQUEUESTATSREQUEST']._serialized_end=260
   _globals['_QUEUESTATS']._serialized_start=263
@@ -55,27 +55,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETQUEUESTATSRESPONSE']._serialized_start=467
   _globals['_GETQUEUESTATSRESPONSE']._serialized_end=570
   _globals['_WORKER']._serialized_start=573
-  _globals['_WORKER']._serialized_end=809
-  _globals['_LISTWORKERSREQUEST']._serialized_start=811
-  _globals['_LISTWORKERSREQUEST']._serialized_end=870
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=872
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=964
-  _globals['_GETJOBSTATSREQUEST']._serialized_start=966
-  _globals['_GETJOBSTATSREQUEST']._serialized_end=1045
-  _globals['_RUNSTATECOUNT']._serialized_start=1047
-  _globals['_RUNSTATECOUNT']._serialized_end=1124
-  _globals['_ERRORCATEGORYCOUNT']._serialized_start=1126
-  _globals['_ERRORCATEGORYCOUNT']._serialized_end=1216
-  _globals['_GETJOBSTATSRESPONSE']._serialized_start=1219
-  _globals['_GETJOBSTATSRESPONSE']._serialized_end=1675
-  _globals['_GETKPISREQUEST']._serialized_start=1677
-  _globals['_GETKPISREQUEST']._serialized_end=1779
-  _globals['_KPIBUCKET']._serialized_start=1782
-  _globals['_KPIBUCKET']._serialized_end=2088
-  _globals['_JOBKPI']._serialized_start=2091
-  _globals['_JOBKPI']._serialized_end=2303
-  _globals['_GETKPISRESPONSE']._serialized_start=2306
-  _globals['_GETKPISRESPONSE']._serialized_end=2605
-  _globals['_INSIGHTSERVICE']._serialized_start=2770
-  _globals['_INSIGHTSERVICE']._serialized_end=3281
+  _globals['_WORKER']._serialized_end=863
+  _globals['_RUNNINGATTEMPT']._serialized_start=865
+  _globals['_RUNNINGATTEMPT']._serialized_end=979
+  _globals['_LISTWORKERSREQUEST']._serialized_start=981
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1040
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1042
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1134
+  _globals['_GETJOBSTATSREQUEST']._serialized_start=1136
+  _globals['_GETJOBSTATSREQUEST']._serialized_end=1215
+  _globals['_RUNSTATECOUNT']._serialized_start=1217
+  _globals['_RUNSTATECOUNT']._serialized_end=1294
+  _globals['_ERRORCATEGORYCOUNT']._serialized_start=1296
+  _globals['_ERRORCATEGORYCOUNT']._serialized_end=1386
+  _globals['_GETJOBSTATSRESPONSE']._serialized_start=1389
+  _globals['_GETJOBSTATSRESPONSE']._serialized_end=1845
+  _globals['_GETKPISREQUEST']._serialized_start=1847
+  _globals['_GETKPISREQUEST']._serialized_end=1949
+  _globals['_KPIBUCKET']._serialized_start=1952
+  _globals['_KPIBUCKET']._serialized_end=2258
+  _globals['_JOBKPI']._serialized_start=2261
+  _globals['_JOBKPI']._serialized_end=2473
+  _globals['_GETKPISRESPONSE']._serialized_start=2476
+  _globals['_GETKPISRESPONSE']._serialized_end=2775
+  _globals['_INSIGHTSERVICE']._serialized_start=2940
+  _globals['_INSIGHTSERVICE']._serialized_end=3451
 # @@protoc_insertion_point(module_scope)

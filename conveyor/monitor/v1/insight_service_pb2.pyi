@@ -65,7 +65,7 @@ class GetQueueStatsResponse(_message.Message):
     def __init__(self, queues: _Optional[_Iterable[_Union[QueueStats, _Mapping]]] = ..., broker: _Optional[str] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Worker(_message.Message):
-    __slots__ = ("hostname", "queues", "concurrency", "active_steps", "last_heartbeat_time", "state", "processed", "software_version")
+    __slots__ = ("hostname", "queues", "concurrency", "active_steps", "last_heartbeat_time", "state", "processed", "software_version", "running")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class Worker(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     PROCESSED_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     queues: _containers.RepeatedScalarFieldContainer[str]
     concurrency: int
@@ -82,7 +83,20 @@ class Worker(_message.Message):
     state: WorkerState
     processed: int
     software_version: str
-    def __init__(self, hostname: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., active_steps: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., processed: _Optional[int] = ..., software_version: _Optional[str] = ...) -> None: ...
+    running: _containers.RepeatedCompositeFieldContainer[RunningAttempt]
+    def __init__(self, hostname: _Optional[str] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., active_steps: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., processed: _Optional[int] = ..., software_version: _Optional[str] = ..., running: _Optional[_Iterable[_Union[RunningAttempt, _Mapping]]] = ...) -> None: ...
+
+class RunningAttempt(_message.Message):
+    __slots__ = ("run_id", "node_id", "attempt", "start_time")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    node_id: str
+    attempt: int
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, run_id: _Optional[str] = ..., node_id: _Optional[str] = ..., attempt: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListWorkersRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

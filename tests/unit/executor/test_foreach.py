@@ -186,3 +186,21 @@ def test_nested_foreach_reports_its_body() -> None:
     assert [r["leaf"]["text"] for r in first] == ["a", "b"]
     assert summary["inner"]["state"] == "FAILED"
     assert summary["leaf"]["state"] == "FAILED"
+
+
+def test_progress_hears_every_item_end_with_the_total_first() -> None:
+    loop, body = loop_plan(concurrency=3)
+    heard: list[tuple[int, int, int]] = []
+    lock = threading.Lock()
+
+    def progress(done: int, failed: int, total: int) -> None:
+        with lock:
+            heard.append((done, failed, total))
+
+    items = ["ok", "fail", "ok", "ok", "fail"]
+    outcome, _ = run_foreach(loop, body, ctx(items), runner=FakeRunner(), progress=progress)
+    assert not outcome.succeeded
+    assert heard[0] == (0, 0, 5)
+    assert sorted(d for d, _f, _t in heard[1:]) == [1, 2, 3, 4, 5]
+    assert max(heard) == (5, 2, 5)
+    assert all(t == 5 for _d, _f, t in heard)

@@ -82,3 +82,33 @@ def test_worker_without_configuration_is_asked_again() -> None:
     clock.now += REINSPECT_AFTER_S
     tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0})
     assert asked == ["w@h", "w@h"]
+
+
+def test_running_attempts_are_merged_per_process_and_expire() -> None:
+    clock = Clock()
+    tracker = WorkerTracker(clock=clock)
+    tracker.handle({"type": "worker-online", "hostname": "w@h", "freq": 1.0})
+    tracker.handle({"type": "worker-heartbeat", "hostname": "w@h", "freq": 1.0, "active": 2})
+
+    def report(pid: int, *attempts: tuple[str, str, str]) -> None:
+        tracker.handle(
+            {
+                "type": "worker-attempts",
+                "hostname": "w@h",
+                "pid": pid,
+                "interval": 2.0,
+                "attempts": [
+                    {"run_id": r, "node_id": n, "attempt": 1, "since": s} for r, n, s in attempts
+                ],
+            }
+        )
+
+    report(11, ("r1", "b", "2026-01-01T00:00:02+00:00"))
+    report(12, ("r2", "a", "2026-01-01T00:00:01+00:00"))
+    [(info, online)] = tracker.workers()
+    assert online and info.active == 2  # a report is not a heartbeat: Celery's count stays
+    assert [(a.run_id, a.node_id) for a in info.running(clock())] == [("r2", "a"), ("r1", "b")]
+    report(11)  # process 11 finished its step
+    assert [a.run_id for a in tracker.workers()[0][0].running(clock())] == ["r2"]
+    clock.now += 3 * 2.0 + 0.1  # process 12 went silent for three of its periods
+    assert tracker.workers()[0][0].running(clock()) == []

@@ -26,6 +26,7 @@ export interface Execution {
   error_category: ErrorCategory;
   error_message: string;
   state: StepState;
+  rendered_inputs?: Record<string, unknown>;
 }
 
 export interface Step {
@@ -272,7 +273,7 @@ export interface DeleteJobRequest {
 export interface DeleteJobResponse {
 }
 
-export type EventType = "EVENT_TYPE_UNSPECIFIED" | "EVENT_TYPE_RUN_STATE_CHANGED" | "EVENT_TYPE_STEP_STATE_CHANGED" | "EVENT_TYPE_STEP_LOG";
+export type EventType = "EVENT_TYPE_UNSPECIFIED" | "EVENT_TYPE_RUN_STATE_CHANGED" | "EVENT_TYPE_STEP_STATE_CHANGED" | "EVENT_TYPE_STEP_LOG" | "EVENT_TYPE_STEP_PROGRESS";
 
 export type LogStream = "LOG_STREAM_UNSPECIFIED" | "LOG_STREAM_STDOUT" | "LOG_STREAM_STDERR";
 
@@ -288,6 +289,13 @@ export interface RunEvent {
   message: string;
   data?: Record<string, unknown>;
   log?: StepLog;
+  progress?: StepProgress;
+}
+
+export interface StepProgress {
+  items_total: string;
+  items_done: string;
+  items_failed: string;
 }
 
 export interface StepLog {
@@ -359,6 +367,14 @@ export interface Worker {
   state: WorkerState;
   processed: string;
   software_version: string;
+  running: RunningAttempt[];
+}
+
+export interface RunningAttempt {
+  run_id: string;
+  node_id: string;
+  attempt: number;
+  start_time?: string;
 }
 
 export interface ListWorkersRequest {

@@ -95,6 +95,7 @@ export function QueuesPage() {
             <th>Busy slots</th>
             <th>Heartbeat age</th>
             <th>Processed</th>
+            <th>Running</th>
           </tr>
         </thead>
         <tbody>
@@ -114,11 +115,30 @@ export function QueuesPage() {
                 {w.last_heartbeat_time ? fmtDuration(Math.max(0, (now - Date.parse(w.last_heartbeat_time)) / 1000)) : ""}
               </td>
               <td>{w.processed}</td>
+              <td>
+                {w.running.length === 0 ? (
+                  <span className="muted">idle</span>
+                ) : (
+                  <ul className="running" aria-label={`Running on ${w.hostname}`}>
+                    {w.running.map((a) => (
+                      <li key={`${a.run_id}/${a.node_id}/${a.attempt}`}>
+                        <a href={`#/runs/${a.run_id}?node=${encodeURIComponent(a.node_id)}`}>
+                          {a.node_id}
+                          {a.attempt > 1 ? ` #${a.attempt}` : ""}
+                        </a>{" "}
+                        <span className="muted">
+                          run {a.run_id.slice(0, 8)} · {fmtDuration(a.start_time ? Math.max(0, (now - Date.parse(a.start_time)) / 1000) : null)}
+                        </span>
+                      </li>
+                    ))}
+                  </ul>
+                )}
+              </td>
             </tr>
           ))}
           {workers.data && workers.data.workers.length === 0 && (
             <tr>
-              <td colSpan={7} className="muted">
+              <td colSpan={8} className="muted">
                 No workers seen yet.
               </td>
             </tr>

@@ -10,13 +10,21 @@ import { useNow } from "../hooks";
 const TERMINAL_RUN = new Set(["RUN_STATE_SUCCEEDED", "RUN_STATE_FAILED", "RUN_STATE_CANCELLED"]);
 const ENDED_STEP = new Set(["STEP_STATE_SUCCEEDED", "STEP_STATE_FAILED", "STEP_STATE_SKIPPED", "STEP_STATE_CANCELLED"]);
 const LOG_CAP = 256 * 1024; // characters of live log kept per open panel
+const BIG_RUN = 100; // steps: beyond this the run is refetched only for an open panel
 
 /** Per node and attempt: when it was queued, started and ended (from the event history). */
 type Attempts = Map<string, Map<number, { queued?: number; started?: number; ended?: number; state?: string }>>;
 
 type Live = Map<string, { state: string; sequence: number }>;
+/** A running foreach's item counts, from its STEP_PROGRESS events. */
+type Progress = Map<string, { done: number; failed: number; total: number; sequence: number }>;
 
-function applyEvent(ev: RunEvent, states: Live, attempts: Attempts): void {
+function applyEvent(ev: RunEvent, states: Live, attempts: Attempts, progress: Progress): void {
+  if (ev.type === "EVENT_TYPE_STEP_PROGRESS" && ev.node_id && ev.progress) {
+    const p = ev.progress;
+    progress.set(ev.node_id, { done: Number(p.items_done), failed: Number(p.items_failed), total: Number(p.items_total), sequence: Number(ev.sequence) });
+    return;
+  }
   if (ev.type !== "EVENT_TYPE_STEP_STATE_CHANGED" || !ev.node_id) return;
   states.set(ev.node_id, { state: ev.step_state, sequence: Number(ev.sequence) });
   const t = ev.event_time ? Date.parse(ev.event_time) : Date.now();
@@ -32,6 +40,10 @@ function applyEvent(ev: RunEvent, states: Live, attempts: Attempts): void {
   }
 }
 
+function progressDetail(p: { done: number; failed: number; total: number }): string {
+  return `${p.done}/${p.total} items${p.failed ? `, ${p.failed} failed` : ""}`;
+}
+
 function foreachDetail(step: Step | undefined): string {
   if (!step || step.node_type !== "logic.foreach") return step?.attempts && step.attempts > 1 ? `attempt ${step.attempts}` : "";
   const o = (step.outputs ?? {}) as { count?: number; failed_items?: unknown[]; done?: number };
@@ -43,16 +55,17 @@ function foreachDetail(step: Step | undefined): string {
   return "";
 }
 
-export function RunDetailPage({ runId }: { runId: string }) {
+export function RunDetailPage({ runId, initialNode }: { runId: string; initialNode?: string }) {
   const caller = useCaller();
   const [run, setRun] = useState<Run | null>(null);
   const [doc, setDoc] = useState<WorkflowDoc | null>(null);
   const [error, setError] = useState("");
   const [liveStates, setLiveStates] = useState<Live>(new Map());
+  const [liveProgress, setLiveProgress] = useState<Progress>(new Map());
   const [runState, setRunState] = useState<string>("");
   const attemptsRef = useRef<Attempts>(new Map());
   const [timelineTick, setTimelineTick] = useState(0);
-  const [selected, setSelected] = useState<string | undefined>();
+  const [selected, setSelected] = useState<string | undefined>(initialNode);
   const [tab, setTab] = useState<"graph" | "timeline" | "compare">("graph");
   const [notice, setNotice] = useState("");
   const refreshTimer = useRef<number | undefined>();
@@ -71,20 +84,23 @@ export function RunDetailPage({ runId }: { runId: string }) {
   }, [runId]);
 
   // Refresh the full run (attempts, outputs) while events arrive: about once a second for a
-  // small run, less often for a big one (a 500-step run is ~0.5 MB; colours come from events).
-  const scheduleRefresh = useCallback(() => {
+  // small run. A big one (a 500-step run is ~0.5 MB, and parsing and drawing it holds up the
+  // live colours, which come from events) only while a step's panel is open, and at its end.
+  const selectedRef = useRef<string | undefined>(initialNode);
+  const scheduleRefresh = useCallback((always = false) => {
     if (refreshTimer.current !== undefined) return;
+    if (!always && stepCount.current > BIG_RUN && selectedRef.current === undefined) return;
     refreshTimer.current = window.setTimeout(() => {
       refreshTimer.current = undefined;
       void load();
-    }, Math.max(700, stepCount.current * 10));
+    }, always ? 100 : Math.max(700, stepCount.current * 10));
   }, [load]);
 
   useEffect(() => {
     setRun(null);
     setDoc(null);
-    setSelected(undefined);
     setLiveStates(new Map());
+    setLiveProgress(new Map());
     attemptsRef.current = new Map();
     let cancelled = false;
     void load().then(async (r) => {
@@ -100,34 +116,46 @@ export function RunDetailPage({ runId }: { runId: string }) {
     // State events from the start (history, then live): colours and the timeline.
     const ctrl = new AbortController();
     const states: Live = new Map();
+    const progress: Progress = new Map();
     let flush: number | undefined;
     stream(
-      `/v1/runs/${encodeURIComponent(runId)}/events?types=EVENT_TYPE_STEP_STATE_CHANGED&types=EVENT_TYPE_RUN_STATE_CHANGED`,
+      `/v1/runs/${encodeURIComponent(runId)}/events?types=EVENT_TYPE_STEP_STATE_CHANGED&types=EVENT_TYPE_RUN_STATE_CHANGED&types=EVENT_TYPE_STEP_PROGRESS`,
       (m) => {
         const ev = (m.data as WatchRunResponse).event;
         if (!ev) return;
         if (ev.type === "EVENT_TYPE_RUN_STATE_CHANGED") setRunState(ev.run_state);
         if (ev.type === "EVENT_TYPE_RUN_STATE_CHANGED" && TERMINAL_RUN.has(ev.run_state)) void load();
-        applyEvent(ev, states, attemptsRef.current);
+        applyEvent(ev, states, attemptsRef.current, progress);
+        // One redraw per frame for whatever arrived meanwhile (not a fixed delay).
         if (flush === undefined) {
-          flush = window.setTimeout(() => {
+          flush = window.requestAnimationFrame(() => {
             flush = undefined;
             setLiveStates(new Map(states));
+            setLiveProgress(new Map(progress));
             setTimelineTick((t) => t + 1);
-          }, 50);
+          });
         }
-        scheduleRefresh();
+        // Progress changes no attempt or output: no refetch for it. A foreach's end brings
+        // its final counts and its body's summaries: fetched whatever the run's size.
+        if (ev.type === "EVENT_TYPE_STEP_STATE_CHANGED" && progress.has(ev.node_id) && ENDED_STEP.has(ev.step_state)) scheduleRefresh(true);
+        else if (ev.type !== "EVENT_TYPE_STEP_PROGRESS") scheduleRefresh();
       },
       { signal: ctrl.signal, resume: false, onError: (e) => setError(e.message) },
     );
     return () => {
       cancelled = true;
       ctrl.abort();
-      window.clearTimeout(flush);
+      if (flush !== undefined) window.cancelAnimationFrame(flush);
       window.clearTimeout(refreshTimer.current);
       refreshTimer.current = undefined;
     };
   }, [runId, load, scheduleRefresh]);
+
+  // Opening a step's panel on a big run fetches the run (its attempts may be newer).
+  useEffect(() => {
+    selectedRef.current = selected;
+    if (selected !== undefined && stepCount.current > BIG_RUN) scheduleRefresh(true);
+  }, [selected, scheduleRefresh]);
 
   const steps = useMemo(() => new Map((run?.steps ?? []).map((s) => [s.node_id, s])), [run]);
   const inBody = useMemo(() => new Set((doc?.nodes ?? []).filter((n) => n.parentId).map((n) => n.id)), [doc]);
@@ -143,12 +171,18 @@ export function RunDetailPage({ runId }: { runId: string }) {
     for (const [id, st] of liveStates) {
       if (st.sequence > known || !steps.has(id)) m.set(id, { state: st.state, detail: foreachDetail(steps.get(id)) });
     }
+    // A running foreach shows its latest item counts (its end brings the final ones).
+    for (const [id, p] of liveProgress) {
+      const st = m.get(id);
+      if (st?.state === "STEP_STATE_RUNNING") m.set(id, { ...st, detail: progressDetail(p) });
+    }
     return m;
-  }, [steps, liveStates, run, inBody]);
+  }, [steps, liveStates, liveProgress, run, inBody]);
 
   const spans: Span[] = useMemo(() => {
     void timelineTick;
     const out: Span[] = [];
+    if (tab !== "timeline") return out; // built only while the timeline is shown
     for (const [node, byAttempt] of attemptsRef.current) {
       for (const [attempt, a] of byAttempt) {
         if (a.started === undefined && a.queued === undefined) continue;
@@ -156,7 +190,7 @@ export function RunDetailPage({ runId }: { runId: string }) {
       }
     }
     return out.sort((x, y) => (x.queued ?? x.started ?? 0) - (y.queued ?? y.started ?? 0));
-  }, [timelineTick, steps, status]);
+  }, [timelineTick, steps, status, tab]);
 
   const act = async (what: string, path: string, body: unknown) => {
     setNotice("");
@@ -403,7 +437,7 @@ function StepPanel({
               )}
             </tbody>
           </table>
-          <Inputs run={run} nodeId={nodeId} />
+          <Inputs run={run} nodeId={nodeId} step={step} />
           <h3>Outputs</h3>
           <pre className="json" aria-label="Outputs">{JSON.stringify(step.outputs ?? step.output ?? null, null, 2)}</pre>
           <h3>
@@ -422,22 +456,33 @@ function StepPanel({
   );
 }
 
-/** The node's configuration as the job defines it (templates before rendering). */
-function Inputs({ run, nodeId }: { run: Run; nodeId: string }) {
-  const [data, setData] = useState<unknown>(null);
+/** What the latest attempt rendered (secrets masked); the definition until an attempt recorded it. */
+function Inputs({ run, nodeId, step }: { run: Run; nodeId: string; step: Step }) {
+  const [defined, setDefined] = useState<unknown>(null);
+  const recorded = [...step.executions].reverse().find((x) => x.rendered_inputs !== undefined);
+  const needDefinition = !recorded;
   useEffect(() => {
+    if (!needDefinition) return;
     api<GetJobResponse>(`/v1/jobs/${encodeURIComponent(run.job_id)}`, { query: { version: String(run.job_version) } })
       .then((j) => {
         const nodes = ((j.job?.definition ?? {}) as WorkflowDoc).nodes ?? [];
-        setData(nodes.find((n) => n.id === nodeId)?.data ?? null);
+        setDefined(nodes.find((n) => n.id === nodeId)?.data ?? null);
       })
-      .catch(() => setData(null));
-  }, [run.job_id, run.job_version, nodeId]);
+      .catch(() => setDefined(null));
+  }, [run.job_id, run.job_version, nodeId, needDefinition]);
+  let shown: unknown = defined;
+  if (recorded) shown = recorded.rendered_inputs;
   return (
     <>
       <h3>Inputs</h3>
-      <p className="muted">As defined (templates unrendered; secrets are never shown).</p>
-      <pre className="json" aria-label="Inputs">{JSON.stringify(data, null, 2)}</pre>
+      <p className="muted">
+        {recorded
+          ? `As attempt ${recorded.attempt} rendered them (secrets masked).`
+          : "As defined (templates unrendered; an attempt records its rendered inputs when it ends)."}
+      </p>
+      <pre className="json" aria-label={recorded ? "Rendered inputs" : "Inputs as defined"}>
+        {JSON.stringify(shown, null, 2)}
+      </pre>
     </>
   );
 }

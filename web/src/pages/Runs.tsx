@@ -20,6 +20,23 @@ const WINDOWS: [string, number][] = [
   ["last 7 days", 7 * 86400],
 ];
 const PAGE_SIZE = 50;
+// Fields a run never changes: filled into rows that arrived live (a feed entry lacks them).
+const FIXED = ["started_by", "job_version", "parameters", "priority", "parent_run_id", "retry_of_run_id"] as const;
+
+/** `rows` with the fixed fields of `fresh` copied into the rows that lack them. */
+function fillFixed(rows: Run[], fresh: Run[]): Run[] {
+  const known = new Map(fresh.map((r) => [r.run_id, r]));
+  let changed = false;
+  const out = rows.map((r) => {
+    const f = known.get(r.run_id);
+    if (!f || r.job_version) return r;
+    changed = true;
+    const filled = { ...r } as Record<string, unknown>;
+    for (const k of FIXED) filled[k] = f[k];
+    return filled as unknown as Run;
+  });
+  return changed ? out : rows;
+}
 
 export function StateBadge({ state }: { state: string | undefined }) {
   const s = short(state);
@@ -30,8 +47,7 @@ export function StateBadge({ state }: { state: string | undefined }) {
 export function startedBy(run: Run): string {
   if (run.trigger === "RUN_TRIGGER_RETRY" && run.retry_of_run_id) return `retry of ${run.retry_of_run_id.slice(0, 8)}`;
   if (run.trigger === "RUN_TRIGGER_SUBWORKFLOW" && run.parent_run_id) return `run ${run.parent_run_id.slice(0, 8)}`;
-  const who = (run as unknown as { started_by?: string }).started_by;
-  return who || short(run.trigger);
+  return run.started_by || short(run.trigger);
 }
 
 function setQuery(changes: Record<string, string>, query: URLSearchParams): void {
@@ -88,6 +104,18 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
   // Live: every run change from now on, applied to the rows in place; new runs on page one.
   useEffect(() => {
     const ctrl = new AbortController();
+    // Rows that arrived live lack who started them (and the version): one ListRuns, at most
+    // about once a second while new runs arrive, fills them in. States stay the stream's.
+    let fill: number | undefined;
+    const scheduleFill = () => {
+      if (fill !== undefined) return;
+      fill = window.setTimeout(() => {
+        fill = undefined;
+        api<ListRunsResponse>("/v1/runs", { query: { page_size: String(PAGE_SIZE), job_id: job || undefined, states: state || undefined } })
+          .then((r) => !ctrl.signal.aborted && setRuns((rows) => fillFixed(rows, r.runs)))
+          .catch(() => undefined);
+      }, 1000);
+    };
     const params = new URLSearchParams({ from_now: "true" });
     if (job) params.append("job_ids", job);
     stream(
@@ -118,6 +146,7 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
             start_time: st === "RUN_STATE_RUNNING" ? ev.event_time : undefined,
             steps: [],
           } as unknown as Run;
+          scheduleFill();
           return [fresh, ...rows].slice(0, PAGE_SIZE);
         });
       },
@@ -125,6 +154,7 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
     );
     return () => {
       ctrl.abort();
+      window.clearTimeout(fill);
       setLive(false);
     };
   }, [job, state, firstPage]);
