@@ -43,6 +43,7 @@ from conveyor.gateway.transcode import (
     build_request,
     error_body,
     parse_body,
+    resume_field,
     routes_for,
     sse_error,
     sse_event,
@@ -373,12 +374,12 @@ class HttpGateway:
     ) -> Message:
         message = build_request(route, path_values=values, query=query, body=body)
         last_id = request.headers.get("last-event-id")
-        # Generic resume rule: a streaming request with `after_sequence` resumes after the
-        # last event id the client saw (EventSource sends it on reconnect).
-        resumable = "after_sequence" in message.DESCRIPTOR.fields_by_name
-        if route.server_streaming and last_id and resumable:
+        # A streaming request's field declared `resume_after` resumes after the last event id
+        # the client saw (EventSource sends it on reconnect).
+        resume = resume_field(message.DESCRIPTOR)
+        if route.server_streaming and last_id and resume is not None:
             try:
-                message.after_sequence = int(last_id)  # type: ignore[attr-defined]
+                setattr(message, resume, int(last_id))
             except ValueError:
                 raise InputError(
                     f"Last-Event-ID must be an integer sequence, not {last_id!r}",

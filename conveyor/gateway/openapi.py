@@ -15,7 +15,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from conveyor.auth import tokens
 from conveyor.auth.roles import required_role
-from conveyor.gateway.transcode import HttpRoute
+from conveyor.gateway.transcode import HttpRoute, resume_field
 from conveyor.kernel.protojson import OBJECT, json_kind, json_name
 
 _INT32 = {
@@ -163,20 +163,22 @@ def _operation(route: HttpRoute, schemas: _Schemas, operation_id: str) -> dict[s
     ]
     params += _query_parameters(route, schemas)
     response = schemas.ref(route.method.output_type)
-    if route.server_streaming:
+    resume = resume_field(route.method.input_type) if route.server_streaming else None
+    if resume is not None:
         params.append(
             {
                 "name": "Last-Event-ID",
                 "in": "header",
                 "required": False,
                 "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                "description": "Resume after this sequence (as EventSource sends it).",
+                "description": f"Resume after this position (sets `{resume}`; EventSource "
+                "sends it on reconnect).",
             }
         )
         ok: dict[str, Any] = {
             "200": {
                 "description": "Server-sent events; each `data:` line is the response message "
-                "as JSON, `id:` its sequence.",
+                "as JSON, `id:` its stream position.",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 "x-event-schema": response,
             },

@@ -22,6 +22,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from conveyor.gateway.proxy import STATUS_DETAILS_KEY
 from conveyor.kernel.protojson import JsonFieldError, from_json_dict, to_json_dict
+from conveyor.kernel.v1 import stream_pb2
 
 HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -457,33 +458,57 @@ def build_request(
     return message
 
 
-def _sequence_holder(message: Message) -> Message | None:
-    """The message carrying an integer `sequence`: this one or a set singular message field."""
-    fields = message.DESCRIPTOR.fields_by_name
-    if "sequence" in fields and fields["sequence"].type in _INT_TYPES:
-        return message
-    for field in message.DESCRIPTOR.fields:
-        if field.message_type is None or _is_repeated(field) or not message.HasField(field.name):
-            continue
-        inner = field.message_type.fields_by_name.get("sequence")
-        if inner is not None and inner.type in _INT_TYPES:
-            held: Message = getattr(message, field.name)
-            return held
+def _marked(desc: Any, option: Any) -> Any:
+    """The first field of a message type that carries the boolean field option, if any."""
+    for field in desc.fields:
+        options = field.GetOptions()
+        if options.HasExtension(option) and options.Extensions[option]:
+            return field
     return None
 
 
-def sse_event(message: Message) -> bytes:
-    """One server-sent event: `id` from a `sequence` field, `event` from an enum `type` field."""
-    lines = []
-    holder = _sequence_holder(message)
+def _position(message: Message) -> tuple[int, str] | None:
+    """(position, event kind) of a stream message, from the fields its proto declares
+    `(conveyor.kernel.v1.stream_position)` and `(conveyor.kernel.v1.event_kind)`: on the
+    message itself, or else on a set singular message field it holds."""
+    holder: Message | None = None
+    field = _marked(message.DESCRIPTOR, stream_pb2.stream_position)
+    if field is not None:
+        holder = message
+    else:
+        for outer in message.DESCRIPTOR.fields:
+            if outer.message_type is None or _is_repeated(outer):
+                continue
+            inner = _marked(outer.message_type, stream_pb2.stream_position)
+            if inner is not None and message.HasField(outer.name):
+                holder, field = getattr(message, outer.name), inner
+                break
+    if holder is None or field is None:
+        return None
     name = message.DESCRIPTOR.name
-    if holder is not None:
-        lines.append(f"id: {getattr(holder, 'sequence')}")  # noqa: B009 - dynamic field
-        type_field = holder.DESCRIPTOR.fields_by_name.get("type")
-        if type_field is not None and type_field.enum_type is not None:
-            value = type_field.enum_type.values_by_number.get(getattr(holder, "type"))  # noqa: B009
-            if value is not None:
-                name = value.name
+    kind = _marked(holder.DESCRIPTOR, stream_pb2.event_kind)
+    if kind is not None and kind.enum_type is not None:
+        value = kind.enum_type.values_by_number.get(getattr(holder, kind.name))
+        if value is not None:
+            name = value.name
+    return int(getattr(holder, field.name)), name
+
+
+def resume_field(desc: Any) -> str | None:
+    """The streaming request's field declared `(conveyor.kernel.v1.resume_after)`, if any."""
+    field = _marked(desc, stream_pb2.resume_after)
+    return None if field is None else str(field.name)
+
+
+def sse_event(message: Message) -> bytes:
+    """One server-sent event: `id` from the declared stream position, `event` from the
+    declared event kind (else the message's name)."""
+    lines = []
+    position = _position(message)
+    name = message.DESCRIPTOR.name
+    if position is not None:
+        lines.append(f"id: {position[0]}")
+        name = position[1]
     lines.append(f"event: {name}")
     lines.append("data: " + json.dumps(to_json(message), separators=(",", ":")))
     return ("\n".join(lines) + "\n\n").encode()
@@ -492,15 +517,11 @@ def sse_event(message: Message) -> bytes:
 def ws_event(message: Message) -> str:
     """One WebSocket text frame: the SSE event's fields as JSON (`id`, `event`, `data`)."""
     frame: dict[str, Any] = {}
-    holder = _sequence_holder(message)
+    position = _position(message)
     name = message.DESCRIPTOR.name
-    if holder is not None:
-        frame["id"] = int(getattr(holder, "sequence"))  # noqa: B009 - dynamic field
-        type_field = holder.DESCRIPTOR.fields_by_name.get("type")
-        if type_field is not None and type_field.enum_type is not None:
-            value = type_field.enum_type.values_by_number.get(getattr(holder, "type"))  # noqa: B009
-            if value is not None:
-                name = value.name
+    if position is not None:
+        frame["id"] = position[0]
+        name = position[1]
     frame["event"] = name
     frame["data"] = to_json(message)
     return json.dumps(frame, separators=(",", ":"))

@@ -1,5 +1,6 @@
 import datetime
 
+from conveyor.kernel.v1 import stream_pb2 as _stream_pb2
 from conveyor.executor.v1 import run_pb2 as _run_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2

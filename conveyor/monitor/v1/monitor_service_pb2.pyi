@@ -1,3 +1,4 @@
+from conveyor.kernel.v1 import stream_pb2 as _stream_pb2
 from conveyor.auth.v1 import auth_pb2 as _auth_pb2
 from conveyor.executor.v1 import run_pb2 as _run_pb2
 from conveyor.monitor.v1 import event_pb2 as _event_pb2
