@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import kombu
@@ -52,10 +53,13 @@ def test_rabbitmq_depth_and_consumers_by_passive_declare() -> None:
     app = make_celery(Settings(broker_url=AMQP_URL))
     try:
         _send(app, AMQP_URL, queue, [0, 3])
-        assert broker_depths(app, [queue, f"{queue}-missing"]) == {
-            queue: (2, 0),
-            f"{queue}-missing": (0, 0),
-        }
+        # Publishing is asynchronous (no publisher confirms): the broker counts both messages
+        # once it has routed them, which a busy machine can delay.
+        expected = {queue: (2, 0), f"{queue}-missing": (0, 0)}
+        deadline = time.monotonic() + 30
+        while (seen := broker_depths(app, [queue, f"{queue}-missing"])) != expected:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.1)
         with kombu.Connection(AMQP_URL) as conn:
             q = kombu.Queue(queue, channel=conn.default_channel, no_declare=True)
             with conn.Consumer([q], callbacks=[], prefetch_count=1, auto_declare=False):
