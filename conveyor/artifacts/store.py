@@ -149,7 +149,8 @@ def list_artifacts(
     )
     if node_id:
         query = query.where(ArtifactRow.node_id == node_id)
-    after = decode_token(page_token)
+    scope = ("artifacts", run_id, node_id)
+    after = decode_token(page_token, scope=scope)
     if after:
         stamp, _, last_id = after.partition("|")
         try:
@@ -167,7 +168,7 @@ def list_artifacts(
     token = ""
     if len(rows) > page_size:
         last = rows[page_size - 1]
-        token = encode_token(f"{last.created_at.isoformat()}|{last.id}")
+        token = encode_token(f"{last.created_at.isoformat()}|{last.id}", scope=scope)
     return records, token
 
 

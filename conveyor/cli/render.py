@@ -9,8 +9,8 @@ from typing import IO, Any
 
 from google.protobuf import json_format
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.protoconv import normalise_numbers
@@ -78,25 +78,40 @@ def run_json(run: run_pb2.Run) -> dict[str, Any]:
     }
 
 
-def event_line(ev: event_pb2.RunEvent) -> str:
-    """One rich-markup line per event for --watch."""
+def event_line(ev: event_pb2.RunEvent) -> Text:
+    """One line per event for --watch (a log chunk: one line per line of output).
+
+    Output is appended as plain text: no markup parsing and no highlighting of what a step
+    printed, which also keeps a 100 KB line as cheap to print as a short one.
+    """
     when = ev.event_time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
     if ev.type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED:
         state = run_state(ev.run_state)
-        style = STATE_STYLE.get(state, "white")
-        tail = f"  {ev.message}" if ev.message else ""
-        return f"{when}  [bold]run[/bold] [{style}]{state}[/{style}]{tail}"
+        line = Text(f"{when}  ")
+        line.append("run", style="bold")
+        line.append(" ")
+        line.append(state, style=STATE_STYLE.get(state, "white"))
+        if ev.message:
+            line.append(f"  {ev.message}")
+        return line
     if ev.type == event_pb2.EVENT_TYPE_STEP_LOG:
         stream = "err" if ev.log.stream == event_pb2.LOG_STREAM_STDERR else "out"
-        lines = ev.log.text.rstrip("\n").split("\n")
-        return "\n".join(
-            f"{when}  {ev.node_id:<20} [dim]{stream}|[/dim] {escape(line)}" for line in lines
-        )
+        lines = Text()
+        for i, text in enumerate(ev.log.text.rstrip("\n").split("\n")):
+            if i:
+                lines.append("\n")
+            lines.append(f"{when}  {ev.node_id:<20} ")
+            lines.append(f"{stream}|", style="dim")
+            lines.append(f" {text}")
+        return lines
     state = step_state(ev.step_state)
-    style = STATE_STYLE.get(state, "white")
-    attempt = f" (attempt {ev.attempt})" if ev.attempt > 1 else ""
-    tail = f"  {ev.message}" if ev.message else ""
-    return f"{when}  {ev.node_id:<20} [{style}]{state}[/{style}]{attempt}{tail}"
+    line = Text(f"{when}  {ev.node_id:<20} ")
+    line.append(state, style=STATE_STYLE.get(state, "white"))
+    if ev.attempt > 1:
+        line.append(f" (attempt {ev.attempt})")
+    if ev.message:
+        line.append(f"  {ev.message}")
+    return line
 
 
 def waiting_detail(run_id: str, s: run_pb2.Step) -> str:

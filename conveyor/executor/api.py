@@ -18,11 +18,17 @@ from conveyor.executor import inline, liveness, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.convert import run_pb, trigger_name
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
-from conveyor.executor.worker import is_unreachable, load_secrets
+from conveyor.executor.worker import load_secrets
 from conveyor.kernel.bus import EventBus
-from conveyor.kernel.db import Database
+from conveyor.kernel.db import Database, is_unreachable
 from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
-from conveyor.kernel.grpcserver import ServiceRegistration, actor, channel, map_errors
+from conveyor.kernel.grpcserver import (
+    ServiceRegistration,
+    actor,
+    channel,
+    domain_error,
+    map_errors,
+)
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.paging import decode_token, encode_token, page_size
 from conveyor.kernel.protoconv import struct_to_dict
@@ -125,9 +131,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                 metadata=metadata,
             )
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(err.details() or f"job {job_ref!r} not found") from err
-            raise Unavailable(f"translator unavailable: {err.details()}") from err
+            raise domain_error(err, peer="translator") from err
         job = reply.job
         return runs.JobPlan(
             job_id=job.job_id,
@@ -203,7 +207,6 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
     async def ListRuns(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
         """See the proto."""
         size = page_size(request.page_size)
-        after = decode_token(request.page_token)
         states = []
         for value in request.states:
             if value == run_pb2.RUN_STATE_UNSPECIFIED:
@@ -212,6 +215,8 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                     violations=[Violation("states", "unspecified state", "INVALID")],
                 )
             states.append(str(run_pb2.RunState.Name(value)).removeprefix("RUN_STATE_"))
+        scope = ("runs", request.job_id, sorted(states))
+        after = decode_token(request.page_token, scope=scope)
 
         def work() -> tuple[list[Any], str]:
             with self._db.read() as session:
@@ -222,7 +227,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
 
         items, token = await self._unit(work)
         return executor_service_pb2.ListRunsResponse(
-            runs=items, next_page_token=encode_token(token) if token else ""
+            runs=items, next_page_token=encode_token(token, scope=scope) if token else ""
         )
 
     @map_errors

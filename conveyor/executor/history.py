@@ -132,7 +132,8 @@ def export_runs(
         query = query.where(RunRow.created_at >= since)
     if run_ids:
         query = query.where(RunRow.id.in_(run_ids))
-    after = decode_token(page_token)
+    scope = ("export", job_id, since.isoformat() if since else "", sorted(run_ids))
+    after = decode_token(page_token, scope=scope)
     if after:
         stamp, _, last = after.partition("|")
         try:
@@ -158,7 +159,7 @@ def export_runs(
         last_row = page[-1]
         created = as_utc(last_row.created_at)
         assert created is not None
-        token = encode_token(f"{created.isoformat()}|{last_row.id}")
+        token = encode_token(f"{created.isoformat()}|{last_row.id}", scope=scope)
     return records, ids, token
 
 

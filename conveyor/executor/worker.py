@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import structlog
 from celery import Celery
 from celery.exceptions import Reject
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from conveyor.executor import inline, orchestrate, runs, waits
@@ -30,7 +30,7 @@ from conveyor.executor.secrets import read_secrets_file
 from conveyor.executor.v1 import executor_service_pb2_grpc
 from conveyor.kernel import tracing
 from conveyor.kernel.bus import EventBus
-from conveyor.kernel.db import Database
+from conveyor.kernel.db import Database, is_unreachable
 from conveyor.kernel.grpcserver import sync_channel
 from conveyor.kernel.settings import Settings
 
@@ -46,11 +46,6 @@ T = TypeVar("T")
 
 class RecordFailed(Exception):
     """The database stayed unreachable for longer than CONVEYOR_RECORD_RETRY_S."""
-
-
-def is_unreachable(exc: DBAPIError) -> bool:
-    """True for errors that mean the database could not be reached (worth retrying)."""
-    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
 
 
 def load_secrets(

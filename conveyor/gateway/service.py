@@ -14,8 +14,8 @@ from conveyor.auth import tokens, webhooks
 from conveyor.auth.authn import CURRENT_CALLER, Authenticator
 from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from conveyor.kernel.db import Database
-from conveyor.kernel.errors import FailedPrecondition, NotFound, Unavailable
-from conveyor.kernel.grpcserver import ServiceRegistration, channel, map_errors
+from conveyor.kernel.errors import FailedPrecondition, NotFound
+from conveyor.kernel.grpcserver import ServiceRegistration, channel, domain_error, map_errors
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 
 SERVICE_NAME = gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
@@ -154,7 +154,7 @@ async def webhook_job(routes: Mapping[str, str], job: str) -> Any:
     except grpc.aio.AioRpcError as err:
         if err.code() == grpc.StatusCode.NOT_FOUND:
             raise NotFound(f"job {job!r} not found", reason="JOB_NOT_FOUND") from None
-        raise Unavailable(f"the translator did not answer: {err.code().name}") from None
+        raise domain_error(err, peer="translator") from None
     nodes = json_format.MessageToDict(reply.job.definition).get("nodes") or []
     if not any(isinstance(n, dict) and n.get("type") == "trigger.webhook" for n in nodes):
         raise FailedPrecondition(

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 READ_ONLY_OPTION = "conveyor_read_only"
@@ -51,7 +52,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    # An unreachable server fails a connection attempt in seconds, not the OS's minutes.
+    kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
     return create_engine(url, **kwargs)
+
+
+CONNECT_TIMEOUT_S = 10
+
+
+def is_unreachable(exc: DBAPIError) -> bool:
+    """True for errors that mean the database could not be reached (worth retrying)."""
+    return bool(exc.connection_invalidated) or isinstance(exc, OperationalError | InterfaceError)
 
 
 class Database:

@@ -29,6 +29,7 @@ from conveyor.kernel.errors import (
     InvalidArgument,
     NotFound,
     Unavailable,
+    Violation,
 )
 from conveyor.kernel.logging import rpc_log_context
 
@@ -84,7 +85,25 @@ def to_status(exc: ConveyorError) -> status_pb2.Status:
     return status_pb2.Status(code=getattr(code_pb2, code.name), message=exc.message, details=packed)
 
 
+def as_domain_error(exc: BaseException) -> BaseException:
+    """An unreachable database (any service's) as UNAVAILABLE, which clients may retry;
+    every other exception unchanged."""
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return exc  # (and clients of this module need not import SQLAlchemy)
+    from sqlalchemy.exc import DBAPIError
+
+    from conveyor.kernel.db import is_unreachable
+
+    if isinstance(exc, DBAPIError) and is_unreachable(exc):
+        return Unavailable(
+            f"database unavailable: {type(exc.orig).__name__ if exc.orig else type(exc).__name__}",
+            reason="DATABASE_UNAVAILABLE",
+        )
+    return exc
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    exc = as_domain_error(exc)
     if isinstance(exc, ConveyorError):
         await context.abort_with_status(rpc_status.to_status(to_status(exc)))
     log.exception("unhandled error in handler", exc_info=exc)
@@ -119,7 +138,10 @@ def map_errors(fn: F) -> F:
                 raise
             except Exception as exc:
                 if context is None:  # called in-process (the gateway's HTTP layer maps it)
-                    raise
+                    mapped = as_domain_error(exc)
+                    if mapped is exc:
+                        raise
+                    raise mapped from exc
                 await _abort(context, exc)
                 raise  # unreachable: abort raises
 
@@ -143,6 +165,30 @@ def error_details(err: grpc.RpcError) -> tuple[str, list[tuple[str, str, str]]]:
             detail.Unpack(bad)
             violations = [(v.field, v.reason, v.description) for v in bad.field_violations]
     return reason, violations
+
+
+def domain_error(err: grpc.RpcError, *, peer: str = "") -> ConveyorError:
+    """The domain error a status from another service stands for: the inverse of
+    `to_status`, so a caller sees the callee's reason and field violations unchanged.
+
+    Statuses without a domain meaning (INTERNAL, UNKNOWN, UNAUTHENTICATED, ...) and the
+    retryable ones (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) are `Unavailable`:
+    to the caller, the other service could not do it now. `peer` names it in the message.
+    """
+    code = err.code()  # type: ignore[attr-defined]
+    message = err.details() or code.name  # type: ignore[attr-defined]
+    reason, found = error_details(err)
+    violations = [Violation(f, d, r) for f, r, d in found]
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgument(message, reason=reason or "INVALID_ARGUMENT", violations=violations)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(message, reason=reason or "NOT_FOUND", violations=violations)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return AlreadyExists(message, reason=reason or "ALREADY_EXISTS")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(message, reason=reason or "FAILED_PRECONDITION")
+    where = f"{peer}: " if peer else ""
+    return Unavailable(f"{where}{code.name}: {message}", reason=reason or "UNAVAILABLE")
 
 
 class ServiceRegistration:

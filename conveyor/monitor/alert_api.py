@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ import grpc
 from conveyor.kernel import paging
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
+from conveyor.kernel.fieldmask import update_paths
 from conveyor.kernel.grpcserver import ServiceRegistration, actor, map_errors
 from conveyor.kernel.ids import utcnow
 from conveyor.kernel.protoconv import duration, timestamp
@@ -31,7 +33,6 @@ MASK_FIELDS = {
     "webhook_urls": "webhook_urls",
     "enabled": "enabled",
 }
-MAX_ALERT_OFFSET = 100_000
 
 
 def rule_from_pb(msg: Any, *, rule_id: str = "") -> Rule:
@@ -155,12 +156,14 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
     ) -> Any:
         """See the proto."""
         size = paging.page_size(request.page_size)
-        after = paging.decode_token(request.page_token)
+        after = paging.decode_token(request.page_token, scope="rules")
         rows = await self._read(lambda s: alertstore.list_rules(s, after=after, limit=size + 1))
         page = rows[:size]
         return alert_service_pb2.ListAlertRulesResponse(
             rules=[rule_pb(r) for r in page],
-            next_page_token=paging.encode_token(page[-1].id) if len(rows) > size else "",
+            next_page_token=paging.encode_token(page[-1].id, scope="rules")
+            if len(rows) > size
+            else "",
         )
 
     @map_errors
@@ -170,14 +173,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
         """See the proto. The merged rule is validated as a whole before anything is written."""
         rule_id = request.rule.rule_id
         _require_id(rule_id, "rule.rule_id")
-        paths = list(request.update_mask.paths) or list(MASK_FIELDS)
-        bad = [
-            Violation(f"update_mask.paths[{i}]", f"not an editable field: {p}", "INVALID")
-            for i, p in enumerate(paths)
-            if p not in MASK_FIELDS
-        ]
-        if bad:
-            raise InvalidArgument("invalid update_mask", violations=bad)
+        paths = update_paths(request.update_mask, MASK_FIELDS)
         columns = [MASK_FIELDS[p] for p in paths]
         now = utcnow()
 
@@ -222,22 +218,31 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
     ) -> Any:
         """See the proto."""
         size = paging.page_size(request.page_size)
-        token = paging.decode_token(request.page_token)
-        offset = int(token) if token.isdigit() else 0
-        if (token and not token.isdigit()) or offset > MAX_ALERT_OFFSET:
-            raise paging.bad_token()
         state = ""
         if request.state:
             state = alert_service_pb2.AlertState.Name(request.state).removeprefix("ALERT_STATE_")
+        scope = ("alerts", state, request.rule_id)
+        token = paging.decode_token(request.page_token, scope=scope)
+        after: tuple[datetime, str] | None = None
+        if token:
+            fired_s, _, last_id = token.partition("|")
+            try:
+                fired = datetime.fromisoformat(fired_s)
+            except ValueError:
+                raise paging.bad_token() from None
+            after = (fired, last_id)
         rows = await self._read(
             lambda s: alertstore.list_alerts(
-                s, state=state, rule_id=request.rule_id, offset=offset, limit=size + 1
+                s, state=state, rule_id=request.rule_id, after=after, limit=size + 1
             )
         )
-        more = len(rows) > size
+        page = rows[:size]
+        next_token = ""
+        if len(rows) > size:
+            last = page[-1]
+            next_token = paging.encode_token(f"{last.fired_at.isoformat()}|{last.id}", scope=scope)
         return alert_service_pb2.ListAlertsResponse(
-            alerts=[alert_pb(r) for r in rows[:size]],
-            next_page_token=paging.encode_token(str(offset + size)) if more else "",
+            alerts=[alert_pb(r) for r in page], next_page_token=next_token
         )
 
 

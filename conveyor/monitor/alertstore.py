@@ -206,16 +206,22 @@ def prune(session: Session, *, now: datetime) -> int:
 
 
 def list_alerts(
-    session: Session, *, state: str, rule_id: str, offset: int, limit: int
+    session: Session,
+    *,
+    state: str,
+    rule_id: str,
+    after: tuple[datetime, str] | None,
+    limit: int,
 ) -> list[AlertRow]:
-    """Alerts newest first, filtered."""
+    """Alerts newest first, filtered; keyset paging after (fired_at, id) of the last seen."""
     query = select(AlertRow)
     if state:
         query = query.where(AlertRow.state == state)
     if rule_id:
         query = query.where(AlertRow.rule_id == rule_id)
-    return list(
-        session.scalars(
-            query.order_by(AlertRow.fired_at.desc(), AlertRow.id).offset(offset).limit(limit)
+    if after is not None:
+        fired, last_id = after
+        query = query.where(
+            (AlertRow.fired_at < fired) | ((AlertRow.fired_at == fired) & (AlertRow.id > last_id))
         )
-    )
+    return list(session.scalars(query.order_by(AlertRow.fired_at.desc(), AlertRow.id).limit(limit)))

@@ -49,7 +49,8 @@ def purge(session: Session, run_ids: Sequence[str]) -> int:
 
 def export(session: Session, run_id: str, page_token: str) -> tuple[list[str], str]:
     """One page of a run's records: its feed entries first, then events by sequence."""
-    after = decode_token(page_token)
+    scope = ("events", run_id)
+    after = decode_token(page_token, scope=scope)
     try:
         last = int(after) if after else 0
     except ValueError as exc:
@@ -73,7 +74,7 @@ def export(session: Session, run_id: str, page_token: str) -> tuple[list[str], s
         records.append(text)
         size += len(text)
         if size >= PAGE_BYTES or index == PAGE_ROWS - 1:
-            token = encode_token(str(event.sequence))
+            token = encode_token(str(event.sequence), scope=scope)
             break
     return records, token
 

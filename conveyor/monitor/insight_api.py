@@ -74,7 +74,7 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
     ) -> Any:
         """See the proto."""
         size = paging.page_size(request.page_size)
-        after = paging.decode_token(request.page_token)
+        after = paging.decode_token(request.page_token, scope="workers")
         workers = [(w, up) for w, up in self._observer.tracker.workers() if w.hostname > after]
         page, more = workers[:size], len(workers) > size
         return insight_service_pb2.ListWorkersResponse(
@@ -93,7 +93,9 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
                 )
                 for w, up in page
             ],
-            next_page_token=paging.encode_token(page[-1][0].hostname) if more else "",
+            next_page_token=paging.encode_token(page[-1][0].hostname, scope="workers")
+            if more
+            else "",
         )
 
     @map_errors

@@ -11,6 +11,7 @@ import grpc
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import InvalidArgument, Violation
+from conveyor.kernel.fieldmask import update_paths
 from conveyor.kernel.grpcserver import ServiceRegistration, actor, map_errors
 from conveyor.kernel.ids import as_utc
 from conveyor.kernel.paging import page_size
@@ -29,7 +30,7 @@ MAX_TRIGGER_REQUEST_ID = 64
 MAX_NOTE = 1000
 MAX_DESCRIPTION = 4000
 DEFAULT_PREVIEW = 10
-UPDATABLE = {
+UPDATABLE = (
     "job_id",
     "description",
     "spec",
@@ -39,7 +40,7 @@ UPDATABLE = {
     "policies.catchup_window",
     "policies.catchup_mode",
     "policies.pause_after_failures",
-}
+)
 
 
 def _dt(ts: Any) -> datetime:
@@ -278,19 +279,7 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
         """See the proto."""
         msg = request.schedule
         _required_id(msg.schedule_id, "schedule.schedule_id")
-        paths = list(request.update_mask.paths)
-        unknown = [p for p in paths if p not in UPDATABLE]
-        if not paths or unknown:
-            raise _bad(
-                "update_mask must name fields that can change",
-                [
-                    Violation(
-                        "update_mask",
-                        f"unknown or read-only paths {unknown}" if unknown else "empty",
-                        "INVALID_MASK",
-                    )
-                ],
-            )
+        paths = update_paths(request.update_mask, UPDATABLE)
         violations: list[Violation] = []
         spec = spec_from_pb(msg.spec)
         if "spec" in paths:

@@ -10,13 +10,11 @@ import grpc
 
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
 from conveyor.kernel.errors import (
-    FailedPrecondition,
-    InvalidArgument,
     NotFound,
     Unavailable,
     Violation,
 )
-from conveyor.kernel.grpcserver import channel, error_details
+from conveyor.kernel.grpcserver import channel, domain_error
 from conveyor.kernel.protoconv import dict_to_struct, struct_to_dict
 from conveyor.scheduler.firing import RunInfo
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
@@ -31,15 +29,7 @@ def _run_info(run: Any) -> RunInfo:
 
 
 def _domain_error(err: grpc.aio.AioRpcError) -> Exception:
-    message = err.details() or err.code().name
-    if err.code() == grpc.StatusCode.NOT_FOUND:
-        return NotFound(message)
-    if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
-        _reason, found = error_details(err)
-        return InvalidArgument(message, violations=[Violation(f, d, r) for f, r, d in found])
-    if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
-        return FailedPrecondition(message)
-    return Unavailable(f"executor: {message}")
+    return domain_error(err, peer="executor")
 
 
 class GrpcExecutor:

@@ -201,7 +201,8 @@ def list_schedules(
     session: Session, *, page_size: int, page_token: str, job_id: str
 ) -> tuple[list[ScheduleRow], str]:
     """Schedules oldest first; returns (page, next token)."""
-    after = decode_token(page_token)
+    scope = ("schedules", job_id)
+    after = decode_token(page_token, scope=scope)
     query = (
         select(ScheduleRow).order_by(ScheduleRow.created_at, ScheduleRow.id).limit(page_size + 1)
     )
@@ -218,7 +219,7 @@ def list_schedules(
     token = ""
     if len(rows) > page_size:
         last = rows[page_size - 1]
-        token = encode_token(f"{as_utc(last.created_at).isoformat()}|{last.id}")  # type: ignore[union-attr]
+        token = encode_token(f"{as_utc(last.created_at).isoformat()}|{last.id}", scope=scope)  # type: ignore[union-attr]
     return rows[:page_size], token
 
 
@@ -233,7 +234,14 @@ def _token_time(text: str) -> datetime:
 
 
 def delete_schedule(session: Session, schedule_id: str) -> None:
-    """Delete a schedule and its actions."""
+    """Delete a schedule and its actions.
+
+    Locks the actions before the schedule: `settle` and `observe` update an action and then
+    its schedule, so taking them the other way round here would deadlock against them.
+    """
+    session.execute(
+        select(ActionRow.id).where(ActionRow.schedule_id == schedule_id).with_for_update()
+    )
     row = get_schedule(session, schedule_id, lock=True)
     session.execute(delete(ActionRow).where(ActionRow.schedule_id == row.id))
     session.delete(row)
@@ -559,7 +567,8 @@ def list_actions(
 ) -> tuple[list[ActionRow], str]:
     """A schedule's actions, newest nominal time first."""
     get_schedule(session, schedule_id)
-    after = decode_token(page_token)
+    scope = ("actions", schedule_id)
+    after = decode_token(page_token, scope=scope)
     query = (
         select(ActionRow)
         .where(ActionRow.schedule_id == schedule_id)
@@ -580,7 +589,7 @@ def list_actions(
     if len(rows) > page_size:
         last = rows[page_size - 1]
         nominal = as_utc(last.nominal_time) or last.nominal_time
-        token = encode_token(f"{nominal.isoformat()}|{last.id}")
+        token = encode_token(f"{nominal.isoformat()}|{last.id}", scope=scope)
     return rows[:page_size], token
 
 

@@ -168,7 +168,8 @@ def list_jobs(
     session: Session, *, page_size: int, page_token: str, name_prefix: str
 ) -> tuple[list[JobRecord], str]:
     """Jobs ordered by name, without definitions; returns (page, next token)."""
-    after = decode_token(page_token)
+    scope = ("jobs", name_prefix)
+    after = decode_token(page_token, scope=scope)
     query = (
         select(JobRow, JobVersionRow.node_count)
         .outerjoin(
@@ -183,7 +184,9 @@ def list_jobs(
     if name_prefix:
         query = query.where(JobRow.name.startswith(name_prefix, autoescape=True))
     rows = [(job, count) for job, count in session.execute(query)]
-    next_token = encode_token(rows[page_size - 1][0].name) if len(rows) > page_size else ""
+    next_token = (
+        encode_token(rows[page_size - 1][0].name, scope=scope) if len(rows) > page_size else ""
+    )
     return [_record(r, None, node_count=n or 0) for r, n in rows[:page_size]], next_token
 
 

@@ -103,7 +103,13 @@ def internal_channel(stack: dict[str, Any], address: str) -> grpc.Channel:
 @contextlib.contextmanager
 def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, Any]]:
     """The embedded suite on ephemeral ports with its data in tmp; "token" is an admin token."""
-    settings = Settings(
+    with BackgroundSuite(embedded_settings(tmp, **overrides)) as suite:
+        yield {**suite.addresses, "token": suite.token, "token_name": "dev"}
+
+
+def embedded_settings(tmp: Path, **overrides: Any) -> Settings:
+    """Settings of an embedded suite with every service on an ephemeral port, data in tmp."""
+    return Settings(
         data_dir=tmp,
         gateway_addr="127.0.0.1:0",
         http_addr="127.0.0.1:0",
@@ -117,8 +123,6 @@ def embedded(tmp: Path, **overrides: Any) -> Iterator[dict[str, Any]]:
         database_url="",
         **{"egress_allow": "127.0.0.1", **overrides},  # the tests' own HTTP servers
     )
-    with BackgroundSuite(settings) as suite:
-        yield {**suite.addresses, "token": suite.token, "token_name": "dev"}
 
 
 @contextlib.contextmanager

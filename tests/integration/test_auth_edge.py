@@ -217,16 +217,7 @@ def test_fuzzed_requests_never_get_a_5xx(
 
 
 def test_open_mode_needs_no_token_and_names_nobody(tmp_path: Path) -> None:
-    settings = Settings(
-        data_dir=tmp_path,
-        gateway_addr="127.0.0.1:0",
-        http_addr="127.0.0.1:0",
-        translator_addr="127.0.0.1:0",
-        executor_addr="127.0.0.1:0",
-        monitor_addr="127.0.0.1:0",
-        scheduler_addr="127.0.0.1:0",
-    )
-    with BackgroundSuite(settings, open_access=True) as suite:
+    with BackgroundSuite(harness.embedded_settings(tmp_path), open_access=True) as suite:
         assert suite.token is None and not (tmp_path / "token").exists()
         caller = httpx.get(f"{suite.addresses['http']}/v1/caller", timeout=30).json()
         assert caller == {"name": "anonymous", "role": "ROLE_ADMIN"}

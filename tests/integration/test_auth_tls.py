@@ -16,7 +16,7 @@ import pytest
 from conveyor.cli.background import BackgroundSuite
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
-from conveyor.kernel.settings import Settings
+from tests.integration import harness
 from tests.integration import workflows as wf
 
 
@@ -41,14 +41,8 @@ def make_pki(folder: Path) -> dict[str, Path]:
 def tls_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("tls")
     pki = make_pki(tmp)
-    settings = Settings(
-        data_dir=tmp,
-        gateway_addr="127.0.0.1:0",
-        http_addr="127.0.0.1:0",
-        translator_addr="127.0.0.1:0",
-        executor_addr="127.0.0.1:0",
-        monitor_addr="127.0.0.1:0",
-        scheduler_addr="127.0.0.1:0",
+    settings = harness.embedded_settings(
+        tmp,
         tls_cert_file=pki["cert"],
         tls_key_file=pki["key"],
         tls_ca_file=pki["ca"],

@@ -251,3 +251,26 @@ def test_a_chain_is_handed_off_on_one_worker_thread(client: Client) -> None:
     # under the Celery message that started c: one message for the whole chain.
     assert len({e.task_id for e in executions}) == 1
     assert all(e.task_id for e in executions)
+
+
+def test_a_page_token_only_continues_the_listing_it_came_from(client: Client) -> None:
+    job = client.create_job(wf.doc("paged", [wf.cmd("a", ["true"])], [])).job
+    for _ in range(3):
+        list(client.watch(client.start_run(job.job_id, {}).run_id))
+    first = client.executor.ListRuns(
+        executor_service_pb2.ListRunsRequest(job_id=job.job_id, page_size=2)
+    )
+    assert len(first.runs) == 2 and first.next_page_token
+    rest = client.executor.ListRuns(
+        executor_service_pb2.ListRunsRequest(
+            job_id=job.job_id, page_size=2, page_token=first.next_page_token
+        )
+    )
+    assert len(rest.runs) >= 1
+    assert not {r.run_id for r in rest.runs} & {r.run_id for r in first.runs}
+    with pytest.raises(grpc.RpcError) as err:  # the same token with the job filter dropped
+        client.executor.ListRuns(
+            executor_service_pb2.ListRunsRequest(page_size=2, page_token=first.next_page_token)
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [r for _, r, _ in error_details(err.value)[1]] == ["TOKEN_FILTER_MISMATCH"]

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from conveyor.artifacts.local import LocalArtifactSink
 from conveyor.executor.egress import EgressPolicy, parse_rules, system_resolver
 from conveyor.executor.runners import ErrorCategory, StepContext, StepOutcome, execute
+from tests.unit.runners.local_sink import LocalArtifactSink
 
 # --- fixtures ---------------------------------------------------------------------------
 

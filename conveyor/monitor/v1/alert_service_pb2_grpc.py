@@ -95,7 +95,7 @@ class AlertServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateAlertRule(self, request, context):
-        """Updates the fields of a rule named by update_mask (all editable fields when empty).
+        """Updates the fields of a rule named by update_mask (an empty mask is INVALID_ARGUMENT).
         Disabling a rule resolves its firing alerts (without a webhook call).
         Fails with NOT_FOUND when the rule does not exist, INVALID_ARGUMENT for a bad
         mask path or value, ALREADY_EXISTS when the new display name is taken.

@@ -175,6 +175,20 @@ def _check_command(node: Node, ctx: _Context) -> None:
             return
 
 
+def _warn_untemplated(node: Node, key: str, ctx: _Context) -> None:
+    """A `{{ }}` in a script's text stays as written: say so, and how values get in."""
+    text = node.raw_data.get(key)
+    if isinstance(text, str) and "{{" in text and "}}" in text:
+        ctx.out.warning(
+            dg.TEMPLATE_SYNTAX,
+            f"node '{node.id}' field '{key}': '{{{{ }}}}' is not rendered in a script's text "
+            "and runs as written; pass values through 'env' (templated) or read parameters "
+            "from CONVEYOR_PARAM_<NAME>",
+            node.path + "/data" + pointer(key),
+            node_id=node.id,
+        )
+
+
 def _check_node(node: Node, ctx: _Context) -> None:
     if node.type is None:
         return
@@ -182,7 +196,10 @@ def _check_node(node: Node, ctx: _Context) -> None:
         _check_command(node, ctx)
     data_path = node.path + "/data"
     for key in node.data:
-        if (node.type, key) in UNTEMPLATED_FIELDS or key not in node.raw_data:
+        if (node.type, key) in UNTEMPLATED_FIELDS:
+            _warn_untemplated(node, key, ctx)
+            continue
+        if key not in node.raw_data:
             continue
         value = node.raw_data[key]
         if (

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from conveyor.artifacts.local import LocalArtifactSink
 from conveyor.executor.runners import StepContext
+from tests.unit.runners.local_sink import LocalArtifactSink
 
 MakeCtx = Callable[..., StepContext]
 

@@ -129,7 +129,7 @@ def test_scripts_and_cwd_work_for_the_step_user(make_ctx: Any, tmp_path: Path) -
 WORKER = textwrap.dedent(
     """
     import sys
-    from conveyor.artifacts.local import LocalArtifactSink
+    from tests.unit.runners.local_sink import LocalArtifactSink
     from conveyor.executor.runners import StepContext, execute
     from conveyor.executor.runners.base import StepUser
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from conveyor.artifacts.local import LocalArtifactSink
 from conveyor.executor.runners import ErrorCategory, execute
+from tests.unit.runners.local_sink import LocalArtifactSink
 
 PY = sys.executable
 

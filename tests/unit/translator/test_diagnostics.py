@@ -300,6 +300,21 @@ class TestTemplates:
         doc = workflow([node("s", "action.script", interpreter="bash", script="echo ${{ x }")])
         assert compile_workflow(doc).ok
 
+    def test_a_template_in_script_text_is_a_warning(self) -> None:
+        doc = workflow(
+            [node("s", "action.script", interpreter="python3", script="print('{{ params.x }}')")]
+        )
+        result = compile_workflow(doc)
+        assert result.ok
+        [warning] = result.diagnostics
+        assert (warning.severity, warning.code, warning.node_id) == (
+            "warning",
+            "TEMPLATE_SYNTAX",
+            "s",
+        )
+        assert warning.path == "/nodes/0/data/script"
+        assert "env" in warning.message and "CONVEYOR_PARAM_" in warning.message
+
     def test_template_too_long(self) -> None:
         found = _one(workflow([node("a", stdin="x" * (64 * 1024 + 1))]), "LIMIT_EXCEEDED")
         assert found.path == "/nodes/0/data/stdin"

@@ -1,7 +1,7 @@
-"""A worker-local artifact sink (a folder of this machine), for runner tests and tools.
+"""An artifact sink on a local folder, for the runner tests: they need no artifact service.
 
 Steps of a running Conveyor store their artifacts through the artifact service
-(`conveyor.artifacts.client.ServiceArtifactSink`); this sink needs no service.
+(`conveyor.artifacts.client.ServiceArtifactSink`, with its local or S3 backend).
 
 Layout: ``<root>/<run_id>/<node_id>/<attempt>/<name>``. A file is written
 under a temporary name and renamed into place, so a reader never sees half an
