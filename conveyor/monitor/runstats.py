@@ -3,8 +3,8 @@ translator's GetJob for a job that has no runs yet.
 
 Blocking calls over `sync_channel` (the internal credential added), meant for threads: the
 observer and the metrics recorder run in threads, the insight handlers call through
-`asyncio.to_thread`. A failed call becomes a domain error (`UNAVAILABLE` unless the owner
-said NOT_FOUND or INVALID_ARGUMENT), so the monitor's handlers map it like their own.
+`asyncio.to_thread`. A failed call becomes the domain error its status stands for
+(`kernel.grpcserver.domain_error`), so the monitor's handlers map it like their own.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import grpc
 
 from conveyor.executor.v1 import stats_service_pb2, stats_service_pb2_grpc
-from conveyor.kernel.errors import InvalidArgument, NotFound, Unavailable, Violation
-from conveyor.kernel.grpcserver import error_details, sync_channel
+from conveyor.kernel.errors import NotFound
+from conveyor.kernel.grpcserver import domain_error, sync_channel
 from conveyor.kernel.protoconv import timestamp
 from conveyor.monitor.alerting import EndedRun, RunningStep
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
@@ -34,17 +34,6 @@ def _time(value: Any) -> datetime:
 
 def _seconds(value: Any) -> float:
     return float(value.ToTimedelta().total_seconds())
-
-
-def _domain_error(owner: str, err: grpc.RpcError) -> Exception:
-    code = err.code()  # type: ignore[attr-defined]
-    message = f"{owner}: {err.details() or code.name}"  # type: ignore[attr-defined]
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFound(message)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        _reason, found = error_details(err)
-        return InvalidArgument(message, violations=[Violation(f, d, r) for f, r, d in found])
-    return Unavailable(message)
 
 
 @dataclass(frozen=True)
@@ -79,7 +68,7 @@ class RunStats:
         try:
             return method(request, timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as err:
-            raise _domain_error(owner, err) from err
+            raise domain_error(err, peer=owner) from err
 
     def job_stats(self, job: str, *, since: datetime, until: datetime) -> Any:
         """GetJobRunStatsResponse for the job; for a job without runs, the translator's id
