@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from conveyor.artifacts.v1 import artifacts_service_pb2
 from conveyor.auth.authn import Denied, bearer
+from conveyor.gateway.responses import ACCESS_TOKEN_PARAM, denied_response, error_response
 from conveyor.gateway.transcode import CallError, error_body
 from conveyor.kernel.grpcserver import ACTOR_KEY
 from conveyor.kernel.ids import new_id
@@ -29,11 +30,6 @@ _FORWARDED = ("authorization", "x-request-id", "traceparent", "tracestate")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def _error(failure: CallError) -> JSONResponse:
-    body = error_body(failure)
-    return JSONResponse(body, status_code=body["error"]["code"])
-
-
 def _filename(name: str) -> str:
     base = name.rsplit("/", 1)[-1] or "artifact"
     return _SAFE_NAME.sub("_", base)[:200]
@@ -42,13 +38,12 @@ def _filename(name: str) -> str:
 def routes(gateway: Any) -> list[Route]:
     """The download route, served through the gateway's channels to the artifact service."""
 
-    # http.py registers these routes, so its helpers are imported when the route is built.
-    from conveyor.gateway.http import ACCESS_TOKEN_PARAM, denied_response
-
     async def download(request: Request) -> Response:
         address = gateway._addresses.get(SERVICE)
         if address is None:
-            return _error(CallError(grpc.StatusCode.UNIMPLEMENTED, "no artifact service routed"))
+            return error_response(
+                CallError(grpc.StatusCode.UNIMPLEMENTED, "no artifact service routed")
+            )
         # The artifact service trusts the gateway's internal credential, so the caller's token
         # is checked here, against DownloadArtifact's declared role, before anything is read.
         token = bearer(request.headers.get("authorization"))
@@ -77,7 +72,7 @@ def routes(gateway: Any) -> list[Route]:
                 timeout=30,
             )
         except grpc.aio.AioRpcError as err:
-            return _error(CallError.from_rpc_error(err))
+            return error_response(CallError.from_rpc_error(err))
         artifact = found.artifact
         size = artifact.size_bytes
         try:
@@ -89,7 +84,7 @@ def routes(gateway: Any) -> list[Route]:
                 problem, status_code=416, headers={"content-range": f"bytes */{size}"}
             )
         except ValueError as exc:
-            return _error(CallError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
+            return error_response(CallError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
         whole = span is None
         span = span or ByteRange(0, size)
         headers = {

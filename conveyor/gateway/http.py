@@ -36,6 +36,7 @@ from conveyor.executor.v1 import run_pb2
 from conveyor.gateway import downloads
 from conveyor.gateway.dashboard import dashboard_routes
 from conveyor.gateway.proxy import service_descriptor
+from conveyor.gateway.responses import ACCESS_TOKEN_PARAM, denied_response, error_response
 from conveyor.gateway.transcode import (
     CallError,
     HttpRoute,
@@ -61,9 +62,6 @@ log = structlog.get_logger(__name__)
 
 # The bearer token is not forwarded: backends learn who called from the actor key alone.
 FORWARDED_HEADERS = ("x-request-id", "traceparent", "tracestate")
-#: Query parameter carrying the token for streams opened by a browser's EventSource, which
-#: cannot set headers (RFC 6750 section 2.3). Accepted on server-streaming routes only.
-ACCESS_TOKEN_PARAM = "access_token"  # noqa: S105 - a parameter name, not a secret
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES
 #: The WebSocket subprotocol a browser offers (with `bearer.<token>`) and the server selects.
 WS_PROTOCOL = "conveyor.v1"
@@ -104,22 +102,6 @@ def _sse_encoder(route: HttpRoute) -> Any:
         return sse_event(route.response_cls.FromString(item))
 
     return encode
-
-
-def _error(failure: CallError) -> JSONResponse:
-    body = error_body(failure)
-    return JSONResponse(body, status_code=body["error"]["code"])
-
-
-def denied_response(denied: Denied) -> JSONResponse:
-    """401 with a `WWW-Authenticate: Bearer` challenge, or 403, as the usual JSON error."""
-    response = _error(CallError(denied.code, denied.message))
-    if denied.code == grpc.StatusCode.UNAUTHENTICATED:
-        challenge = 'Bearer realm="conveyor"'
-        if denied.error:
-            challenge += f', error="{denied.error}"'
-        response.headers["WWW-Authenticate"] = challenge
-    return response
 
 
 class BodyTooLarge(Exception):
@@ -316,7 +298,7 @@ class HttpGateway:
         """Transcode one HTTP request into a call and its answer back into JSON or SSE."""
         matched = self.match(request.method, request.scope["path"])
         if isinstance(matched, CallError):
-            response = _error(matched)
+            response = error_response(matched)
             if matched.code == grpc.StatusCode.UNIMPLEMENTED:
                 response.status_code = 405
             return response
@@ -340,7 +322,7 @@ class HttpGateway:
         try:
             message = self._request_message(route, values, request, query, body)
         except InputError as bad:
-            return _error(bad.failure())
+            return error_response(bad.failure())
         metadata = tuple(
             (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
         )
@@ -362,7 +344,7 @@ class HttpGateway:
                 try:
                     return JSONResponse(to_json(await self._unary(route, message, metadata)))
                 except CallError as failure:
-                    return _error(failure)
+                    return error_response(failure)
 
     @staticmethod
     def _request_message(
@@ -446,7 +428,7 @@ class HttpGateway:
         first = await _next(queue, self._keepalive_s)
         if first is not None and first[0] == "failure":
             await pump
-            return _error(first[1])
+            return error_response(first[1])
         if first is not None and first[0] == "end":
             # Nothing to send (a finished run resumed at or past its end): 204 tells an
             # EventSource to stop reconnecting.
@@ -478,7 +460,7 @@ class HttpGateway:
         except ConveyorError:
             job = None  # answered like a bad signature: no oracle for which jobs exist
         if job is None or db is None:
-            return _error(refused)
+            return error_response(refused)
 
         def secret() -> str | None:
             assert db is not None
@@ -493,14 +475,14 @@ class HttpGateway:
             now=time.time(),
         )
         if why is not None:
-            return _error(CallError(grpc.StatusCode.UNAUTHENTICATED, why))
+            return error_response(CallError(grpc.StatusCode.UNAUTHENTICATED, why))
         delivery = request.headers.get(webhooks.DELIVERY_HEADER)
         if not webhooks.delivery_ok(delivery):
             failure = InputError(
                 f"{webhooks.DELIVERY_HEADER} must be 1-100 characters: letters, digits, . _ : -",
                 field=webhooks.DELIVERY_HEADER,
             )
-            return _error(failure.failure())
+            return error_response(failure.failure())
         route = next(r for r in self.routes if r.grpc_path.endswith("/StartRun"))
         try:
             parsed = parse_body(body)
@@ -513,12 +495,12 @@ class HttpGateway:
                 parameters_json=json_text(parsed or {}),
             )
         except InputError as bad:
-            return _error(bad.failure())
+            return error_response(bad.failure())
         metadata = (("x-request-id", new_id()), (ACTOR_KEY, "webhook"))
         try:
             return JSONResponse(to_json(await self._unary(route, start, metadata)))
         except CallError as failure:
-            return _error(failure)
+            return error_response(failure)
 
     async def websocket(self, ws: WebSocket) -> None:
         """The run event streams over WebSocket: same routes, events and resume rule as SSE.
@@ -641,7 +623,9 @@ class HttpGateway:
 async def _not_found(request: Request, exc: Exception) -> Response:
     code = getattr(exc, "status_code", 404)
     grpc_code = grpc.StatusCode.NOT_FOUND if code == 404 else grpc.StatusCode.UNIMPLEMENTED
-    response = _error(CallError(grpc_code, f"no route for {request.method} {request.url.path!r}"))
+    response = error_response(
+        CallError(grpc_code, f"no route for {request.method} {request.url.path!r}")
+    )
     response.status_code = code
     return response
 
