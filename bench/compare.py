@@ -471,9 +471,87 @@ def render(data: dict[str, Any], opts: argparse.Namespace) -> str:
         "|---|---|---|",
         *scale,
         "",
+        ANALYSIS,
+        "",
+        SCALE_OUT,
+        "",
         "Raw figures: " + json.dumps(data, default=str),
     ]
     return "\n".join(lines)
+
+
+ANALYSIS = """\
+### What dominates
+
+py-spy on the embedded suite during chains of 100 (every thread of the process, busy
+samples only): about 80 % of the worker's time is the transaction that records a step's end
+and claims its successor (hand-off) - SQLAlchemy ORM units of work (flush, identity map,
+topological sort of the changes) about a third of it, the statements themselves another
+third (SQLite here; PostgreSQL round trips in the distributed mode), and `_advance`'s
+queries (children, parents' states, the open-step count). In the embedded mode the
+in-process broker's polling (kombu's memory transport, every 2 ms) and the monitor's Celery
+event receiver take a large share of the remaining CPU. Running `true` itself, with its
+confined working directory and step user, is a few ms of the step. Raw Celery does one
+result write and one message per task and keeps no state per step that anyone can query,
+watch, retry or resume; the gap in the table is that bookkeeping in Python.
+
+Load matters more than anything here: this machine's 2 cores were shared with other test
+suites, and the run in the table had a load average of 6 to 15. A smaller run of the same
+command at a load average of about 3 (`--repeat 1 --fanout 50 --runs 200`, no Prefect)
+measured 29.0 ms per step for the distributed chain and 17.6 ms embedded (raw Celery 6.0),
+submit -> start p50 36.6 ms distributed and 13.7 ms embedded, and `conveyor --help` 0.25 s;
+read the table's absolute figures as upper bounds and compare within one run only.
+
+Done in this round: the CLI imports only what a command needs (command groups load on use;
+`conveyor --help` at a load average of about 1 went from 1.1-1.7 s to 0.18-0.31 s over five
+runs each), and a claim reads only the outputs the node's templates name, so claims no
+longer grow with the run's length (a chain of N steps read N(N-1)/2 outputs before).
+
+Met: the embedded chain is about 3x faster per step than Prefect 3 in this run. Not met:
+the ratio to raw Celery (targets 1.5, then 1.0), 3x ahead of Prefect elsewhere, submit ->
+start p50 <= 20 ms in the distributed mode, event p99 <= 25 ms at 100 watchers, 500 one-step
+runs/s, and `validate` <= 0.3 s (typer 0.29 imports pydantic to convert any command's
+parameters, about 0.15 s, and the translator's schema and template modules another 0.15 s;
+`--help` needs neither). What stands in the way, in the order it would pay: Core statements
+instead of ORM units of work on claim and finish (one UPDATE ... RETURNING per row touched,
+no flush); the open-step count kept on the run row instead of counted per step end; wide
+joins, which are quadratic today: every finishing parent of a join reads the states of all
+the join's parents under the run lock (a 1,000-way fan-out ran at about 150 ms per step in a
+first attempt at the full size, at a load average of 12 to 17, stopped for time; a count of
+the parents still open, kept on the join's step row, would make it constant);
+several events per WatchRun response (a contract change: a repeated field in
+WatchRunResponse, so 100 watchers cost 100 messages per batch, not per event); and, for
+throughput, StartRun's own transaction and translator call per run. The machine was shared
+with other test runs (see the load averages): compare figures of one run only."""
+
+SCALE_OUT = """\
+### Running many worker machines
+
+Workers hold no state: any number of worker processes on any machines consume the same
+queues, and the table above shows how one machine's figures move with the number of worker
+processes (`--workers 1,2,4` by default; the sizes actually run are in the command line
+above). On these 2 cores more processes only compete for the same CPU with PostgreSQL, Redis
+and the services (and submissions, not workers, were the bottleneck: about 40 StartRun/s
+through the gateway), so the figures say little about a real cluster. Reasoned, not
+measured, for one:
+
+- Broker: Redis is enough while one Redis core keeps up (a few tens of thousands of
+  messages/s, far above what the executor's database can record); RabbitMQ adds
+  per-queue durability and flow control and is the choice when brokers must be replicated
+  (quorum queues). Both are Celery transports; nothing in Conveyor depends on which.
+- PostgreSQL is the limit: every step is two short transactions that lock its run's row
+  (one with hand-off), plus outbox inserts. Steps of different runs do not contend; steps
+  of one wide run do, on the run row.
+- Connections: each worker thread holds a pooled connection; with many machines put
+  PgBouncer in transaction mode in front of PostgreSQL (every unit of work is one
+  transaction and uses no session state, so transaction pooling is safe), which keeps
+  PostgreSQL's backends at a few dozen however many workers there are.
+- The events table (`run_events`) grows with every state change and is read by watchers by
+  (run, sequence): partition it by time (monthly, for retention by dropping partitions) or
+  by hash of the run id for write spread; the outbox's per-run sequence stays gap-free
+  either way because it is taken under the run's row lock.
+- Read traffic (GetRun, ListRuns, the dashboard) can go to a streaming replica; the
+  executor's writes cannot."""
 
 
 def main() -> None:
@@ -489,6 +567,7 @@ def main() -> None:
     parser.add_argument("--workers", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--skip-prefect", action="store_true")
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument("--render", type=Path, help="only re-render a saved compare.json")
     opts = parser.parse_args()
     defaults = (
         {"repeat": 2, "fanout": 200, "runs": 1000, "latency_samples": 30, "fires": 20}
@@ -499,6 +578,9 @@ def main() -> None:
         if getattr(opts, key) is None:
             setattr(opts, key, value)
     opts.workers = opts.workers or [1, 2, 4]
+    if opts.render:
+        print(write_section("compare", render(json.loads(opts.render.read_text()), opts)))
+        return
     BENCH_DIR.mkdir(exist_ok=True)
     started = time.perf_counter()
     data: dict[str, Any] = {"load": {"before": [round(x, 2) for x in os.getloadavg()]}}
