@@ -171,12 +171,7 @@ def conveyor_distributed(opts: argparse.Namespace) -> dict[str, Any]:
             if workers == opts.workers[0]:
                 result.update(orchestration(client, opts))
                 result["submit_to_start"] = submit_to_start(client, one, opts.latency_samples)
-                # Steps run as the unprivileged step user when the worker is root: the gate
-                # files the event bench's runs wait for must be reachable by it.
-                gates = Path(tmp) / "gates"
-                gates.mkdir(mode=0o755)
-                Path(tmp).chmod(0o711)
-                gates.chmod(0o755)
+                gates = event_latency.gate_dir(Path(tmp))
                 rows = asyncio.run(event_latency.measure(20, [100], ["grpc"], gates, info))
                 result["events_100"] = {"p50": rows[0]["p50"], "p99": rows[0]["p99"]}
             stats = throughput(
