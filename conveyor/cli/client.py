@@ -11,9 +11,9 @@ import grpc
 
 # The token helpers live apart so that commands needing no RPC import no grpc; they are
 # part of this module's interface too.
-from conveyor.cli.session import DEV_TOKEN_FILE as DEV_TOKEN_FILE
-from conveyor.cli.session import resolve_token as resolve_token
-from conveyor.cli.session import set_session_token as set_session_token
+from conveyor.cli.credentials import DEV_TOKEN_FILE as DEV_TOKEN_FILE
+from conveyor.cli.credentials import resolve_token as resolve_token
+from conveyor.cli.credentials import set_session_token as set_session_token
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
 from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, with_metadata
 from conveyor.kernel.protoconv import dict_to_struct

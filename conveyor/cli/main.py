@@ -26,8 +26,8 @@ from conveyor.cli.common import (
     print_diagnostics,
     read_file,
 )
+from conveyor.cli.credentials import set_session_token
 from conveyor.cli.lazy import LazyGroup, add_lazy_group
-from conveyor.cli.session import set_session_token
 
 if TYPE_CHECKING:
     from conveyor.cli.client import Client

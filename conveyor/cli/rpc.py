@@ -10,7 +10,7 @@ import typer
 from conveyor.cli import render
 from conveyor.cli.client import Client
 from conveyor.cli.common import DEFAULT_ADDR, EXIT_FAILED, EXIT_INVALID, EXIT_OK, err, out
-from conveyor.cli.session import resolve_token
+from conveyor.cli.credentials import resolve_token
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.grpcserver import error_details
 
