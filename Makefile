@@ -44,7 +44,8 @@ web: install  ## regenerate the dashboard's API types and rebuild it into the pa
 	$(BIN)/python scripts/gen_ts_types.py
 	$(BIN)/python scripts/build_dashboard.py
 
-bench: install  ## distributed-mode benchmarks vs raw Celery -> docs/performance.md
+bench: install  ## every workload vs raw Celery and Prefect 3 (BENCH_ARGS=--quick for a few minutes) -> docs/performance.md
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
 	$(BIN)/python -m bench.translator
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.foreach

@@ -186,7 +186,7 @@ async def one_round(
         tasks = [asyncio.create_task(sse_watcher(http, run.run_id, w)) for w in ws]
     await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in ws)), 300)
     await asyncio.sleep(0.5)  # let the connection storm settle before measuring
-    gateway_rss = rss_kib(info["procs"][3].pid)
+    gateway_rss = rss_kib(gateway_pid(info))
     opened = time.time()
     gate.touch()
     await asyncio.wait_for(asyncio.gather(*tasks), 600)
@@ -198,6 +198,26 @@ async def one_round(
         (arrived - stamped) * 1000 for w in ws for stamped, arrived in w.samples if stamped > opened
     ]
     return Round(latencies, gateway_rss, [w.error for w in ws if w.error])
+
+
+def gateway_pid(info: dict[str, Any]) -> int:
+    """The gateway's process (the harness starts translator, executor, monitor, scheduler,
+    artifacts, gateway, then the workers)."""
+    pid: int = info["procs"][5].pid
+    return pid
+
+
+def gate_dir(tmp: Path) -> Path:
+    """A folder for the gate files that the step user can reach.
+
+    When the worker runs as root, steps run as an unprivileged user, which cannot enter a
+    private temporary folder: the gate step would wait forever.
+    """
+    gates = tmp / "gates"
+    gates.mkdir(exist_ok=True)
+    tmp.chmod(0o711)
+    gates.chmod(0o755)
+    return gates
 
 
 def pct(values: list[float], q: int) -> float:
@@ -212,7 +232,7 @@ async def measure(
     client = Client(info["grpc"], token=info["token"])
     job_id = client.create_job(gated_chain(chain)).job.job_id
     client.close()
-    baseline = rss_kib(info["procs"][3].pid)
+    baseline = rss_kib(gateway_pid(info))
     rows = []
     for transport in transports:
         for n in counts:
@@ -315,7 +335,7 @@ def main() -> None:
         harness.distributed(Path(tmp), POSTGRES_URL, REDIS_URL, workers=1) as info,
     ):
         transports = args.transports.split(",")
-        rows = asyncio.run(measure(args.chain, counts, transports, Path(tmp), info))
+        rows = asyncio.run(measure(args.chain, counts, transports, gate_dir(Path(tmp)), info))
     body = report(rows, args.chain, (load_start, os.getloadavg()[0]))
     print(body)
     if not args.no_write:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 from celery import Celery
 
@@ -30,3 +31,11 @@ def run_true(*_: object) -> int:
 def join(results: list[int] | None = None) -> int:
     """The chord callback: a join step that also runs `true`."""
     return subprocess.run(["true"], check=False).returncode + len(results or [])
+
+
+@app.task(name="bench.started_at")
+def started_at(*_: object) -> float:
+    """The wall clock when the task began, then run `true` (submit -> start latency)."""
+    began = time.time()
+    subprocess.run(["true"], check=False)
+    return began

@@ -51,9 +51,9 @@ def _call(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except grpc.RpcError as exc:
-        from conveyor.cli.main import _fail_rpc
+        from conveyor.cli.rpc import fail_rpc
 
-        raise _fail_rpc(exc) from None
+        raise fail_rpc(exc) from None
 
 
 def _kind(name: str) -> int:

@@ -9,32 +9,16 @@ from typing import Any
 
 import grpc
 
+# The token helpers live apart so that commands needing no RPC import no grpc; they are
+# part of this module's interface too.
+from conveyor.cli.credentials import DEV_TOKEN_FILE as DEV_TOKEN_FILE
+from conveyor.cli.credentials import resolve_token as resolve_token
+from conveyor.cli.credentials import set_session_token as set_session_token
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
 from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, with_metadata
 from conveyor.kernel.protoconv import json_text
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
-
-#: Where `conveyor dev` (default data dir) leaves its admin token.
-DEV_TOKEN_FILE = Path(".conveyor") / "token"
-_session: dict[str, str | None] = {}
-
-
-def set_session_token(token: str | None) -> None:
-    """The token given on the command line (`--token`), for every client of this command."""
-    _session["token"] = token
-
-
-def resolve_token(explicit: str | None = None) -> str | None:
-    """--token, else CONVEYOR_TOKEN, else ./.conveyor/token when it exists, else none."""
-    for candidate in (explicit, _session.get("token"), os.environ.get("CONVEYOR_TOKEN")):
-        if candidate and candidate.strip():
-            return candidate.strip()
-    try:
-        text = DEV_TOKEN_FILE.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return text or None
 
 
 def gateway_channel(address: str, token: str | None) -> grpc.Channel:

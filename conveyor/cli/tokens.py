@@ -49,9 +49,9 @@ def _call(fn: Any) -> Any:
     try:
         return fn()
     except grpc.RpcError as exc:
-        from conveyor.cli.main import _fail_rpc
+        from conveyor.cli.rpc import fail_rpc
 
-        raise _fail_rpc(exc) from None
+        raise fail_rpc(exc) from None
 
 
 def _direct(fn: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, defer
 
-from conveyor.executor import engine, inline
+from conveyor.executor import engine, inline, refs
 from conveyor.executor.effects import Claim, Dispatch, Effects, JobPlan, Result
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
@@ -178,7 +178,7 @@ class RunTx:
             run_id=run.id,
             node_id=step.node_id,
             attempt=step.attempt,
-            scope=_scope(self.session, run),
+            scope=_scope(self.session, run, [step.node_id]),
         )
         settle_attempt(self, step.node_id, step.attempt, result, rand=random.random)
 
@@ -417,14 +417,21 @@ def notify_parent(tx: RunTx) -> None:
     )
 
 
-def _scope(session: Session, run: RunRow) -> dict[str, Any]:
-    rows = session.execute(
-        select(StepRow.node_id, StepRow.outputs).where(
+def _scope(session: Session, run: RunRow, node_ids: list[str]) -> dict[str, Any]:
+    """The template scope of `node_ids` (a step, or a foreach and its body): the outputs of
+    only the steps their templates name (`conveyor.executor.refs`), not the whole run's."""
+    nodes = run.plan["nodes"]
+    names = refs.cached_referenced_steps(run.id, node_ids[0], [nodes[n] for n in node_ids])
+    outputs: dict[str, Any] = {}
+    if names is None or names:
+        query = select(StepRow.node_id, StepRow.outputs).where(
             StepRow.run_id == run.id, StepRow.outputs.is_not(None)
         )
-    )
-    # A list, not the Result: SQLAlchemy 2.1 results have keys(), which dict() would misread.
-    outputs: dict[str, Any] = dict(rows.all())
+        if names is not None:
+            query = query.where(StepRow.node_id.in_(sorted(names)))
+        # A list, not the Result: SQLAlchemy 2.1 results have keys(), which dict() would
+        # misread.
+        outputs = dict(session.execute(query).all())
     started = as_utc(run.started_at)
     return {
         "params": run.parameters,
@@ -484,7 +491,8 @@ def claim_step(
         if node["type"] == "logic.foreach"
         else {}
     )
-    return Claim(node=node, scope=_scope(session, run), attempt=attempt, body=body), effects
+    scope = _scope(session, run, [node_id, *body])
+    return Claim(node=node, scope=scope, attempt=attempt, body=body), effects
 
 
 def finish_step(

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conveyor.cli import main
+from conveyor.cli import runs as runs_cli
 from conveyor.executor.v1 import run_pb2
 from conveyor.monitor.v1 import monitor_service_pb2
 
@@ -57,8 +58,8 @@ class FakeClient:
 
 def test_watch_resumes_after_the_last_printed_change(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeClient()
-    monkeypatch.setattr(main, "_client", lambda *_a, **_k: fake)
-    monkeypatch.setattr(main.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(runs_cli, "_client", lambda *_a, **_k: fake)
+    monkeypatch.setattr(runs_cli.time, "sleep", lambda _s: None)
     result = CliRunner().invoke(main.app, ["runs", "watch"])
     assert result.exit_code == 0, result.output
     first, second, third = fake.monitor.requests[:3]
@@ -81,6 +82,6 @@ def test_watch_gives_up_on_a_non_transient_error(monkeypatch: pytest.MonkeyPatch
 
     fake = FakeClient()
     fake.monitor = Monitor()  # type: ignore[assignment]
-    monkeypatch.setattr(main, "_client", lambda *_a, **_k: fake)
+    monkeypatch.setattr(runs_cli, "_client", lambda *_a, **_k: fake)
     result = CliRunner().invoke(main.app, ["runs", "watch"])
     assert result.exit_code == 2
