@@ -58,7 +58,9 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         self._app = app
         self._watching_since: float | None = None
         # Triggers and branches are evaluated in this process (conveyor.executor.inline).
-        inline.configure(load_secrets(secrets_file=settings.secrets_file))
+        inline.configure(
+            load_secrets(secrets_file=settings.secrets_file), budget=inline.Budget.of(settings)
+        )
         self._translator = translator_service_pb2_grpc.TranslatorServiceStub(
             channel(settings.translator_addr)
         )

@@ -260,3 +260,23 @@ class RetryPolicy:
         """Seconds to wait before attempt+1; with jitter, uniformly within [0, delay]."""
         delay = min(self.backoff_s * self.factor ** max(attempt - 1, 0), self.max_backoff_s)
         return delay * rand() if self.jitter else delay
+
+
+def upstream_nodes(plan: Mapping[str, Any], node_id: str) -> set[str]:
+    """Every node a path of edges leads from to `node_id` (its ancestors).
+
+    Inside a foreach body (a node with a ``group``), the ancestors of the foreach count too.
+    """
+    nodes = plan.get("nodes") or {}
+    seen: set[str] = set()
+    stack = [node_id]
+    while stack:
+        node = nodes.get(stack.pop()) or {}
+        group = node.get("group")
+        parents = [p.get("node") for p in node.get("parents") or []]
+        for parent in [*parents, group]:
+            if isinstance(parent, str) and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    seen.discard(node_id)
+    return seen

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.executor.effects import Result
 from conveyor.executor.runners import StepContext, execute
 from conveyor.executor.runners.base import ArtifactWriter
+from conveyor.kernel.settings import Settings
 
 #: Node types the executor evaluates itself.
 INLINE_TYPES = frozenset(
@@ -41,10 +43,41 @@ SECRET_PREFIX = "CONVEYOR_SECRET_"  # noqa: S105 - a variable-name prefix, not a
 _secrets: dict[str, str] | None = None
 
 
-def configure(secrets: Mapping[str, str]) -> None:
-    """Install the secrets templates of inline steps see (and that are masked)."""
-    global _secrets
+@dataclass(frozen=True)
+class Budget:
+    """The template budget inline steps render under: the configured one, as on a worker."""
+
+    max_s: float | None = None
+    max_output: int | None = None
+    max_steps: int | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Budget:
+        """The budget `CONVEYOR_TEMPLATE_MAX_*` configure."""
+        return cls(
+            settings.template_max_s, settings.template_max_output, settings.template_max_steps
+        )
+
+    def context_options(self) -> dict[str, Any]:
+        """The StepContext fields this budget sets (unset ones keep the context's default)."""
+        values = {
+            "template_max_s": self.max_s,
+            "template_max_output": self.max_output,
+            "template_max_steps": self.max_steps,
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+
+_budget = Budget()
+
+
+def configure(secrets: Mapping[str, str], *, budget: Budget | None = None) -> None:
+    """Install the secrets templates of inline steps see (and that are masked), and the
+    template budget they render under."""
+    global _secrets, _budget
     _secrets = dict(secrets)
+    if budget is not None:
+        _budget = budget
 
 
 def _current_secrets() -> dict[str, str]:
@@ -88,6 +121,7 @@ def evaluate(
         scope={**scope, "secrets": secrets},
         artifacts=_NoArtifacts(),
         secrets_to_mask=[v for v in secrets.values() if v],
+        **_budget.context_options(),
     )
     outcome = execute(node, ctx)
     category = outcome.error_category

@@ -178,7 +178,7 @@ class RunTx:
             run_id=run.id,
             node_id=step.node_id,
             attempt=step.attempt,
-            scope=_scope(self.session, run, [step.node_id]),
+            scope=_upstream_scope(_scope(self.session, run, [step.node_id]), run, step.node_id),
         )
         settle_attempt(self, step.node_id, step.attempt, result, rand=random.random)
 
@@ -415,6 +415,13 @@ def notify_parent(tx: RunTx) -> None:
         rand=random.random,
         expect=StepState.WAITING,
     )
+
+
+def _upstream_scope(scope: dict[str, Any], run: RunRow, node_id: str) -> dict[str, Any]:
+    """`scope` with `steps` narrowed to the node's upstream steps, as a worker narrows it: a
+    template sees only what the graph says ran before its node."""
+    upstream = engine.upstream_nodes(run.plan, node_id)
+    return {**scope, "steps": {k: v for k, v in scope["steps"].items() if k in upstream}}
 
 
 def _scope(session: Session, run: RunRow, node_ids: list[str]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from celery.exceptions import Reject
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from conveyor.executor import inline, orchestrate, runs, waits
+from conveyor.executor import engine, inline, orchestrate, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.egress import EgressPolicy
 from conveyor.executor.livelog import LiveLog
@@ -91,7 +91,8 @@ class WorkerRuntime:
         if settings.secrets_file is not None:
             protect_file(settings.secrets_file, self.step_user)
         self.work_root = str((settings.step_work_root or settings.data_dir / "steps").resolve())
-        inline.configure(self.secrets)  # successors this worker makes ready may be inline
+        # Successors this worker makes ready may be inline: same secrets, same budget.
+        inline.configure(self.secrets, budget=inline.Budget.of(settings))
         # The Celery node name (name@host) once the worker is set up (`set_hostname`): what
         # attempts record and what the monitor lists the worker as.
         self.hostname = socket.gethostname()
@@ -359,7 +360,7 @@ class WorkerRuntime:
             with self.db.read() as session:
                 run = session.get(RunRow, run_id)
                 plan = run.plan if run is not None else {"nodes": {}}
-        upstream = upstream_nodes(plan, node_id)
+        upstream = engine.upstream_nodes(plan, node_id)
         return {n: v for n, v in steps.items() if n in upstream}
 
     def _handoff_candidate(self, effects: runs.Effects, queue: str) -> Any:
@@ -485,26 +486,6 @@ class WorkerRuntime:
                 return False
 
         return check
-
-
-def upstream_nodes(plan: Mapping[str, Any], node_id: str) -> set[str]:
-    """Every node a path of edges leads from to `node_id` (its ancestors).
-
-    Inside a foreach body (a node with a ``group``), the ancestors of the foreach count too.
-    """
-    nodes = plan.get("nodes") or {}
-    seen: set[str] = set()
-    stack = [node_id]
-    while stack:
-        node = nodes.get(stack.pop()) or {}
-        group = node.get("group")
-        parents = [p.get("node") for p in node.get("parents") or []]
-        for parent in [*parents, group]:
-            if isinstance(parent, str) and parent not in seen:
-                seen.add(parent)
-                stack.append(parent)
-    seen.discard(node_id)
-    return seen
 
 
 def _masked_failure(failure: StepError, ctx: StepContext) -> StepOutcome:

@@ -189,3 +189,49 @@ def test_a_condition_sees_the_outputs_of_the_parent_that_just_ended(db: Database
         )
     assert [d.node_id for d in done.dispatch] == ["yes"]
     assert steps(db, run_id)["big"][:3] == ("SUCCEEDED", "true", {"result": True})
+
+
+def test_a_condition_sees_only_its_upstream_steps(db: Database) -> None:
+    # `b` ends before `a`, but only `a` is upstream of the condition: as on a worker, `steps`
+    # holds nothing else, even for an expression that reads `steps` as a whole.
+    plan = job(
+        [
+            cmd("a"),
+            cmd("b"),
+            {
+                "id": "chk",
+                "type": "logic.condition",
+                "data": {"expression": "'a' in steps and 'b' not in steps"},
+            },
+        ],
+        [("a", "chk")],
+    )
+    run_id, _ = start(db, plan, {})
+    for node in ("b", "a"):
+        with db.transaction() as session:
+            runs.claim_step(session, run_id, node, 1, worker="w", queue="default", task_id="t")
+        with db.transaction() as session:
+            runs.finish_step(
+                session,
+                run_id,
+                node,
+                1,
+                runs.Result(succeeded=True, outputs={"n": 1}),
+                rand=lambda: 0.0,
+            )
+    state, _, outputs, _, _ = steps(db, run_id)["chk"]
+    assert (state, outputs) == ("SUCCEEDED", {"result": True})
+
+
+def test_inline_steps_render_under_the_configured_budget(db: Database) -> None:
+    plan = job([{"id": "stop", "type": "logic.fail", "data": {"message": "{{ 'x' * 500 }}"}}], [])
+    run_id, _ = start(db, plan, {})
+    assert steps(db, run_id)["stop"][4] == "x" * 500  # the default budget allows it
+    inline.configure({}, budget=inline.Budget(max_output=100))
+    try:
+        run_id, _ = start(db, plan, {})
+    finally:
+        inline.configure({}, budget=inline.Budget())
+    with db.transaction() as session:
+        [attempt] = session.scalars(select(ExecutionRow).where(ExecutionRow.run_id == run_id))
+    assert attempt.error_category == "TEMPLATE"

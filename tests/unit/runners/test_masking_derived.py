@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from conveyor.executor.engine import upstream_nodes
 from conveyor.executor.runners import ErrorCategory, execute
 from conveyor.executor.runners.base import Masker
-from conveyor.executor.worker import upstream_nodes
 
 SECRET = "s3cr3t-T0ken/+=value"
 
