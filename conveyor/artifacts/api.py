@@ -122,7 +122,9 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
 
     @map_errors
     async def UploadArtifact(  # noqa: N802
-        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request_iterator: AsyncIterator[artifacts_service_pb2.UploadArtifactRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> Any:
         """See the proto."""
         first = None
@@ -234,8 +236,10 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
 
     @map_errors
     async def DownloadArtifact(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+        self,
+        request: artifacts_service_pb2.DownloadArtifactRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[artifacts_service_pb2.DownloadArtifactResponse]:
         """See the proto."""
         rec: store.ArtifactRecord = await self._read(
             store.get, request.artifact_id, run_id=request.run_id
@@ -280,8 +284,10 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
 
     @map_errors
     async def GetArtifact(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: artifacts_service_pb2.GetArtifactRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> artifacts_service_pb2.GetArtifactResponse:
         """See the proto."""
         rec: store.ArtifactRecord = await self._read(
             store.get, request.artifact_id, run_id=request.run_id
@@ -303,8 +309,10 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
 
     @map_errors
     async def ListArtifacts(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: artifacts_service_pb2.ListArtifactsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> artifacts_service_pb2.ListArtifactsResponse:
         """See the proto."""
         if not request.run_id:
             raise InvalidArgument(
@@ -323,8 +331,10 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
 
     @map_errors
     async def DeleteArtifact(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: artifacts_service_pb2.DeleteArtifactRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> artifacts_service_pb2.DeleteArtifactResponse:
         """See the proto."""
         rec: store.ArtifactRecord = await self._read(
             store.get, request.artifact_id, run_id=request.run_id
@@ -334,8 +344,10 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
 
     @map_errors
     async def DeleteRunArtifacts(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: artifacts_service_pb2.DeleteRunArtifactsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> artifacts_service_pb2.DeleteRunArtifactsResponse:
         """See the proto."""
         run_ids = list(request.run_ids)
         if not run_ids or len(run_ids) > MAX_RUNS_PER_DELETE:
@@ -363,16 +375,20 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
 
     @map_errors
     async def SetRetentionPolicy(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: artifacts_service_pb2.SetRetentionPolicyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> artifacts_service_pb2.SetRetentionPolicyResponse:
         """See the proto."""
         stored = await self._call(retention.set_policy, policy_of(request.policy))
         return artifacts_service_pb2.SetRetentionPolicyResponse(policy=policy_pb(stored))
 
     @map_errors
     async def ListRetentionPolicies(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: artifacts_service_pb2.ListRetentionPoliciesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> artifacts_service_pb2.ListRetentionPoliciesResponse:
         """See the proto."""
         found = await self._read(retention.list_policies)
         return artifacts_service_pb2.ListRetentionPoliciesResponse(
@@ -381,16 +397,20 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
 
     @map_errors
     async def DeleteRetentionPolicy(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: artifacts_service_pb2.DeleteRetentionPolicyRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> artifacts_service_pb2.DeleteRetentionPolicyResponse:
         """See the proto."""
         await self._call(retention.delete_policy, request.job_id)
         return artifacts_service_pb2.DeleteRetentionPolicyResponse()
 
     @map_errors
     async def SweepRetention(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: artifacts_service_pb2.SweepRetentionRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> artifacts_service_pb2.SweepRetentionResponse:
         """See the proto."""
         limit = request.limit or 100
         if not 0 < limit <= retention.MAX_SWEEP:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any, cast
 
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
@@ -15,9 +16,9 @@ PUBLIC_ROLES = frozenset({auth_pb2.ROLE_VIEWER, auth_pb2.ROLE_OPERATOR, auth_pb2
 def required_role(method: MethodDescriptor) -> int:
     """The declared role of a method; ROLE_UNSPECIFIED when it declares none."""
     options = method.GetOptions()
-    if not options.HasExtension(auth_pb2.required_role):
+    if not options.HasExtension(cast(Any, auth_pb2.required_role)):
         return auth_pb2.ROLE_UNSPECIFIED
-    return int(options.Extensions[auth_pb2.required_role])
+    return int(options.Extensions[cast(Any, auth_pb2.required_role)])
 
 
 @functools.lru_cache(maxsize=512)

@@ -18,6 +18,7 @@ from conveyor.cli.common import DEFAULT_ADDR, EXIT_INVALID, OutputOpt, ServerOpt
 from conveyor.cli.rpc import client_for, fail_rpc, follow
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
+from conveyor.kernel.protoconv import enum_value
 from conveyor.kernel.protojson import to_json_dict
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2
 from conveyor.translator.v1 import translator_service_pb2
@@ -47,7 +48,7 @@ def runs_list(
     """List recent runs."""
     client = _client(server)
     try:
-        states = [run_pb2.RunState.Value(f"RUN_STATE_{s.upper()}") for s in state or []]
+        states = [enum_value(run_pb2.RunState, f"RUN_STATE_{s.upper()}") for s in state or []]
     except ValueError as exc:
         err.print(f"error: unknown state in {state}", markup=False)
         raise typer.Exit(EXIT_INVALID) from exc
@@ -229,8 +230,10 @@ def runs_watch(
 ) -> None:
     """Print every run's state changes as they happen (Ctrl-C to stop)."""
     try:
-        states = [run_pb2.RunState.Value(f"RUN_STATE_{s.upper()}") for s in state or []]
-        triggers = [run_pb2.RunTrigger.Value(f"RUN_TRIGGER_{s.upper()}") for s in trigger or []]
+        states = [enum_value(run_pb2.RunState, f"RUN_STATE_{s.upper()}") for s in state or []]
+        triggers = [
+            enum_value(run_pb2.RunTrigger, f"RUN_TRIGGER_{s.upper()}") for s in trigger or []
+        ]
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EXIT_INVALID) from exc

@@ -14,7 +14,7 @@ from rich.console import Console
 from conveyor.cli.client import gateway_channel, resolve_token
 from conveyor.cli.params import parse_pairs
 from conveyor.kernel.grpcserver import error_details
-from conveyor.kernel.protoconv import json_text
+from conveyor.kernel.protoconv import enum_value, json_text
 from conveyor.kernel.protojson import to_json_dict
 from conveyor.scheduler.v1 import schedule_pb2, scheduler_service_pb2, scheduler_service_pb2_grpc
 
@@ -93,8 +93,8 @@ def build_spec(
 def _policies(overlap: str, catchup_window: float, catchup: str, pause_after: int) -> Any:
     try:
         pols = schedule_pb2.SchedulePolicies(
-            overlap=schedule_pb2.OverlapPolicy.Value(f"OVERLAP_POLICY_{overlap.upper()}"),
-            catchup_mode=schedule_pb2.CatchupMode.Value(f"CATCHUP_MODE_{catchup.upper()}"),
+            overlap=enum_value(schedule_pb2.OverlapPolicy, f"OVERLAP_POLICY_{overlap.upper()}"),
+            catchup_mode=enum_value(schedule_pb2.CatchupMode, f"CATCHUP_MODE_{catchup.upper()}"),
             pause_after_failures=pause_after,
         )
     except ValueError as exc:

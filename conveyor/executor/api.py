@@ -144,7 +144,11 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         )
 
     @map_errors
-    async def StartRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def StartRun(  # noqa: N802
+        self,
+        request: executor_service_pb2.StartRunRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> executor_service_pb2.StartRunResponse:
         """See the proto."""
         violations = []
         if not request.job_id:
@@ -196,7 +200,11 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         return executor_service_pb2.StartRunResponse(run=run)
 
     @map_errors
-    async def GetRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def GetRun(  # noqa: N802
+        self,
+        request: executor_service_pb2.GetRunRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> executor_service_pb2.GetRunResponse:
         """See the proto."""
 
         def work() -> Any:
@@ -208,7 +216,11 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         return executor_service_pb2.GetRunResponse(run=await self._unit(work))
 
     @map_errors
-    async def ListRuns(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def ListRuns(  # noqa: N802
+        self,
+        request: executor_service_pb2.ListRunsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> executor_service_pb2.ListRunsResponse:
         """See the proto."""
         size = page_size(request.page_size)
         states = []
@@ -235,7 +247,11 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         )
 
     @map_errors
-    async def CancelRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def CancelRun(  # noqa: N802
+        self,
+        request: executor_service_pb2.CancelRunRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> executor_service_pb2.CancelRunResponse:
         """See the proto. A cancel through the gateway says who asked ("cancelled by NAME")."""
         who = actor(context)
         reason = request.reason
@@ -253,7 +269,11 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         return executor_service_pb2.CancelRunResponse(run=await self._unit(work))
 
     @map_errors
-    async def RetryRun(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def RetryRun(  # noqa: N802
+        self,
+        request: executor_service_pb2.RetryRunRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> executor_service_pb2.RetryRunResponse:
         """See the proto."""
         violations = []
         if not request.run_id:
@@ -283,7 +303,11 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         return executor_service_pb2.RetryRunResponse(run=run)
 
     @map_errors
-    async def ApproveStep(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def ApproveStep(  # noqa: N802
+        self,
+        request: executor_service_pb2.ApproveStepRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> executor_service_pb2.ApproveStepResponse:
         """See the proto."""
         if request.decision == executor_service_pb2.APPROVAL_DECISION_UNSPECIFIED:
             raise InvalidArgument(

@@ -8,7 +8,7 @@ from conveyor.executor.models import ExecutionRow, RunRow, StepRow
 from conveyor.executor.v1 import executor_service_pb2 as _svc  # noqa: F401 - registers descriptors
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.ids import as_utc
-from conveyor.kernel.protoconv import duration, json_text, timestamp
+from conveyor.kernel.protoconv import duration, enum_value, json_text, timestamp
 
 
 def run_state(name: str) -> Any:
@@ -106,7 +106,7 @@ def run_pb(
         job_name=run.job_name,
         job_version=run.job_version,
         state=run_state(run.state),
-        trigger=run_pb2.RunTrigger.Value(f"RUN_TRIGGER_{run.trigger}"),
+        trigger=enum_value(run_pb2.RunTrigger, f"RUN_TRIGGER_{run.trigger}"),
         parameters_json=json_text(run.parameters or {}),
         create_time=timestamp(as_utc(run.created_at)),
         start_time=timestamp(as_utc(run.started_at)),

@@ -225,8 +225,10 @@ class RunHistoryServicer(history_service_pb2_grpc.RunHistoryServiceServicer):  #
 
     @map_errors
     async def SelectExpiredRuns(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: history_service_pb2.SelectExpiredRunsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> history_service_pb2.SelectExpiredRunsResponse:
         """See the proto."""
         if len(request.rules) > MAX_RULES:
             raise InvalidArgument(
@@ -255,16 +257,20 @@ class RunHistoryServicer(history_service_pb2_grpc.RunHistoryServiceServicer):  #
 
     @map_errors
     async def PurgeRuns(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: history_service_pb2.PurgeRunsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> history_service_pb2.PurgeRunsResponse:
         """See the proto."""
         deleted = await self._call(purge_runs, _run_ids(request.run_ids))
         return history_service_pb2.PurgeRunsResponse(deleted_run_ids=deleted)
 
     @map_errors
     async def ExportRuns(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: history_service_pb2.ExportRunsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> history_service_pb2.ExportRunsResponse:
         """See the proto."""
         size = request.page_size or 10
         if not 0 < size <= MAX_RUNS_PER_CALL:
@@ -293,8 +299,10 @@ class RunHistoryServicer(history_service_pb2_grpc.RunHistoryServiceServicer):  #
 
     @map_errors
     async def ImportRuns(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: history_service_pb2.ImportRunsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> history_service_pb2.ImportRunsResponse:
         """See the proto."""
         if len(request.records) > MAX_IMPORT_RECORDS:
             raise InvalidArgument(

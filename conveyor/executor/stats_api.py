@@ -69,8 +69,10 @@ class RunStatsServicer(stats_service_pb2_grpc.RunStatsServiceServicer):  # type:
 
     @map_errors
     async def GetJobRunStats(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: stats_service_pb2.GetJobRunStatsRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> stats_service_pb2.GetJobRunStatsResponse:
         """See the proto."""
         bad: list[Violation] = []
         if not request.job or len(request.job) > MAX_JOB_REF:
@@ -100,8 +102,10 @@ class RunStatsServicer(stats_service_pb2_grpc.RunStatsServiceServicer):  # type:
 
     @map_errors
     async def GetRunKpis(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: stats_service_pb2.GetRunKpisRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> stats_service_pb2.GetRunKpisResponse:
         """See the proto."""
         bad: list[Violation] = []
         since, until = _window(request, bad)
@@ -149,8 +153,10 @@ class RunStatsServicer(stats_service_pb2_grpc.RunStatsServiceServicer):  # type:
 
     @map_errors
     async def GetQueueBacklog(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: stats_service_pb2.GetQueueBacklogRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> stats_service_pb2.GetQueueBacklogResponse:
         """See the proto."""
         backlog = await self._read(stats.queue_backlog)
         return stats_service_pb2.GetQueueBacklogResponse(
@@ -164,8 +170,10 @@ class RunStatsServicer(stats_service_pb2_grpc.RunStatsServiceServicer):  # type:
 
     @map_errors
     async def ListEndedRuns(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: stats_service_pb2.ListEndedRunsRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> stats_service_pb2.ListEndedRunsResponse:
         """See the proto."""
         bad: list[Violation] = []
         since = _time(request, "end_time_from", bad)
@@ -188,8 +196,10 @@ class RunStatsServicer(stats_service_pb2_grpc.RunStatsServiceServicer):  # type:
 
     @map_errors
     async def ListRunningSteps(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: stats_service_pb2.ListRunningStepsRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> stats_service_pb2.ListRunningStepsResponse:
         """See the proto."""
         bad: list[Violation] = []
         limit = _page_size(request.page_size, stats.MAX_RUNNING_STEPS, bad)
@@ -211,8 +221,10 @@ class RunStatsServicer(stats_service_pb2_grpc.RunStatsServiceServicer):  # type:
 
     @map_errors
     async def DescribeAttempts(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: stats_service_pb2.DescribeAttemptsRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> stats_service_pb2.DescribeAttemptsResponse:
         """See the proto."""
         if len(request.keys) > stats.MAX_DESCRIBE:
             raise InvalidArgument(

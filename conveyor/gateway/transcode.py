@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.api import annotations_pb2, http_pb2
@@ -477,7 +477,7 @@ def _position(message: Message) -> tuple[int, str] | None:
         holder = message
     else:
         for outer in message.DESCRIPTOR.fields:
-            if outer.message_type is None or _is_repeated(outer):
+            if outer.message_type is None or _is_repeated(cast(FieldDescriptor, outer)):
                 continue
             inner = _marked(outer.message_type, stream_pb2.stream_position)
             if inner is not None and message.HasField(outer.name):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast, overload
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
@@ -98,6 +98,15 @@ def parse_json_object(text: str, *, field: str) -> dict[str, Any]:
     return value
 
 
+E = TypeVar("E", bound=int)
+
+
+def enum_value(enum: type[E], name: str) -> E:
+    """`Enum.Value(name)` typed as the enum (the generated stubs type it as a plain int);
+    ValueError for a name the enum does not have."""
+    return cast(E, enum.Value(name))  # type: ignore[attr-defined]
+
+
 def dict_to_struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
     """A JSON-compatible dict as a Struct (for data of our own, never user values)."""
     struct = struct_pb2.Struct()
@@ -121,6 +130,12 @@ def seconds(value: duration_pb2.Duration) -> float | int:
     return whole if nanos == 0 else whole + nanos / 1e9
 
 
+@overload
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp: ...
+@overload
+def timestamp(value: None) -> None: ...
+@overload
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None: ...
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     """A datetime as a Timestamp (None stays None so the field is left unset)."""
     if value is None:

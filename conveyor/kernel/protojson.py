@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -38,9 +38,9 @@ class JsonFieldError(ValueError):
 def json_kind(field: FieldDescriptor) -> int:
     """The field's declared JSON kind; JSON_KIND_UNSPECIFIED for an ordinary field."""
     options = field.GetOptions()
-    if not options.HasExtension(json_pb2.json):
+    if not options.HasExtension(cast(Any, json_pb2.json)):
         return json_pb2.JSON_KIND_UNSPECIFIED
-    kind = int(options.Extensions[json_pb2.json])
+    kind = int(options.Extensions[cast(Any, json_pb2.json)])
     if kind and (field.type != FieldDescriptor.TYPE_STRING or not field.name.endswith(_SUFFIX)):
         raise TypeError(f"{field.full_name}: a JSON field is a string named *{_SUFFIX}")
     return kind
@@ -122,7 +122,7 @@ def to_json_dict(message: Message, *, every_field: bool = True) -> dict[str, Any
         always_print_fields_with_no_presence=every_field,
     )
     if _has_json(message.DESCRIPTOR):
-        _decode(message.DESCRIPTOR, result)
+        _decode(cast(Descriptor, message.DESCRIPTOR), result)
     return result
 
 
@@ -182,6 +182,6 @@ def from_json_dict(data: dict[str, Any], message: Message) -> Message:
     json_format.ParseError for anything else that does not fit.
     """
     if _has_json(message.DESCRIPTOR):
-        _encode(message.DESCRIPTOR, data, "")
+        _encode(cast(Descriptor, message.DESCRIPTOR), data, "")
     json_format.ParseDict(data, message, ignore_unknown_fields=False)
     return message

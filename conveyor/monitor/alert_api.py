@@ -14,7 +14,7 @@ from conveyor.kernel.errors import InvalidArgument, Violation
 from conveyor.kernel.fieldmask import update_paths
 from conveyor.kernel.grpcserver import ServiceRegistration, actor, map_errors
 from conveyor.kernel.ids import utcnow
-from conveyor.kernel.protoconv import duration, timestamp
+from conveyor.kernel.protoconv import duration, enum_value, timestamp
 from conveyor.monitor import alertstore
 from conveyor.monitor.alerting import AlertKind, Rule, validate_rule
 from conveyor.monitor.models import AlertRow, AlertRuleRow
@@ -61,7 +61,7 @@ def rule_pb(row: AlertRuleRow) -> alert_service_pb2.AlertRule:
     return alert_service_pb2.AlertRule(
         rule_id=row.id,
         display_name=row.display_name,
-        kind=alert_service_pb2.AlertKind.Value(f"ALERT_KIND_{row.kind}"),
+        kind=enum_value(alert_service_pb2.AlertKind, f"ALERT_KIND_{row.kind}"),
         job=row.job,
         queue=row.queue,
         worker=row.worker,
@@ -82,7 +82,7 @@ def alert_pb(row: AlertRow) -> alert_service_pb2.Alert:
         rule_id=row.rule_id,
         rule_name=row.rule_name,
         subject=row.subject,
-        state=alert_service_pb2.AlertState.Value(f"ALERT_STATE_{row.state}"),
+        state=enum_value(alert_service_pb2.AlertState, f"ALERT_STATE_{row.state}"),
         message=row.message,
         fire_time=timestamp(row.fired_at),
         resolve_time=timestamp(row.resolved_at),
@@ -120,8 +120,10 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
 
     @map_errors
     async def CreateAlertRule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: alert_service_pb2.CreateAlertRuleRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> alert_service_pb2.CreateAlertRuleResponse:
         """See the proto."""
         if len(request.request_id) > 128:
             raise InvalidArgument(
@@ -143,8 +145,10 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
 
     @map_errors
     async def GetAlertRule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: alert_service_pb2.GetAlertRuleRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> alert_service_pb2.GetAlertRuleResponse:
         """See the proto."""
         _require_id(request.rule_id)
         row = await self._read(lambda s: alertstore.get_rule(s, request.rule_id))
@@ -152,8 +156,10 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
 
     @map_errors
     async def ListAlertRules(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: alert_service_pb2.ListAlertRulesRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> alert_service_pb2.ListAlertRulesResponse:
         """See the proto."""
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token, scope="rules")
@@ -168,8 +174,10 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
 
     @map_errors
     async def UpdateAlertRule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: alert_service_pb2.UpdateAlertRuleRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> alert_service_pb2.UpdateAlertRuleResponse:
         """See the proto. The merged rule is validated as a whole before anything is written."""
         rule_id = request.rule.rule_id
         _require_id(rule_id, "rule.rule_id")
@@ -204,8 +212,10 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
 
     @map_errors
     async def DeleteAlertRule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: alert_service_pb2.DeleteAlertRuleRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> alert_service_pb2.DeleteAlertRuleResponse:
         """See the proto."""
         _require_id(request.rule_id)
         now = utcnow()
@@ -214,8 +224,10 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
 
     @map_errors
     async def ListAlerts(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: alert_service_pb2.ListAlertsRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> alert_service_pb2.ListAlertsResponse:
         """See the proto."""
         size = paging.page_size(request.page_size)
         state = ""

@@ -17,7 +17,7 @@ from conveyor.kernel.errors import InvalidArgument, NotFound, Violation
 from conveyor.kernel.feed import FeedFilter, RunChange
 from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
 from conveyor.kernel.outbox import Event
-from conveyor.kernel.protoconv import dict_to_struct, timestamp
+from conveyor.kernel.protoconv import dict_to_struct, enum_value, timestamp
 from conveyor.monitor.hub import Hub
 from conveyor.monitor.runfeed import FeedTailer
 from conveyor.monitor.states import run_state, step_state
@@ -72,7 +72,7 @@ def event_pb(ev: Event) -> event_pb2.RunEvent:
     return event_pb2.RunEvent(
         sequence=ev.sequence,
         run_id=ev.run_id,
-        type=event_pb2.EventType.Value(f"EVENT_TYPE_{ev.type}"),
+        type=enum_value(event_pb2.EventType, f"EVENT_TYPE_{ev.type}"),
         event_time=timestamp(ev.time),
         run_state=run_state(ev.run_state) if ev.run_state else None,
         node_id=ev.node_id or "",
@@ -97,7 +97,7 @@ def change_pb(change: RunChange) -> monitor_service_pb2.WatchRunsResponse:
         ),
         job_id=change.job_id,
         job_name=change.job_name,
-        trigger=run_pb2.RunTrigger.Value(f"RUN_TRIGGER_{change.trigger}"),
+        trigger=enum_value(run_pb2.RunTrigger, f"RUN_TRIGGER_{change.trigger}"),
     )
 
 
@@ -242,8 +242,10 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
 
     @map_errors
     async def WatchRun(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+        self,
+        request: monitor_service_pb2.WatchRunRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[monitor_service_pb2.WatchRunResponse]:
         """See the proto. Subscribe first, then replay, so nothing falls between the two."""
         flt = _EventFilter(request)
         run_id = request.run_id
@@ -299,8 +301,10 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
 
     @map_errors
     async def WatchRuns(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[Any]:
+        self,
+        request: monitor_service_pb2.WatchRunsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[monitor_service_pb2.WatchRunsResponse]:
         """See the proto. Subscribe to the tailer, replay the table, then follow live rows."""
         flt = _run_filter(request)
         sub = self._tailer.subscribe(flt)

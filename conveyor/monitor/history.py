@@ -129,16 +129,20 @@ class EventHistoryServicer(event_history_service_pb2_grpc.EventHistoryServiceSer
 
     @map_errors
     async def PurgeRunEvents(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: event_history_service_pb2.PurgeRunEventsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> event_history_service_pb2.PurgeRunEventsResponse:
         """See the proto."""
         deleted = await asyncio.to_thread(self._tx, purge, _check_runs(request.run_ids))
         return event_history_service_pb2.PurgeRunEventsResponse(deleted=deleted)
 
     @map_errors
     async def ExportRunEvents(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: event_history_service_pb2.ExportRunEventsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> event_history_service_pb2.ExportRunEventsResponse:
         """See the proto."""
         if not request.run_id:
             raise InvalidArgument(
@@ -153,8 +157,10 @@ class EventHistoryServicer(event_history_service_pb2_grpc.EventHistoryServiceSer
 
     @map_errors
     async def ImportRunEvents(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: event_history_service_pb2.ImportRunEventsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> event_history_service_pb2.ImportRunEventsResponse:
         """See the proto."""
         if len(request.records) > MAX_IMPORT:
             raise InvalidArgument(

@@ -35,8 +35,10 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
 
     @map_errors
     async def GetQueueStats(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: insight_service_pb2.GetQueueStatsRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> insight_service_pb2.GetQueueStatsResponse:
         """See the proto."""
         names = list(request.queues)
         bad = [
@@ -70,8 +72,10 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
 
     @map_errors
     async def ListWorkers(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: insight_service_pb2.ListWorkersRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> insight_service_pb2.ListWorkersResponse:
         """See the proto."""
         size = paging.page_size(request.page_size)
         after = paging.decode_token(request.page_token, scope="workers")
@@ -110,8 +114,10 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
 
     @map_errors
     async def GetJobStats(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: insight_service_pb2.GetJobStatsRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> insight_service_pb2.GetJobStatsResponse:
         """See the proto."""
         bad = []
         if not request.job_id or len(request.job_id) > MAX_NAME:
@@ -149,8 +155,10 @@ class InsightServicer(insight_service_pb2_grpc.InsightServiceServicer):  # type:
 
     @map_errors
     async def GetKpis(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any] | None
-    ) -> Any:
+        self,
+        request: insight_service_pb2.GetKpisRequest,
+        context: grpc.aio.ServicerContext[Any, Any] | None,
+    ) -> insight_service_pb2.GetKpisResponse:
         """See the proto."""
         window, bucket = kpi_window(request)
         now = utcnow()

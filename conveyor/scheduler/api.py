@@ -15,7 +15,7 @@ from conveyor.kernel.fieldmask import update_paths
 from conveyor.kernel.grpcserver import ServiceRegistration, actor, map_errors
 from conveyor.kernel.ids import as_utc
 from conveyor.kernel.paging import page_size
-from conveyor.kernel.protoconv import json_text, parse_json_object, timestamp
+from conveyor.kernel.protoconv import enum_value, json_text, parse_json_object, timestamp
 from conveyor.scheduler import domain, policies, store
 from conveyor.scheduler.client import GrpcJobs
 from conveyor.scheduler.domain import Spec
@@ -73,6 +73,7 @@ def spec_pb(spec: Spec) -> schedule_pb2.ScheduleSpec:
     )
     msg.jitter.FromTimedelta(timedelta(seconds=spec.jitter_s))
     if spec.kind == "once":
+        assert spec.run_at is not None  # a valid `once` spec has its time
         msg.once.run_time.CopyFrom(timestamp(spec.run_at))
     elif spec.kind == "interval":
         msg.interval.every.FromTimedelta(timedelta(seconds=spec.every_s))
@@ -84,8 +85,8 @@ def spec_pb(spec: Spec) -> schedule_pb2.ScheduleSpec:
 def schedule_pb(row: store.ScheduleRow) -> schedule_pb2.Schedule:
     """Store row -> proto."""
     pols = schedule_pb2.SchedulePolicies(
-        overlap=schedule_pb2.OverlapPolicy.Value(f"OVERLAP_POLICY_{row.overlap}"),
-        catchup_mode=schedule_pb2.CatchupMode.Value(f"CATCHUP_MODE_{row.catchup_mode}"),
+        overlap=enum_value(schedule_pb2.OverlapPolicy, f"OVERLAP_POLICY_{row.overlap}"),
+        catchup_mode=enum_value(schedule_pb2.CatchupMode, f"CATCHUP_MODE_{row.catchup_mode}"),
         pause_after_failures=row.pause_after_failures,
     )
     pols.catchup_window.FromTimedelta(timedelta(seconds=row.catchup_window_s))
@@ -114,7 +115,7 @@ def action_pb(row: store.ActionRow) -> schedule_pb2.ScheduleAction:
         nominal_time=timestamp(as_utc(row.nominal_time)),
         due_time=timestamp(as_utc(row.due_time)),
         take_time=timestamp(as_utc(row.taken_at)),
-        outcome=schedule_pb2.ActionOutcome.Value(f"ACTION_OUTCOME_{row.outcome}"),
+        outcome=enum_value(schedule_pb2.ActionOutcome, f"ACTION_OUTCOME_{row.outcome}"),
         run_id=row.run_id or "",
         run_state=run_pb2.RunState.Value(f"RUN_STATE_{row.run_state}")  # type: ignore[arg-type]
         if row.run_state
@@ -187,8 +188,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def CreateSchedule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.CreateScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.CreateScheduleResponse:
         """See the proto."""
         msg = request.schedule
         violations: list[Violation] = []
@@ -245,8 +248,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def GetSchedule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.GetScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.GetScheduleResponse:
         """See the proto."""
         _required_id(request.schedule_id, "schedule_id")
 
@@ -259,8 +264,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def ListSchedules(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.ListSchedulesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.ListSchedulesResponse:
         """See the proto."""
         size = page_size(request.page_size)
 
@@ -277,8 +284,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def UpdateSchedule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.UpdateScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.UpdateScheduleResponse:
         """See the proto."""
         msg = request.schedule
         _required_id(msg.schedule_id, "schedule.schedule_id")
@@ -349,8 +358,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def DeleteSchedule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.DeleteScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.DeleteScheduleResponse:
         """See the proto."""
         _required_id(request.schedule_id, "schedule_id")
 
@@ -389,8 +400,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def PauseSchedule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.PauseScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.PauseScheduleResponse:
         """See the proto."""
         row = await self._set_paused(
             request.schedule_id, request.note, paused=True, who=actor(context) or None
@@ -399,8 +412,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def ResumeSchedule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.ResumeScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.ResumeScheduleResponse:
         """See the proto."""
         row = await self._set_paused(
             request.schedule_id, request.note, paused=False, who=actor(context) or None
@@ -409,8 +424,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def TriggerSchedule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.TriggerScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.TriggerScheduleResponse:
         """See the proto."""
         _required_id(request.schedule_id, "schedule_id")
         if len(request.request_id) > MAX_TRIGGER_REQUEST_ID:
@@ -446,8 +463,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def PreviewSchedule(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.PreviewScheduleRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.PreviewScheduleResponse:
         """See the proto."""
         spec = spec_from_pb(request.spec)
         violations = domain.spec_violations(spec, prefix="spec")
@@ -464,8 +483,10 @@ class SchedulerServicer(scheduler_service_pb2_grpc.SchedulerServiceServicer):  #
 
     @map_errors
     async def ListScheduleActions(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: scheduler_service_pb2.ListScheduleActionsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> scheduler_service_pb2.ListScheduleActionsResponse:
         """See the proto."""
         _required_id(request.schedule_id, "schedule_id")
         size = page_size(request.page_size)

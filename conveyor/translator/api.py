@@ -93,8 +93,10 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
 
     @map_errors
     async def ValidateWorkflow(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: translator_service_pb2.ValidateWorkflowRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> translator_service_pb2.ValidateWorkflowResponse:
         """See the proto."""
         result = await asyncio.to_thread(compile_workflow, _source(request))
         return translator_service_pb2.ValidateWorkflowResponse(
@@ -103,8 +105,10 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
 
     @map_errors
     async def TranslateWorkflow(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: translator_service_pb2.TranslateWorkflowRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> translator_service_pb2.TranslateWorkflowResponse:
         """See the proto."""
         result = await asyncio.to_thread(compile_workflow, _source(request))
         if result.plan is None:
@@ -116,8 +120,10 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
 
     @map_errors
     async def CreateJob(  # noqa: N802
-        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Any:
+        self,
+        request: translator_service_pb2.CreateJobRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> translator_service_pb2.CreateJobResponse:
         """See the proto."""
         source = _source(request)
 
@@ -144,7 +150,11 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
         )
 
     @map_errors
-    async def GetJob(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def GetJob(  # noqa: N802
+        self,
+        request: translator_service_pb2.GetJobRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> translator_service_pb2.GetJobResponse:
         """See the proto."""
         if not request.job_id:
             raise InvalidArgument(
@@ -159,7 +169,11 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
         return translator_service_pb2.GetJobResponse(job=job_pb(rec, full=True))
 
     @map_errors
-    async def ListJobs(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def ListJobs(  # noqa: N802
+        self,
+        request: translator_service_pb2.ListJobsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> translator_service_pb2.ListJobsResponse:
         """See the proto."""
         size = page_size(request.page_size)
 
@@ -178,7 +192,11 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
         )
 
     @map_errors
-    async def DeleteJob(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def DeleteJob(  # noqa: N802
+        self,
+        request: translator_service_pb2.DeleteJobRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> translator_service_pb2.DeleteJobResponse:
         """See the proto."""
 
         def work() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from conveyor.executor.v1 import run_pb2
-from conveyor.kernel.protoconv import duration, json_text, parse_json_object, seconds
+from conveyor.kernel.protoconv import duration, enum_value, json_text, parse_json_object, seconds
 from conveyor.translator.v1 import translator_pb2
 
 __all__ = ["plan_from_pb", "plan_to_pb"]
@@ -45,7 +45,7 @@ def _retry_pb(retries: Mapping[str, Any]) -> translator_pb2.RetryPolicy:
         backoff_factor=float(retries["factor"]),
         max_backoff=duration(retries["max_backoff_s"]),
         jitter=bool(retries["jitter"]),
-        retry_on=[run_pb2.ErrorCategory.Value(_CATEGORY_PREFIX + c) for c in retries["on"]],
+        retry_on=[enum_value(run_pb2.ErrorCategory, _CATEGORY_PREFIX + c) for c in retries["on"]],
     )
 
 
@@ -71,7 +71,9 @@ def _node_pb(node: Mapping[str, Any]) -> translator_pb2.PlanNode:
         timeout=duration(node.get("timeout_s")),
         retry_policy=_retry_pb(node["retries"]),
         queue=node["queue"],
-        trigger_rule=translator_pb2.TriggerRule.Value(_RULE_PREFIX + node["trigger_rule"].upper()),
+        trigger_rule=enum_value(
+            translator_pb2.TriggerRule, _RULE_PREFIX + node["trigger_rule"].upper()
+        ),
         continue_on_error=bool(node.get("continue_on_error")),
         upstream=_edges(node.get("parents") or []),
         downstream=_edges(node.get("children") or []),
