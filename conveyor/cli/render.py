@@ -13,6 +13,7 @@ from rich.text import Text
 
 from conveyor.executor.v1 import run_pb2
 from conveyor.monitor.v1 import event_pb2
+from conveyor.shared import nodetypes as nt
 
 STATE_STYLE = {
     "SUCCEEDED": "green",
@@ -119,7 +120,7 @@ def event_line(ev: event_pb2.RunEvent) -> Text:
 
 def waiting_detail(run_id: str, s: run_pb2.Step) -> str:
     """What a WAITING step waits for."""
-    if s.node_type == "action.approval":
+    if s.node_type == nt.APPROVAL:
         message = str(json_value(s.outputs_json, {}).get("message") or "")
         return f"awaiting approval: {message} (conveyor runs approve {run_id} {s.node_id})"
     if s.child_run_id:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from conveyor.shared import nodetypes as nt
+
 
 class StepState(StrEnum):
     """Step states, as stored and as named in the proto (without prefix)."""
@@ -41,7 +43,7 @@ TERMINAL_STEP = frozenset(
     {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
 )
 TERMINAL_RUN = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
-BRANCHING_TYPES = frozenset({"logic.condition", "logic.switch"})
+BRANCHING_TYPES = frozenset({nt.CONDITION, nt.SWITCH})
 
 SKIP_UPSTREAM_FAILED = "upstream failed"
 SKIP_BRANCH_NOT_TAKEN = "branch not taken"

@@ -23,6 +23,7 @@ from conveyor.executor import engine
 from conveyor.executor.engine import StepState, StepView
 from conveyor.executor.runners import ErrorCategory, StepContext, StepOutcome, execute
 from conveyor.executor.runners.base import Renderer, StepError, invalid_field
+from conveyor.shared import nodetypes as nt
 from conveyor.shared.limits import DEFAULT_LIMITS
 
 #: Threads one foreach may use, whatever its ``concurrency`` says.
@@ -30,7 +31,7 @@ MAX_THREADS = 32
 #: Budget (JSON characters) for `results`; items beyond it are recorded as null.
 MAX_RESULTS_CHARS = 8 * 1024 * 1024
 #: Node types that wait outside a worker and so cannot run inside a body.
-NOT_IN_BODY = frozenset({"action.approval", "action.subworkflow"})
+NOT_IN_BODY = nt.WAITING
 
 Runner = Callable[[Mapping[str, Any], StepContext], StepOutcome]
 #: Told (items done, items failed, items total) once the items are known and after each item.
@@ -202,7 +203,7 @@ def _run_node(
     attempt = 1
     while True:
         nested: dict[str, dict[str, Any]] = {}
-        if node["type"] == "logic.foreach":
+        if node["type"] == nt.FOREACH:
             outcome, nested = run_foreach(node, nodes, ctx, max_items=max_items, runner=runner)
         else:
             outcome = runner(node, replace(ctx, attempt=attempt))

@@ -24,18 +24,10 @@ from conveyor.executor.effects import Result
 from conveyor.executor.runners import StepContext, execute
 from conveyor.executor.runners.base import ArtifactWriter
 from conveyor.kernel.settings import Settings
+from conveyor.shared import nodetypes as nt
 
 #: Node types the executor evaluates itself.
-INLINE_TYPES = frozenset(
-    {
-        "trigger.manual",
-        "trigger.schedule",
-        "trigger.webhook",
-        "logic.condition",
-        "logic.switch",
-        "logic.fail",
-    }
-)
+INLINE_TYPES = nt.names(nt.Execution.INLINE)
 #: The `worker` recorded on an attempt the executor evaluated.
 INLINE_WORKER = "executor"
 SECRET_PREFIX = "CONVEYOR_SECRET_"  # noqa: S105 - a variable-name prefix, not a secret

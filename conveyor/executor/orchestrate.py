@@ -19,8 +19,9 @@ from conveyor.executor.runners import ErrorCategory, StepContext, StepOutcome
 from conveyor.executor.runners.base import Masker, Renderer, StepError, as_text
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
 from conveyor.kernel.protoconv import json_text
+from conveyor.shared import nodetypes as nt
 
-ORCHESTRATED = frozenset({"logic.foreach", "action.approval", "action.subworkflow"})
+ORCHESTRATED = nt.names(nt.Execution.ORCHESTRATED)
 START_TIMEOUT_S = 30.0
 
 _ERROR_CATEGORY = {

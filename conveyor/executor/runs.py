@@ -29,6 +29,7 @@ from conveyor.kernel import feed, outbox
 from conveyor.kernel.errors import FailedPrecondition, NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
+from conveyor.shared import nodetypes as nt
 
 # The effect and result types, the sub-workflow checks and the read side live in their own
 # modules; they are re-exported as part of this module's interface.
@@ -494,9 +495,7 @@ def claim_step(
     nodes = run.plan["nodes"]
     node = nodes[node_id]
     body = (
-        {n: nodes[n] for n in body_nodes(run.plan, node_id)}
-        if node["type"] == "logic.foreach"
-        else {}
+        {n: nodes[n] for n in body_nodes(run.plan, node_id)} if node["type"] == nt.FOREACH else {}
     )
     scope = _scope(session, run, [node_id, *body])
     return Claim(node=node, scope=scope, attempt=attempt, body=body), effects
@@ -580,7 +579,7 @@ def _settle(
     step.error_message = result.error_message or ""
     step.wake_at = None
     policy = engine.RetryPolicy.from_node(node)
-    retryable = node["type"] != "action.approval"
+    retryable = node["type"] != nt.APPROVAL
     if not result.succeeded and retryable and result.reattempt:
         tx.queue_step(step)
         return
@@ -613,7 +612,7 @@ def _settle(
         error_category=result.error_category,
         handle=result.handle,
     )
-    if node["type"] == "logic.foreach":
+    if node["type"] == nt.FOREACH:
         _settle_body(tx, cache, node_id, result.body or {})
     _advance(tx, cache, [node_id])
 
@@ -641,7 +640,7 @@ def body_nodes(plan: Mapping[str, Any], foreach_id: str) -> list[str]:
     while todo:
         for member in nodes[todo.pop()].get("body") or []:
             found.append(member)
-            if nodes[member]["type"] == "logic.foreach":
+            if nodes[member]["type"] == nt.FOREACH:
                 todo.append(member)
     return found
 
@@ -672,7 +671,7 @@ def refresh_activity(tx: RunTx) -> None:
     if tx.run.state not in (RunState.RUNNING, RunState.WAITING):
         return
     if tx.run.state == RunState.RUNNING and not any(
-        n["type"] == "action.approval" for n in tx.run.plan["nodes"].values()
+        n["type"] == nt.APPROVAL for n in tx.run.plan["nodes"].values()
     ):
         return  # nothing can make it wait: spare the query on every step end
     tx.session.flush()
@@ -685,7 +684,7 @@ def refresh_activity(tx: RunTx) -> None:
         .group_by(StepRow.state, StepRow.node_type)
     ).all()
     approvals = sum(
-        n for state, kind, n in rows if state == StepState.WAITING and kind == "action.approval"
+        n for state, kind, n in rows if state == StepState.WAITING and kind == nt.APPROVAL
     )
     active = sum(n for _s, _k, n in rows) - approvals
     if approvals and not active:
@@ -708,7 +707,7 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
         else:
             step.skip_reason = d.reason
             tx.set_step(step, StepState.SKIPPED, d.reason)
-            if step.node_type == "logic.foreach":
+            if step.node_type == nt.FOREACH:
                 _settle_body(tx, cache, step.node_id, {})
     tx.session.flush()
     open_steps = tx.session.scalar(

@@ -21,9 +21,10 @@ from conveyor.executor.engine import RunState, StepState
 from conveyor.executor.models import RunRow, StepRow
 from conveyor.kernel.errors import FailedPrecondition, InvalidArgument, NotFound, Violation
 from conveyor.kernel.ids import as_utc
+from conveyor.shared import nodetypes as nt
 
-APPROVAL = "action.approval"
-SUBWORKFLOW = "action.subworkflow"
+APPROVAL = nt.APPROVAL
+SUBWORKFLOW = nt.SUBWORKFLOW
 MAX_COMMENT = 4096
 MAX_APPROVER = 200
 

@@ -37,6 +37,7 @@ from conveyor.kernel.bus import EventBus
 from conveyor.kernel.db import Database, is_unreachable
 from conveyor.kernel.grpcserver import sync_channel
 from conveyor.kernel.settings import Settings
+from conveyor.shared import nodetypes as nt
 
 log = structlog.get_logger(__name__)
 
@@ -404,7 +405,7 @@ class WorkerRuntime:
         effects: runs.Effects | None = None
         result = runs.Result(succeeded=False, outputs={})
         try:
-            if node_type == "logic.foreach":
+            if node_type == nt.FOREACH:
                 reporter = ForeachProgress(
                     db=self.db,
                     publish=self.bus.publish,
@@ -416,7 +417,7 @@ class WorkerRuntime:
                     result = orchestrate.run_foreach(claim, ctx, progress=reporter.update)
                 finally:
                     reporter.close()  # every progress event precedes the step's end
-            elif node_type == "action.approval":
+            elif node_type == nt.APPROVAL:
                 message = orchestrate.approval_message(claim, ctx)
                 with self.db.transaction() as session:
                     effects = waits.begin_approval(

@@ -17,6 +17,7 @@ from conveyor.kernel.db import Database
 from conveyor.kernel.errors import FailedPrecondition, NotFound
 from conveyor.kernel.grpcserver import ServiceRegistration, channel, domain_error, map_errors
 from conveyor.kernel.protoconv import parse_json_object
+from conveyor.shared import nodetypes as nt
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 
 SERVICE_NAME = gateway_service_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
@@ -158,7 +159,7 @@ async def webhook_job(routes: Mapping[str, str], job: str) -> Any:
         raise domain_error(err, peer="translator") from None
     definition = parse_json_object(reply.job.definition_json, field="job.definition")
     nodes = definition.get("nodes") or []
-    if not any(isinstance(n, dict) and n.get("type") == "trigger.webhook" for n in nodes):
+    if not any(isinstance(n, dict) and n.get("type") == nt.TRIGGER_WEBHOOK for n in nodes):
         raise FailedPrecondition(
             f"job {reply.job.name!r} has no trigger.webhook node", reason="NO_WEBHOOK_TRIGGER"
         )

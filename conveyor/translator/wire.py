@@ -14,6 +14,7 @@ from typing import Any
 
 from conveyor.executor.v1 import run_pb2
 from conveyor.kernel.protoconv import duration, enum_value, json_text, parse_json_object, seconds
+from conveyor.shared import nodetypes as nt
 from conveyor.translator.v1 import translator_pb2
 
 __all__ = ["plan_from_pb", "plan_to_pb"]
@@ -103,7 +104,7 @@ def _node(msg: translator_pb2.PlanNode) -> dict[str, Any]:
         "parents": _links(msg.upstream),
         "children": _links(msg.downstream),
         "group": msg.group or None,
-        "body": list(msg.body) if msg.type == "logic.foreach" else None,
+        "body": list(msg.body) if msg.type == nt.FOREACH else None,
         "position": (
             {"x": msg.position.x, "y": msg.position.y} if msg.HasField("position") else None
         ),

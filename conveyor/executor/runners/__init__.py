@@ -39,6 +39,7 @@ from conveyor.executor.runners.logic import (
 from conveyor.executor.runners.rendered import recording, rendered_inputs
 from conveyor.executor.runners.script import run_script
 from conveyor.kernel.templating import Budget, RenderCancelled, budget_scope
+from conveyor.shared import nodetypes as nt
 
 __all__ = [
     "RUNNABLE_TYPES",
@@ -55,17 +56,17 @@ log = structlog.get_logger(__name__)
 Runner = Callable[[Mapping[str, Any], StepContext, Masker], StepOutcome]
 
 _RUNNERS: dict[str, Runner] = {
-    "trigger.manual": run_trigger,
-    "trigger.schedule": run_trigger,
-    "trigger.webhook": run_trigger,
-    "action.command": run_command,
-    "action.script": run_script,
-    "action.sleep": run_sleep,
-    "action.http": run_http,
-    "action.notify": run_notify,
-    "logic.condition": run_condition,
-    "logic.switch": run_switch,
-    "logic.fail": run_fail,
+    nt.TRIGGER_MANUAL: run_trigger,
+    nt.TRIGGER_SCHEDULE: run_trigger,
+    nt.TRIGGER_WEBHOOK: run_trigger,
+    nt.COMMAND: run_command,
+    nt.SCRIPT: run_script,
+    nt.SLEEP: run_sleep,
+    nt.HTTP: run_http,
+    nt.NOTIFY: run_notify,
+    nt.CONDITION: run_condition,
+    nt.SWITCH: run_switch,
+    nt.FAIL: run_fail,
 }
 
 #: Node types `execute` runs; the worker handles every other type itself.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.shared import diagnostics as dg
+from conveyor.shared import nodetypes as nt
 from conveyor.shared.diagnostics import ERROR, Diagnostic, Diagnostics
 from conveyor.shared.limits import DEFAULT_LIMITS, Limits
 from conveyor.shared.parameters import (
@@ -86,7 +87,7 @@ def _plan_node(
     action = is_action(node.type)
     data = dict(node.data)
     timeout_s = options.timeout_s
-    if node.type == "action.approval":
+    if node.type == nt.APPROVAL:
         if timeout_s is not None:
             data["timeout_s"] = timeout_s
     elif timeout_s is None and action:
@@ -109,7 +110,7 @@ def _plan_node(
         "parents": [{"node": p, "handle": h} for p, h in graph.parents[node.id]],
         "children": [{"node": c, "handle": h} for c, h in graph.children[node.id]],
         "group": graph.group[node.id],
-        "body": bodies.get(node.id, []) if node.type == "logic.foreach" else None,
+        "body": bodies.get(node.id, []) if node.type == nt.FOREACH else None,
         "position": _position(header.nodes[node.index]),
     }
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.shared import diagnostics as dg
+from conveyor.shared import nodetypes as nt
 from conveyor.shared.diagnostics import Diagnostics
 from conveyor.translator.domain.nodes import Node
 from conveyor.translator.domain.nodetypes import is_action, is_trigger
@@ -31,7 +32,7 @@ from conveyor.translator.domain.nodetypes import is_action, is_trigger
 __all__ = ["Graph", "build_graph"]
 
 Link = tuple[str, str | None]
-_WAIT_OUTSIDE_WORKER = frozenset({"action.approval", "action.subworkflow"})
+_WAIT_OUTSIDE_WORKER = nt.WAITING
 
 
 @dataclass
@@ -85,7 +86,7 @@ def _assign_groups(graph: Graph, out: Diagnostics) -> None:
             continue
         at = node.path + "/parentId"
         target = nodes.get(parent)
-        if target is None or target.type != "logic.foreach":
+        if target is None or target.type != nt.FOREACH:
             what = "does not exist" if target is None else f"is of type {target.type or 'unknown'}"
             out.error(
                 dg.INVALID_FIELD,
@@ -142,14 +143,14 @@ def _handle_problem(source: Node, handle: Any, edge_label: str) -> str | None:
     if source.type is None:
         return None
     shown = "no handle" if handle is None else f"handle {handle!r}"
-    if source.type == "logic.condition":
+    if source.type == nt.CONDITION:
         if handle in ("true", "false"):
             return None
         return (
             f"edge {edge_label} leaves condition '{source.id}' with {shown}; "
             'it must be "true" or "false"'
         )
-    if source.type == "logic.switch":
+    if source.type == nt.SWITCH:
         cases = source.data.get("cases")
         if not isinstance(cases, list) or handle == "default" or handle in cases:
             return None
@@ -231,8 +232,8 @@ def _check_link(
     return True
 
 
-_NEEDS_HANDLE = frozenset({"logic.condition", "logic.switch"})
-_TRIGGERS = frozenset({"trigger.manual", "trigger.schedule", "trigger.webhook"})
+_NEEDS_HANDLE = frozenset({nt.CONDITION, nt.SWITCH})
+_TRIGGERS = frozenset(n for n, t in nt.NODE_TYPES.items() if t.family == "trigger")
 
 
 def _add_edges(graph: Graph, raw_edges: list[Any], out: Diagnostics) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from conveyor.kernel.templating import is_templated
 from conveyor.shared import diagnostics as dg
+from conveyor.shared import nodetypes as nt
 from conveyor.shared.artifact_names import MAX_PATTERNS as MAX_ARTIFACT_PATTERNS
 from conveyor.shared.artifact_names import name_problem
 from conveyor.shared.diagnostics import Diagnostics, pointer
@@ -184,21 +185,21 @@ _PROCESS: Final = {
 _HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 NODE_TYPES: Final[Mapping[str, Mapping[str, Field]]] = {
-    "trigger.manual": {},
-    "trigger.schedule": {},
-    "trigger.webhook": {},
-    "action.command": {
+    nt.TRIGGER_MANUAL: {},
+    nt.TRIGGER_SCHEDULE: {},
+    nt.TRIGGER_WEBHOOK: {},
+    nt.COMMAND: {
         "argv": Field(_argv),
         "command": Field(_nonempty_text),
         "shell": Field(_boolean, default=False),
         **_PROCESS,
     },
-    "action.script": {
+    nt.SCRIPT: {
         "interpreter": Field(_one_of("bash", "sh", "python3"), required=True),
         "script": Field(_text, required=True),
         **_PROCESS,
     },
-    "action.http": {
+    nt.HTTP: {
         "method": Field(_one_of(*_HTTP_METHODS), required=True),
         "url": Field(_url, required=True),
         "headers": Field(_string_map),
@@ -208,47 +209,49 @@ NODE_TYPES: Final[Mapping[str, Mapping[str, Field]]] = {
         "expect_status": Field(_expect_status),
         "output": Field(_one_of("json", "text")),
     },
-    "action.sleep": {"seconds": Field(_seconds, required=True)},
-    "action.approval": {"message": Field(_text)},
-    "action.notify": {
+    nt.SLEEP: {"seconds": Field(_seconds, required=True)},
+    nt.APPROVAL: {"message": Field(_text)},
+    nt.NOTIFY: {
         "url": Field(_url, required=True),
         "json": Field(_anything),
         "body": Field(_text),
         "headers": Field(_string_map),
     },
-    "action.subworkflow": {
+    nt.SUBWORKFLOW: {
         "job": Field(_nonempty_text, required=True),
         "parameters": Field(_object),
         "wait": Field(_boolean, default=True),
     },
-    "logic.condition": {"expression": Field(_nonempty_text, required=True)},
-    "logic.switch": {
+    nt.CONDITION: {"expression": Field(_nonempty_text, required=True)},
+    nt.SWITCH: {
         "value": Field(_nonempty_text, required=True),
         "cases": Field(_cases, required=True),
     },
-    "logic.foreach": {
+    nt.FOREACH: {
         "items": Field(_items, required=True),
         "concurrency": Field(_concurrency, default=1),
     },
-    "logic.fail": {"message": Field(_text, required=True)},
+    nt.FAIL: {"message": Field(_text, required=True)},
 }
 
 #: Fields holding a bare Jinja expression rather than a template.
 EXPRESSION_FIELDS: Final = frozenset(
-    {("logic.condition", "expression"), ("logic.switch", "value"), ("logic.foreach", "items")}
+    {(nt.CONDITION, "expression"), (nt.SWITCH, "value"), (nt.FOREACH, "items")}
 )
 #: Fields never rendered: script text gets its values through the environment.
-UNTEMPLATED_FIELDS: Final = frozenset({("action.script", "script")})
+UNTEMPLATED_FIELDS: Final = frozenset({(nt.SCRIPT, "script")})
 
 
 def is_action(node_type: str) -> bool:
     """Whether the type is an action (may carry an ``error`` edge and take defaults)."""
-    return node_type.startswith("action.")
+    known = nt.NODE_TYPES.get(node_type)
+    return known is not None and known.family == "action"
 
 
 def is_trigger(node_type: str) -> bool:
     """Whether the type is a trigger, an entry marker."""
-    return node_type.startswith("trigger.")
+    known = nt.NODE_TYPES.get(node_type)
+    return known is not None and known.family == "trigger"
 
 
 _LONE = re.compile(r"\s*\{\{-?(?P<expr>.*?)-?\}\}\s*", re.DOTALL)
@@ -265,7 +268,7 @@ def unwrap_expression(value: str) -> str:
 def _cross_checks(node_type: str, data: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
     """Checks across fields: (field, message) pairs."""
     problems: list[tuple[str, str]] = []
-    if node_type == "action.command":
+    if node_type == nt.COMMAND:
         has_argv, has_command = data.get("argv") is not None, data.get("command") is not None
         if has_argv == has_command:
             problems.append(("", f"{where} needs exactly one of 'argv' or 'command'"))
@@ -278,7 +281,7 @@ def _cross_checks(node_type: str, data: Mapping[str, Any], where: str) -> list[t
             except ValueError as exc:
                 problems.append(("command", f"{where}: 'command' cannot be split: {exc}"))
     if (
-        node_type in {"action.http", "action.notify"}
+        node_type in {nt.HTTP, nt.NOTIFY}
         and data.get("json") is not None
         and data.get("body") is not None
     ):
@@ -308,7 +311,7 @@ def check_data(
                 node_id=node_id,
             )
             continue
-        if node_type == "action.http" and key == "method" and isinstance(value, str):
+        if node_type == nt.HTTP and key == "method" and isinstance(value, str):
             value = value.upper()
         problem = spec.check(value)
         if problem is not None:

@@ -26,6 +26,7 @@ from conveyor.kernel.templating import (
     template_pieces,
 )
 from conveyor.shared import diagnostics as dg
+from conveyor.shared import nodetypes as nt
 from conveyor.shared.diagnostics import Diagnostics, pointer
 from conveyor.shared.limits import Limits
 from conveyor.shared.parameters import Declared
@@ -192,7 +193,7 @@ def _warn_untemplated(node: Node, key: str, ctx: _Context) -> None:
 def _check_node(node: Node, ctx: _Context) -> None:
     if node.type is None:
         return
-    if node.type == "action.command":
+    if node.type == nt.COMMAND:
         _check_command(node, ctx)
     data_path = node.path + "/data"
     for key in node.data:
@@ -203,7 +204,7 @@ def _check_node(node: Node, ctx: _Context) -> None:
             continue
         value = node.raw_data[key]
         if (
-            node.type == "logic.foreach"
+            node.type == nt.FOREACH
             and key == "items"
             and isinstance(value, list)
             and len(value) > ctx.limits.max_foreach_items
