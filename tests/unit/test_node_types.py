@@ -47,3 +47,18 @@ def test_the_documentation_lists_every_type_with_its_outputs() -> None:
             outputs = _doc_row(nt.COMMAND).split("|")[3]
         missing = [o for o in node_type.outputs if f"`{o}`" not in outputs]
         assert not missing, f"{node_type.name}: outputs {missing} not documented"
+
+
+def test_error_categories_are_the_contract_enum() -> None:
+    from conveyor.executor.v1 import run_pb2
+    from conveyor.shared.categories import DEFAULT_RETRY_ON, ErrorCategory
+    from conveyor.translator.domain.options import CATEGORIES
+
+    contract = [
+        value.name.removeprefix("ERROR_CATEGORY_")
+        for value in run_pb2.ErrorCategory.DESCRIPTOR.values
+        if value.number != run_pb2.ERROR_CATEGORY_UNSPECIFIED
+    ]
+    assert [c.value for c in ErrorCategory] == contract
+    assert list(CATEGORIES) == contract
+    assert set(DEFAULT_RETRY_ON) == set(contract) - {"TEMPLATE", "REJECTED", "CANCELLED"}

@@ -15,7 +15,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Protocol
 
 from conveyor.executor.egress import EgressPolicy
@@ -32,23 +31,9 @@ from conveyor.kernel.templating import (
     render_value,
     template_pieces,
 )
+from conveyor.shared.categories import ErrorCategory as ErrorCategory
 
 MASK = "***"
-
-
-class ErrorCategory(StrEnum):
-    """Why a step failed; retry policies (``retries.on``) select on these."""
-
-    TIMEOUT = "TIMEOUT"
-    NONZERO_EXIT = "NONZERO_EXIT"
-    WORKER_LOST = "WORKER_LOST"
-    TEMPLATE = "TEMPLATE"
-    HTTP_STATUS = "HTTP_STATUS"
-    CONNECTION = "CONNECTION"
-    CANCELLED = "CANCELLED"
-    REJECTED = "REJECTED"
-    INFRA = "INFRA"
-    INTERNAL = "INTERNAL"
 
 
 class ArtifactWriter(Protocol):

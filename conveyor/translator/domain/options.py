@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from conveyor.shared import diagnostics as dg
+from conveyor.shared.categories import DEFAULT_RETRY_ON, ErrorCategory
 from conveyor.shared.diagnostics import Diagnostics, pointer
 
 __all__ = [
@@ -30,21 +31,7 @@ __all__ = [
     "resolved_retries",
 ]
 
-CATEGORIES: Final = (
-    "TIMEOUT",
-    "NONZERO_EXIT",
-    "WORKER_LOST",
-    "TEMPLATE",
-    "HTTP_STATUS",
-    "CONNECTION",
-    "CANCELLED",
-    "REJECTED",
-    "INFRA",
-    "INTERNAL",
-)
-DEFAULT_RETRY_ON: Final = tuple(
-    c for c in CATEGORIES if c not in {"TEMPLATE", "REJECTED", "CANCELLED"}
-)
+CATEGORIES: Final = tuple(c.value for c in ErrorCategory)
 TRIGGER_RULES: Final = (
     "all_success",
     "all_done",
