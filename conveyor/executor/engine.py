@@ -12,37 +12,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from conveyor.kernel.states import TERMINAL_RUN as TERMINAL_RUN
+from conveyor.kernel.states import TERMINAL_STEP as TERMINAL_STEP
+from conveyor.kernel.states import RunState as RunState
+from conveyor.kernel.states import StepState as StepState
 from conveyor.shared import nodetypes as nt
 
-
-class StepState(StrEnum):
-    """Step states, as stored and as named in the proto (without prefix)."""
-
-    PENDING = "PENDING"
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    WAITING = "WAITING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    SKIPPED = "SKIPPED"
-    CANCELLED = "CANCELLED"
-
-
-class RunState(StrEnum):
-    """Run states, as stored and as named in the proto (without prefix)."""
-
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    WAITING = "WAITING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-
-TERMINAL_STEP = frozenset(
-    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
-)
-TERMINAL_RUN = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 BRANCHING_TYPES = frozenset({nt.CONDITION, nt.SWITCH})
 
 SKIP_UPSTREAM_FAILED = "upstream failed"

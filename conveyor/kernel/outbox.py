@@ -29,12 +29,12 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
 from conveyor.kernel.db import Base
+from conveyor.kernel.states import TERMINAL_RUN_STATES as TERMINAL_RUN_STATES
 
 RUN_STATE_CHANGED = "RUN_STATE_CHANGED"
 STEP_STATE_CHANGED = "STEP_STATE_CHANGED"
 STEP_LOG = "STEP_LOG"
 STEP_PROGRESS = "STEP_PROGRESS"
-TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 
 class RunEventRow(Base):

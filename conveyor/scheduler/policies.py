@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from conveyor.kernel.states import TERMINAL_RUN_STATES as TERMINAL_RUN_STATES
+
 MAX_BUFFERED = 100
 DEFAULT_CATCHUP_WINDOW_S = 60.0
 MAX_CATCHUP_WINDOW_S = 366 * 86400.0
 MAX_PAUSE_AFTER = 1000
-TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 
 class Overlap(StrEnum):

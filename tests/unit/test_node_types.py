@@ -62,3 +62,16 @@ def test_error_categories_are_the_contract_enum() -> None:
     assert [c.value for c in ErrorCategory] == contract
     assert list(CATEGORIES) == contract
     assert set(DEFAULT_RETRY_ON) == set(contract) - {"TEMPLATE", "REJECTED", "CANCELLED"}
+
+
+def test_run_and_step_states_are_the_contract_enums() -> None:
+    from conveyor.executor.v1 import run_pb2
+    from conveyor.kernel.states import TERMINAL_RUN_STATES, RunState, StepState
+
+    def names(enum: object, prefix: str) -> list[str]:
+        values = enum.DESCRIPTOR.values  # type: ignore[attr-defined]
+        return [v.name.removeprefix(prefix) for v in values if v.number != 0]
+
+    assert [s.value for s in RunState] == names(run_pb2.RunState, "RUN_STATE_")
+    assert [s.value for s in StepState] == names(run_pb2.StepState, "STEP_STATE_")
+    assert {"SUCCEEDED", "FAILED", "CANCELLED"} == TERMINAL_RUN_STATES
