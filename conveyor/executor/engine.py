@@ -17,6 +17,8 @@ from conveyor.kernel.states import TERMINAL_STEP as TERMINAL_STEP
 from conveyor.kernel.states import RunState as RunState
 from conveyor.kernel.states import StepState as StepState
 from conveyor.shared import nodetypes as nt
+from conveyor.shared import retries
+from conveyor.shared.categories import DEFAULT_RETRY_ON
 
 BRANCHING_TYPES = frozenset({nt.CONDITION, nt.SWITCH})
 
@@ -206,14 +208,12 @@ def run_outcome(
 class RetryPolicy:
     """A node's retry settings, with the format's defaults."""
 
-    max: int = 0
-    backoff_s: float = 1.0
-    factor: float = 2.0
-    max_backoff_s: float = 300.0
-    jitter: bool = False
-    on: frozenset[str] = frozenset(
-        {"TIMEOUT", "NONZERO_EXIT", "WORKER_LOST", "HTTP_STATUS", "CONNECTION", "INFRA", "INTERNAL"}
-    )
+    max: int = retries.MAX
+    backoff_s: float = retries.BACKOFF_S
+    factor: float = retries.FACTOR
+    max_backoff_s: float = retries.MAX_BACKOFF_S
+    jitter: bool = retries.JITTER
+    on: frozenset[str] = frozenset(DEFAULT_RETRY_ON)
 
     @classmethod
     def from_node(cls, node: Mapping[str, Any]) -> RetryPolicy:

@@ -19,6 +19,7 @@ from typing import Any, Final
 from conveyor.shared import diagnostics as dg
 from conveyor.shared.categories import DEFAULT_RETRY_ON, ErrorCategory
 from conveyor.shared.diagnostics import Diagnostics, pointer
+from conveyor.shared.retries import RETRY_DEFAULTS as RETRY_DEFAULTS
 
 __all__ = [
     "CATEGORIES",
@@ -46,14 +47,6 @@ COMMON_KEYS: Final = frozenset(
     {"timeout_s", "retries", "queue", "trigger_rule", "continue_on_error", "label"}
 )
 RETRY_KEYS: Final = frozenset({"max", "backoff_s", "factor", "max_backoff_s", "jitter", "on"})
-RETRY_DEFAULTS: Final[Mapping[str, Any]] = {
-    "max": 0,
-    "backoff_s": 1.0,
-    "factor": 2.0,
-    "max_backoff_s": 300.0,
-    "jitter": False,
-    "on": list(DEFAULT_RETRY_ON),
-}
 MAX_RETRIES: Final = 100
 QUEUE_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 
