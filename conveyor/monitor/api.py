@@ -38,46 +38,34 @@ _LOG_STREAMS: dict[str, Any] = {
 
 def event_pb(ev: Event) -> event_pb2.RunEvent:
     """Outbox event -> proto."""
+    common: dict[str, Any] = {
+        "sequence": ev.sequence,
+        "run_id": ev.run_id,
+        "type": enum_value(event_pb2.EventType, f"EVENT_TYPE_{ev.type}"),
+        "event_time": timestamp(ev.time),
+        "node_id": ev.node_id or "",
+        "attempt": ev.attempt,
+    }
     if ev.type == outbox.STEP_LOG:
-        return event_pb2.RunEvent(
-            sequence=ev.sequence,
-            run_id=ev.run_id,
-            type=event_pb2.EVENT_TYPE_STEP_LOG,
-            event_time=timestamp(ev.time),
-            node_id=ev.node_id or "",
-            attempt=ev.attempt,
-            log=event_pb2.StepLog(
-                stream=_LOG_STREAMS.get(str(ev.data.get("stream")), 0),
-                text=ev.message,
-                chunk=int(ev.data.get("chunk") or 0),
-                offset=int(ev.data.get("offset") or 0),
-                truncated=bool(ev.data.get("truncated")),
-            ),
+        log = event_pb2.StepLog(
+            stream=_LOG_STREAMS.get(str(ev.data.get("stream")), 0),
+            text=ev.message,
+            chunk=int(ev.data.get("chunk") or 0),
+            offset=int(ev.data.get("offset") or 0),
+            truncated=bool(ev.data.get("truncated")),
         )
+        return event_pb2.RunEvent(**common, log=log)
     if ev.type == outbox.STEP_PROGRESS:
-        return event_pb2.RunEvent(
-            sequence=ev.sequence,
-            run_id=ev.run_id,
-            type=event_pb2.EVENT_TYPE_STEP_PROGRESS,
-            event_time=timestamp(ev.time),
-            node_id=ev.node_id or "",
-            attempt=ev.attempt,
-            message=ev.message,
-            progress=event_pb2.StepProgress(
-                items_total=int(ev.data.get("items_total") or 0),
-                items_done=int(ev.data.get("items_done") or 0),
-                items_failed=int(ev.data.get("items_failed") or 0),
-            ),
+        progress = event_pb2.StepProgress(
+            items_total=int(ev.data.get("items_total") or 0),
+            items_done=int(ev.data.get("items_done") or 0),
+            items_failed=int(ev.data.get("items_failed") or 0),
         )
+        return event_pb2.RunEvent(**common, message=ev.message, progress=progress)
     return event_pb2.RunEvent(
-        sequence=ev.sequence,
-        run_id=ev.run_id,
-        type=enum_value(event_pb2.EventType, f"EVENT_TYPE_{ev.type}"),
-        event_time=timestamp(ev.time),
+        **common,
         run_state=run_state(ev.run_state) if ev.run_state else None,
-        node_id=ev.node_id or "",
         step_state=step_state(ev.step_state) if ev.step_state else None,
-        attempt=ev.attempt,
         message=ev.message,
         data=dict_to_struct(ev.data),
     )

@@ -53,48 +53,19 @@ def test_other_database_errors_stay_what_they_are() -> None:
     ],
 )
 def test_grpc_callers_get_the_status(exc: Exception, code: grpc.StatusCode) -> None:
-    async def go() -> grpc.aio.AioRpcError:
-        servicer = Servicer(exc)
-        server = grpc.aio.server()
-        handler = grpc.method_handlers_generic_handler(
-            "test.Errors", {"Call": grpc.unary_unary_rpc_method_handler(servicer.Call)}
-        )
-        server.add_generic_rpc_handlers((handler,))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                call = channel.unary_unary("/test.Errors/Call")
-                try:
-                    await call(b"", timeout=10)
-                except grpc.aio.AioRpcError as err:
-                    return err
-                raise AssertionError("the call succeeded")
-        finally:
-            await server.stop(None)
-
-    err = asyncio.run(go())
+    err = _failed_call(exc)
     assert err.code() == code
     if code == grpc.StatusCode.UNAVAILABLE:
         assert error_details(err)[0] == "DATABASE_UNAVAILABLE"
 
 
-class Raising:
-    def __init__(self, exc: Exception) -> None:
-        self.exc = exc
+def _failed_call(exc: Exception) -> grpc.aio.AioRpcError:
+    """The error a client gets from a real server whose handler raises `exc`."""
 
-    @map_errors
-    async def Call(self, request: Any, context: Any) -> bytes:  # noqa: N802 (a gRPC method)
-        raise self.exc
-
-
-def _through_grpc(exc: Exception) -> Exception:
-    """What a caller's `domain_error` makes of `exc` raised by a handler on a real server."""
-
-    async def go() -> Exception:
+    async def go() -> grpc.aio.AioRpcError:
         server = grpc.aio.server()
         handler = grpc.method_handlers_generic_handler(
-            "test.Errors", {"Call": grpc.unary_unary_rpc_method_handler(Raising(exc).Call)}
+            "test.Errors", {"Call": grpc.unary_unary_rpc_method_handler(Servicer(exc).Call)}
         )
         server.add_generic_rpc_handlers((handler,))
         port = server.add_insecure_port("127.0.0.1:0")
@@ -104,12 +75,17 @@ def _through_grpc(exc: Exception) -> Exception:
                 try:
                     await channel.unary_unary("/test.Errors/Call")(b"", timeout=10)
                 except grpc.aio.AioRpcError as err:
-                    return domain_error(err, peer="the callee")
+                    return err
                 raise AssertionError("the call succeeded")
         finally:
             await server.stop(None)
 
     return asyncio.run(go())
+
+
+def _through_grpc(exc: Exception) -> Exception:
+    """What a caller's `domain_error` makes of `exc` raised by a handler on a real server."""
+    return domain_error(_failed_call(exc), peer="the callee")
 
 
 @pytest.mark.parametrize(
