@@ -125,7 +125,7 @@ class ArtifactServicer(artifacts_service_pb2_grpc.ArtifactServiceServicer):  # t
         self,
         request_iterator: AsyncIterator[artifacts_service_pb2.UploadArtifactRequest],
         context: grpc.aio.ServicerContext[Any, Any],
-    ) -> Any:
+    ) -> artifacts_service_pb2.UploadArtifactResponse:
         """See the proto."""
         first = None
         async for message in request_iterator:
