@@ -117,18 +117,32 @@ class LiveLog:
         self._streams = {name: _StreamState() for name in STREAMS}
         self._stopped = False
         self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="conveyor-livelog", daemon=True)
-        self._thread.start()
+        # Started by the first write: a step that prints nothing costs no thread.
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
 
     def write(self, stream: str, text: str) -> None:
         """The runners' on_output callback (any thread); blocks while the queue is full."""
         if text and stream in self._streams:
+            if self._thread is None:
+                self._start()
             self._queue.put((stream, text))
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="conveyor-livelog", daemon=True)
+                thread.start()
+                self._thread = thread
 
     def close(self) -> None:
         """Write what is queued and stop the thread."""
+        with self._starting:
+            thread = self._thread
+        if thread is None:
+            return
         self._queue.put(_END)
-        self._thread.join()
+        thread.join()
 
     def _run(self) -> None:
         done = False

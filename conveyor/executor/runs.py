@@ -184,13 +184,25 @@ class RunTx:
         settle_attempt(self, step.node_id, step.attempt, result, rand=random.random)
 
 
+_LOCKED = "conveyor.executor.locked_runs"
+_CACHES = "conveyor.executor.step_caches"
+
+
 def lock_run(session: Session, run_id: str) -> RunRow:
-    """Load and lock a run row (SELECT … FOR UPDATE; SQLite's write lock is already held)."""
+    """Load and lock a run row (SELECT … FOR UPDATE; SQLite's write lock is already held).
+
+    The lock lasts until the transaction ends, so a second call in the same transaction (a
+    step's end, then the claim of the successor it hands off) returns the row it holds."""
+    locked: dict[str, RunRow] = session.info.setdefault(_LOCKED, {})
+    run = locked.get(run_id)
+    if run is not None:
+        return run
     run = session.scalar(
         select(RunRow).options(defer(RunRow.plan_data)).where(RunRow.id == run_id).with_for_update()
     )
     if run is None:
         raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
+    locked[run_id] = run
     return run
 
 
@@ -202,6 +214,16 @@ class StepCache:
         self._run_id = run_id
         self._rows: dict[str, StepRow] = {}
         self._views: dict[str, StepView] = {}
+
+    @classmethod
+    def of(cls, session: Session, run_id: str) -> StepCache:
+        """The transaction's cache of a run's steps: the operations of one transaction on a
+        locked run (a step's end, the claim of its successor) share what was loaded."""
+        caches: dict[str, StepCache] = session.info.setdefault(_CACHES, {})
+        cache = caches.get(run_id)
+        if cache is None:
+            cache = caches[run_id] = cls(session, run_id)
+        return cache
 
     def load(self, node_ids: Iterable[str]) -> None:
         """Fetch the rows not loaded yet in one query."""
@@ -467,7 +489,7 @@ def claim_step(
     """Mark a QUEUED step RUNNING for this attempt; None when the message is stale."""
     effects = Effects()
     run = lock_run(session, run_id)
-    step = StepCache(session, run_id).get(node_id)
+    step = StepCache.of(session, run_id).get(node_id)
     if (
         run.state in engine.TERMINAL_RUN
         or step.state != StepState.QUEUED
@@ -545,7 +567,13 @@ def _settle(
     expect: StepState,
 ) -> None:
     session, run = tx.session, tx.run
-    cache = StepCache(session, run.id)
+    nodes = run.plan["nodes"]
+    cache = StepCache.of(session, run.id)
+    # Everything `_advance` may read, fetched before anything changes: the step, its
+    # children and their parents (two queries, and no flush before them).
+    children = [c["node"] for c in nodes[node_id].get("children", [])]
+    cache.load([node_id, *children])
+    cache.load_views(p["node"] for c in children for p in nodes[c].get("parents", []))
     step = cache.get(node_id)
     execution = session.scalar(
         select(ExecutionRow).where(
@@ -573,7 +601,7 @@ def _settle(
         if execution is not None and step.state == StepState.CANCELLED:
             execution.state = StepState.CANCELLED.value
         return  # stale attempt (cancelled, or superseded): its result is ignored
-    node = run.plan["nodes"][node_id]
+    node = nodes[node_id]
     step.outputs = result.outputs
     step.error_category = result.error_category
     step.error_message = result.error_message or ""
@@ -709,6 +737,11 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
             tx.set_step(step, StepState.SKIPPED, d.reason)
             if step.node_type == nt.FOREACH:
                 _settle_body(tx, cache, step.node_id, {})
+    # A child still open (queued now, or a join waiting for other parents) means the run
+    # goes on: no need to count its open steps.
+    if any(cache.view(c).state not in engine.TERMINAL_STEP for c in children):
+        refresh_activity(tx)
+        return
     tx.session.flush()
     open_steps = tx.session.scalar(
         select(func.count())

@@ -138,11 +138,17 @@ def default_work_root() -> Path:
     return Path(tempfile.gettempdir()) / "conveyor-steps"
 
 
+_READY_ROOTS: set[Path] = set()
+
+
 def _ensure_root(root: Path) -> None:
+    if root in _READY_ROOTS and root.is_dir():
+        return
     root.mkdir(parents=True, exist_ok=True)
     # Traversable by a step user (who needs x), listable by nobody but the worker.
     with contextlib.suppress(OSError):
         os.chmod(root, 0o711)  # noqa: S103 - traverse only, no listing
+    _READY_ROOTS.add(root)
 
 
 @contextlib.contextmanager
@@ -172,7 +178,15 @@ def attempt_workdir(ctx: StepContext) -> Iterator[Path]:
         if failed and ctx.keep_failed_workdirs:
             log.info("kept the working directory of a failed attempt", path=str(workdir))
         else:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove(workdir)
+
+
+def _remove(workdir: Path) -> None:
+    """Remove a working directory; most steps leave it empty, which one rmdir removes."""
+    try:
+        workdir.rmdir()
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def resolve_cwd(node_id: str, workdir: Path, cwd: str | None, user: StepUser | None) -> Path:

@@ -11,13 +11,17 @@ that user, its group and no supplementary groups.
 
 Each output pipe is drained by its own thread, so a child never blocks on a
 full pipe, and the child is reaped with ``wait4`` to read the kernel's
-accounting of that child alone (CPU time, peak memory).
+accounting of that child alone (CPU time, peak memory). Those threads are
+kept idle for the next step: starting three threads per step cost more
+than running a short command.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
+import queue
 import select
 import shutil
 import signal
@@ -25,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -48,6 +52,53 @@ _READ_SIZE = 64 * 1024
 _DRAIN_S = 2.0
 
 
+class _ThreadCache:
+    """Daemon threads for the pipes and the reaping of steps, kept a while when idle.
+
+    Each running step holds two or three of them for its whole run, so there is no bound
+    but the steps themselves; a thread idle for `idle_s` ends. Daemon threads, unlike
+    `concurrent.futures`' (which the interpreter joins at exit), never hold up a worker's
+    exit while a step's child still runs.
+    """
+
+    def __init__(self, idle_s: float = 30.0) -> None:
+        self._idle_s = idle_s
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run `task` on an idle thread, or on a new one when none is idle."""
+        with self._lock:
+            spawn = self._idle == 0
+            if not spawn:
+                self._idle -= 1
+            self._tasks.put(task)
+        if spawn:
+            threading.Thread(target=self._serve, name="conveyor-step-io", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                task = self._tasks.get(timeout=self._idle_s)
+            except queue.Empty:
+                with self._lock:
+                    # Still counted idle and nothing queued: no task can be waiting for
+                    # this thread, so it may end.
+                    if self._idle > 0 and self._tasks.empty():
+                        self._idle -= 1
+                        return
+                continue
+            # The tasks record their own failures (`_Reader.error`, `_Reaper.status`).
+            with contextlib.suppress(Exception):
+                task()
+            with self._lock:
+                self._idle += 1
+
+
+_THREADS = _ThreadCache()
+
+
 @dataclass
 class ProcessResult:
     """How a process ended and what it wrote."""
@@ -61,13 +112,38 @@ class ProcessResult:
     cancelled: bool
 
 
-class _Reader(threading.Thread):
+class _PoolTask(abc.ABC):
+    """Work run on a cached thread, with the start/join of a thread."""
+
+    def __init__(self) -> None:
+        self.finished = threading.Event()
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """The work."""
+
+    def start(self) -> None:
+        """Run `run` on a cached thread."""
+        _THREADS.submit(self._run_and_mark)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until `run` returned (or `timeout` seconds passed)."""
+        self.finished.wait(timeout)
+
+    def _run_and_mark(self) -> None:
+        try:
+            self.run()
+        finally:
+            self.finished.set()
+
+
+class _Reader(_PoolTask):
     """Drains one pipe through the masker into its capture and the live log."""
 
     def __init__(
         self, pipe: IO[bytes], masker: ByteMasker, capture: StreamCapture, live: LiveOutput
     ) -> None:
-        super().__init__(name=f"conveyor-{capture.name}", daemon=True)
+        super().__init__()
         self.pipe = pipe
         self.masker = masker
         self.capture = capture
@@ -163,11 +239,11 @@ def terminate_group(pgid: int, reaped: threading.Event) -> None:
     _wait_group_gone(pgid, reaped, KILL_GRACE_S)
 
 
-class _Reaper(threading.Thread):
+class _Reaper(_PoolTask):
     """Waits for the child with ``wait4`` so its own resource usage can be read."""
 
     def __init__(self, pid: int) -> None:
-        super().__init__(name="conveyor-reaper", daemon=True)
+        super().__init__()
         self.pid = pid
         self.done = threading.Event()
         self.status: int | None = None
