@@ -99,6 +99,18 @@ def edge_status(parent: Mapping[str, Any], view: StepView, handle: str | None) -
     return Edge.FAILED
 
 
+def state_only_edge(parent: Mapping[str, Any], handle: str | None) -> bool:
+    """Whether the edge parent -(handle)-> child follows from the parent's state and skip
+    reason alone: no branch handle, no error edge, no continue_on_error. The edges of a wide
+    join of such parents can then be counted by state instead of read one by one."""
+    return (
+        handle != "error"
+        and parent.get("type") not in BRANCHING_TYPES
+        and not parent.get("continue_on_error")
+        and not any(c.get("handle") == "error" for c in parent.get("children", []))
+    )
+
+
 def evaluate_rule(rule: str, edges: list[Edge]) -> tuple[bool | None, str]:
     """Apply a trigger rule: (True, "") run; (False, reason) skip; (None, "") wait.
 
@@ -149,11 +161,14 @@ def advance(
     plan: Mapping[str, Any],
     changed: Iterable[str],
     view: Callable[[str], StepView],
+    counted_edges: Callable[[str], list[Edge] | None] | None = None,
 ) -> list[Decision]:
     """Decide the fate of the PENDING children of the changed steps, propagating skips.
 
     `view(node_id)` returns a step's current state; decisions made here are visible to later
-    checks in the same call (a skip cascades down the graph).
+    checks in the same call (a skip cascades down the graph). `counted_edges(node_id)`, when
+    given, may return a node's incoming edges computed without `view` (None: read them from
+    the parents' views); it is not asked for a node with a parent decided in this call.
     """
     nodes = plan["nodes"]
     decided: dict[str, Decision] = {}
@@ -169,10 +184,14 @@ def advance(
         if node_id in decided or current(node_id).state != StepState.PENDING:
             continue
         node = nodes[node_id]
-        edges = [
-            edge_status(nodes[p["node"]], current(p["node"]), p.get("handle"))
-            for p in node.get("parents", [])
-        ]
+        parents = node.get("parents", [])
+        edges = None
+        if counted_edges is not None and not any(p["node"] in decided for p in parents):
+            edges = counted_edges(node_id)
+        if edges is None:
+            edges = [
+                edge_status(nodes[p["node"]], current(p["node"]), p.get("handle")) for p in parents
+            ]
         verdict, reason = evaluate_rule(
             node.get("trigger_rule") or "none_failed_min_one_success", edges
         )

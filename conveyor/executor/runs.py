@@ -26,6 +26,7 @@ from conveyor.executor.subruns import (
     child_result,
 )
 from conveyor.kernel import feed, outbox
+from conveyor.kernel.db import is_one_of
 from conveyor.kernel.errors import FailedPrecondition, NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
@@ -214,6 +215,7 @@ class StepCache:
         self._run_id = run_id
         self._rows: dict[str, StepRow] = {}
         self._views: dict[str, StepView] = {}
+        self._counted: dict[str, bool] = {}
 
     @classmethod
     def of(cls, session: Session, run_id: str) -> StepCache:
@@ -232,7 +234,9 @@ class StepCache:
             for row in self._session.scalars(
                 select(StepRow)
                 .options(defer(StepRow.outputs))  # loaded on access; joins only need states
-                .where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
+                .where(
+                    StepRow.run_id == self._run_id, is_one_of(self._session, StepRow.node_id, chunk)
+                )
             ):
                 self._rows[row.node_id] = row
 
@@ -256,11 +260,45 @@ class StepCache:
                     StepRow.handle,
                     StepRow.failure_handled,
                     StepRow.skip_reason,
-                ).where(StepRow.run_id == self._run_id, StepRow.node_id.in_(chunk))
+                ).where(
+                    StepRow.run_id == self._run_id, is_one_of(self._session, StepRow.node_id, chunk)
+                )
             ):
                 self._views[node_id] = StepView(
                     StepState(state), handle, bool(handled), reason or ""
                 )
+
+    def counted_edges(self, plan: Mapping[str, Any], node_id: str) -> list[engine.Edge] | None:
+        """The incoming edges of a wide join of state-only parents (`is_counted_join`),
+        counted by state in one query; None for any other node."""
+        if not self.is_counted_join(plan, node_id):
+            return None
+        nodes = plan["nodes"]
+        parents = nodes[node_id]["parents"]
+        names = sorted({p["node"] for p in parents})
+        if len(names) != len(parents):
+            return None  # a parent joined twice has an edge per handle: read them each
+        sample = nodes[parents[0]["node"]]
+        edges: list[engine.Edge] = []
+        for chunk in (names[i : i + 500] for i in range(0, len(names), 500)):
+            # Autoflush first: the states changed in this transaction are counted too.
+            for state, reason, count in self._session.execute(
+                select(StepRow.state, StepRow.skip_reason, func.count())
+                .where(
+                    StepRow.run_id == self._run_id, is_one_of(self._session, StepRow.node_id, chunk)
+                )
+                .group_by(StepRow.state, StepRow.skip_reason)
+            ):
+                view = StepView(StepState(state), None, False, reason or "")
+                edges.extend([engine.edge_status(sample, view, None)] * count)
+        return edges
+
+    def is_counted_join(self, plan: Mapping[str, Any], node_id: str) -> bool:
+        """`is_counted_join`, worked out once per node in the transaction."""
+        known = self._counted.get(node_id)
+        if known is None:
+            known = self._counted[node_id] = is_counted_join(plan, node_id)
+        return known
 
     def view(self, node_id: str) -> StepView:
         """The engine's view of a step."""
@@ -271,6 +309,34 @@ class StepCache:
         return StepView(
             StepState(row.state), row.handle, row.failure_handled, row.skip_reason or ""
         )
+
+
+WIDE_JOIN = 16  # parents from which a join's edges are counted by state, not read each
+
+
+def is_counted_join(plan: Mapping[str, Any], node_id: str) -> bool:
+    """A join with at least `WIDE_JOIN` parents, each joined by a state-only edge.
+
+    Every parent's end asks whether the join is ready; reading each parent's state would
+    make a fan-out of N quadratic (N ends x N reads), so such a join's edges are counted."""
+    nodes = plan["nodes"]
+    parents = nodes[node_id].get("parents", [])
+    return len(parents) >= WIDE_JOIN and all(
+        engine.state_only_edge(nodes[p["node"]], p.get("handle")) for p in parents
+    )
+
+
+def _parents_to_read(
+    cache: StepCache, plan: Mapping[str, Any], children: Iterable[str]
+) -> list[str]:
+    """The parents of `children` whose states `_advance` reads one by one."""
+    nodes = plan["nodes"]
+    return [
+        p["node"]
+        for c in children
+        if not cache.is_counted_join(plan, c)
+        for p in nodes[c].get("parents", [])
+    ]
 
 
 def start_run(
@@ -573,7 +639,7 @@ def _settle(
     # children and their parents (two queries, and no flush before them).
     children = [c["node"] for c in nodes[node_id].get("children", [])]
     cache.load([node_id, *children])
-    cache.load_views(p["node"] for c in children for p in nodes[c].get("parents", []))
+    cache.load_views(_parents_to_read(cache, run.plan, children))
     step = cache.get(node_id)
     execution = session.scalar(
         select(ExecutionRow).where(
@@ -726,8 +792,10 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
     nodes = plan["nodes"]
     children = {c["node"] for n in changed for c in nodes[n].get("children", [])}
     cache.load(children)
-    cache.load_views(p["node"] for c in children for p in nodes[c].get("parents", []))
-    decisions: list[Decision] = engine.advance(plan, changed, cache.view)
+    cache.load_views(_parents_to_read(cache, plan, children))
+    decisions: list[Decision] = engine.advance(
+        plan, changed, cache.view, lambda node_id: cache.counted_edges(plan, node_id)
+    )
     for d in decisions:
         step = cache.get(d.node_id)
         if d.state == StepState.QUEUED:
