@@ -5,8 +5,9 @@ over all of them that a client can resume from. Table ids are not that order: on
 PostgreSQL two transactions can take ids 7 and 8 and commit 8 first, so a reader that saw 8
 and resumed "after 8" would never see 7. The feed position is therefore assigned at the
 very end of the writing transaction, by incrementing the single row of ``run_feed_head``:
-its row lock is held only from that update until COMMIT, so positions are handed out in
-commit order and a gap can never become visible. The cost is that commits which change a
+its row lock is held only from that update until COMMIT (the transaction's other writes are
+flushed before it), so positions are handed out in commit order and a gap can never become
+visible. The cost is that commits which change a
 run's state serialise on that one row for the moment between the update and the commit.
 """
 
@@ -124,6 +125,9 @@ def _assign_positions(session: Session) -> None:
     pending: list[RunFeedRow] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
+    # Everything else the transaction writes goes first, so the head's lock is held only
+    # for its own update, the feed rows' insert and the commit.
+    session.flush()
     top = session.execute(
         update(RunFeedHead)
         .where(RunFeedHead.id == HEAD_ID)
