@@ -47,7 +47,6 @@ web: install  ## regenerate the dashboard's API types and rebuild it into the pa
 bench: install  ## every workload vs raw Celery and Prefect 3 (BENCH_ARGS=--quick for a few minutes) -> docs/performance.md
 	$(BIN)/python -m bench.compare $(BENCH_ARGS)
 	$(BIN)/python -m bench.translator
-	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.foreach
 	$(BIN)/python -m bench.event_latency
 	$(BIN)/python -m bench.dashboard

@@ -36,7 +36,6 @@ from sqlalchemy import bindparam, create_engine, text
 
 from bench import event_latency, schedule_accuracy
 from bench.report import write_section
-from bench.run import true_node, workflow
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
 from tests.conftest import POSTGRES_URL, REDIS_URL
@@ -48,6 +47,23 @@ PREFECT_VENV = BENCH_DIR / "prefect"
 PREFECT_SPEC = "prefect>=3,<4"
 CHAIN_LEN = 100
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def workflow(name: str, nodes: list[dict[str, Any]], edges: list[tuple[str, str]]) -> str:
+    """A workflow document as JSON text."""
+    return json.dumps(
+        {
+            "schema": "conveyor/v1",
+            "name": name,
+            "nodes": [{**n, "position": {"x": 0, "y": 0}} for n in nodes],
+            "edges": [{"id": f"e{i}", "source": s, "target": t} for i, (s, t) in enumerate(edges)],
+        }
+    )
+
+
+def true_node(node_id: str) -> dict[str, Any]:
+    """An action.command node running `true`."""
+    return {"id": node_id, "type": "action.command", "data": {"argv": ["true"]}}
 
 
 def chain_doc(length: int) -> str:
