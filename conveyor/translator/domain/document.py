@@ -105,9 +105,10 @@ def parse_document(
     return value, []
 
 
-def _number(text: str) -> float | int:
-    value = float(text)
-    return int(value) if value.is_integer() else value
+def _number(text: str) -> float:
+    # A float stays a float: `1.0` in a document reaches the step as `1.0`. Where an option
+    # needs a whole number, the option's check accepts a whole float (options.whole).
+    return float(text)
 
 
 def load(

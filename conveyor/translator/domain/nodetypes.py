@@ -33,7 +33,7 @@ from conveyor.shared import nodetypes as nt
 from conveyor.shared.artifact_names import MAX_PATTERNS as MAX_ARTIFACT_PATTERNS
 from conveyor.shared.artifact_names import name_problem
 from conveyor.shared.diagnostics import Diagnostics, pointer
-from conveyor.translator.domain.options import COMMON_KEYS, is_number
+from conveyor.translator.domain.options import COMMON_KEYS, is_number, whole
 
 __all__ = [
     "EXPRESSION_FIELDS",
@@ -88,7 +88,7 @@ def _exit_codes(value: Any) -> str | None:
     if (
         isinstance(value, list)
         and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+        and all((code := whole(v)) is not None and 0 <= code <= 255 for v in value)
     ):
         return None
     return "must be a non-empty list of exit codes from 0 to 255"
@@ -98,8 +98,9 @@ _STATUS_RANGE = re.compile(r"[1-5][0-9][0-9](-[1-5][0-9][0-9])?")
 
 
 def _status(value: Any) -> bool:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return 100 <= value <= 599
+    code = whole(value)
+    if code is not None:
+        return 100 <= code <= 599
     return isinstance(value, str) and _STATUS_RANGE.fullmatch(value) is not None
 
 
@@ -132,7 +133,8 @@ def _items(value: Any) -> str | None:
 
 
 def _concurrency(value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    count = whole(value)
+    if count is not None and count >= 1:
         return None
     return "must be a whole number of at least 1"
 

@@ -30,6 +30,7 @@ __all__ = [
     "check_options",
     "is_number",
     "resolved_retries",
+    "whole",
 ]
 
 CATEGORIES: Final = tuple(c.value for c in ErrorCategory)
@@ -49,6 +50,17 @@ COMMON_KEYS: Final = frozenset(
 RETRY_KEYS: Final = frozenset({"max", "backoff_s", "factor", "max_backoff_s", "jitter", "on"})
 MAX_RETRIES: Final = 100
 QUEUE_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+
+
+def whole(value: Any) -> int | None:
+    """A whole number as an int (`3` and `3.0` alike); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def is_number(value: Any) -> bool:
@@ -81,8 +93,9 @@ def _check_retries(value: Any, path: str, node_id: str | None, out: Diagnostics)
     for key, item in value.items():
         at = path + pointer(key)
         if key == "max":
-            if isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= MAX_RETRIES:
-                checked[key] = item
+            count = whole(item)
+            if count is not None and 0 <= count <= MAX_RETRIES:
+                checked[key] = count
             else:
                 out.error(
                     dg.INVALID_FIELD,

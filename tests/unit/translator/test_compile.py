@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from conveyor.translator.domain import compile_workflow, parse_document
+from conveyor.translator.wire import plan_from_pb, plan_to_pb
 
 from ._docs import edge, node, workflow
 
@@ -278,6 +279,50 @@ def test_protobuf_struct_with_float_numbers_compiles() -> None:
 
 
 def test_parse_document_returns_the_object() -> None:
-    document, problems = parse_document('{"schema": "conveyor/v1", "n": 2.0}')
+    document, problems = parse_document('{"schema": "conveyor/v1", "n": 2.0, "m": 2}')
     assert problems == []
-    assert document == {"schema": "conveyor/v1", "n": 2}
+    assert document == {"schema": "conveyor/v1", "n": 2.0, "m": 2}
+    assert document is not None
+    assert isinstance(document["n"], float) and isinstance(document["m"], int)
+
+
+def test_floats_in_json_text_stay_floats_and_whole_floats_count_as_whole_numbers() -> None:
+    """`1.0` written in a document reaches the plan (and the wire) as `1.0`; an option that
+    needs a whole number takes `3.0` as 3."""
+    doc = workflow(
+        [
+            node("each", "logic.foreach", items="[1, 2]", concurrency=2.0),
+            node(
+                "cmd",
+                argv=["true"],
+                retries={"max": 3.0},
+                success_codes=[0.0, 1],
+                stdin='{"ratio": 1.0}',
+                env={"X": "1"},
+            ),
+            node(
+                "call",
+                "action.http",
+                method="POST",
+                url="https://example.com",
+                expect_status=[200.0],
+                json={"one": 1.0, "big": 2**70, "half": 0.5},
+            ),
+        ]
+    )
+    text = json.dumps(doc)
+    assert '"one": 1.0' in text
+    plan = _plan(text)
+    assert plan["nodes"]["cmd"]["retries"]["max"] == 3
+    assert isinstance(plan["nodes"]["cmd"]["retries"]["max"], int)
+    body = plan["nodes"]["call"]["data"]["json"]
+    assert isinstance(body["one"], float) and body["big"] == 2**70 and body["half"] == 0.5
+    back = plan_from_pb(plan_to_pb(plan))
+    assert back["nodes"]["call"]["data"]["json"] == body
+    assert isinstance(back["nodes"]["call"]["data"]["json"]["one"], float)
+
+
+def test_a_fractional_number_is_not_a_whole_number() -> None:
+    compiled = compile_workflow(json.dumps(workflow([node("cmd", retries={"max": 2.5})])))
+    assert compiled.plan is None
+    assert any("retries.max" in d.message for d in compiled.diagnostics)
