@@ -15,7 +15,7 @@ from conveyor.auth.authn import CURRENT_CALLER, Authenticator
 from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import FailedPrecondition, NotFound
-from conveyor.kernel.grpcserver import ServiceRegistration, channel, domain_error, map_errors
+from conveyor.kernel.grpcserver import channel, domain_error, map_errors
 from conveyor.kernel.protoconv import parse_json_object
 from conveyor.shared import nodetypes as nt
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
@@ -180,13 +180,3 @@ def _timestamp(info: tokens.TokenInfo) -> timestamp_pb2.Timestamp:
     assert info.expires_at is not None
     stamp.FromDatetime(info.expires_at)
     return stamp
-
-
-def registration(servicer: GatewayServicer) -> ServiceRegistration:
-    """Wire the servicer into `start_server`."""
-    return ServiceRegistration(
-        SERVICE_NAME,
-        lambda server: gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(
-            servicer, server
-        ),
-    )
