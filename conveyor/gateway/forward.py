@@ -193,19 +193,10 @@ class Forwarder:
             return client_s
         return None if method.server_streaming else self.call_timeout_s
 
-    async def call(
-        self,
-        method: Method,
-        request: M,
-        *,
-        metadata: Metadata,
-        client_deadline_s: float | None = None,
-    ) -> M:
-        """A unary call; bytes answer bytes, a message answers a message. Fails with
-        CallError."""
-        return await self._unary(
-            method, request, metadata=metadata, client_deadline_s=client_deadline_s
-        )
+    async def call(self, method: Method, request: M, *, metadata: Metadata) -> M:
+        """A unary call under the default deadline; bytes answer bytes, a message answers a
+        message. Fails with CallError."""
+        return await self._unary(method, request, metadata=metadata, client_deadline_s=None)
 
     async def relay(
         self,
