@@ -110,6 +110,26 @@ class Method:
         return item if isinstance(item, Message) else _decode(self.response_cls, item)
 
 
+class Channels:
+    """One long-lived channel per backend address, shared by every service it hosts."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def get(self, address: str) -> grpc.aio.Channel:
+        """The channel to an address (opened on first use)."""
+        ch = self._channels.get(address)
+        if ch is None:
+            ch = self._channels[address] = channel(address)
+        return ch
+
+    async def close(self) -> None:
+        """Close every channel."""
+        channels, self._channels = self._channels, {}
+        for ch in channels.values():
+            await ch.close()
+
+
 class Forwarder:
     """Routes calls to backends or in-process servicers; owns the backend channels."""
 
@@ -119,8 +139,12 @@ class Forwarder:
         routes: Mapping[str, str],
         local: Mapping[str, Any] | None = None,
         call_timeout_s: float | None = CALL_TIMEOUT_S,
+        channels: Channels | None = None,
     ) -> None:
+        """`channels` lets the in-process servicers share the forwarder's channels (their
+        own calls to backends); the forwarder closes them."""
         self._routes = dict(routes)
+        self.channels = channels or Channels()
         self.call_timeout_s = call_timeout_s
         local = dict(local or {})
         self._services = {
@@ -138,7 +162,6 @@ class Forwarder:
                     address=None if name in local else self._routes[name],
                     servicer=local.get(name),
                 )
-        self._channels: dict[str, grpc.aio.Channel] = {}
 
     @property
     def services(self) -> list[str]:
@@ -160,10 +183,7 @@ class Forwarder:
 
     def channel(self, address: str) -> grpc.aio.Channel:
         """The one long-lived channel to a backend address, shared by every service it hosts."""
-        ch = self._channels.get(address)
-        if ch is None:
-            ch = self._channels[address] = channel(address)
-        return ch
+        return self.channels.get(address)
 
     def metadata(self, incoming: Iterable[tuple[str, Any]], *, actor: str = "") -> Metadata:
         """What a backend gets with a call: the client's x-request-id and trace headers (of its
@@ -310,9 +330,7 @@ class Forwarder:
 
     async def close(self) -> None:
         """Close the backend channels."""
-        channels, self._channels = self._channels, {}
-        for ch in channels.values():
-            await ch.close()
+        await self.channels.close()
 
 
 async def _local_unary(method: Method, message: Message, deadline: float | None) -> Message:

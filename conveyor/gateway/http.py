@@ -390,7 +390,9 @@ class HttpGateway:
         refused = CallError(grpc.StatusCode.UNAUTHENTICATED, "bad or missing signature")
         db = self.authenticator.db
         try:
-            job = await webhook_job(self.forwarder.backends, request.path_params["job"])
+            job = await webhook_job(
+                self.forwarder.backends, self.forwarder.channels, request.path_params["job"]
+            )
         except ConveyorError:
             job = None  # answered like a bad signature: no oracle for which jobs exist
         if job is None or db is None:

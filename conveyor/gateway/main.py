@@ -15,7 +15,7 @@ import uvicorn
 from conveyor.auth.authn import Authenticator
 from conveyor.auth.interceptors import PublicAuth
 from conveyor.gateway import service
-from conveyor.gateway.forward import CALL_TIMEOUT_S, Forwarder
+from conveyor.gateway.forward import CALL_TIMEOUT_S, Channels, Forwarder
 from conveyor.gateway.http import KEEPALIVE_S, HttpGateway, build_http_app
 from conveyor.gateway.proxy import Proxy
 from conveyor.kernel.grpcserver import start_server, tls_files
@@ -105,10 +105,16 @@ async def serve_gateway(
     `authenticator` checks every public call, gRPC and HTTP alike. `call_timeout_s` is the
     deadline of a unary call whose client set none.
     """
-    servicer = service.GatewayServicer(routes=routes, mode=mode, authenticator=authenticator)
+    channels = Channels()
+    servicer = service.GatewayServicer(
+        routes=routes, mode=mode, authenticator=authenticator, channels=channels
+    )
     # One table for both front ends: the backends, and the gateway's own service in-process.
     forwarder = Forwarder(
-        routes=routes, local={service.SERVICE_NAME: servicer}, call_timeout_s=call_timeout_s
+        routes=routes,
+        local={service.SERVICE_NAME: servicer},
+        call_timeout_s=call_timeout_s,
+        channels=channels,
     )
     # Every routed service is registered by name, so reflection and health list them.
     server, grpc_port = await start_server(
