@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from starlette.requests import Request
@@ -18,15 +18,14 @@ from starlette.routing import Route
 
 from conveyor.artifacts.v1 import artifacts_service_pb2
 from conveyor.auth.authn import Denied, bearer
+from conveyor.gateway.forward import Forwarder
 from conveyor.gateway.responses import ACCESS_TOKEN_PARAM, denied_response, error_response
 from conveyor.gateway.transcode import CallError, error_body
-from conveyor.kernel.grpcserver import ACTOR_KEY
-from conveyor.kernel.ids import new_id
 from conveyor.shared.ranges import ByteRange, RangeNotSatisfiable, parse_http_range
 
 SERVICE = artifacts_service_pb2.DESCRIPTOR.services_by_name["ArtifactService"].full_name
 PATH = "/v1/runs/{run_id}/artifacts/{artifact_id}/content"
-_FORWARDED = ("authorization", "x-request-id", "traceparent", "tracestate")
+Chunk = artifacts_service_pb2.DownloadArtifactResponse
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -36,11 +35,13 @@ def _filename(name: str) -> str:
 
 
 def routes(gateway: Any) -> list[Route]:
-    """The download route, served through the gateway's channels to the artifact service."""
+    """The download route, served through the gateway's forwarder to the artifact service."""
+    forwarder: Forwarder = gateway.forwarder
 
     async def download(request: Request) -> Response:
-        address = gateway._addresses.get(SERVICE)
-        if address is None:
+        get = forwarder.method(f"/{SERVICE}/GetArtifact")
+        stream = forwarder.method(f"/{SERVICE}/DownloadArtifact")
+        if get is None or stream is None:
             return error_response(
                 CallError(grpc.StatusCode.UNIMPLEMENTED, "no artifact service routed")
             )
@@ -53,27 +54,19 @@ def routes(gateway: Any) -> list[Route]:
             caller = await gateway.authenticator.authorize(token, f"/{SERVICE}/DownloadArtifact")
         except Denied as denied:
             return denied_response(denied)
-        channel = gateway._channel(address)
         run_id, artifact_id = request.path_params["run_id"], request.path_params["artifact_id"]
-        metadata = tuple((h, request.headers[h]) for h in _FORWARDED if h in request.headers)
-        if caller.token_id:
-            metadata += ((ACTOR_KEY, caller.name),)
-        if "x-request-id" not in request.headers:
-            metadata += (("x-request-id", new_id()),)
-        get = channel.unary_unary(
-            f"/{SERVICE}/GetArtifact",
-            request_serializer=artifacts_service_pb2.GetArtifactRequest.SerializeToString,
-            response_deserializer=artifacts_service_pb2.GetArtifactResponse.FromString,
+        metadata = forwarder.metadata(
+            request.headers.items(), actor=caller.name if caller.token_id else ""
         )
         try:
-            found = await get(
+            found = await forwarder.call(
+                get,
                 artifacts_service_pb2.GetArtifactRequest(run_id=run_id, artifact_id=artifact_id),
                 metadata=metadata,
-                timeout=30,
             )
-        except grpc.aio.AioRpcError as err:
-            return error_response(CallError.from_rpc_error(err))
-        artifact = found.artifact
+        except CallError as failure:
+            return error_response(failure)
+        artifact = cast(artifacts_service_pb2.GetArtifactResponse, found).artifact
         size = artifact.size_bytes
         try:
             span = parse_http_range(request.headers.get("range", ""), size)
@@ -99,12 +92,8 @@ def routes(gateway: Any) -> list[Route]:
         media = artifact.content_type or "application/octet-stream"
         if request.method == "HEAD" or span.length == 0:
             return Response(b"", status_code=status, headers=headers, media_type=media)
-        stream = channel.unary_stream(
-            f"/{SERVICE}/DownloadArtifact",
-            request_serializer=artifacts_service_pb2.DownloadArtifactRequest.SerializeToString,
-            response_deserializer=artifacts_service_pb2.DownloadArtifactResponse.FromString,
-        )
-        call = stream(
+        chunks = forwarder.stream(
+            stream,
             artifacts_service_pb2.DownloadArtifactRequest(
                 artifact_id=artifact_id, run_id=run_id, offset=span.offset, length=span.length
             ),
@@ -113,11 +102,14 @@ def routes(gateway: Any) -> list[Route]:
 
         async def body() -> AsyncIterator[bytes]:
             try:
-                async for reply in call:
+                async for item in chunks:
+                    reply = cast(
+                        artifacts_service_pb2.DownloadArtifactResponse, stream.decoded(item)
+                    )
                     if reply.data:
                         yield reply.data
             finally:
-                call.cancel()
+                await chunks.aclose()
 
         return StreamingResponse(body(), status_code=status, headers=headers, media_type=media)
 

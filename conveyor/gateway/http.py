@@ -1,8 +1,9 @@
 """The HTTP/JSON face of the gateway: transcoded unary calls, SSE for streams, /healthz.
 
 Routes come from the `google.api.http` options of the routed services, so a new annotated
-RPC is reachable over HTTP without code here. Services the gateway implements itself
-(`local`) are called in-process with `context=None` rather than through a gRPC loopback,
+RPC is reachable over HTTP without code here. Calls go through the gateway's `Forwarder`
+(`forward.py`), the same path as its gRPC proxy: the same backends and channels, metadata,
+deadline and failures. Services the gateway implements itself are called in-process there,
 which keeps `/v1/info` answering even while the gateway's own gRPC port is unreachable.
 """
 
@@ -35,7 +36,7 @@ from conveyor.auth.authn import CURRENT_CALLER, Authenticator, Denied, StreamGua
 from conveyor.executor.v1 import run_pb2
 from conveyor.gateway import downloads
 from conveyor.gateway.dashboard import dashboard_routes
-from conveyor.gateway.proxy import service_descriptor
+from conveyor.gateway.forward import Forwarder, Metadata, Method, request_id
 from conveyor.gateway.responses import ACCESS_TOKEN_PARAM, denied_response, error_response
 from conveyor.gateway.transcode import (
     CallError,
@@ -51,22 +52,17 @@ from conveyor.gateway.transcode import (
     to_json,
     ws_event,
 )
-from conveyor.kernel import tracing
 from conveyor.kernel.errors import ConveyorError
-from conveyor.kernel.grpcserver import ACTOR_KEY, MAX_MESSAGE_BYTES, channel, to_status
-from conveyor.kernel.ids import new_id
+from conveyor.kernel.grpcserver import MAX_MESSAGE_BYTES
 from conveyor.kernel.metrics import aggregate, local_exposition
 from conveyor.kernel.protoconv import json_text
 
 log = structlog.get_logger(__name__)
 
-# The bearer token is not forwarded: backends learn who called from the actor key alone.
-FORWARDED_HEADERS = ("x-request-id", "traceparent", "tracestate")
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES
 #: The WebSocket subprotocol a browser offers (with `bearer.<token>`) and the server selects.
 WS_PROTOCOL = "conveyor.v1"
 KEEPALIVE_S = 15.0
-CALL_TIMEOUT_S = 60.0
 HEALTH_TIMEOUT_S = 1.0
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -134,14 +130,6 @@ def _too_large(limit: int) -> JSONResponse:
     body = error_body(failure)
     body["error"]["code"] = 413
     return JSONResponse(body, status_code=413)
-
-
-def _local_error(route: HttpRoute, exc: Exception) -> CallError:
-    """Map an in-process servicer's exception the way `map_errors` would over gRPC."""
-    if isinstance(exc, ConveyorError):
-        return CallError.from_status(to_status(exc))
-    log.exception("unhandled error in local handler", method=route.grpc_path, exc_info=exc)
-    return CallError(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
 
 
 class _EventStream(Response):
@@ -249,36 +237,24 @@ async def _pump(
 
 
 class HttpGateway:
-    """Dispatches HTTP requests to backends (or local servicers); owns their channels."""
+    """Transcodes HTTP requests into calls through the forwarder and their answers back."""
 
     def __init__(
         self,
         *,
-        routes: Mapping[str, str],
-        local: Mapping[str, Any],
+        forwarder: Forwarder,
         health_targets: Mapping[str, str],
-        call_timeout_s: float | None,
         keepalive_s: float,
         authenticator: Authenticator,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.authenticator = authenticator
+        self.forwarder = forwarder
         self._max_body = max_body_bytes
-        self._addresses = dict(routes)
-        self._local = dict(local)
         self._health_targets = dict(health_targets)
-        self._call_timeout_s = call_timeout_s
         self._keepalive_s = keepalive_s
-        names = list(dict.fromkeys([*self._local, *self._addresses]))
-        self.routes = routes_for(service_descriptor(name) for name in names)
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self.routes = routes_for(forwarder.descriptors())
         self._closing = asyncio.Event()
-
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        ch = self._channels.get(address)
-        if ch is None:
-            ch = self._channels[address] = channel(address)
-        return ch
 
     def match(self, verb: str, path: str) -> tuple[HttpRoute, Sequence[str]] | CallError:
         """The route for a request, or the failure to answer with (404, or 405 as 501)."""
@@ -323,28 +299,16 @@ class HttpGateway:
             message = self._request_message(route, values, request, query, body)
         except InputError as bad:
             return error_response(bad.failure())
-        metadata = tuple(
-            (name, request.headers[name]) for name in FORWARDED_HEADERS if name in request.headers
-        )
-        if caller.token_id:  # open mode names nobody
-            metadata += ((ACTOR_KEY, caller.name),)
-        if "x-request-id" not in request.headers:  # one id follows the call through every service
-            metadata += (("x-request-id", new_id()),)
-        request_id = dict(metadata)["x-request-id"]
-        with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=route.grpc_path):
+        metadata = self.forwarder.metadata(request.headers.items())
+        rid = request_id(metadata)
+        with structlog.contextvars.bound_contextvars(request_id=rid, rpc=route.grpc_path):
             if route.server_streaming:
                 guard = self.authenticator.guard(caller)
                 return await self._stream(route, message, metadata, guard)
-            carrier = tracing.carrier_from(request.headers)
-            with tracing.span(route.grpc_path, carrier, kind=tracing.SERVER):
-                metadata = (
-                    *((k, v) for k, v in metadata if k not in tracing.HEADERS),
-                    *tracing.inject().items(),
-                )
-                try:
-                    return JSONResponse(to_json(await self._unary(route, message, metadata)))
-                except CallError as failure:
-                    return error_response(failure)
+            try:
+                return JSONResponse(to_json(await self._unary(route, message, metadata)))
+            except CallError as failure:
+                return error_response(failure)
 
     @staticmethod
     def _request_message(
@@ -369,56 +333,26 @@ class HttpGateway:
                 ) from None
         return message
 
-    async def _unary(
-        self, route: HttpRoute, message: Message, metadata: tuple[tuple[str, str], ...]
-    ) -> Message:
-        servicer = self._local.get(route.service)
-        if servicer is not None:
-            try:
-                result: Message = await getattr(servicer, route.method.name)(message, None)
-            except Exception as exc:
-                raise _local_error(route, exc) from exc
-            return result
-        call = self._channel(self._addresses[route.service]).unary_unary(
-            route.grpc_path,
-            request_serializer=route.request_cls.SerializeToString,
-            response_deserializer=route.response_cls.FromString,
-        )
-        try:
-            response: Message = await call(message, metadata=metadata, timeout=self._call_timeout_s)
-        except grpc.aio.AioRpcError as err:
-            raise CallError.from_rpc_error(err) from err
-        return response
+    def _method(self, route: HttpRoute) -> Method:
+        method = self.forwarder.method(route.grpc_path)
+        if method is None:  # pragma: no cover - routes are built from the forwarder's services
+            raise CallError(grpc.StatusCode.UNIMPLEMENTED, f"{route.grpc_path} is not routed")
+        return method
 
-    async def _messages(
-        self, route: HttpRoute, message: Message, metadata: tuple[tuple[str, str], ...]
+    async def _unary(self, route: HttpRoute, message: Message, metadata: Metadata) -> Message:
+        return await self.forwarder.call(self._method(route), message, metadata=metadata)
+
+    def _messages(
+        self, route: HttpRoute, message: Message, metadata: Metadata
     ) -> AsyncGenerator[Message | bytes, None]:
         """The stream's messages: decoded from a local servicer, raw bytes from a backend."""
-        servicer = self._local.get(route.service)
-        if servicer is not None:
-            try:
-                async for item in getattr(servicer, route.method.name)(message, None):
-                    yield item
-            except Exception as exc:
-                raise _local_error(route, exc) from exc
-            return
-        call = self._channel(self._addresses[route.service]).unary_stream(
-            route.grpc_path,
-            request_serializer=route.request_cls.SerializeToString,
-        )(message, metadata=metadata)
-        try:
-            async for item in call:
-                yield item
-        except grpc.aio.AioRpcError as err:
-            raise CallError.from_rpc_error(err) from err
-        finally:
-            call.cancel()
+        return self.forwarder.stream(self._method(route), message, metadata=metadata)
 
     async def _stream(
         self,
         route: HttpRoute,
         message: Message,
-        metadata: tuple[tuple[str, str], ...],
+        metadata: Metadata,
         guard: StreamGuard | None = None,
     ) -> Response:
         queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=_STREAM_BUFFER)
@@ -456,7 +390,9 @@ class HttpGateway:
         refused = CallError(grpc.StatusCode.UNAUTHENTICATED, "bad or missing signature")
         db = self.authenticator.db
         try:
-            job = await webhook_job(self._addresses, request.path_params["job"])
+            job = await webhook_job(
+                self.forwarder.backends, self.forwarder.channels, request.path_params["job"]
+            )
         except ConveyorError:
             job = None  # answered like a bad signature: no oracle for which jobs exist
         if job is None or db is None:
@@ -496,7 +432,7 @@ class HttpGateway:
             )
         except InputError as bad:
             return error_response(bad.failure())
-        metadata = (("x-request-id", new_id()), (ACTOR_KEY, "webhook"))
+        metadata = self.forwarder.metadata((), actor="webhook")
         try:
             return JSONResponse(to_json(await self._unary(route, start, metadata)))
         except CallError as failure:
@@ -533,9 +469,7 @@ class HttpGateway:
                 message = build_request(route, path_values=values, query=query, body=b"")
             except InputError as bad:
                 raise bad.failure() from None
-            metadata: tuple[tuple[str, str], ...] = (("x-request-id", new_id()),)
-            if caller.token_id:
-                metadata += ((ACTOR_KEY, caller.name),)
+            metadata = self.forwarder.metadata(ws.headers.items())
             await self._ws_pump(ws, route, message, metadata, self.authenticator.guard(caller))
         except CallError as failure:
             await _ws_fail(ws, failure)
@@ -545,7 +479,7 @@ class HttpGateway:
         ws: WebSocket,
         route: HttpRoute,
         message: Message,
-        metadata: tuple[tuple[str, str], ...],
+        metadata: Metadata,
         guard: StreamGuard,
     ) -> None:
         messages = self._messages(route, message, metadata)
@@ -596,7 +530,7 @@ class HttpGateway:
         )
 
     async def _check(self, address: str) -> dict[str, str]:
-        check = self._channel(address).unary_unary(
+        check = self.forwarder.channel(address).unary_unary(
             _HEALTH_CHECK,
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString,
@@ -613,11 +547,8 @@ class HttpGateway:
         self._closing.set()
 
     async def close(self) -> None:
-        """End open streams and close the backend channels."""
+        """End open streams (the forwarder's channels are closed by its owner)."""
         self.begin_shutdown()
-        channels, self._channels = self._channels, {}
-        for ch in channels.values():
-            await ch.close()
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -662,10 +593,8 @@ def cors_middleware(origins: Sequence[str]) -> list[Middleware]:
 
 def build_http_app(
     *,
-    routes: Mapping[str, str],
-    local: Mapping[str, Any] | None = None,
+    forwarder: Forwarder,
     health_targets: Mapping[str, str] | None = None,
-    call_timeout_s: float | None = CALL_TIMEOUT_S,
     keepalive_s: float = KEEPALIVE_S,
     metrics_targets: Mapping[str, str] | None = None,
     authenticator: Authenticator,
@@ -674,10 +603,8 @@ def build_http_app(
 ) -> Starlette:
     """The gateway's Starlette app; `app.state.gateway` is the `HttpGateway` (call `close()`)."""
     gateway = HttpGateway(
-        routes=routes,
-        local=local or {},
+        forwarder=forwarder,
         health_targets=health_targets or {},
-        call_timeout_s=call_timeout_s,
         keepalive_s=keepalive_s,
         authenticator=authenticator,
         max_body_bytes=max_body_bytes,

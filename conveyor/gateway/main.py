@@ -1,4 +1,4 @@
-"""Wiring: the gateway's gRPC server (own service + proxy) and its HTTP server."""
+"""Wiring: one forwarder behind the gateway's gRPC server (proxy) and its HTTP server."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import uvicorn
 from conveyor.auth.authn import Authenticator
 from conveyor.auth.interceptors import PublicAuth
 from conveyor.gateway import service
+from conveyor.gateway.forward import CALL_TIMEOUT_S, Channels, Forwarder
 from conveyor.gateway.http import KEEPALIVE_S, HttpGateway, build_http_app
 from conveyor.gateway.proxy import Proxy
 from conveyor.kernel.grpcserver import start_server, tls_files
@@ -67,7 +68,7 @@ class GatewayHandle:
     grpc_port: int
     http_port: int
     _server: grpc.aio.Server
-    _proxy: Proxy
+    _forwarder: Forwarder
     _http: _EmbeddedServer
     _http_task: asyncio.Task[None]
     _gateway: HttpGateway
@@ -80,7 +81,7 @@ class GatewayHandle:
             await self._http_task
         await self._server.stop(grace=GRPC_GRACE_S)
         await self._gateway.close()
-        await self._proxy.close()
+        await self._forwarder.close()
 
 
 async def serve_gateway(
@@ -94,25 +95,35 @@ async def serve_gateway(
     authenticator: Authenticator,
     cors_origins: Sequence[str] = (),
     max_body_bytes: int | None = None,
+    call_timeout_s: float | None = CALL_TIMEOUT_S,
 ) -> GatewayHandle:
     """Start the gateway: gRPC (GatewayService + proxied services) and HTTP/JSON + SSE.
 
     `keepalive_s` is the idle time after which an event stream sends a `: keepalive` comment.
     `metrics_targets` (service -> /metrics URL) are scraped into the gateway's `/metrics`;
     None serves this process's own registry (the embedded suite, where every service shares it).
-    `authenticator` checks every public call, gRPC and HTTP alike.
+    `authenticator` checks every public call, gRPC and HTTP alike. `call_timeout_s` is the
+    deadline of a unary call whose client set none.
     """
-    proxy = Proxy(routes)
-    servicer = service.GatewayServicer(routes=routes, mode=mode, authenticator=authenticator)
-    # Proxied services are registered by name too, so reflection and health list them.
+    channels = Channels()
+    servicer = service.GatewayServicer(
+        routes=routes, mode=mode, authenticator=authenticator, channels=channels
+    )
+    # One table for both front ends: the backends, and the gateway's own service in-process.
+    forwarder = Forwarder(
+        routes=routes,
+        local={service.SERVICE_NAME: servicer},
+        call_timeout_s=call_timeout_s,
+        channels=channels,
+    )
+    # Every routed service is registered by name, so reflection and health list them.
     server, grpc_port = await start_server(
-        [service.registration(servicer), *proxy.registrations()],
+        Proxy(forwarder).registrations(),
         grpc_address,
         interceptors=[PublicAuth(authenticator)],
     )
     app = build_http_app(
-        routes=routes,
-        local={service.SERVICE_NAME: servicer},
+        forwarder=forwarder,
         health_targets=routes,
         keepalive_s=keepalive_s,
         metrics_targets=metrics_targets,
@@ -125,7 +136,7 @@ async def serve_gateway(
         sock = bind_socket(http_address)
     except OSError:
         await server.stop(grace=None)
-        await proxy.close()
+        await forwarder.close()
         raise
     http_port = int(sock.getsockname()[1])
     host = http_address.rpartition(":")[0] or "127.0.0.1"
@@ -147,8 +158,8 @@ async def serve_gateway(
     ready.cancel()
     if task.done():
         await server.stop(grace=None)
-        await proxy.close()
         await gateway.close()
+        await forwarder.close()
         task.result()
         raise RuntimeError(f"HTTP server on {http_address} did not start")
     log.info("gateway started", grpc_port=grpc_port, http_port=http_port, mode=mode)
@@ -156,7 +167,7 @@ async def serve_gateway(
         grpc_port=grpc_port,
         http_port=http_port,
         _server=server,
-        _proxy=proxy,
+        _forwarder=forwarder,
         _http=http,
         _http_task=task,
         _gateway=gateway,

@@ -12,10 +12,11 @@ from google.protobuf import timestamp_pb2
 
 from conveyor.auth import tokens, webhooks
 from conveyor.auth.authn import CURRENT_CALLER, Authenticator
+from conveyor.gateway.forward import Channels
 from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import FailedPrecondition, NotFound
-from conveyor.kernel.grpcserver import ServiceRegistration, channel, domain_error, map_errors
+from conveyor.kernel.grpcserver import domain_error, map_errors
 from conveyor.kernel.protoconv import parse_json_object
 from conveyor.shared import nodetypes as nt
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
@@ -37,9 +38,15 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):  # type:
     """Describes the gateway: version, mode and the backends it routes to."""
 
     def __init__(
-        self, *, routes: Mapping[str, str], mode: str, authenticator: Authenticator
+        self,
+        *,
+        routes: Mapping[str, str],
+        mode: str,
+        authenticator: Authenticator,
+        channels: Channels,
     ) -> None:
         self._routes = dict(routes)
+        self._channels = channels
         self._mode = mode
         self._version = conveyor_version()
         self._auth = authenticator
@@ -132,7 +139,7 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):  # type:
         self, request: gateway_service_pb2.RotateWebhookSecretRequest, context: Any
     ) -> gateway_service_pb2.RotateWebhookSecretResponse:
         """See the proto."""
-        job = await webhook_job(self._routes, request.job_id)
+        job = await webhook_job(self._routes, self._channels, request.job_id)
         db = self._db()
 
         def work() -> str:
@@ -145,12 +152,12 @@ class GatewayServicer(gateway_service_pb2_grpc.GatewayServiceServicer):  # type:
         )
 
 
-async def webhook_job(routes: Mapping[str, str], job: str) -> Any:
+async def webhook_job(routes: Mapping[str, str], channels: Channels, job: str) -> Any:
     """The job (by id or name) a webhook starts; NotFound, or FailedPrecondition without a
     trigger.webhook node."""
     if not job or len(job) > 200:
         raise NotFound(f"job {job!r} not found", reason="JOB_NOT_FOUND")
-    stub = translator_service_pb2_grpc.TranslatorServiceStub(channel(routes[TRANSLATOR]))
+    stub = translator_service_pb2_grpc.TranslatorServiceStub(channels.get(routes[TRANSLATOR]))
     try:
         reply = await stub.GetJob(translator_service_pb2.GetJobRequest(job_id=job), timeout=30)
     except grpc.aio.AioRpcError as err:
@@ -180,13 +187,3 @@ def _timestamp(info: tokens.TokenInfo) -> timestamp_pb2.Timestamp:
     assert info.expires_at is not None
     stamp.FromDatetime(info.expires_at)
     return stamp
-
-
-def registration(servicer: GatewayServicer) -> ServiceRegistration:
-    """Wire the servicer into `start_server`."""
-    return ServiceRegistration(
-        SERVICE_NAME,
-        lambda server: gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server(
-            servicer, server
-        ),
-    )

@@ -20,7 +20,6 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescri
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
-from conveyor.gateway.proxy import STATUS_DETAILS_KEY
 from conveyor.kernel.protojson import JsonFieldError, from_json_dict, to_json_dict
 from conveyor.kernel.v1 import stream_pb2
 
@@ -37,6 +36,8 @@ HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
+#: The one reserved grpc-* key that carries application data (google.rpc.Status details).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
 # Message types a single query value can set, in their JSON string form.
 _QUERY_MESSAGES = frozenset(

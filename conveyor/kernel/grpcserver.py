@@ -102,12 +102,26 @@ def as_domain_error(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+def failure_status(exc: BaseException) -> status_pb2.Status:
+    """The status a handler's exception ends its call with: a domain error's (`to_status`,
+    an unreachable database's as UNAVAILABLE), anything else INTERNAL without details, logged.
+
+    The one mapping for servicers, whether gRPC calls them or the gateway calls them
+    in-process."""
     exc = as_domain_error(exc)
     if isinstance(exc, ConveyorError):
-        await context.abort_with_status(rpc_status.to_status(to_status(exc)))
+        return to_status(exc)
     log.exception("unhandled error in handler", exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+    return status_pb2.Status(
+        code=code_pb2.INTERNAL, message=f"internal error: {type(exc).__name__}"
+    )
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    status = failure_status(exc)
+    if status.details:
+        await context.abort_with_status(rpc_status.to_status(status))
+    await context.abort(grpc.StatusCode.INTERNAL, status.message)
 
 
 def map_errors(fn: F) -> F:

@@ -20,7 +20,7 @@ import conveyor
 from conveyor.auth.authn import Authenticator, Denied
 from conveyor.auth.roles import PUBLIC_ROLES, permits, required_role
 from conveyor.auth.v1 import auth_pb2
-from conveyor.gateway.proxy import service_descriptor
+from conveyor.gateway.forward import service_descriptor
 from conveyor.gateway.transcode import routes_for
 from tests.contract.test_gateway_fakes import (
     EXECUTOR,

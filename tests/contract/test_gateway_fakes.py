@@ -106,6 +106,8 @@ class Seen:
     watch_requests: list[monitor_service_pb2.WatchRunRequest] = field(default_factory=list)
     release_live: asyncio.Event = field(default_factory=asyncio.Event)
     live_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: GetJob of the job "hang" answers only once this is set (at the end of the scenario).
+    release_hang: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _remember(seen: Seen, context: grpc.aio.ServicerContext[Any, Any]) -> None:
@@ -140,6 +142,8 @@ class FakeTranslator(translator_service_pb2_grpc.TranslatorServiceServicer):  # 
     @map_errors
     async def GetJob(self, request: Any, context: Any) -> Any:  # noqa: N802
         _remember(self.seen, context)
+        if request.job_id == "hang":
+            await self.seen.release_hang.wait()
         if request.job_id == "missing":
             raise NotFound(
                 "job 'missing' does not exist",
@@ -254,10 +258,12 @@ def run_with_stack(
     *,
     keepalive_s: float = 15.0,
     every_service: bool = False,
+    call_timeout_s: float = 60.0,
 ) -> None:
     """Start the fakes and the gateway, run the scenario, stop everything.
 
     `every_service` also routes the public services without a fake (they answer UNIMPLEMENTED).
+    `call_timeout_s` is the gateway's deadline for unary calls whose client set none.
     """
 
     async def main(folder: Path) -> None:
@@ -286,6 +292,7 @@ def run_with_stack(
             mode="embedded",
             keepalive_s=keepalive_s,
             authenticator=Authenticator(db),
+            call_timeout_s=call_timeout_s,
         )
         try:
             # The timeout only guards against a hang; no scenario comes close to it.
@@ -293,6 +300,7 @@ def run_with_stack(
             await asyncio.wait_for(scenario(stack), timeout=60)
         finally:
             seen.release_live.set()
+            seen.release_hang.set()
             await gateway.stop()
             await backend.stop(grace=None)
             db.dispose()

@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 from conveyor.auth import webhooks
 from conveyor.cli.client import Client, gateway_channel
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
-from conveyor.gateway.proxy import service_descriptor
+from conveyor.gateway.forward import service_descriptor
 from conveyor.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from conveyor.kernel.settings import Settings
 from conveyor.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc

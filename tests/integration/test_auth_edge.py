@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conveyor.cli.background import BackgroundSuite
 from conveyor.gateway import service
-from conveyor.gateway.proxy import service_descriptor
+from conveyor.gateway.forward import service_descriptor
 from conveyor.gateway.transcode import routes_for
 from conveyor.kernel.settings import Settings
 from conveyor.suite import routes

@@ -8,12 +8,13 @@ from starlette.testclient import TestClient
 
 from conveyor.auth.authn import Authenticator
 from conveyor.gateway.dashboard import STATIC_DIR
+from conveyor.gateway.forward import Forwarder
 from conveyor.gateway.http import build_http_app
 
 
 def _client() -> TestClient:
     open_access = Authenticator(None, open_access=True)
-    return TestClient(build_http_app(routes={}, authenticator=open_access))
+    return TestClient(build_http_app(forwarder=Forwarder(routes={}), authenticator=open_access))
 
 
 def test_index_is_served_uncached_with_a_strict_policy() -> None:
