@@ -21,7 +21,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    event,
     func,
+    insert,
     or_,
     select,
 )
@@ -129,22 +131,51 @@ class Event:
         )
 
 
+_PENDING = "conveyor.outbox.pending"
+
+
 def append(session: Session, event: Event) -> None:
-    """Add an event row to the current transaction."""
-    session.add(
-        RunEventRow(
-            run_id=event.run_id,
-            sequence=event.sequence,
-            type=event.type,
-            node_id=event.node_id,
-            run_state=event.run_state,
-            step_state=event.step_state,
-            attempt=event.attempt,
-            message=event.message,
-            data=event.data,
-            created_at=event.time,
-        )
+    """Add an event row to the current transaction.
+
+    The rows are written by the transaction's next flush (or its commit) in one plain
+    INSERT of all of them: an event row is never read back or changed in the transaction
+    that writes it, so it needs no ORM object, identity or returned id."""
+    session.info.setdefault(_PENDING, []).append(
+        {
+            "run_id": event.run_id,
+            "sequence": event.sequence,
+            "type": event.type,
+            "node_id": event.node_id,
+            "run_state": event.run_state,
+            "step_state": event.step_state,
+            "attempt": event.attempt,
+            "message": event.message,
+            "data": event.data,
+            "created_at": event.time,
+        }
     )
+
+
+def _write_pending(session: Session) -> None:
+    rows: list[dict[str, Any]] | None = session.info.pop(_PENDING, None)
+    if rows:
+        # The connection, not the session: no autoflush from inside a flush.
+        session.connection().execute(insert(RunEventRow), rows)
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    _write_pending(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    _write_pending(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def events_after(
