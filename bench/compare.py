@@ -494,46 +494,58 @@ def render(data: dict[str, Any], opts: argparse.Namespace) -> str:
 ANALYSIS = """\
 ### What dominates
 
-py-spy on the embedded suite during chains of 100 (every thread of the process, busy
-samples only): about 80 % of the worker's time is the transaction that records a step's end
-and claims its successor (hand-off) - SQLAlchemy ORM units of work (flush, identity map,
-topological sort of the changes) about a third of it, the statements themselves another
-third (SQLite here; PostgreSQL round trips in the distributed mode), and `_advance`'s
-queries (children, parents' states, the open-step count). In the embedded mode the
-in-process broker's polling (kombu's memory transport, every 2 ms) and the monitor's Celery
-event receiver take a large share of the remaining CPU. Running `true` itself, with its
-confined working directory and step user, is a few ms of the step. Raw Celery does one
-result write and one message per task and keeps no state per step that anyone can query,
-watch, retry or resume; the gap in the table is that bookkeeping in Python.
+Per step of a chain, the worker thread does two things on the critical path: it runs the
+process, and it records the step's end and claims its successor in one transaction
+(hand-off). Timed inside the embedded suite on a quiet machine (chains of 100, 600 steps):
+about 5 ms running `true` - starting it (`Popen`, about 2 ms, through `setpriv` because steps
+run as an unprivileged user when the worker is root: about 1 ms more than `true` alone),
+waiting for it, the attempt's own working directory - and about 3 ms recording (SQLite; on
+PostgreSQL about 4 ms, a third of it waiting for round trips). py-spy on the distributed
+worker during chains says the same: the transaction is about 60 % of the worker thread's busy
+time and half of that waits on PostgreSQL. Raw Celery runs `true` as the same kind of child
+process but records nothing anyone can query, watch, retry or resume: one result write and
+one message per task.
 
-Load matters more than anything here: this machine's 2 cores were shared with other test
-suites, and the run in the table had a load average of 6 to 15. A smaller run of the same
-command at a load average of about 3 (`--repeat 1 --fanout 50 --runs 200`, no Prefect)
-measured 29.0 ms per step for the distributed chain and 17.6 ms embedded (raw Celery 6.0),
-submit -> start p50 36.6 ms distributed and 13.7 ms embedded, and `conveyor --help` 0.25 s;
-read the table's absolute figures as upper bounds and compare within one run only.
+For the fan-out, every one of its steps takes the run's row lock twice (claim and end), so
+the 4 worker threads serialise on it, and they share one interpreter lock in one process.
+For throughput, one one-step run costs roughly 35 ms of CPU over all the processes (gateway,
+executor, translator, worker, monitor, PostgreSQL, Redis) on a machine of 2 cores; the
+executor's StartRun alone (the translator's GetJob, the transaction, the broker message)
+about 10 ms.
 
-Done in this round: the CLI imports only what a command needs (command groups load on use;
-`conveyor --help` at a load average of about 1 went from 1.1-1.7 s to 0.18-0.31 s over five
-runs each), and a claim reads only the outputs the node's templates name, so claims no
-longer grow with the run's length (a chain of N steps read N(N-1)/2 outputs before).
+Done in this round, each measured with a claim/finish loop without Celery (ms of database
+work per step, PostgreSQL / SQLite) and end to end:
 
-Met: the embedded chain is about 3x faster per step than Prefect 3 in this run. Not met:
-the ratio to raw Celery (targets 1.5, then 1.0), 3x ahead of Prefect elsewhere, submit ->
-start p50 <= 20 ms in the distributed mode, event p99 <= 25 ms at 100 watchers, 500 one-step
-runs/s, and `validate` <= 0.3 s (typer 0.29 imports pydantic to convert any command's
-parameters, about 0.15 s, and the translator's schema and template modules another 0.15 s;
-`--help` needs neither). What stands in the way, in the order it would pay: Core statements
-instead of ORM units of work on claim and finish (one UPDATE ... RETURNING per row touched,
-no flush); the open-step count kept on the run row instead of counted per step end; wide
-joins, which are quadratic today: every finishing parent of a join reads the states of all
-the join's parents under the run lock (a 1,000-way fan-out ran at about 150 ms per step in a
-first attempt at the full size, at a load average of 12 to 17, stopped for time; a count of
-the parents still open, kept on the join's step row, would make it constant);
-several events per WatchRun response (a contract change: a repeated field in
-WatchRunResponse, so 100 watchers cost 100 messages per batch, not per event); and, for
-throughput, StartRun's own transaction and translator call per run. The machine was shared
-with other test runs (see the load averages): compare figures of one run only."""
+- A transaction keeps the run it locked and the step rows it read: the claim of the
+  successor after a step's end re-reads nothing; a step's children and their parents are read
+  before anything changes (no flush in between); the open-step count is skipped while a child
+  is still open. 18 statements per step boundary became 9 (chain: 7.7 -> 4.2 / 3.5 -> 2.0).
+- Wide joins (16 or more parents that are neither branches nor error-handled) count their
+  parents by state in one query instead of reading every parent on every parent's end, and
+  lists of step ids are one array parameter on PostgreSQL (200-way fan-out: 10.5 -> 7.8 /
+  4.7 -> 4.0).
+- Outbox rows are one plain INSERT per transaction, without ORM objects.
+- The run feed's global lock covers only its own update and the commit, not the
+  transaction's other writes.
+- A step that prints nothing starts no live-log thread; the pipe and reaper threads of step
+  processes are reused, and the attempt root is prepared once (embedded chain: 9.2 -> 8.5 ms
+  per step in the loop above).
+- Earlier: hand-off, per-process plan cache, claims read only the outputs their templates
+  name, the CLI imports only what a command needs.
+
+Met in this run: submit -> first step start p50 <= 20 ms in both modes; CLI cold start
+<= 0.3 s (`--help` and `validate`); Conveyor ahead of Prefect 3 per step on every workload.
+Not met: the ratio to raw Celery (targets 1.5, then 1.0: the chain is about 2x, the fan-out
+about 4-5x), 3x ahead of Prefect (about 2x on the chain, less on the fan-out), event p99 <=
+25 ms at 100 watchers, and 500 one-step runs/s (about 100 submissions/s and 50
+completions/s). What stands in the way, in the order it would pay: the step boundary's
+remaining round trips (9 statements; Core UPDATE ... RETURNING statements and fewer reads
+would make it 5 or 6); the run-row lock that every claim and end of a wide run takes (a
+claim could skip it by taking its event sequence from a per-run counter row); several events
+per WatchRun response (a contract change: 100 watchers then cost 100 messages per batch, not
+per event); and for throughput, work per run spread over six processes on two cores - a
+pinned job version's plan could be cached by the executor instead of fetched per StartRun.
+The machine is shared: compare the figures of one run only."""
 
 SCALE_OUT = """\
 ### Running many worker machines
@@ -542,7 +554,7 @@ Workers hold no state: any number of worker processes on any machines consume th
 queues, and the table above shows how one machine's figures move with the number of worker
 processes (`--workers 1,2,4` by default; the sizes actually run are in the command line
 above). On these 2 cores more processes only compete for the same CPU with PostgreSQL, Redis
-and the services (and submissions, not workers, were the bottleneck: about 40 StartRun/s
+and the services (and submissions, not workers, are the bottleneck: about 100 StartRun/s
 through the gateway), so the figures say little about a real cluster. Reasoned, not
 measured, for one:
 
