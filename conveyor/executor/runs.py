@@ -465,7 +465,7 @@ def retry_run(
     )
     run.retry_of = source.id
     tx = RunTx(session, run, effects)
-    cache = StepCache(session, run.id)
+    cache = StepCache.of(session, run.id)
     cache.load(nodes)
     for node_id in reused:
         src, step = old[node_id], cache.get(node_id)
@@ -493,7 +493,7 @@ def notify_parent(tx: RunTx) -> None:
     )
     if parent is None:
         return
-    step = StepCache(tx.session, parent.id).get(run.parent_node_id or "")
+    step = StepCache.of(tx.session, parent.id).get(run.parent_node_id or "")
     if step.state != StepState.WAITING or step.child_run_id != run.id:
         return
     settle_attempt(

@@ -34,7 +34,7 @@ def _running_step(
 ) -> tuple[runs.RunTx | None, StepRow | None, runs.Effects]:
     effects = runs.Effects()
     run = runs.lock_run(session, run_id)
-    step = runs.StepCache(session, run_id).get(node_id)
+    step = runs.StepCache.of(session, run_id).get(node_id)
     if (
         run.state in engine.TERMINAL_RUN
         or step.state != StepState.RUNNING
@@ -137,7 +137,7 @@ def decide_approval(
             f"node {node_id!r} is a {node['type']}, not an action.approval",
             violations=[Violation("node_id", "not an approval node", "NOT_APPROVAL")],
         )
-    step = runs.StepCache(session, run_id).get(node_id)
+    step = runs.StepCache.of(session, run_id).get(node_id)
     if step.state != StepState.WAITING:
         raise FailedPrecondition(
             f"step {node_id!r} is {step.state}, not waiting for a decision",
@@ -189,7 +189,7 @@ def wake_step(
     """Act on a due WAITING step: queue a retry, or time out an approval or a child wait."""
     effects = runs.Effects()
     run = runs.lock_run(session, run_id)
-    step = runs.StepCache(session, run_id).get(node_id)
+    step = runs.StepCache.of(session, run_id).get(node_id)
     tx = runs.RunTx(session, run, effects)
     wake_at = step.wake_at
     if (
