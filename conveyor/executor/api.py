@@ -141,6 +141,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
             name=job.name,
             version=job.version,
             plan=plan_from_pb(job.plan),
+            plan_pb=job.plan.SerializeToString(),
         )
 
     @map_errors

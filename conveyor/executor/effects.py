@@ -38,6 +38,9 @@ class JobPlan:
     name: str
     version: int
     plan: dict[str, Any]
+    # The same plan as the translator's typed message, serialized (GetJob's reply has it);
+    # None makes the executor encode `plan`.
+    plan_pb: bytes | None = None
 
 
 @dataclass(frozen=True)

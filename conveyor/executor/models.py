@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -24,6 +25,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conveyor.kernel.db import Base
+from conveyor.translator.v1 import translator_pb2
+from conveyor.translator.wire import plan_from_pb, plan_to_pb
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
@@ -60,9 +63,12 @@ class RunRow(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     trigger: Mapped[str] = mapped_column(String(16))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # The plan snapshot never changes after the run is created, so each process keeps recent
-    # plans parsed in memory (`plan` below) and the hot path can skip loading this column.
-    plan_data: Mapped[dict[str, Any]] = mapped_column("plan", JSON)
+    # The plan snapshot, as the translator's typed message (conveyor.translator.v1.Plan)
+    # serialized; runs made before it was stored so keep their plan as JSON in plan_data.
+    # The snapshot never changes after the run is created, so each process keeps recent
+    # plans decoded in memory (`plan` below) and the hot path can skip loading these columns.
+    plan_pb: Mapped[bytes | None] = mapped_column(LargeBinary)
+    plan_data: Mapped[dict[str, Any] | None] = mapped_column("plan", JSON(none_as_null=True))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     request_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     error_message: Mapped[str] = mapped_column(Text, default="")
@@ -81,13 +87,19 @@ class RunRow(Base):
         """The run's compiled plan (immutable), from the process cache when it is there."""
         cached = _PLANS.get(self.id)
         if cached is None:
-            cached = self.plan_data
+            if self.plan_pb is not None:
+                cached = plan_from_pb(translator_pb2.Plan.FromString(self.plan_pb))
+            else:
+                cached = self.plan_data or {"nodes": {}, "entry": []}
             _remember_plan(self.id, cached)
         return cached
 
-    @plan.setter
-    def plan(self, value: dict[str, Any]) -> None:
-        self.plan_data = value
+    def keep_plan(self, plan: dict[str, Any], plan_pb: bytes | None = None) -> None:
+        """Store the plan (typed; `plan_pb` when the caller has it serialized already) and
+        keep its decoded form in this process's cache."""
+        self.plan_pb = plan_pb if plan_pb is not None else plan_to_pb(plan).SerializeToString()
+        self.plan_data = None
+        _remember_plan(self.id, plan)
 
 
 class StepRow(Base):

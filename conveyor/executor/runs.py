@@ -199,7 +199,10 @@ def lock_run(session: Session, run_id: str) -> RunRow:
     if run is not None:
         return run
     run = session.scalar(
-        select(RunRow).options(defer(RunRow.plan_data)).where(RunRow.id == run_id).with_for_update()
+        select(RunRow)
+        .options(defer(RunRow.plan_data), defer(RunRow.plan_pb))
+        .where(RunRow.id == run_id)
+        .with_for_update()
     )
     if run is None:
         raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
@@ -371,7 +374,6 @@ def start_run(
         state=RunState.PENDING.value,
         trigger=trigger,
         parameters=parameters,
-        plan=job.plan,
         priority=priority,
         request_id=request_id or None,
         error_message="",
@@ -381,6 +383,7 @@ def start_run(
         parent_node_id=parent_node_id or None,
         started_by=started_by or None,
     )
+    run.keep_plan(job.plan, job.plan_pb)
     session.add(run)
     effects = Effects()
     tx = RunTx(session, run, effects)
@@ -452,7 +455,7 @@ def retry_run(
         return group is None or reusable(str(group))
 
     reused = [n for n in nodes if reusable(n)]
-    job = JobPlan(source.job_id, source.job_name, source.job_version, plan)
+    job = JobPlan(source.job_id, source.job_name, source.job_version, plan, source.plan_pb)
     run, effects = start_run(
         session,
         job,
