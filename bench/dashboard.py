@@ -126,8 +126,9 @@ def follow_ends(base: str, run_id: str, arrivals: dict[str, float], stop: thread
             if not line.startswith("data:"):
                 continue
             ev = json.loads(line[5:]).get("event") or {}
-            if ev.get("step_state") == "STEP_STATE_SUCCEEDED":
-                arrivals.setdefault(ev["node_id"], time.time() * 1000)
+            changed = ev.get("step_state_changed") or {}
+            if changed.get("state") == "STEP_STATE_SUCCEEDED":
+                arrivals.setdefault(changed["node_id"], time.time() * 1000)
 
 
 def measure_page(base: str, http: httpx.Client, nodes: int, tmp: Path) -> dict[str, Any]:

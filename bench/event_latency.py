@@ -37,7 +37,7 @@ import httpx
 from bench.report import write_section
 from conveyor.cli.client import Client
 from conveyor.kernel.grpcserver import CHANNEL_OPTIONS, INTERNAL_KEY
-from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
+from conveyor.monitor.v1 import monitor_service_pb2, monitor_service_pb2_grpc
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
 
@@ -101,8 +101,14 @@ async def grpc_watcher(stub: Any, run_id: str, w: Watcher, metadata: Any) -> Non
         call = stub.WatchRun(monitor_service_pb2.WatchRunRequest(run_id=run_id), metadata=metadata)
         async for reply in call:
             ev = reply.event
-            w.see(ev.run_state, ev.node_id, ev.step_state, ev.event_time.ToNanoseconds() / 1e9)
-            if ev.type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED and ev.run_state in (4, 5, 6):
+            step = ev.step_state_changed
+            w.see(
+                ev.run_state_changed.state,
+                step.node_id,
+                step.state,
+                ev.event_time.ToNanoseconds() / 1e9,
+            )
+            if ev.HasField("run_state_changed") and ev.run_state_changed.state in (4, 5, 6):
                 return
     except Exception as exc:  # reported, never hidden
         w.error = f"{type(exc).__name__}: {exc}"
@@ -120,9 +126,10 @@ async def sse_watcher(http: httpx.AsyncClient, run_id: str, w: Watcher) -> None:
                     continue
                 ev = json.loads(line[6:])["event"]
                 stamp = datetime.fromisoformat(ev["event_time"]).astimezone(UTC).timestamp()
-                step = 3 if ev.get("step_state") == "STEP_STATE_RUNNING" else 0
-                w.see(0, ev.get("node_id", ""), step, stamp)
-                if ev["type"] == "EVENT_TYPE_RUN_STATE_CHANGED" and ev["run_state"] in _RUN_STATES:
+                changed = ev.get("step_state_changed") or {}
+                step = 3 if changed.get("state") == "STEP_STATE_RUNNING" else 0
+                w.see(0, changed.get("node_id", ""), step, stamp)
+                if (ev.get("run_state_changed") or {}).get("state") in _RUN_STATES:
                     return
     except Exception as exc:
         w.error = f"{type(exc).__name__}: {exc}"

@@ -147,13 +147,13 @@ def past_live_cap(
     """
     sent: dict[tuple[int, int], int] = {}
     for ev in events:
-        if ev.type == event_pb2.EVENT_TYPE_STEP_LOG:
-            key = (ev.attempt, ev.log.stream)
-            sent[key] = sent.get(key, 0) + len(ev.log.text.encode())
-            if ev.log.truncated:
+        if ev.HasField("step_log"):
+            key = (ev.step_log.attempt, ev.step_log.stream)
+            sent[key] = sent.get(key, 0) + len(ev.step_log.text.encode())
+            if ev.step_log.truncated:
                 seen[key] = sent[key]
                 ev = type(ev).FromString(ev.SerializeToString())
-                ev.log.truncated = False
+                ev.step_log.truncated = False
         yield ev
 
 

@@ -87,34 +87,42 @@ def event_line(ev: event_pb2.RunEvent) -> Text:
     printed, which also keeps a 100 KB line as cheap to print as a short one.
     """
     when = ev.event_time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
-    if ev.type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED:
-        state = run_state(ev.run_state)
+    kind = ev.WhichOneof("payload")
+    if kind == "run_state_changed":
+        changed = ev.run_state_changed
+        state = run_state(changed.state)
         line = Text(f"{when}  ")
         line.append("run", style="bold")
         line.append(" ")
         line.append(state, style=STATE_STYLE.get(state, "white"))
-        if ev.message:
-            line.append(f"  {ev.message}")
+        if changed.message:
+            line.append(f"  {changed.message}")
         return line
-    if ev.type == event_pb2.EVENT_TYPE_STEP_LOG:
-        stream = "err" if ev.log.stream == event_pb2.LOG_STREAM_STDERR else "out"
+    if kind == "step_log":
+        log = ev.step_log
+        stream = "err" if log.stream == event_pb2.LOG_STREAM_STDERR else "out"
         lines = Text()
-        for i, text in enumerate(ev.log.text.rstrip("\n").split("\n")):
+        for i, text in enumerate(log.text.rstrip("\n").split("\n")):
             if i:
                 lines.append("\n")
-            lines.append(f"{when}  {ev.node_id:<20} ")
+            lines.append(f"{when}  {log.node_id:<20} ")
             lines.append(f"{stream}|", style="dim")
             lines.append(f" {text}")
         return lines
-    if ev.type == event_pb2.EVENT_TYPE_STEP_PROGRESS:
-        return Text(f"{when}  {ev.node_id:<20} {ev.message}", style="dim")
-    state = step_state(ev.step_state)
-    line = Text(f"{when}  {ev.node_id:<20} ")
+    if kind == "step_progress":
+        p = ev.step_progress
+        counts = f"{p.items_done}/{p.items_total} items"
+        if p.items_failed:
+            counts += f", {p.items_failed} failed"
+        return Text(f"{when}  {p.node_id:<20} {counts}", style="dim")
+    step = ev.step_state_changed
+    state = step_state(step.state)
+    line = Text(f"{when}  {step.node_id:<20} ")
     line.append(state, style=STATE_STYLE.get(state, "white"))
-    if ev.attempt > 1:
-        line.append(f" (attempt {ev.attempt})")
-    if ev.message:
-        line.append(f"  {ev.message}")
+    if step.attempt > 1:
+        line.append(f" (attempt {step.attempt})")
+    if step.message:
+        line.append(f"  {step.message}")
     return line
 
 
@@ -174,20 +182,21 @@ def print_logs(
     # inside a line.
     partial: dict[tuple[str, int], str] = {}  # (node, stream) -> unfinished line
     for ev in events:
-        if ev.type != event_pb2.EVENT_TYPE_STEP_LOG:
+        if not ev.HasField("step_log"):
             continue
-        target = streams.get(ev.log.stream, streams[event_pb2.LOG_STREAM_STDOUT])
-        text = ev.log.text
+        log = ev.step_log
+        target = streams.get(log.stream, streams[event_pb2.LOG_STREAM_STDOUT])
+        text = log.text
         if prefix:
-            key = (ev.node_id, ev.log.stream)
+            key = (log.node_id, log.stream)
             lines = (partial.pop(key, "") + text).split("\n")
             if lines[-1]:
                 partial[key] = lines[-1]
-            text = "".join(f"[{ev.node_id}] {line}\n" for line in lines[:-1])
+            text = "".join(f"[{log.node_id}] {line}\n" for line in lines[:-1])
         target.write(text)
-        if ev.log.truncated:
+        if log.truncated:
             (err or sys.stderr).write(
-                f"\n[live output of {ev.node_id} reached the live log cap; the full output is"
+                f"\n[live output of {log.node_id} reached the live log cap; the full output is"
                 f" in `conveyor runs show {ev.run_id}` and its artifact]\n"
             )
         target.flush()

@@ -253,9 +253,10 @@ def runs_watch(
                     failures = 0
                     position, from_now = change.sequence, False
                     when = change.event.event_time.ToDatetime().strftime("%H:%M:%S.%f")[:-3]
+                    run_state = render.run_state(change.event.run_state_changed.state)
                     out.print(
                         f"{change.sequence:>8}  {when}  {change.event.run_id}"
-                        f"  {render.run_state(change.event.run_state):<9}  {change.job_name}",
+                        f"  {run_state:<9}  {change.job_name}",
                         markup=False,
                     )
             except grpc.RpcError as exc:

@@ -469,9 +469,10 @@ def _marked(desc: Any, option: Any) -> Any:
 
 
 def _position(message: Message) -> tuple[int, str] | None:
-    """(position, event kind) of a stream message, from the fields its proto declares
-    `(conveyor.kernel.v1.stream_position)` and `(conveyor.kernel.v1.event_kind)`: on the
-    message itself, or else on a set singular message field it holds."""
+    """(position, event kind) of a stream message, from the field its proto declares
+    `(conveyor.kernel.v1.stream_position)`, on the message itself or else on a set singular
+    message field it holds; the kind is the set field of that holder's oneof declared
+    `(conveyor.kernel.v1.event_kind)` (else the message's name)."""
     holder: Message | None = None
     field = _marked(message.DESCRIPTOR, stream_pb2.stream_position)
     if field is not None:
@@ -487,11 +488,12 @@ def _position(message: Message) -> tuple[int, str] | None:
     if holder is None or field is None:
         return None
     name = message.DESCRIPTOR.name
-    kind = _marked(holder.DESCRIPTOR, stream_pb2.event_kind)
-    if kind is not None and kind.enum_type is not None:
-        value = kind.enum_type.values_by_number.get(getattr(holder, kind.name))
-        if value is not None:
-            name = value.name
+    kind: Any = stream_pb2.event_kind  # a OneofOptions extension; the stubs type it as a field
+    for oneof in holder.DESCRIPTOR.oneofs:
+        options = oneof.GetOptions()
+        if options.HasExtension(kind) and options.Extensions[kind]:
+            name = holder.WhichOneof(oneof.name) or name
+            break
     return int(getattr(holder, field.name)), name
 
 
@@ -503,7 +505,7 @@ def resume_field(desc: Any) -> str | None:
 
 def sse_event(message: Message) -> bytes:
     """One server-sent event: `id` from the declared stream position, `event` from the
-    declared event kind (else the message's name)."""
+    declared event kind's set field (else the message's name)."""
     lines = []
     position = _position(message)
     name = message.DESCRIPTOR.name

@@ -17,10 +17,11 @@ from conveyor.kernel.errors import InvalidArgument, NotFound, Violation
 from conveyor.kernel.feed import FeedFilter, RunChange
 from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
 from conveyor.kernel.outbox import Event
-from conveyor.kernel.protoconv import dict_to_struct, enum_value, timestamp
+from conveyor.kernel.protoconv import enum_value, timestamp
+from conveyor.monitor.events import event_pb
 from conveyor.monitor.hub import Hub
 from conveyor.monitor.runfeed import FeedTailer
-from conveyor.monitor.states import run_state, step_state
+from conveyor.monitor.states import run_state
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
 
 T = TypeVar("T")
@@ -30,45 +31,6 @@ FEED_IDLE_S = 5.0
 REPLAY_BATCH = 256  # rows per table read; a log row holds up to 64 KiB
 MAX_JOB_FILTER = 100
 MAX_ID_LEN = 64
-_LOG_STREAMS: dict[str, Any] = {
-    "stdout": event_pb2.LOG_STREAM_STDOUT,
-    "stderr": event_pb2.LOG_STREAM_STDERR,
-}
-
-
-def event_pb(ev: Event) -> event_pb2.RunEvent:
-    """Outbox event -> proto."""
-    common: dict[str, Any] = {
-        "sequence": ev.sequence,
-        "run_id": ev.run_id,
-        "type": enum_value(event_pb2.EventType, f"EVENT_TYPE_{ev.type}"),
-        "event_time": timestamp(ev.time),
-        "node_id": ev.node_id or "",
-        "attempt": ev.attempt,
-    }
-    if ev.type == outbox.STEP_LOG:
-        log = event_pb2.StepLog(
-            stream=_LOG_STREAMS.get(str(ev.data.get("stream")), 0),
-            text=ev.message,
-            chunk=int(ev.data.get("chunk") or 0),
-            offset=int(ev.data.get("offset") or 0),
-            truncated=bool(ev.data.get("truncated")),
-        )
-        return event_pb2.RunEvent(**common, log=log)
-    if ev.type == outbox.STEP_PROGRESS:
-        progress = event_pb2.StepProgress(
-            items_total=int(ev.data.get("items_total") or 0),
-            items_done=int(ev.data.get("items_done") or 0),
-            items_failed=int(ev.data.get("items_failed") or 0),
-        )
-        return event_pb2.RunEvent(**common, message=ev.message, progress=progress)
-    return event_pb2.RunEvent(
-        **common,
-        run_state=run_state(ev.run_state) if ev.run_state else None,
-        step_state=step_state(ev.step_state) if ev.step_state else None,
-        message=ev.message,
-        data=dict_to_struct(ev.data),
-    )
 
 
 def change_pb(change: RunChange) -> monitor_service_pb2.WatchRunsResponse:
@@ -78,10 +40,10 @@ def change_pb(change: RunChange) -> monitor_service_pb2.WatchRunsResponse:
         event=event_pb2.RunEvent(
             sequence=change.run_sequence,
             run_id=change.run_id,
-            type=event_pb2.EVENT_TYPE_RUN_STATE_CHANGED,
             event_time=timestamp(change.time),
-            run_state=run_state(change.run_state),
-            message=change.message,
+            run_state_changed=event_pb2.RunStateChanged(
+                state=run_state(change.run_state), message=change.message
+            ),
         ),
         job_id=change.job_id,
         job_name=change.job_name,

@@ -26,3 +26,21 @@ def step_state_name(value: int) -> str:
 def run_state_name(value: int) -> str:
     """RUN_STATE_FAILED -> 'FAILED' (the name events carry)."""
     return str(run_pb2.RunState.Name(value)).removeprefix("RUN_STATE_")
+
+
+_ERROR_CATEGORIES: dict[str, run_pb2.ErrorCategory] = {
+    value.name.removeprefix("ERROR_CATEGORY_"): cast("run_pb2.ErrorCategory", value.number)
+    for value in run_pb2.ErrorCategory.DESCRIPTOR.values
+    if value.number != run_pb2.ERROR_CATEGORY_UNSPECIFIED
+}
+
+
+def error_category(name: str | None) -> run_pb2.ErrorCategory:
+    """'TIMEOUT' -> ERROR_CATEGORY_TIMEOUT; none -> unspecified. A name the contract enum
+    lacks is a programming error: `conveyor.shared.categories` is held to it by a test."""
+    if not name:
+        return run_pb2.ERROR_CATEGORY_UNSPECIFIED
+    try:
+        return _ERROR_CATEGORIES[name]
+    except KeyError:
+        raise ValueError(f"unknown error category {name!r}") from None

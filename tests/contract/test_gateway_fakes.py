@@ -189,29 +189,30 @@ class FakeMonitor(monitor_service_pb2_grpc.MonitorServiceServicer):  # type: ign
         self.seen.watch_requests.append(request)
         if request.run_id == "live":
             try:
-                yield _event("live", 1, event_pb2.EVENT_TYPE_RUN_STATE_CHANGED)
+                yield _event("live", 1, "run_state_changed")
                 await self.seen.release_live.wait()
-                yield _event("live", 2, event_pb2.EVENT_TYPE_STEP_LOG)
+                yield _event("live", 2, "step_log")
             finally:
                 self.seen.live_closed.set()
             return
         if request.run_id != "r1":
             raise NotFound(f"run {request.run_id!r} has no events", reason="RUN_NOT_FOUND")
         for sequence in range(request.after_sequence + 1, RUN_EVENTS + 1):
-            kind = event_pb2.EVENT_TYPE_STEP_STATE_CHANGED
+            kind = "step_state_changed"
             if sequence in (1, RUN_EVENTS):
-                kind = event_pb2.EVENT_TYPE_RUN_STATE_CHANGED
+                kind = "run_state_changed"
             yield _event("r1", sequence, kind)
 
 
-def _event(run_id: str, sequence: int, kind: int) -> monitor_service_pb2.WatchRunResponse:
+def _event(run_id: str, sequence: int, kind: str) -> monitor_service_pb2.WatchRunResponse:
+    """An event of the payload kind `kind`, its message (log text for a log) `e<sequence>`."""
+    payloads: dict[str, Any] = {
+        "run_state_changed": event_pb2.RunStateChanged(message=f"e{sequence}"),
+        "step_state_changed": event_pb2.StepStateChanged(message=f"e{sequence}"),
+        "step_log": event_pb2.StepLog(text=f"e{sequence}"),
+    }
     return monitor_service_pb2.WatchRunResponse(
-        event=event_pb2.RunEvent(
-            sequence=sequence,
-            run_id=run_id,
-            type=kind,
-            message=f"e{sequence}",  # type: ignore[arg-type]
-        )
+        event=event_pb2.RunEvent(sequence=sequence, run_id=run_id, **{kind: payloads[kind]})
     )
 
 

@@ -175,11 +175,11 @@ def test_event_stream_is_served_as_sse_and_resumes_from_last_event_id() -> None:
             assert resp.headers["content-type"].startswith("text/event-stream")
             events = _parse_sse(resp.text)
             assert [e["id"] for e in events] == ["1", "2", "3", "4", "5"]
-            assert events[0]["event"] == "EVENT_TYPE_RUN_STATE_CHANGED"
-            assert events[1]["event"] == "EVENT_TYPE_STEP_STATE_CHANGED"
+            assert events[0]["event"] == "run_state_changed"
+            assert events[1]["event"] == "step_state_changed"
             data = json.loads(events[2]["data"])
             assert data["event"]["run_id"] == "r1"
-            assert data["event"]["message"] == "e3"
+            assert data["event"]["step_state_changed"]["message"] == "e3"
 
             resumed = await http.get("/v1/runs/r1/events", headers={"Last-Event-ID": "3"})
             assert [e["id"] for e in _parse_sse(resumed.text)] == ["4", "5"]

@@ -180,8 +180,8 @@ def test_websocket_carries_the_sse_events_with_the_same_resume_rule(
     url = ws_url(stack, f"/v1/runs/{run.run_id}/events")
     frames = ws_frames(url, stack["token"])
     assert [f["id"] for f in frames] == sequences
-    assert frames[-1]["event"] == "EVENT_TYPE_RUN_STATE_CHANGED"
-    assert frames[-1]["data"]["event"]["run_state"] == "RUN_STATE_SUCCEEDED"
+    assert frames[-1]["event"] == "run_state_changed"
+    assert frames[-1]["data"]["event"]["run_state_changed"]["state"] == "RUN_STATE_SUCCEEDED"
     resumed = ws_frames(f"{url}?after_sequence={sequences[1]}", stack["token"])
     assert [f["id"] for f in resumed] == sequences[2:]
     assert ws_frames(f"{url}?after_sequence={sequences[-1]}", stack["token"]) == []
@@ -314,8 +314,8 @@ def test_who_started_cancelled_and_retried_a_run_is_recorded(
         ).run
         assert cancelled.error_message == f"cancelled by {name}: wrong branch"
         events = list(operator.watch(run.run_id))
-        assert events[0].message == f"started by {name}"
-        assert events[-1].message == f"cancelled by {name}: wrong branch"
+        assert events[0].run_state_changed.message == f"started by {name}"
+        assert events[-1].run_state_changed.message == f"cancelled by {name}: wrong branch"
         retried = operator.executor.RetryRun(
             executor_service_pb2.RetryRunRequest(run_id=run.run_id), timeout=30
         ).run
@@ -389,7 +389,7 @@ def test_signed_webhook_starts_one_run_per_delivery(
     runs = client.executor.ListRuns(executor_service_pb2.ListRunsRequest(job_id=job.job_id)).runs
     assert len(runs) == before + 1
     events = list(client.watch(run["run_id"]))
-    assert events[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+    assert events[-1].run_state_changed.state == run_pb2.RUN_STATE_SUCCEEDED
 
 
 def test_who_changed_a_schedule_or_an_alert_rule_is_recorded(

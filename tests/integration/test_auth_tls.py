@@ -59,7 +59,7 @@ def test_a_run_goes_through_mtls_services_and_a_tls_gateway(
         job = client.create_job(wf.doc("tls-quick", [wf.cmd("a", ["true"])], [])).job
         run = client.start_run(job.job_id, {})
         events = list(client.watch(run.run_id))
-    assert events[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+    assert events[-1].run_state_changed.state == run_pb2.RUN_STATE_SUCCEEDED
     https = tls_stack["http"].replace("http://", "https://")
     caller = httpx.get(
         f"{https}/v1/caller",

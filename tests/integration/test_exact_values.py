@@ -13,7 +13,6 @@ import httpx
 from conveyor.cli.client import Client
 from conveyor.cli.render import run_json
 from conveyor.executor.v1 import executor_service_pb2
-from conveyor.monitor.v1 import event_pb2
 from tests.integration import workflows as wf
 from tests.integration.test_examples import conveyor
 from tests.integration.test_examples import run_json as cli_run_json
@@ -76,7 +75,7 @@ def same(a: Any, b: Any) -> bool:
 
 def finish(client: Client, run_id: str) -> dict[str, Any]:
     events = list(client.watch(run_id))
-    assert events[-1].type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED
+    assert events[-1].HasField("run_state_changed")
     return run_json(client.get_run(run_id))
 
 

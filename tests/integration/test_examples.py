@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -63,6 +64,27 @@ def test_every_example_is_covered() -> None:
 def test_hello(tmp_path: Path) -> None:
     proc = conveyor("run", str(EXAMPLES / "hello.json"), "--embedded", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hello_watch_prints_every_change_and_output_line(tmp_path: Path) -> None:
+    proc = conveyor("run", str(EXAMPLES / "hello.json"), "--embedded", "--watch", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stamped = [
+        line for line in proc.stdout.splitlines() if re.match(r"\d\d:\d\d:\d\d\.\d{3}  ", line)
+    ]
+    lines = [" ".join(line.split()[1:]) for line in stamped]
+    assert lines[0] == "run PENDING started by dev"
+    assert "run RUNNING" in lines and lines[-1] == "run SUCCEEDED"
+    steps: dict[str, list[str]] = {}
+    for line in lines:
+        if not line.startswith("run "):
+            node, _, rest = line.partition(" ")
+            steps.setdefault(node, []).append(rest)
+    assert steps["greet"] == ["QUEUED", "RUNNING", "out| hello, world", "SUCCEEDED"]
+    assert steps["shout"] == ["QUEUED", "RUNNING", "out| HELLO, WORLD", "SUCCEEDED"]
+    assert steps["is_long"] == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert steps["long_note"] == ["SKIPPED branch not taken"]
+    assert steps["summary"] == ["QUEUED", "RUNNING", "out| HELLO, WORLD (2 words)", "SUCCEEDED"]
 
 
 def test_config_backup_saves_every_device(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ import pytest
 from conveyor.cli.client import Client
 from conveyor.cli.render import run_json
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
-from conveyor.monitor.v1 import event_pb2
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
 from tests.integration import workflows as wf
@@ -53,7 +52,7 @@ def start(client: Client, text: str, params: dict[str, Any] | None = None) -> st
 
 def finish(client: Client, run_id: str) -> dict[str, Any]:
     events = list(client.watch(run_id))
-    assert events[-1].type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED
+    assert events[-1].HasField("run_state_changed")
     return run_json(client.get_run(run_id))
 
 
@@ -471,9 +470,9 @@ def test_retry_waits_in_the_database_then_runs_again(client: Client, tmp_path: P
     assert result["state"] == "SUCCEEDED"
     assert flaky["attempts"] == 3
     changes = [
-        (e.step_state, e.attempt)
+        (e.step_state_changed.state, e.step_state_changed.attempt)
         for e in events
-        if e.type == event_pb2.EVENT_TYPE_STEP_STATE_CHANGED and e.node_id == "flaky"
+        if e.HasField("step_state_changed") and e.step_state_changed.node_id == "flaky"
     ]
     waiting_ = run_pb2.STEP_STATE_WAITING
     queued = run_pb2.STEP_STATE_QUEUED

@@ -69,7 +69,7 @@ def test_a_secret_split_across_writes_is_masked_live_and_in_the_artifact(
     job = secret_client.create_job(doc).job
     run = secret_client.start_run(job.job_id, {})
     events = list(secret_client.watch(run.run_id))
-    logs: list[Any] = [e.log for e in events if e.type == event_pb2.EVENT_TYPE_STEP_LOG]
+    logs: list[Any] = [e.step_log for e in events if e.HasField("step_log")]
     stdout = "".join(c.text for c in logs if c.stream == event_pb2.LOG_STREAM_STDOUT)
     stderr = "".join(c.text for c in logs if c.stream == event_pb2.LOG_STREAM_STDERR)
     assert len([c for c in logs if c.stream == event_pb2.LOG_STREAM_STDOUT]) >= 2

@@ -52,9 +52,9 @@ def printer_doc(name: str) -> str:
 
 def stdout_text(events: list[event_pb2.RunEvent]) -> str:
     return "".join(
-        e.log.text
+        e.step_log.text
         for e in events
-        if e.type == event_pb2.EVENT_TYPE_STEP_LOG and e.log.stream == event_pb2.LOG_STREAM_STDOUT
+        if e.HasField("step_log") and e.step_log.stream == event_pb2.LOG_STREAM_STDOUT
     )
 
 
@@ -78,11 +78,11 @@ def watch_until_half(
 
 def assert_exactly_once(events: list[event_pb2.RunEvent]) -> None:
     assert [e.sequence for e in events] == list(range(1, len(events) + 1))
-    assert events[-1].type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED
-    assert events[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+    assert events[-1].HasField("run_state_changed")
+    assert events[-1].run_state_changed.state == run_pb2.RUN_STATE_SUCCEEDED
     assert stdout_text(events).splitlines() == EXPECTED
     for stream in (event_pb2.LOG_STREAM_STDOUT, event_pb2.LOG_STREAM_STDERR):
-        chunks = [e.log for e in events if e.log.stream == stream]
+        chunks = [e.step_log for e in events if e.step_log.stream == stream]
         assert [c.chunk for c in chunks] == list(range(1, len(chunks) + 1))
         offsets = [sum(len(c.text) for c in chunks[:i]) for i in range(len(chunks))]
         assert [c.offset for c in chunks] == offsets
@@ -101,15 +101,15 @@ def test_ten_thousand_lines_arrive_live_once_and_in_order(client: Client, tmp_pa
 
     assert gate.exists(), "the first half arrived while the step was still running"
     assert_exactly_once(events)
-    logs = [e for e in events if e.type == event_pb2.EVENT_TYPE_STEP_LOG]
+    logs = [e for e in events if e.HasField("step_log")]
     step_end = next(
         e.sequence
         for e in events
-        if e.type == event_pb2.EVENT_TYPE_STEP_STATE_CHANGED
-        and e.step_state == run_pb2.STEP_STATE_SUCCEEDED
+        if e.HasField("step_state_changed")
+        and e.step_state_changed.state == run_pb2.STEP_STATE_SUCCEEDED
     )
     assert all(e.sequence < step_end for e in logs)
-    assert any(e.log.text == "half way\n" for e in logs)
+    assert any(e.step_log.text == "half way\n" for e in logs)
     # After the step, the full text is in the step's artifact (and the inline head).
     step = client.get_run(run_id).steps[0]
     full = read_artifact(client.address, step.stdout_uri, client.token)
@@ -122,13 +122,13 @@ def test_a_watcher_that_reconnects_misses_and_repeats_nothing(
 ) -> None:
     run_id, gate = start_printer(client, tmp_path, "it-live-resume")
     first = watch_until_half(client, run_id, gate, disconnect=True)
-    assert first[-1].type == event_pb2.EVENT_TYPE_STEP_LOG  # hung up in the middle
+    assert first[-1].HasField("step_log")  # hung up in the middle
     rest = list(client.watch(run_id, after=first[-1].sequence))
     assert_exactly_once(first + rest)
 
     only_logs = list(client.watch(run_id, types=[event_pb2.EVENT_TYPE_STEP_LOG], node_id="p"))
     assert stdout_text(only_logs).splitlines() == EXPECTED
-    assert all(e.type == event_pb2.EVENT_TYPE_STEP_LOG for e in only_logs)
+    assert all(e.HasField("step_log") for e in only_logs)
 
 
 def parse_sse(text: str) -> list[dict[str, str]]:
@@ -152,12 +152,12 @@ def test_logs_over_sse_resume_with_last_event_id(
     url = f"{stack['http']}/v1/runs/{run_id}/events"
     with httpx.Client(timeout=60, headers=harness.http_headers(stack)) as http:
         whole = parse_sse(http.get(url, params={"types": "EVENT_TYPE_STEP_LOG"}).text)
-        logs = [
-            json.loads(e["data"])["event"] for e in whole if e["event"] == "EVENT_TYPE_STEP_LOG"
-        ]
+        logs = [json.loads(e["data"])["event"] for e in whole if e["event"] == "step_log"]
         assert (
             "".join(
-                e["log"]["text"] for e in logs if e["log"]["stream"] == "LOG_STREAM_STDOUT"
+                e["step_log"]["text"]
+                for e in logs
+                if e["step_log"]["stream"] == "LOG_STREAM_STDOUT"
             ).splitlines()
             == EXPECTED
         )
@@ -235,7 +235,9 @@ def test_watch_runs_filters_and_resumes(client: Client, stack: dict[str, Any]) -
         t.join(60)
 
     states = run_pb2.RunState.Name
-    assert [(r.event.run_id, states(r.event.run_state)) for r in results["every"]] == [
+    assert [
+        (r.event.run_id, states(r.event.run_state_changed.state)) for r in results["every"]
+    ] == [
         (ok_run.run_id, "RUN_STATE_PENDING"),
         (ok_run.run_id, "RUN_STATE_RUNNING"),
         (ok_run.run_id, "RUN_STATE_SUCCEEDED"),
@@ -274,7 +276,7 @@ def test_watch_runs_filters_and_resumes(client: Client, stack: dict[str, Any]) -
                 break
     sse = parse_sse(text)[:2]
     assert [int(e["id"]) for e in sse] == positions[4:]
-    assert json.loads(sse[1]["data"])["event"]["run_state"] == "RUN_STATE_FAILED"
+    assert json.loads(sse[1]["data"])["event"]["run_state_changed"]["state"] == "RUN_STATE_FAILED"
 
     # And from the CLI, which follows until stopped.
     proc = subprocess.Popen(

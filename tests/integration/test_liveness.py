@@ -13,7 +13,6 @@ import pytest
 
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
-from conveyor.monitor.v1 import event_pb2
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
 from tests.integration import workflows as wf
@@ -50,7 +49,10 @@ def test_killed_worker_attempt_is_lost_and_retried(stack: dict[str, Any], tmp_pa
         job = client.create_job(text).job
         run = client.start_run(job.job_id, {})
         for ev in client.watch(run.run_id):
-            if ev.node_id == "work" and ev.step_state == run_pb2.STEP_STATE_RUNNING:
+            if (ev.step_state_changed.node_id, ev.step_state_changed.state) == (
+                "work",
+                run_pb2.STEP_STATE_RUNNING,
+            ):
                 break
         deadline = time.monotonic() + 30
         while not marker.exists() and time.monotonic() < deadline:
@@ -61,7 +63,7 @@ def test_killed_worker_attempt_is_lost_and_retried(stack: dict[str, Any], tmp_pa
         stack["procs"].append(stack["spawn"]("worker-replacement", "worker", "--concurrency", "2"))
 
         events = list(client.watch(run.run_id))
-        assert events[-1].type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED
+        assert events[-1].HasField("run_state_changed")
         final = client.get_run(run.run_id)
     finally:
         client.close()

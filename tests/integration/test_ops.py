@@ -149,7 +149,7 @@ def test_queue_depth_rises_and_falls(
 
     stack["spawn"]("drainer", "worker", "--queues", IDLE_QUEUE, "--hostname", "drainer@%h")
     for run_id in runs:
-        assert list(client.watch(run_id))[-1].run_state  # each run reaches its end
+        assert list(client.watch(run_id))[-1].run_state_changed.state  # each run reaches its end
     assert _queue(insight, IDLE_QUEUE).depth == 0
     drained = _queue(insight, IDLE_QUEUE)
     assert not drained.HasField("oldest_age")
@@ -255,10 +255,14 @@ def test_failed_run_alert_fires_once_and_resolves_on_success(
 
     for _ in range(2):  # a second failure while firing is not announced again
         run = client.start_run(job.job_id, {"code": 3})
-        assert list(client.watch(run.run_id))[-1].run_state == run_pb2.RUN_STATE_FAILED
+        assert (
+            list(client.watch(run.run_id))[-1].run_state_changed.state == run_pb2.RUN_STATE_FAILED
+        )
         eventually(lambda: posts("FIRING") or None, "the failed run alert")
     good = client.start_run(job.job_id, {"code": 0})
-    assert list(client.watch(good.run_id))[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+    assert (
+        list(client.watch(good.run_id))[-1].run_state_changed.state == run_pb2.RUN_STATE_SUCCEEDED
+    )
     resolved = eventually(lambda: posts("RESOLVED") or None, "the failed run alert to resolve")
     assert len(posts("FIRING")) == 1 and len(resolved) == 1
     assert resolved[0]["subject"] == "ops-exit" and "[RESOLVED]" in resolved[0]["text"]
@@ -291,7 +295,7 @@ def test_trace_context_reaches_every_attempt_row(stack: dict[str, Any], via: str
                 timeout=30,
             )
             run_id = reply.run.run_id
-        assert list(client.watch(run_id))[-1].run_state == run_pb2.RUN_STATE_SUCCEEDED
+        assert list(client.watch(run_id))[-1].run_state_changed.state == run_pb2.RUN_STATE_SUCCEEDED
     finally:
         client.close()
     with psycopg.connect(stack["database_url"]) as conn:

@@ -103,7 +103,7 @@ def test_cli_creates_lists_and_deletes_rules(suite: dict[str, str]) -> None:
 def _run(client: Client, job_id: str) -> str:
     run = client.start_run(job_id, {})
     events = list(client.watch(run.run_id))
-    return str(events[-1].run_state)
+    return str(events[-1].run_state_changed.state)
 
 
 def _sample(body: str, series: str) -> float:

@@ -15,7 +15,7 @@ from conveyor.cli.client import Client
 from conveyor.cli.render import run_json
 from conveyor.executor.v1 import executor_service_pb2, run_pb2
 from conveyor.kernel.grpcserver import error_details
-from conveyor.monitor.v1 import event_pb2, monitor_service_pb2
+from conveyor.monitor.v1 import monitor_service_pb2
 from conveyor.translator.v1 import translator_service_pb2
 from tests.integration import workflows as wf
 
@@ -24,7 +24,7 @@ def run_to_end(client: Client, text: str, params: dict[str, Any] | None = None) 
     job = client.create_job(text).job
     run = client.start_run(job.job_id, params or {})
     events = list(client.watch(run.run_id))
-    assert events[-1].type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED
+    assert events[-1].HasField("run_state_changed")
     return run_json(client.get_run(run.run_id))
 
 
@@ -101,13 +101,16 @@ def test_cancel_kills_running_step_and_skips_the_rest(client: Client) -> None:
     job = client.create_job(wf.SLEEPER).job
     run = client.start_run(job.job_id, {})
     for ev in client.watch(run.run_id):
-        if ev.node_id == "nap" and ev.step_state == run_pb2.STEP_STATE_RUNNING:
+        if (ev.step_state_changed.node_id, ev.step_state_changed.state) == (
+            "nap",
+            run_pb2.STEP_STATE_RUNNING,
+        ):
             break
     client.executor.CancelRun(
         executor_service_pb2.CancelRunRequest(run_id=run.run_id, reason="test")
     )
     events = list(client.watch(run.run_id))
-    assert events[-1].run_state == run_pb2.RUN_STATE_CANCELLED
+    assert events[-1].run_state_changed.state == run_pb2.RUN_STATE_CANCELLED
     final = client.get_run(run.run_id)
     s = {x.node_id: x for x in final.steps}
     assert s["nap"].state == run_pb2.STEP_STATE_CANCELLED
@@ -139,14 +142,12 @@ def test_watcher_resumes_without_gaps_or_duplicates(client: Client) -> None:
         for i, reply in enumerate(stream):
             seen.append(reply.event.sequence)
             last = reply.event.sequence
-            if (
-                reply.event.type == event_pb2.EVENT_TYPE_RUN_STATE_CHANGED
-                and reply.event.run_state
-                in (
-                    run_pb2.RUN_STATE_SUCCEEDED,
-                    run_pb2.RUN_STATE_FAILED,
-                    run_pb2.RUN_STATE_CANCELLED,
-                )
+            if reply.event.HasField(
+                "run_state_changed"
+            ) and reply.event.run_state_changed.state in (
+                run_pb2.RUN_STATE_SUCCEEDED,
+                run_pb2.RUN_STATE_FAILED,
+                run_pb2.RUN_STATE_CANCELLED,
             ):
                 terminal = True
             if i == 2:

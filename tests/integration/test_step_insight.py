@@ -15,7 +15,6 @@ import pytest
 
 from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
-from conveyor.monitor.v1 import event_pb2
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
 from tests.integration import workflows as wf
@@ -113,24 +112,24 @@ def test_a_foreach_reports_its_progress_while_it_runs(client: Client) -> None:
     run = client.start_run(job.job_id, {})
     events = list(client.watch(run.run_id))
     progress = [
-        e for e in events if e.type == event_pb2.EVENT_TYPE_STEP_PROGRESS and e.node_id == "loop"
+        e for e in events if e.HasField("step_progress") and e.step_progress.node_id == "loop"
     ]
-    assert progress, [event_pb2.EventType.Name(e.type) for e in events]
-    counts = [(p.progress.items_done, p.progress.items_total) for p in progress]
+    assert progress, [e.WhichOneof("payload") for e in events]
+    counts = [(p.step_progress.items_done, p.step_progress.items_total) for p in progress]
     assert counts[0] == (0, 8)
     assert all(total == 8 for _done, total in counts)
     done = [d for d, _t in counts]
     assert done == sorted(done) and any(0 < d < 8 for d in done)
     # Every progress event comes while the foreach runs: after RUNNING, before its end.
     loop_states = [
-        (e.sequence, e.step_state)
+        (e.sequence, e.step_state_changed.state)
         for e in events
-        if e.type == event_pb2.EVENT_TYPE_STEP_STATE_CHANGED and e.node_id == "loop"
+        if e.HasField("step_state_changed") and e.step_state_changed.node_id == "loop"
     ]
     running = min(s for s, st in loop_states if st == run_pb2.STEP_STATE_RUNNING)
     ended = max(s for s, _st in loop_states)
     assert all(running < p.sequence < ended for p in progress)
-    assert progress[-1].message.startswith(f"{done[-1]}/8 items")
+    assert progress[-1].step_progress.attempt == 1
 
 
 def test_a_worker_lists_what_it_runs_under_the_name_its_attempts_record(

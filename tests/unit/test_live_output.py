@@ -151,9 +151,7 @@ def test_cli_prefixes_each_line_once_even_when_chunks_split_lines() -> None:
 
     def chunk(node: str, stream: int, text: str) -> event_pb2.RunEvent:
         return event_pb2.RunEvent(
-            type=event_pb2.EVENT_TYPE_STEP_LOG,
-            node_id=node,
-            log=event_pb2.StepLog(stream=stream, text=text),
+            step_log=event_pb2.StepLog(node_id=node, stream=stream, text=text),  # type: ignore[arg-type]
         )
 
     out, err = io.StringIO(), io.StringIO()
@@ -163,7 +161,7 @@ def test_cli_prefixes_each_line_once_even_when_chunks_split_lines() -> None:
         chunk("a", 1, "o\n"),
         chunk("a", 2, "warn\n"),
         chunk("b", 1, "\nno newline at the end"),
-        event_pb2.RunEvent(type=event_pb2.EVENT_TYPE_RUN_STATE_CHANGED),
+        event_pb2.RunEvent(run_state_changed=event_pb2.RunStateChanged()),
     ]
     print_logs(events, prefix=True, out=out, err=err)
     assert out.getvalue() == "[a] one\n[b] x\n[a] two\n[b] \n[b] no newline at the end\n"

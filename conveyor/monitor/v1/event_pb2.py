@@ -24,29 +24,35 @@ _sym_db = _symbol_database.Default()
 
 from conveyor.kernel.v1 import stream_pb2 as conveyor_dot_kernel_dot_v1_dot_stream__pb2
 from conveyor.executor.v1 import run_pb2 as conveyor_dot_executor_dot_v1_dot_run__pb2
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63onveyor/monitor/v1/event.proto\x12\x13\x63onveyor.monitor.v1\x1a\x1f\x63onveyor/kernel/v1/stream.proto\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x03\n\x08RunEvent\x12\x16\n\x08sequence\x18\x01 \x01(\x03\x42\x04\xd8\xf3\x18\x01\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x32\n\x04type\x18\x03 \x01(\x0e\x32\x1e.conveyor.monitor.v1.EventTypeB\x04\xe8\xf3\x18\x01\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\trun_state\x18\x05 \x01(\x0e\x32\x1e.conveyor.executor.v1.RunState\x12\x0f\n\x07node_id\x18\x06 \x01(\t\x12\x33\n\nstep_state\x18\x07 \x01(\x0e\x32\x1f.conveyor.executor.v1.StepState\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0f\n\x07message\x18\t \x01(\t\x12%\n\x04\x64\x61ta\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x03log\x18\x0b \x01(\x0b\x32\x1c.conveyor.monitor.v1.StepLog\x12\x33\n\x08progress\x18\x0c \x01(\x0b\x32!.conveyor.monitor.v1.StepProgress\"M\n\x0cStepProgress\x12\x13\n\x0bitems_total\x18\x01 \x01(\x03\x12\x12\n\nitems_done\x18\x02 \x01(\x03\x12\x14\n\x0citems_failed\x18\x03 \x01(\x03\"y\n\x07StepLog\x12.\n\x06stream\x18\x01 \x01(\x0e\x32\x1e.conveyor.monitor.v1.LogStream\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x11\n\ttruncated\x18\x05 \x01(\x08*\xa3\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45VENT_TYPE_RUN_STATE_CHANGED\x10\x01\x12!\n\x1d\x45VENT_TYPE_STEP_STATE_CHANGED\x10\x02\x12\x17\n\x13\x45VENT_TYPE_STEP_LOG\x10\x03\x12\x1c\n\x18\x45VENT_TYPE_STEP_PROGRESS\x10\x04*U\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63onveyor/monitor/v1/event.proto\x12\x13\x63onveyor.monitor.v1\x1a\x1f\x63onveyor/kernel/v1/stream.proto\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x03\n\x08RunEvent\x12\x16\n\x08sequence\x18\x01 \x01(\x03\x42\x04\xd8\xf3\x18\x01\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12.\n\nevent_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\x11run_state_changed\x18\r \x01(\x0b\x32$.conveyor.monitor.v1.RunStateChangedH\x00\x12\x43\n\x12step_state_changed\x18\x0e \x01(\x0b\x32%.conveyor.monitor.v1.StepStateChangedH\x00\x12\x30\n\x08step_log\x18\x0b \x01(\x0b\x32\x1c.conveyor.monitor.v1.StepLogH\x00\x12:\n\rstep_progress\x18\x0c \x01(\x0b\x32!.conveyor.monitor.v1.StepProgressH\x00\x42\x0f\n\x07payload\x12\x04\xe8\xf3\x18\x01J\x04\x08\x03\x10\x04J\x04\x08\x05\x10\x0bR\x04typeR\trun_stateR\x07node_idR\nstep_stateR\x07\x61ttemptR\x07messageR\x04\x64\x61taR\x03logR\x08progress\"Q\n\x0fRunStateChanged\x12-\n\x05state\x18\x01 \x01(\x0e\x32\x1e.conveyor.executor.v1.RunState\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa5\x03\n\x10StepStateChanged\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.conveyor.executor.v1.StepState\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0e\n\x06worker\x18\x05 \x01(\t\x12\x16\n\texit_code\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12;\n\x0e\x65rror_category\x18\x07 \x01(\x0e\x32#.conveyor.executor.v1.ErrorCategory\x12\x0e\n\x06handle\x18\x08 \x01(\t\x12.\n\x0bretry_delay\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x0bwaiting_for\x18\n \x01(\x0e\x32\x1f.conveyor.monitor.v1.WaitReason\x12/\n\x0cwait_timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x63hild_run_id\x18\x0c \x01(\tB\x0c\n\n_exit_code\"o\n\x0cStepProgress\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\x13\n\x0bitems_total\x18\x01 \x01(\x03\x12\x12\n\nitems_done\x18\x02 \x01(\x03\x12\x14\n\x0citems_failed\x18\x03 \x01(\x03\"\x9b\x01\n\x07StepLog\x12\x0f\n\x07node_id\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12.\n\x06stream\x18\x01 \x01(\x0e\x32\x1e.conveyor.monitor.v1.LogStream\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x03\x12\x0e\n\x06offset\x18\x04 \x01(\x03\x12\x11\n\ttruncated\x18\x05 \x01(\x08*\xa3\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12 \n\x1c\x45VENT_TYPE_RUN_STATE_CHANGED\x10\x01\x12!\n\x1d\x45VENT_TYPE_STEP_STATE_CHANGED\x10\x02\x12\x17\n\x13\x45VENT_TYPE_STEP_LOG\x10\x03\x12\x1c\n\x18\x45VENT_TYPE_STEP_PROGRESS\x10\x04*`\n\nWaitReason\x12\x1b\n\x17WAIT_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14WAIT_REASON_APPROVAL\x10\x01\x12\x1b\n\x17WAIT_REASON_SUBWORKFLOW\x10\x02*U\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'conveyor.monitor.v1.event_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RUNEVENT'].oneofs_by_name['payload']._loaded_options = None
+  _globals['_RUNEVENT'].oneofs_by_name['payload']._serialized_options = b'\350\363\030\001'
   _globals['_RUNEVENT'].fields_by_name['sequence']._loaded_options = None
   _globals['_RUNEVENT'].fields_by_name['sequence']._serialized_options = b'\330\363\030\001'
-  _globals['_RUNEVENT'].fields_by_name['type']._loaded_options = None
-  _globals['_RUNEVENT'].fields_by_name['type']._serialized_options = b'\350\363\030\001'
-  _globals['_EVENTTYPE']._serialized_start=830
-  _globals['_EVENTTYPE']._serialized_end=993
-  _globals['_LOGSTREAM']._serialized_start=995
-  _globals['_LOGSTREAM']._serialized_end=1080
-  _globals['_RUNEVENT']._serialized_start=185
-  _globals['_RUNEVENT']._serialized_end=625
-  _globals['_STEPPROGRESS']._serialized_start=627
-  _globals['_STEPPROGRESS']._serialized_end=704
-  _globals['_STEPLOG']._serialized_start=706
-  _globals['_STEPLOG']._serialized_end=827
+  _globals['_EVENTTYPE']._serialized_start=1418
+  _globals['_EVENTTYPE']._serialized_end=1581
+  _globals['_WAITREASON']._serialized_start=1583
+  _globals['_WAITREASON']._serialized_end=1679
+  _globals['_LOGSTREAM']._serialized_start=1681
+  _globals['_LOGSTREAM']._serialized_end=1766
+  _globals['_RUNEVENT']._serialized_start=187
+  _globals['_RUNEVENT']._serialized_end=637
+  _globals['_RUNSTATECHANGED']._serialized_start=639
+  _globals['_RUNSTATECHANGED']._serialized_end=720
+  _globals['_STEPSTATECHANGED']._serialized_start=723
+  _globals['_STEPSTATECHANGED']._serialized_end=1144
+  _globals['_STEPPROGRESS']._serialized_start=1146
+  _globals['_STEPPROGRESS']._serialized_end=1257
+  _globals['_STEPLOG']._serialized_start=1260
+  _globals['_STEPLOG']._serialized_end=1415
 # @@protoc_insertion_point(module_scope)

@@ -19,9 +19,10 @@ def printed(ev: event_pb2.RunEvent) -> str:
 
 
 def log_event(text: str) -> event_pb2.RunEvent:
-    ev = event_pb2.RunEvent(type=event_pb2.EVENT_TYPE_STEP_LOG, node_id="build")
-    ev.log.stream = event_pb2.LOG_STREAM_STDOUT
-    ev.log.text = text
+    ev = event_pb2.RunEvent()
+    ev.step_log.node_id = "build"
+    ev.step_log.stream = event_pb2.LOG_STREAM_STDOUT
+    ev.step_log.text = text
     ev.event_time.FromSeconds(0)
     return ev
 
@@ -46,10 +47,9 @@ def test_a_long_line_is_printed_whole() -> None:
 
 def test_state_lines_show_attempt_and_message() -> None:
     ev = event_pb2.RunEvent(
-        type=event_pb2.EVENT_TYPE_STEP_STATE_CHANGED,
-        node_id="build",
-        attempt=2,
-        message="exit code [3]",
+        step_state_changed=event_pb2.StepStateChanged(
+            node_id="build", attempt=2, message="exit code [3]"
+        )
     )
     ev.event_time.FromSeconds(0)
     out = printed(ev)

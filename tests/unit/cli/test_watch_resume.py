@@ -29,7 +29,7 @@ class Dropped(grpc.RpcError):
 def change(seq: int, run_id: str) -> monitor_service_pb2.WatchRunsResponse:
     out = monitor_service_pb2.WatchRunsResponse(sequence=seq, job_name="hello")
     out.event.run_id = run_id
-    out.event.run_state = run_pb2.RUN_STATE_SUCCEEDED
+    out.event.run_state_changed.state = run_pb2.RUN_STATE_SUCCEEDED
     return out
 
 

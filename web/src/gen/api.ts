@@ -275,30 +275,51 @@ export interface DeleteJobResponse {
 
 export type EventType = "EVENT_TYPE_UNSPECIFIED" | "EVENT_TYPE_RUN_STATE_CHANGED" | "EVENT_TYPE_STEP_STATE_CHANGED" | "EVENT_TYPE_STEP_LOG" | "EVENT_TYPE_STEP_PROGRESS";
 
+export type WaitReason = "WAIT_REASON_UNSPECIFIED" | "WAIT_REASON_APPROVAL" | "WAIT_REASON_SUBWORKFLOW";
+
 export type LogStream = "LOG_STREAM_UNSPECIFIED" | "LOG_STREAM_STDOUT" | "LOG_STREAM_STDERR";
 
 export interface RunEvent {
   sequence: string;
   run_id: string;
-  type: EventType;
   event_time?: string;
-  run_state: RunState;
+  run_state_changed?: RunStateChanged;
+  step_state_changed?: StepStateChanged;
+  step_log?: StepLog;
+  step_progress?: StepProgress;
+}
+
+export interface RunStateChanged {
+  state: RunState;
+  message: string;
+}
+
+export interface StepStateChanged {
   node_id: string;
-  step_state: StepState;
+  state: StepState;
   attempt: number;
   message: string;
-  data?: Record<string, unknown>;
-  log?: StepLog;
-  progress?: StepProgress;
+  worker: string;
+  exit_code?: number;
+  error_category: ErrorCategory;
+  handle: string;
+  retry_delay?: string;
+  waiting_for: WaitReason;
+  wait_timeout?: string;
+  child_run_id: string;
 }
 
 export interface StepProgress {
+  node_id: string;
+  attempt: number;
   items_total: string;
   items_done: string;
   items_failed: string;
 }
 
 export interface StepLog {
+  node_id: string;
+  attempt: number;
   stream: LogStream;
   text: string;
   chunk: string;

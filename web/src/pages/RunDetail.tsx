@@ -20,23 +20,24 @@ type Live = Map<string, { state: string; sequence: number }>;
 type Progress = Map<string, { done: number; failed: number; total: number; sequence: number }>;
 
 function applyEvent(ev: RunEvent, states: Live, attempts: Attempts, progress: Progress): void {
-  if (ev.type === "EVENT_TYPE_STEP_PROGRESS" && ev.node_id && ev.progress) {
-    const p = ev.progress;
-    progress.set(ev.node_id, { done: Number(p.items_done), failed: Number(p.items_failed), total: Number(p.items_total), sequence: Number(ev.sequence) });
+  const p = ev.step_progress;
+  if (p?.node_id) {
+    progress.set(p.node_id, { done: Number(p.items_done), failed: Number(p.items_failed), total: Number(p.items_total), sequence: Number(ev.sequence) });
     return;
   }
-  if (ev.type !== "EVENT_TYPE_STEP_STATE_CHANGED" || !ev.node_id) return;
-  states.set(ev.node_id, { state: ev.step_state, sequence: Number(ev.sequence) });
+  const step = ev.step_state_changed;
+  if (!step?.node_id) return;
+  states.set(step.node_id, { state: step.state, sequence: Number(ev.sequence) });
   const t = ev.event_time ? Date.parse(ev.event_time) : Date.now();
-  const byAttempt = attempts.get(ev.node_id) ?? new Map();
-  attempts.set(ev.node_id, byAttempt);
-  const a = byAttempt.get(ev.attempt) ?? {};
-  byAttempt.set(ev.attempt, a);
-  if (ev.step_state === "STEP_STATE_QUEUED") a.queued ??= t;
-  else if (ev.step_state === "STEP_STATE_RUNNING") a.started ??= t;
-  else if (ENDED_STEP.has(ev.step_state) || ev.step_state === "STEP_STATE_WAITING") {
+  const byAttempt = attempts.get(step.node_id) ?? new Map();
+  attempts.set(step.node_id, byAttempt);
+  const a = byAttempt.get(step.attempt) ?? {};
+  byAttempt.set(step.attempt, a);
+  if (step.state === "STEP_STATE_QUEUED") a.queued ??= t;
+  else if (step.state === "STEP_STATE_RUNNING") a.started ??= t;
+  else if (ENDED_STEP.has(step.state) || step.state === "STEP_STATE_WAITING") {
     a.ended ??= t;
-    a.state = ev.step_state;
+    a.state = step.state;
   }
 }
 
@@ -123,8 +124,9 @@ export function RunDetailPage({ runId, initialNode }: { runId: string; initialNo
       (m) => {
         const ev = (m.data as WatchRunResponse).event;
         if (!ev) return;
-        if (ev.type === "EVENT_TYPE_RUN_STATE_CHANGED") setRunState(ev.run_state);
-        if (ev.type === "EVENT_TYPE_RUN_STATE_CHANGED" && TERMINAL_RUN.has(ev.run_state)) void load();
+        const changed = ev.run_state_changed;
+        if (changed) setRunState(changed.state);
+        if (changed && TERMINAL_RUN.has(changed.state)) void load();
         applyEvent(ev, states, attemptsRef.current, progress);
         // One redraw per frame for whatever arrived meanwhile (not a fixed delay).
         if (flush === undefined) {
@@ -137,8 +139,9 @@ export function RunDetailPage({ runId, initialNode }: { runId: string; initialNo
         }
         // Progress changes no attempt or output: no refetch for it. A foreach's end brings
         // its final counts and its body's summaries: fetched whatever the run's size.
-        if (ev.type === "EVENT_TYPE_STEP_STATE_CHANGED" && progress.has(ev.node_id) && ENDED_STEP.has(ev.step_state)) scheduleRefresh(true);
-        else if (ev.type !== "EVENT_TYPE_STEP_PROGRESS") scheduleRefresh();
+        const step = ev.step_state_changed;
+        if (step && progress.has(step.node_id) && ENDED_STEP.has(step.state)) scheduleRefresh(true);
+        else if (!ev.step_progress) scheduleRefresh();
       },
       { signal: ctrl.signal, resume: false, onError: (e) => setError(e.message) },
     );
@@ -319,7 +322,7 @@ function StepPanel({
       `/v1/runs/${encodeURIComponent(run.run_id)}/events?types=EVENT_TYPE_STEP_LOG&node_id=${encodeURIComponent(nodeId)}`,
       (m) => {
         const ev = (m.data as WatchRunResponse).event;
-        const chunk: StepLog | undefined = ev?.log;
+        const chunk: StepLog | undefined = ev?.step_log;
         if (!chunk) return;
         const key = chunk.stream === "LOG_STREAM_STDERR" ? "stderr" : "stdout";
         buf[key] += chunk.text;

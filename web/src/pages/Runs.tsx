@@ -123,10 +123,10 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
       (m) => {
         const change = m.data as WatchRunsResponse;
         const ev = change.event;
-        if (!ev) return;
+        if (!ev?.run_state_changed) return;
+        const st = ev.run_state_changed.state;
         setRuns((rows) => {
           const at = rows.findIndex((r) => r.run_id === ev.run_id);
-          const st = ev.run_state;
           if (at >= 0) {
             const row = { ...rows[at], state: st };
             if (st === "RUN_STATE_RUNNING" && !row.start_time) row.start_time = ev.event_time;
