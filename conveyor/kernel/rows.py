@@ -1,18 +1,21 @@
 """Table rows as JSON records and back, for export, import and archives of run history.
 
 A record is ``{"table": name, "row": {column: value}}``; datetimes travel as ISO 8601 text
-in UTC, everything else as the JSON the column already holds. Loading checks that the table
-is one the caller accepts and that every non-nullable column without a default is there.
+in UTC, binary columns as base64 text, everything else as the JSON the column already
+holds. Loading checks that the table is one the caller accepts and that every non-nullable
+column without a default is there.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Table
+from sqlalchemy import DateTime, LargeBinary, Table
 
 from conveyor.kernel.errors import InvalidArgument, Violation
 from conveyor.kernel.ids import as_utc
@@ -28,6 +31,8 @@ def dump(table: Table, row: Any) -> str:
         if isinstance(value, datetime):
             utc = as_utc(value)
             value = utc.isoformat() if utc is not None else None
+        elif isinstance(value, bytes | bytearray | memoryview):
+            value = base64.b64encode(bytes(value)).decode("ascii")
         values[column.name] = value
     return json.dumps({"table": table.name, "row": values}, separators=(",", ":"))
 
@@ -75,6 +80,11 @@ def _values(table: Table, row: dict[str, Any], field: str) -> dict[str, Any]:
                 value = datetime.fromisoformat(str(value))
             except ValueError as exc:
                 raise _bad(field, f"column {column.name!r} is not a time") from exc
+        if isinstance(column.type, LargeBinary) and value is not None:
+            try:
+                value = base64.b64decode(str(value), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise _bad(field, f"column {column.name!r} is not base64") from exc
         values[column.name] = value
     return values
 
