@@ -533,12 +533,15 @@ work per step, PostgreSQL / SQLite) and end to end:
 - Earlier: hand-off, per-process plan cache, claims read only the outputs their templates
   name, the CLI imports only what a command needs.
 
-Met in this run: submit -> first step start p50 <= 20 ms in both modes; CLI cold start
-<= 0.3 s (`--help` and `validate`); Conveyor ahead of Prefect 3 per step on every workload.
-Not met: the ratio to raw Celery (targets 1.5, then 1.0: the chain is about 2x, the fan-out
-about 4-5x), 3x ahead of Prefect (about 2x on the chain, less on the fan-out), event p99 <=
-25 ms at 100 watchers, and 500 one-step runs/s (about 100 submissions/s and 50
-completions/s). What stands in the way, in the order it would pay: the step boundary's
+Two runs of `--quick` on the same code an hour apart (load average 1 at the start of both)
+gave chain 8.9 and 11.1 ms per step distributed, 10.4 and 9.2 embedded, raw Celery 4.4 and
+4.3; read the ratios, not single figures. Met: submit -> first step start p50 <= 20 ms
+embedded (11-13 ms) and about there distributed (17-22 ms); CLI cold start <= 0.3 s
+(`--help` and `validate`); Conveyor ahead of Prefect 3 per step on every workload. Not met:
+the ratio to raw Celery (targets 1.5, then 1.0: the chain is 2-2.6x, the fan-out 4.5-6x), 3x
+ahead of Prefect (about 2x on the chain, 1.5-1.9x on the fan-out), event p99 <= 25 ms at 100
+watchers (150-270 ms), and 500 one-step runs/s (80-100 submissions/s, 40-50 completions/s).
+What stands in the way, in the order it would pay: the step boundary's
 remaining round trips (9 statements; Core UPDATE ... RETURNING statements and fewer reads
 would make it 5 or 6); the run-row lock that every claim and end of a wide run takes (a
 claim could skip it by taking its event sequence from a per-run counter row); several events
