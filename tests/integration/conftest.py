@@ -10,6 +10,8 @@ import httpx
 import pytest
 
 from conveyor.cli.client import Client
+from conveyor.kernel.db import Database
+from conveyor.kernel.migrate import upgrade
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.integration import harness
 
@@ -47,3 +49,20 @@ def http(stack: dict[str, Any]) -> Iterator[httpx.Client]:
 def tmp_marker_dir(tmp_path: Path) -> Path:
     """A folder where an injected command would leave a file."""
     return tmp_path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database of each kind the executor runs on: SQLite, and a fresh
+    PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'conveyor.db'}")
+        upgrade(database)
+        yield database
+        database.dispose()
+        return
+    with harness.postgres_database(POSTGRES_URL) as url:
+        database = Database(url)
+        upgrade(database)
+        yield database
+        database.dispose()

@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from conveyor.executor import runs
 from conveyor.executor.livelog import Chunk, LiveLog, append_logs
 from conveyor.kernel import feed, outbox
 from conveyor.kernel.db import Database
 from conveyor.kernel.feed import FeedFilter
-from conveyor.kernel.migrate import upgrade
 from conveyor.translator.domain import compile_workflow
-from tests.conftest import POSTGRES_URL
-from tests.integration import harness
 from tests.integration import workflows as wf
 
 DOC = wf.doc("store-one", [wf.cmd("a", ["true"])], [])
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'store.db'}")
-        upgrade(database)
-        yield database
-        database.dispose()
-        return
-    with harness.postgres_database(POSTGRES_URL) as url:
-        database = Database(url)
-        upgrade(database)
-        yield database
-        database.dispose()
 
 
 def plan(job_id: str = "job-a", name: str = "store-one") -> runs.JobPlan:

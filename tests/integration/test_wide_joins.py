@@ -5,36 +5,16 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from conveyor.executor import runs
 from conveyor.executor.engine import SKIP_UPSTREAM_FAILED, StepState
 from conveyor.kernel.db import Database
-from conveyor.kernel.migrate import upgrade
 from conveyor.translator.domain import compile_workflow
-from tests.conftest import POSTGRES_URL
-from tests.integration import harness
 
 WIDTH = 24
 RULES = ("none_failed_min_one_success", "all_success", "all_done", "one_failed", "none_failed")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'joins.db'}")
-        upgrade(database)
-        yield database
-        database.dispose()
-        return
-    with harness.postgres_database(POSTGRES_URL) as url:
-        database = Database(url)
-        upgrade(database)
-        yield database
-        database.dispose()
 
 
 def plan(rule: str) -> runs.JobPlan:
