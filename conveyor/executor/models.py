@@ -89,8 +89,10 @@ class RunRow(Base):
         if cached is None:
             if self.plan_pb is not None:
                 cached = plan_from_pb(translator_pb2.Plan.FromString(self.plan_pb))
+            elif self.plan_data is not None:
+                cached = self.plan_data
             else:
-                cached = self.plan_data or {"nodes": {}, "entry": []}
+                raise ValueError(f"run {self.id!r} has no stored plan")
             _remember_plan(self.id, cached)
         return cached
 

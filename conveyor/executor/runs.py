@@ -8,7 +8,7 @@ out after commit: events to publish and step messages to send to Celery.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -233,7 +233,7 @@ class StepCache:
     def load(self, node_ids: Iterable[str]) -> None:
         """Fetch the rows not loaded yet in one query."""
         missing = [n for n in set(node_ids) if n not in self._rows]
-        for chunk in (missing[i : i + 500] for i in range(0, len(missing), 500)):
+        for chunk in _chunks(missing):
             for row in self._session.scalars(
                 select(StepRow)
                 .options(defer(StepRow.outputs))  # loaded on access; joins only need states
@@ -255,7 +255,7 @@ class StepCache:
         A join's parents are read on every parent's end; plain tuples keep that cheap.
         """
         missing = [n for n in set(node_ids) if n not in self._rows and n not in self._views]
-        for chunk in (missing[i : i + 500] for i in range(0, len(missing), 500)):
+        for chunk in _chunks(missing):
             for node_id, state, handle, handled, reason in self._session.execute(
                 select(
                     StepRow.node_id,
@@ -278,12 +278,9 @@ class StepCache:
             return None
         nodes = plan["nodes"]
         parents = nodes[node_id]["parents"]
-        names = sorted({p["node"] for p in parents})
-        if len(names) != len(parents):
-            return None  # a parent joined twice has an edge per handle: read them each
         sample = nodes[parents[0]["node"]]
         edges: list[engine.Edge] = []
-        for chunk in (names[i : i + 500] for i in range(0, len(names), 500)):
+        for chunk in _chunks(sorted(p["node"] for p in parents)):
             # Autoflush first: the states changed in this transaction are counted too.
             for state, reason, count in self._session.execute(
                 select(StepRow.state, StepRow.skip_reason, func.count())
@@ -324,9 +321,18 @@ def is_counted_join(plan: Mapping[str, Any], node_id: str) -> bool:
     make a fan-out of N quadratic (N ends x N reads), so such a join's edges are counted."""
     nodes = plan["nodes"]
     parents = nodes[node_id].get("parents", [])
-    return len(parents) >= WIDE_JOIN and all(
-        engine.state_only_edge(nodes[p["node"]], p.get("handle")) for p in parents
+    return (
+        len(parents) >= WIDE_JOIN
+        # A parent joined twice has an edge per handle: its edges are read one by one.
+        and len({p["node"] for p in parents}) == len(parents)
+        and all(engine.state_only_edge(nodes[p["node"]], p.get("handle")) for p in parents)
     )
+
+
+def _chunks(node_ids: list[str]) -> Iterator[list[str]]:
+    """Step ids in lists short enough for one query's parameters (SQLite's limit)."""
+    for i in range(0, len(node_ids), 500):
+        yield node_ids[i : i + 500]
 
 
 def _parents_to_read(

@@ -261,9 +261,7 @@ class Forwarder:
             try:
                 raw: bytes = await call
                 if context is not None:
-                    headers = forwardable(await call.initial_metadata())
-                    if headers:
-                        await context.send_initial_metadata(headers)
+                    await _pass_headers(call, context)
                     context.set_trailing_metadata(forwardable(await call.trailing_metadata()))
             except grpc.aio.AioRpcError as err:
                 raise CallError.from_rpc_error(err) from err
@@ -315,9 +313,7 @@ class Forwarder:
         )
         try:
             if context is not None:
-                headers = forwardable(await call.initial_metadata())
-                if headers:
-                    await context.send_initial_metadata(headers)
+                await _pass_headers(call, context)
             async for raw in call:
                 yield raw
             if context is not None:
@@ -331,6 +327,13 @@ class Forwarder:
     async def close(self) -> None:
         """Close the backend channels."""
         await self.channels.close()
+
+
+async def _pass_headers(call: Any, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+    """Send a backend call's response headers on to the gRPC client (if it sent any)."""
+    headers = forwardable(await call.initial_metadata())
+    if headers:
+        await context.send_initial_metadata(headers)
 
 
 async def _local_unary(method: Method, message: Message, deadline: float | None) -> Message:
