@@ -10,10 +10,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, case, func, select, update
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from conveyor.executor import engine, inline, refs
 from conveyor.executor.effects import Claim, Dispatch, Effects, JobPlan, Result
@@ -81,11 +82,21 @@ class RunTx:
     def emit(self, type_: str, **fields: Any) -> None:
         """Append the run's next event to the outbox."""
         self.run.event_seq += 1
-        ev = Event(
-            run_id=self.run.id, sequence=self.run.event_seq, type=type_, time=self.now, **fields
+        self.record_event(
+            Event(
+                run_id=self.run.id,
+                sequence=self.run.event_seq,
+                type=type_,
+                time=self.now,
+                **fields,
+            )
         )
+
+    def record_event(self, ev: Event) -> None:
+        """Write an event whose sequence is taken (`emit`) and publish it after commit."""
         outbox.append(self.session, ev)
         self.effects.events.append(ev)
+        type_ = ev.type
         if type_ == outbox.RUN_STATE_CHANGED:
             run = self.run
             feed.record(
@@ -189,25 +200,107 @@ _LOCKED = "conveyor.executor.locked_runs"
 _CACHES = "conveyor.executor.step_caches"
 
 
-def lock_run(session: Session, run_id: str) -> RunRow:
+def lock_run(session: Session, run_id: str, *, refresh: bool = False) -> RunRow:
     """Load and lock a run row (SELECT … FOR UPDATE; SQLite's write lock is already held).
 
     The lock lasts until the transaction ends, so a second call in the same transaction (a
-    step's end, then the claim of the successor it hands off) returns the row it holds."""
+    step's end, then the claim of the successor it hands off) returns the row it holds.
+    `refresh`: the row was read without the lock earlier in the transaction; overwrite
+    what was read."""
     locked: dict[str, RunRow] = session.info.setdefault(_LOCKED, {})
     run = locked.get(run_id)
     if run is not None:
         return run
-    run = session.scalar(
+    query = (
         select(RunRow)
         .options(defer(RunRow.plan_data), defer(RunRow.plan_pb))
         .where(RunRow.id == run_id)
         .with_for_update()
     )
+    if refresh:
+        query = query.execution_options(populate_existing=True)
+    run = session.scalar(query)
     if run is None:
         raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
     locked[run_id] = run
     return run
+
+
+def _read_run(session: Session, run_id: str) -> RunRow:
+    """A run row read without locking it (`claim_step` locks it last)."""
+    run = session.scalar(
+        select(RunRow)
+        .options(defer(RunRow.plan_data), defer(RunRow.plan_pb))
+        .where(RunRow.id == run_id)
+    )
+    if run is None:
+        raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
+    return run
+
+
+def _lock_for_claim(tx: RunTx, step: StepRow, worker: str) -> bool | None:
+    """Lock a run read as RUNNING and claim `step` (read QUEUED for this attempt) in it.
+
+    One UPDATE locks the run and takes the claim's event sequence, a second moves the step
+    to RUNNING only if it is still QUEUED for the attempt. True: claimed (the caller adds the
+    attempt's execution row); False: the step moved on meanwhile (stale message); None: the
+    run is no longer RUNNING - it is locked and re-read, and the caller decides as usual.
+    """
+    session, run = tx.session, tx.run
+    running = RunState.RUNNING.value
+    sequence, state = session.execute(
+        update(RunRow)
+        .where(RunRow.id == run.id)
+        .values(event_seq=RunRow.event_seq + case((RunRow.state == running, 1), else_=0))
+        .returning(RunRow.event_seq, RunRow.state)
+        .execution_options(synchronize_session=False)
+    ).one()
+    session.info.setdefault(_LOCKED, {})[run.id] = run
+    if state != running:
+        session.refresh(run)
+        session.refresh(step)
+        return None
+    started = step.started_at or tx.now
+    moved = cast(
+        CursorResult[Any],
+        session.execute(
+            update(StepRow)
+            .where(
+                StepRow.id == step.id,
+                StepRow.state == StepState.QUEUED.value,
+                StepRow.attempt == step.attempt,
+            )
+            .values(state=running, started_at=started)
+            .execution_options(synchronize_session=False)
+        ),
+    ).rowcount
+    if not moved:  # claimed or cancelled since it was read: give the sequence back
+        session.execute(
+            update(RunRow)
+            .where(RunRow.id == run.id)
+            .values(event_seq=sequence - 1)
+            .execution_options(synchronize_session=False)
+        )
+        set_committed_value(run, "event_seq", sequence - 1)
+        session.refresh(step)
+        return False
+    set_committed_value(run, "event_seq", sequence)
+    set_committed_value(step, "state", running)
+    set_committed_value(step, "started_at", started)
+    tx.record_event(
+        Event(
+            run_id=run.id,
+            sequence=sequence,
+            type=outbox.STEP_STATE_CHANGED,
+            time=tx.now,
+            node_id=step.node_id,
+            step_state=running,
+            attempt=step.attempt,
+            message="",
+            data={"worker": worker},
+        )
+    )
+    return True
 
 
 class StepCache:
@@ -561,20 +654,47 @@ def claim_step(
     task_id: str,
     trace_id: str = "",
 ) -> tuple[Claim | None, Effects]:
-    """Mark a QUEUED step RUNNING for this attempt; None when the message is stale."""
+    """Mark a QUEUED step RUNNING for this attempt; None when the message is stale.
+
+    On PostgreSQL a claim in a RUNNING run takes the run's lock last (`_lock_for_claim`):
+    the steps of a wide run are claimed while others hold the lock, which a claim then holds
+    for three statements and the commit instead of the whole transaction."""
     effects = Effects()
-    run = lock_run(session, run_id)
+    late = (
+        run_id not in session.info.get(_LOCKED, {})
+        and session.bind is not None
+        and (session.bind.dialect.name == "postgresql")
+    )
+    run = _read_run(session, run_id) if late else lock_run(session, run_id)
     step = StepCache.of(session, run_id).get(node_id)
     if (
         run.state in engine.TERMINAL_RUN
         or step.state != StepState.QUEUED
         or step.attempt != attempt
     ):
+        # A step moves on from QUEUED-for-this-attempt only once its message was sent, and
+        # a terminal run never changes: this is as true without the lock as with it.
         return None, effects
     tx = RunTx(session, run, effects)
-    if run.state in (RunState.PENDING, RunState.WAITING):
-        tx.set_run(RunState.RUNNING)
-    tx.set_step(step, StepState.RUNNING, worker=worker)
+    claimed = False
+    if late and run.state == RunState.RUNNING:
+        outcome = _lock_for_claim(tx, step, worker)
+        if outcome is False:
+            return None, effects
+        claimed = outcome is True
+    elif late:
+        run = lock_run(session, run_id, refresh=True)
+        session.refresh(step)
+    if not claimed:
+        if (
+            run.state in engine.TERMINAL_RUN
+            or step.state != StepState.QUEUED
+            or step.attempt != attempt
+        ):
+            return None, effects
+        if run.state in (RunState.PENDING, RunState.WAITING):
+            tx.set_run(RunState.RUNNING)
+        tx.set_step(step, StepState.RUNNING, worker=worker)
     session.add(
         ExecutionRow(
             run_id=run_id,
@@ -650,31 +770,22 @@ def _settle(
     cache.load([node_id, *children])
     cache.load_views(_parents_to_read(cache, run.plan, children))
     step = cache.get(node_id)
-    execution = session.scalar(
-        select(ExecutionRow).where(
-            ExecutionRow.run_id == run.id,
-            ExecutionRow.node_id == node_id,
-            ExecutionRow.attempt == attempt,
-        )
-    )
     final = StepState.SUCCEEDED if result.succeeded else StepState.FAILED
-    # An attempt already closed (lost with its worker, handed back) keeps how it was closed:
-    # a late result of a superseded attempt changes nothing.
-    if execution is not None and execution.state == StepState.RUNNING:
-        execution.state = final.value
-        execution.ended_at = tx.now
-        execution.exit_code = result.exit_code
-        execution.error_category = result.error_category
-        execution.error_message = result.error_message or ""
-        execution.wall_s = result.wall_s
-        execution.cpu_user_s = result.cpu_user_s
-        execution.cpu_system_s = result.cpu_system_s
-        execution.max_rss_kb = result.max_rss_kb
-        if result.rendered_inputs is not None:  # a wait's end keeps what its start recorded
-            execution.rendered_inputs = result.rendered_inputs
-    if step.attempt != attempt or step.state != expect:
-        if execution is not None and step.state == StepState.CANCELLED:
-            execution.state = StepState.CANCELLED.value
+    current = step.attempt == attempt and step.state == expect
+    if current:
+        _close_execution(session, run.id, node_id, attempt, final, result, tx.now)
+    else:
+        execution = session.scalar(
+            select(ExecutionRow).where(
+                ExecutionRow.run_id == run.id,
+                ExecutionRow.node_id == node_id,
+                ExecutionRow.attempt == attempt,
+            )
+        )
+        if execution is not None:
+            _close_execution(session, run.id, node_id, attempt, final, result, tx.now)
+            if step.state == StepState.CANCELLED:
+                execution.state = StepState.CANCELLED.value
         return  # stale attempt (cancelled, or superseded): its result is ignored
     node = nodes[node_id]
     step.outputs = result.outputs
@@ -718,6 +829,46 @@ def _settle(
     if node["type"] == nt.FOREACH:
         _settle_body(tx, cache, node_id, result.body or {})
     _advance(tx, cache, [node_id])
+
+
+def _close_execution(
+    session: Session,
+    run_id: str,
+    node_id: str,
+    attempt: int,
+    state: StepState,
+    result: Result,
+    now: datetime,
+) -> None:
+    """Record how an attempt ended on its execution row, if the row is still RUNNING.
+
+    An attempt already closed (lost with its worker, handed back) keeps how it was closed: a
+    late result of a superseded attempt changes nothing. One UPDATE, no read first; an
+    execution object in the session is updated with it."""
+    values: dict[str, Any] = {
+        "state": state.value,
+        "ended_at": now,
+        "exit_code": result.exit_code,
+        "error_category": result.error_category,
+        "error_message": result.error_message or "",
+        "wall_s": result.wall_s,
+        "cpu_user_s": result.cpu_user_s,
+        "cpu_system_s": result.cpu_system_s,
+        "max_rss_kb": result.max_rss_kb,
+    }
+    if result.rendered_inputs is not None:  # a wait's end keeps what its start recorded
+        values["rendered_inputs"] = result.rendered_inputs
+    session.execute(
+        update(ExecutionRow)
+        .where(
+            ExecutionRow.run_id == run_id,
+            ExecutionRow.node_id == node_id,
+            ExecutionRow.attempt == attempt,
+            ExecutionRow.state == StepState.RUNNING.value,
+        )
+        .values(**values)
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 def keep_rendered_inputs(
