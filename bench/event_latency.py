@@ -100,16 +100,16 @@ async def grpc_watcher(stub: Any, run_id: str, w: Watcher, metadata: Any) -> Non
     try:
         call = stub.WatchRun(monitor_service_pb2.WatchRunRequest(run_id=run_id), metadata=metadata)
         async for reply in call:
-            ev = reply.event
-            step = ev.step_state_changed
-            w.see(
-                ev.run_state_changed.state,
-                step.node_id,
-                step.state,
-                ev.event_time.ToNanoseconds() / 1e9,
-            )
-            if ev.HasField("run_state_changed") and ev.run_state_changed.state in (4, 5, 6):
-                return
+            for ev in reply.events:
+                step = ev.step_state_changed
+                w.see(
+                    ev.run_state_changed.state,
+                    step.node_id,
+                    step.state,
+                    ev.event_time.ToNanoseconds() / 1e9,
+                )
+                if ev.HasField("run_state_changed") and ev.run_state_changed.state in (4, 5, 6):
+                    return
     except Exception as exc:  # reported, never hidden
         w.error = f"{type(exc).__name__}: {exc}"
         w.ready.set()
