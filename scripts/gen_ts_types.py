@@ -3,8 +3,9 @@
 The gateway answers JSON with proto field names and every field present (see
 `conveyor.gateway.transcode.to_json`), so each message becomes an interface whose keys are
 the proto field names, enums become unions of their value names, 64-bit integers strings,
-and well-known types their JSON mapping. Run as `python scripts/gen_ts_types.py`; `--check`
-exits 1 when web/src/gen/api.ts is stale.
+and well-known types their JSON mapping; a stream response that declares a batch also gets
+`<Response>Frame`, the data of one of its server-sent events. Run as
+`python scripts/gen_ts_types.py`; `--check` exits 1 when web/src/gen/api.ts is stale.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 from conveyor.kernel.protojson import json_kind, json_name
-from conveyor.kernel.v1 import json_pb2
+from conveyor.kernel.v1 import json_pb2, stream_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "web" / "src" / "gen" / "api.ts"
+FRAME_SUFFIX = "Frame"
 MODULES = [
     "conveyor.auth.v1.auth_pb2",
     "conveyor.executor.v1.run_pb2",
@@ -124,7 +127,26 @@ def _message(message: Descriptor) -> list[str]:
         lines.append(f"  {field.name}{mark}: {_field_type(field)};")
     lines.append("}\n")
     out.append("\n".join(lines))
+    out.extend(_batch_frame(message))
     return out
+
+
+def _batch_frame(message: Descriptor) -> list[str]:
+    """For a stream response declaring a batch (`(conveyor.kernel.v1.stream_batch)`), the
+    data of one server-sent event or WebSocket frame: one element under its key."""
+    option: Any = stream_pb2.stream_batch
+    for field in message.fields:
+        options = field.GetOptions()
+        if options.HasExtension(option) and options.Extensions[option]:
+            key = options.Extensions[option]
+            name = _ts_name(message.full_name)
+            element = _ts_name(field.message_type.full_name)
+            return [
+                f"// One server-sent event (or WebSocket frame) of a {name} stream: each element"
+                f" of `{field.name}` is sent alone.\n"
+                f"export interface {name}{FRAME_SUFFIX} {{\n  {key}: {element};\n}}\n"
+            ]
+    return []
 
 
 def render() -> str:

@@ -111,8 +111,9 @@ class Client:
                     )
                 ):
                     failures = 0
-                    last = reply.event.sequence
-                    yield reply.event
+                    for event in reply.events:
+                        last = event.sequence
+                        yield event
                 return
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE or failures >= 5:  # type: ignore[attr-defined]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -37,6 +36,7 @@ from conveyor.executor.v1 import run_pb2
 from conveyor.gateway import downloads
 from conveyor.gateway.dashboard import dashboard_routes
 from conveyor.gateway.forward import Forwarder, Metadata, Method, request_id
+from conveyor.gateway.frames import resume_field, sse_encoder, sse_event, ws_events
 from conveyor.gateway.responses import ACCESS_TOKEN_PARAM, denied_response, error_response
 from conveyor.gateway.transcode import (
     CallError,
@@ -45,12 +45,9 @@ from conveyor.gateway.transcode import (
     build_request,
     error_body,
     parse_body,
-    resume_field,
     routes_for,
     sse_error,
-    sse_event,
     to_json,
-    ws_event,
 )
 from conveyor.kernel.errors import ConveyorError
 from conveyor.kernel.grpcserver import MAX_MESSAGE_BYTES
@@ -69,35 +66,8 @@ _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 # How many decoded stream messages may wait for a slow HTTP client before the backend is paused.
 _STREAM_BUFFER = 64
 
-# Stream messages up to this size are encoded to SSE once per distinct message (LRU): with N
-# watchers of one run, a live event is decoded and turned into JSON once, not N times.
-_SSE_CACHE_MAX_BYTES = 16 * 1024
-
 REVOKED = "the token was revoked or expired"
 _Item = tuple[str, Any]  # ("message", Message | bytes) | ("end", None) | ("failure", CallError)
-
-
-_RESPONSE_TYPES: dict[str, Any] = {}  # grpc path -> response message class
-
-
-@functools.lru_cache(maxsize=1024)
-def _sse_from_wire(grpc_path: str, raw: bytes) -> bytes:
-    return sse_event(_RESPONSE_TYPES[grpc_path].FromString(raw))
-
-
-def _sse_encoder(route: HttpRoute) -> Any:
-    """Encode a stream item: a local servicer's message, or a backend's raw bytes."""
-
-    _RESPONSE_TYPES[route.grpc_path] = route.response_cls
-
-    def encode(item: Message | bytes) -> bytes:
-        if isinstance(item, Message):
-            return sse_event(item)
-        if len(item) <= _SSE_CACHE_MAX_BYTES:
-            return _sse_from_wire(route.grpc_path, item)
-        return sse_event(route.response_cls.FromString(item))
-
-    return encode
 
 
 class BodyTooLarge(Exception):
@@ -374,7 +344,7 @@ class HttpGateway:
             first=first,
             keepalive_s=self._keepalive_s,
             closing=self._closing,
-            encode=_sse_encoder(route),
+            encode=sse_encoder(route.response_cls),
             guard=guard,
         )
 
@@ -489,7 +459,8 @@ class HttpGateway:
                 if not await guard.valid():
                     raise CallError(grpc.StatusCode.UNAUTHENTICATED, REVOKED)
                 decoded = item if isinstance(item, Message) else route.response_cls.FromString(item)
-                await ws.send_text(ws_event(decoded))
+                for frame in ws_events(decoded):
+                    await ws.send_text(frame)
 
         async def disconnected() -> None:
             with contextlib.suppress(WebSocketDisconnect):

@@ -3,7 +3,8 @@
 
 Schemas follow the proto3 JSON mapping as the gateway writes it (proto field names, enums by
 name, 64-bit integers as strings, well-known types in their JSON forms); streams are
-`text/event-stream` whose events carry the response message as JSON.
+`text/event-stream` whose events carry the response message as JSON (or, for a response
+declaring a batch with `(conveyor.kernel.v1.stream_batch)`, one event per element).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from conveyor.auth import tokens
 from conveyor.auth.roles import required_role
-from conveyor.gateway.transcode import HttpRoute, resume_field
+from conveyor.gateway.frames import resume_field, stream_batch
+from conveyor.gateway.transcode import HttpRoute
 from conveyor.kernel.protojson import OBJECT, json_kind, json_name
 
 _INT32 = {
@@ -175,10 +177,26 @@ def _operation(route: HttpRoute, schemas: _Schemas, operation_id: str) -> dict[s
                 "sends it on reconnect).",
             }
         )
+        description = (
+            "Server-sent events; each `data:` line is the response message as JSON, `id:` its "
+            "stream position."
+        )
+        batch = stream_batch(route.method.output_type)
+        if batch is not None:
+            # Each element of the response's batch is an event of its own.
+            response = {
+                "type": "object",
+                "properties": {batch.key: schemas.ref(batch.element)},
+                "required": [batch.key],
+            }
+            description = (
+                f"Server-sent events, one per element of the response's `{batch.name}`; each "
+                f'`data:` line is `{{"{batch.key}": ...}}` with that element as JSON, `id:` its '
+                "stream position, `event:` its kind. A WebSocket frame carries the same fields."
+            )
         ok: dict[str, Any] = {
             "200": {
-                "description": "Server-sent events; each `data:` line is the response message "
-                "as JSON, `id:` its stream position.",
+                "description": description,
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 "x-event-schema": response,
             },

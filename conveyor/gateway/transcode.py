@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from google.api import annotations_pb2, http_pb2
@@ -21,7 +21,6 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 
 from conveyor.kernel.protojson import JsonFieldError, from_json_dict, to_json_dict
-from conveyor.kernel.v1 import stream_pb2
 
 HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -457,77 +456,6 @@ def build_request(
     if bad is not None:
         raise InputError(f"{bad}: text must be valid UTF-8 without NUL characters", field=bad)
     return message
-
-
-def _marked(desc: Any, option: Any) -> Any:
-    """The first field of a message type that carries the boolean field option, if any."""
-    for field in desc.fields:
-        options = field.GetOptions()
-        if options.HasExtension(option) and options.Extensions[option]:
-            return field
-    return None
-
-
-def _position(message: Message) -> tuple[int, str] | None:
-    """(position, event kind) of a stream message, from the field its proto declares
-    `(conveyor.kernel.v1.stream_position)`, on the message itself or else on a set singular
-    message field it holds; the kind is the set field of that holder's oneof declared
-    `(conveyor.kernel.v1.event_kind)` (else the message's name)."""
-    holder: Message | None = None
-    field = _marked(message.DESCRIPTOR, stream_pb2.stream_position)
-    if field is not None:
-        holder = message
-    else:
-        for outer in message.DESCRIPTOR.fields:
-            if outer.message_type is None or _is_repeated(cast(FieldDescriptor, outer)):
-                continue
-            inner = _marked(outer.message_type, stream_pb2.stream_position)
-            if inner is not None and message.HasField(outer.name):
-                holder, field = getattr(message, outer.name), inner
-                break
-    if holder is None or field is None:
-        return None
-    name = message.DESCRIPTOR.name
-    kind: Any = stream_pb2.event_kind  # a OneofOptions extension; the stubs type it as a field
-    for oneof in holder.DESCRIPTOR.oneofs:
-        options = oneof.GetOptions()
-        if options.HasExtension(kind) and options.Extensions[kind]:
-            name = holder.WhichOneof(oneof.name) or name
-            break
-    return int(getattr(holder, field.name)), name
-
-
-def resume_field(desc: Any) -> str | None:
-    """The streaming request's field declared `(conveyor.kernel.v1.resume_after)`, if any."""
-    field = _marked(desc, stream_pb2.resume_after)
-    return None if field is None else str(field.name)
-
-
-def sse_event(message: Message) -> bytes:
-    """One server-sent event: `id` from the declared stream position, `event` from the
-    declared event kind's set field (else the message's name)."""
-    lines = []
-    position = _position(message)
-    name = message.DESCRIPTOR.name
-    if position is not None:
-        lines.append(f"id: {position[0]}")
-        name = position[1]
-    lines.append(f"event: {name}")
-    lines.append("data: " + json.dumps(to_json(message), separators=(",", ":")))
-    return ("\n".join(lines) + "\n\n").encode()
-
-
-def ws_event(message: Message) -> str:
-    """One WebSocket text frame: the SSE event's fields as JSON (`id`, `event`, `data`)."""
-    frame: dict[str, Any] = {}
-    position = _position(message)
-    name = message.DESCRIPTOR.name
-    if position is not None:
-        frame["id"] = position[0]
-        name = position[1]
-    frame["event"] = name
-    frame["data"] = to_json(message)
-    return json.dumps(frame, separators=(",", ":"))
 
 
 def sse_error(failure: CallError) -> bytes:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -19,7 +20,7 @@ from conveyor.kernel.grpcserver import ServiceRegistration, map_errors
 from conveyor.kernel.outbox import Event
 from conveyor.kernel.protoconv import enum_value, timestamp
 from conveyor.monitor.events import event_pb
-from conveyor.monitor.hub import Hub
+from conveyor.monitor.hub import Hub, Subscription
 from conveyor.monitor.runfeed import FeedTailer
 from conveyor.monitor.states import run_state
 from conveyor.monitor.v1 import event_pb2, monitor_service_pb2, monitor_service_pb2_grpc
@@ -28,7 +29,13 @@ T = TypeVar("T")
 SERVICE_NAME = monitor_service_pb2.DESCRIPTOR.services_by_name["MonitorService"].full_name
 IDLE_POLL_S = 2.0
 FEED_IDLE_S = 5.0
-REPLAY_BATCH = 256  # rows per table read; a log row holds up to 64 KiB
+REPLAY_BATCH = 256  # rows per table read; a log row holds up to 64 Ki characters
+#: Events per WatchRun response, and their encoded bytes: far below the 16 MiB message limit,
+#: since a log event holds up to 64 Ki characters (up to 256 KiB as UTF-8).
+MAX_BATCH_EVENTS = 256
+MAX_BATCH_BYTES = 1024 * 1024
+#: Responses up to this size are kept for the other watchers of the same burst.
+CACHED_RESPONSE_BYTES = 64 * 1024
 MAX_JOB_FILTER = 100
 MAX_ID_LEN = 64
 
@@ -102,24 +109,101 @@ async def next_item(queue: asyncio.Queue[T], wait_s: float) -> T | None:
 
 
 class _ResponseCache:
-    """Recent WatchRun responses by (run, sequence): with N watchers of one run, each live
-    event is converted to protobuf once instead of N times."""
+    """Recent live events as protobuf, and recent WatchRun responses made of them: with N
+    watchers of one run, each live event is converted once instead of N times, and a burst
+    that N watchers take from their queues alike becomes one response for all of them."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, responses: int = 256) -> None:
         self._size = size
-        self._items: OrderedDict[tuple[str, int], monitor_service_pb2.WatchRunResponse] = (
-            OrderedDict()
+        self._responses = responses
+        self._events: OrderedDict[tuple[str, int], tuple[event_pb2.RunEvent, int]] = OrderedDict()
+        self._batches: OrderedDict[
+            tuple[str, tuple[int, ...]], monitor_service_pb2.WatchRunResponse
+        ] = OrderedDict()
+
+    def event(self, ev: Event) -> tuple[event_pb2.RunEvent, int]:
+        """The event as protobuf and its encoded size (a run's sequence identifies its event
+        for good)."""
+        key = (ev.run_id, ev.sequence)
+        found = self._events.get(key)
+        if found is None:
+            pb = event_pb(ev)
+            found = self._events[key] = (pb, _framed_size(pb))
+            if len(self._events) > self._size:
+                self._events.popitem(last=False)
+        return found
+
+    def response(
+        self, run_id: str, sequences: tuple[int, ...], events: list[event_pb2.RunEvent], size: int
+    ) -> monitor_service_pb2.WatchRunResponse:
+        """The response holding these events of the run; small ones are kept for the other
+        watchers that take the same burst."""
+        key = (run_id, sequences)
+        found = self._batches.get(key)
+        if found is None:
+            found = monitor_service_pb2.WatchRunResponse(events=events)
+            if size <= CACHED_RESPONSE_BYTES:
+                self._batches[key] = found
+                if len(self._batches) > self._responses:
+                    self._batches.popitem(last=False)
+        return found
+
+
+def _framed_size(pb: event_pb2.RunEvent) -> int:
+    """The bytes an event adds to a response: its encoding, its field tag and its length."""
+    size = pb.ByteSize()
+    return 1 + max(1, (size.bit_length() + 6) // 7) + size
+
+
+class _Batch:
+    """The events of one response, bounded by count and encoded size (one event always fits,
+    so a single large log chunk still goes out)."""
+
+    def __init__(self) -> None:
+        self.events: list[event_pb2.RunEvent] = []
+        self.sequences: list[int] = []
+        self.size = 0
+
+    def fits(self, size: int) -> bool:
+        """Whether an event of `size` encoded bytes may join."""
+        return not self.events or (
+            len(self.events) < MAX_BATCH_EVENTS and self.size + size <= MAX_BATCH_BYTES
         )
 
-    def get(self, ev: Event) -> monitor_service_pb2.WatchRunResponse:
-        """The response for an event (a run's sequence identifies its event for good)."""
-        key = (ev.run_id, ev.sequence)
-        found = self._items.get(key)
-        if found is None:
-            found = self._items[key] = monitor_service_pb2.WatchRunResponse(event=event_pb(ev))
-            if len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return found
+    def add(self, pb: event_pb2.RunEvent, size: int) -> None:
+        """Append an event."""
+        self.events.append(pb)
+        self.sequences.append(pb.sequence)
+        self.size += size
+
+
+@dataclass
+class _Drained:
+    """What one live batch accounted for: the events to send, the newest sequence accounted
+    for (sent or filtered out), a queued event that continues the sequence but did not fit,
+    whether the table must be read (a gap, an overflow, a thin event), and the end."""
+
+    batch: _Batch
+    last: int
+    held: Event | None = None
+    refill: bool = False
+    ended: bool = False
+
+
+def _page_batches(page: list[Event], flt: _EventFilter) -> tuple[list[_Batch], bool]:
+    """A page of stored events as bounded batches of those the watcher wants, and whether the
+    page holds the run's terminal event (nothing after it is sent)."""
+    batches = [_Batch()]
+    for ev in page:
+        if flt.wants(ev):
+            pb = event_pb(ev)
+            size = _framed_size(pb)
+            if not batches[-1].fits(size):
+                batches.append(_Batch())
+            batches[-1].add(pb, size)
+        if ev.terminal:
+            return [b for b in batches if b.events], True
+    return [b for b in batches if b.events], False
 
 
 class _EventFilter:
@@ -146,6 +230,12 @@ class _EventFilter:
         return (not self.types or ev.type in self.types) and (
             not self.node_id or ev.node_id == self.node_id
         )
+
+
+def _continues(live: Event, last: int, sub: Subscription) -> bool:
+    """Whether a live event may be sent as it came: exactly the next sequence, no live event
+    dropped for this watcher, and not a large log chunk whose text only the table holds."""
+    return live.sequence == last + 1 and not sub.overflowed and not live.data.get("thin")
 
 
 class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type: ignore[misc]
@@ -180,15 +270,16 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
 
     async def _from_table(
         self, run_id: str, after: int, flt: _EventFilter, until: int
-    ) -> AsyncIterator[Event]:
-        """Stored events in (after, until], filtered (the terminal event always comes)."""
+    ) -> AsyncIterator[list[Event]]:
+        """Stored events in (after, until], filtered (the terminal event always comes), a
+        page at a time."""
         while True:
-            batch = await asyncio.to_thread(self._read, run_id, after, flt, until)
-            for ev in batch:
-                yield ev
-            if len(batch) < REPLAY_BATCH:
+            page = await asyncio.to_thread(self._read, run_id, after, flt, until)
+            if page:
+                yield page
+            if len(page) < REPLAY_BATCH:
                 return
-            after = batch[-1].sequence
+            after = page[-1].sequence
 
     @map_errors
     async def WatchRun(  # noqa: N802
@@ -210,36 +301,66 @@ class MonitorServicer(monitor_service_pb2_grpc.MonitorServiceServicer):  # type:
                 # Resumed at or past the end of a finished run: nothing will ever follow.
                 return
             need_table = True
+            held: Event | None = None
             while True:
                 if need_table:
-                    async for ev in self._from_table(run_id, last, flt, head):
-                        if flt.wants(ev):
-                            yield monitor_service_pb2.WatchRunResponse(event=event_pb(ev))
-                        if ev.terminal:
+                    async for page in self._from_table(run_id, last, flt, head):
+                        batches, ended = _page_batches(page, flt)
+                        for batch in batches:
+                            yield monitor_service_pb2.WatchRunResponse(events=batch.events)
+                        if ended:
                             return
                     last = max(last, head)
                     if request.history_only:
                         return
                     need_table = False
-                live = await self._next_live(sub.queue, last)
-                if (
-                    live is not None
-                    and live.sequence == last + 1
-                    and not sub.overflowed
-                    and not live.data.get("thin")  # a large log chunk: its text is in the table
-                ):
-                    last = live.sequence
-                    if flt.wants(live):
-                        yield self._responses.get(live)
-                    if live.terminal:
+                live = held if held is not None else await self._next_live(sub.queue, last)
+                held = None
+                if live is not None and _continues(live, last, sub):
+                    drained = self._drain(live, last, sub, flt)
+                    batch = drained.batch
+                    if batch.events:
+                        yield self._responses.response(
+                            run_id, tuple(batch.sequences), batch.events, batch.size
+                        )
+                    if drained.ended:
                         return
+                    last, held, need_table = drained.last, drained.held, drained.refill
                 else:
+                    need_table = True
+                if need_table:
                     # a gap, an overflow, a thin event or a quiet spell: the table is the truth
                     sub.overflowed = False
                     head = await asyncio.to_thread(self._head, run_id)
-                    need_table = True
         finally:
             sub.close()
+
+    def _drain(self, first: Event, last: int, sub: Subscription, flt: _EventFilter) -> _Drained:
+        """`first` (which continues the sequence) and every event already queued that
+        continues it, up to the batch's bounds, taken without waiting."""
+        out = _Drained(_Batch(), last)
+        ev = first
+        while True:
+            if flt.wants(ev):
+                pb, size = self._responses.event(ev)
+                if not out.batch.fits(size):
+                    out.held = ev
+                    return out
+                out.batch.add(pb, size)
+            out.last = ev.sequence
+            if ev.terminal:
+                out.ended = True
+                return out
+            try:
+                ev = sub.queue.get_nowait()
+                while ev.sequence <= out.last:  # already accounted for (a replayed one)
+                    ev = sub.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return out
+            if not _continues(ev, out.last, sub):
+                # The table holds it (an event is published after its commit): read it there.
+                out.refill = True
+                return out
 
     @staticmethod
     async def _next_live(queue: asyncio.Queue[Event], last: int) -> Event | None:

@@ -38,6 +38,7 @@ TRANSLATOR = "conveyor.translator.v1.TranslatorService"
 EXECUTOR = "conveyor.executor.v1.ExecutorService"
 MONITOR = "conveyor.monitor.v1.MonitorService"
 RUN_EVENTS = 5  # the finished fake run "r1" has events 1..5
+_R1_KINDS = {1: "run_state_changed", RUN_EVENTS: "run_state_changed"}
 #: Every public service: the ones without a fake answer UNIMPLEMENTED from the backend.
 OTHER_SERVICES = (
     "conveyor.scheduler.v1.SchedulerService",
@@ -178,7 +179,8 @@ class FakeExecutor(executor_service_pb2_grpc.ExecutorServiceServicer):  # type: 
 
 
 class FakeMonitor(monitor_service_pb2_grpc.MonitorServiceServicer):  # type: ignore[misc]
-    """WatchRun: "r1" has RUN_EVENTS events; "live" sends one, then waits for the test."""
+    """WatchRun: "r1" has RUN_EVENTS events, sent two to a message; "live" sends one, then
+    waits for the test."""
 
     def __init__(self, seen: Seen) -> None:
         self.seen = seen
@@ -197,11 +199,14 @@ class FakeMonitor(monitor_service_pb2_grpc.MonitorServiceServicer):  # type: ign
             return
         if request.run_id != "r1":
             raise NotFound(f"run {request.run_id!r} has no events", reason="RUN_NOT_FOUND")
-        for sequence in range(request.after_sequence + 1, RUN_EVENTS + 1):
-            kind = "step_state_changed"
-            if sequence in (1, RUN_EVENTS):
-                kind = "run_state_changed"
-            yield _event("r1", sequence, kind)
+        sequences = list(range(request.after_sequence + 1, RUN_EVENTS + 1))
+        for i in range(0, len(sequences), 2):
+            yield monitor_service_pb2.WatchRunResponse(
+                events=[
+                    _event("r1", seq, _R1_KINDS.get(seq, "step_state_changed")).events[0]
+                    for seq in sequences[i : i + 2]
+                ]
+            )
 
 
 def _event(run_id: str, sequence: int, kind: str) -> monitor_service_pb2.WatchRunResponse:
@@ -212,7 +217,7 @@ def _event(run_id: str, sequence: int, kind: str) -> monitor_service_pb2.WatchRu
         "step_log": event_pb2.StepLog(text=f"e{sequence}"),
     }
     return monitor_service_pb2.WatchRunResponse(
-        event=event_pb2.RunEvent(sequence=sequence, run_id=run_id, **{kind: payloads[kind]})
+        events=[event_pb2.RunEvent(sequence=sequence, run_id=run_id, **{kind: payloads[kind]})]
     )
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import connect
 
 from tests.contract.test_gateway_fakes import EXECUTOR, MONITOR, TRANSLATOR, Stack, run_with_stack
 
@@ -174,12 +175,17 @@ def test_event_stream_is_served_as_sse_and_resumes_from_last_event_id() -> None:
             assert resp.status_code == 200
             assert resp.headers["content-type"].startswith("text/event-stream")
             events = _parse_sse(resp.text)
+            # The backend sends two events to a message; each is its own server-sent event.
             assert [e["id"] for e in events] == ["1", "2", "3", "4", "5"]
             assert events[0]["event"] == "run_state_changed"
             assert events[1]["event"] == "step_state_changed"
             data = json.loads(events[2]["data"])
             assert data["event"]["run_id"] == "r1"
             assert data["event"]["step_state_changed"]["message"] == "e3"
+            assert [list(json.loads(e["data"])) for e in events] == [["event"]] * 5
+            assert [json.loads(e["data"])["event"]["sequence"] for e in events] == [
+                str(seq) for seq in range(1, 6)
+            ]
 
             resumed = await http.get("/v1/runs/r1/events", headers={"Last-Event-ID": "3"})
             assert [e["id"] for e in _parse_sse(resumed.text)] == ["4", "5"]
@@ -240,5 +246,25 @@ def test_healthz_reports_each_backend() -> None:
             body = resp.json()
             assert body["status"] == "NOT_SERVING"
             assert body["services"][MONITOR]["status"] == "UNAVAILABLE"
+
+    run_with_stack(scenario)
+
+
+def test_websocket_frames_are_one_per_event_of_a_batched_stream() -> None:
+    async def scenario(stack: Stack) -> None:
+        url = stack.http_url.replace("http://", "ws://") + "/v1/runs/r1/events"
+        async with connect(url, additional_headers=stack.headers()) as ws:
+            frames = [json.loads(frame) async for frame in ws]
+        assert [(f["id"], f["event"]) for f in frames] == [
+            (1, "run_state_changed"),
+            (2, "step_state_changed"),
+            (3, "step_state_changed"),
+            (4, "step_state_changed"),
+            (5, "run_state_changed"),
+        ]
+        assert [list(f["data"]) for f in frames] == [["event"]] * 5
+        assert frames[2]["data"]["event"]["step_state_changed"]["message"] == "e3"
+        async with connect(f"{url}?after_sequence=2", additional_headers=stack.headers()) as ws:
+            assert [json.loads(frame)["id"] async for frame in ws] == [3, 4, 5]
 
     run_with_stack(scenario)

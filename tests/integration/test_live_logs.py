@@ -66,7 +66,7 @@ def watch_until_half(
     call = client.monitor.WatchRun(monitor_service_pb2.WatchRunRequest(run_id=run_id))
     try:
         for reply in call:
-            events.append(reply.event)
+            events.extend(reply.events)
             if not gate.exists() and f"line {HALF - 1:05d}\n" in stdout_text(events):
                 gate.touch()
                 if disconnect:

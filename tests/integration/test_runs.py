@@ -140,16 +140,16 @@ def test_watcher_resumes_without_gaps_or_duplicates(client: Client) -> None:
         )
         terminal = False
         for i, reply in enumerate(stream):
-            seen.append(reply.event.sequence)
-            last = reply.event.sequence
-            if reply.event.HasField(
-                "run_state_changed"
-            ) and reply.event.run_state_changed.state in (
-                run_pb2.RUN_STATE_SUCCEEDED,
-                run_pb2.RUN_STATE_FAILED,
-                run_pb2.RUN_STATE_CANCELLED,
-            ):
-                terminal = True
+            assert reply.events, "a response is never empty"
+            for event in reply.events:  # a response may carry several events
+                seen.append(event.sequence)
+                last = event.sequence
+                if event.HasField("run_state_changed") and event.run_state_changed.state in (
+                    run_pb2.RUN_STATE_SUCCEEDED,
+                    run_pb2.RUN_STATE_FAILED,
+                    run_pb2.RUN_STATE_CANCELLED,
+                ):
+                    terminal = True
             if i == 2:
                 stream.cancel()
                 break

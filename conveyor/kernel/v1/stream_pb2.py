@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63onveyor/kernel/v1/stream.proto\x12\x12\x63onveyor.kernel.v1\x1a google/protobuf/descriptor.proto:8\n\x0fstream_position\x12\x1d.google.protobuf.FieldOptions\x18\xbb\x8e\x03 \x01(\x08:5\n\x0cresume_after\x12\x1d.google.protobuf.FieldOptions\x18\xbc\x8e\x03 \x01(\x08:3\n\nevent_kind\x12\x1d.google.protobuf.OneofOptions\x18\xbd\x8e\x03 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x63onveyor/kernel/v1/stream.proto\x12\x12\x63onveyor.kernel.v1\x1a google/protobuf/descriptor.proto:8\n\x0fstream_position\x12\x1d.google.protobuf.FieldOptions\x18\xbb\x8e\x03 \x01(\x08:5\n\x0cresume_after\x12\x1d.google.protobuf.FieldOptions\x18\xbc\x8e\x03 \x01(\x08:5\n\x0cstream_batch\x12\x1d.google.protobuf.FieldOptions\x18\xbe\x8e\x03 \x01(\t:3\n\nevent_kind\x12\x1d.google.protobuf.OneofOptions\x18\xbd\x8e\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

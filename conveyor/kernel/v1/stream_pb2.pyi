@@ -7,5 +7,7 @@ STREAM_POSITION_FIELD_NUMBER: _ClassVar[int]
 stream_position: _descriptor.FieldDescriptor
 RESUME_AFTER_FIELD_NUMBER: _ClassVar[int]
 resume_after: _descriptor.FieldDescriptor
+STREAM_BATCH_FIELD_NUMBER: _ClassVar[int]
+stream_batch: _descriptor.FieldDescriptor
 EVENT_KIND_FIELD_NUMBER: _ClassVar[int]
 event_kind: _descriptor.FieldDescriptor

@@ -29,7 +29,7 @@ from conveyor.monitor.v1 import event_pb2 as conveyor_dot_monitor_dot_v1_dot_eve
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)conveyor/monitor/v1/monitor_service.proto\x12\x13\x63onveyor.monitor.v1\x1a\x1f\x63onveyor/kernel/v1/stream.proto\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1f\x63onveyor/monitor/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\"\x95\x01\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x1c\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe0\xf3\x18\x01\x12-\n\x05types\x18\x03 \x03(\x0e\x32\x1e.conveyor.monitor.v1.EventType\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x14\n\x0chistory_only\x18\x05 \x01(\x08\"@\n\x10WatchRunResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.conveyor.monitor.v1.RunEvent\"\xb7\x01\n\x10WatchRunsRequest\x12\x1c\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x42\x04\xe0\xf3\x18\x01\x12\x0f\n\x07job_ids\x18\x02 \x03(\t\x12.\n\x06states\x18\x03 \x03(\x0e\x32\x1e.conveyor.executor.v1.RunState\x12\x32\n\x08triggers\x18\x04 \x03(\x0e\x32 .conveyor.executor.v1.RunTrigger\x12\x10\n\x08\x66rom_now\x18\x05 \x01(\x08\"\xae\x01\n\x11WatchRunsResponse\x12\x16\n\x08sequence\x18\x01 \x01(\x03\x42\x04\xd8\xf3\x18\x01\x12,\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.conveyor.monitor.v1.RunEvent\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x10\n\x08job_name\x18\x04 \x01(\t\x12\x31\n\x07trigger\x18\x05 \x01(\x0e\x32 .conveyor.executor.v1.RunTrigger2\x8b\x02\n\x0eMonitorService\x12\x7f\n\x08WatchRun\x12$.conveyor.monitor.v1.WatchRunRequest\x1a%.conveyor.monitor.v1.WatchRunResponse\"$\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/runs/{run_id}/events0\x01\x12x\n\tWatchRuns\x12%.conveyor.monitor.v1.WatchRunsRequest\x1a&.conveyor.monitor.v1.WatchRunsResponse\"\x1a\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/runs:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)conveyor/monitor/v1/monitor_service.proto\x12\x13\x63onveyor.monitor.v1\x1a\x1f\x63onveyor/kernel/v1/stream.proto\x1a\x1b\x63onveyor/auth/v1/auth.proto\x1a\x1e\x63onveyor/executor/v1/run.proto\x1a\x1f\x63onveyor/monitor/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\"\x95\x01\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x1c\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x42\x04\xe0\xf3\x18\x01\x12-\n\x05types\x18\x03 \x03(\x0e\x32\x1e.conveyor.monitor.v1.EventType\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x14\n\x0chistory_only\x18\x05 \x01(\x08\"Y\n\x10WatchRunResponse\x12\x38\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.conveyor.monitor.v1.RunEventB\t\xf2\xf3\x18\x05\x65ventJ\x04\x08\x01\x10\x02R\x05\x65vent\"\xb7\x01\n\x10WatchRunsRequest\x12\x1c\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x03\x42\x04\xe0\xf3\x18\x01\x12\x0f\n\x07job_ids\x18\x02 \x03(\t\x12.\n\x06states\x18\x03 \x03(\x0e\x32\x1e.conveyor.executor.v1.RunState\x12\x32\n\x08triggers\x18\x04 \x03(\x0e\x32 .conveyor.executor.v1.RunTrigger\x12\x10\n\x08\x66rom_now\x18\x05 \x01(\x08\"\xae\x01\n\x11WatchRunsResponse\x12\x16\n\x08sequence\x18\x01 \x01(\x03\x42\x04\xd8\xf3\x18\x01\x12,\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x1d.conveyor.monitor.v1.RunEvent\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x10\n\x08job_name\x18\x04 \x01(\t\x12\x31\n\x07trigger\x18\x05 \x01(\x0e\x32 .conveyor.executor.v1.RunTrigger2\x8b\x02\n\x0eMonitorService\x12\x7f\n\x08WatchRun\x12$.conveyor.monitor.v1.WatchRunRequest\x1a%.conveyor.monitor.v1.WatchRunResponse\"$\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/runs/{run_id}/events0\x01\x12x\n\tWatchRuns\x12%.conveyor.monitor.v1.WatchRunsRequest\x1a&.conveyor.monitor.v1.WatchRunsResponse\"\x1a\xc8\xf3\x18\x01\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/runs:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WATCHRUNREQUEST'].fields_by_name['after_sequence']._loaded_options = None
   _globals['_WATCHRUNREQUEST'].fields_by_name['after_sequence']._serialized_options = b'\340\363\030\001'
+  _globals['_WATCHRUNRESPONSE'].fields_by_name['events']._loaded_options = None
+  _globals['_WATCHRUNRESPONSE'].fields_by_name['events']._serialized_options = b'\362\363\030\005event'
   _globals['_WATCHRUNSREQUEST'].fields_by_name['after_sequence']._loaded_options = None
   _globals['_WATCHRUNSREQUEST'].fields_by_name['after_sequence']._serialized_options = b'\340\363\030\001'
   _globals['_WATCHRUNSRESPONSE'].fields_by_name['sequence']._loaded_options = None
@@ -49,11 +51,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHRUNREQUEST']._serialized_start=224
   _globals['_WATCHRUNREQUEST']._serialized_end=373
   _globals['_WATCHRUNRESPONSE']._serialized_start=375
-  _globals['_WATCHRUNRESPONSE']._serialized_end=439
-  _globals['_WATCHRUNSREQUEST']._serialized_start=442
-  _globals['_WATCHRUNSREQUEST']._serialized_end=625
-  _globals['_WATCHRUNSRESPONSE']._serialized_start=628
-  _globals['_WATCHRUNSRESPONSE']._serialized_end=802
-  _globals['_MONITORSERVICE']._serialized_start=805
-  _globals['_MONITORSERVICE']._serialized_end=1072
+  _globals['_WATCHRUNRESPONSE']._serialized_end=464
+  _globals['_WATCHRUNSREQUEST']._serialized_start=467
+  _globals['_WATCHRUNSREQUEST']._serialized_end=650
+  _globals['_WATCHRUNSRESPONSE']._serialized_start=653
+  _globals['_WATCHRUNSRESPONSE']._serialized_end=827
+  _globals['_MONITORSERVICE']._serialized_start=830
+  _globals['_MONITORSERVICE']._serialized_end=1097
 # @@protoc_insertion_point(module_scope)

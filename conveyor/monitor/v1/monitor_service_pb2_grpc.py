@@ -56,7 +56,9 @@ class MonitorServiceServicer:
         live ones, without gaps or duplicates; the stream ends after the run's terminal event
         (also when a filter leaves that event out); resumed at or past the terminal event of a
         finished run it ends at once, sending nothing (SSE: 204). Step output arrives as STEP_LOG
-        events.
+        events. A message carries every event that was ready for the watcher when it was sent (a
+        burst of one transaction, a backlog, a page of the table), so the terminal event is the
+        last one of the last message.
         Fails with NOT_FOUND when the run has no events (no such run), INVALID_ARGUMENT for a
         missing run_id, a negative after_sequence or an unknown event type.
         """

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from conveyor.cli import main
 from conveyor.cli import runs as runs_cli
+from conveyor.cli.client import Client
 from conveyor.executor.v1 import run_pb2
 from conveyor.monitor.v1 import monitor_service_pb2
 
@@ -85,3 +86,36 @@ def test_watch_gives_up_on_a_non_transient_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(runs_cli, "_client", lambda *_a, **_k: fake)
     result = CliRunner().invoke(main.app, ["runs", "watch"])
     assert result.exit_code == 2
+
+
+def batch(*sequences: int) -> monitor_service_pb2.WatchRunResponse:
+    reply = monitor_service_pb2.WatchRunResponse()
+    for seq in sequences:
+        reply.events.add(sequence=seq, run_id="r")
+    return reply
+
+
+class BatchedMonitor:
+    def __init__(self) -> None:
+        self.requests: list[monitor_service_pb2.WatchRunRequest] = []
+
+    def WatchRun(self, request: Any) -> Iterator[Any]:  # noqa: N802
+        self.requests.append(request)
+        if len(self.requests) == 1:
+            yield batch(1, 2, 3)
+            raise Dropped()
+        yield batch(4)
+        yield batch(5, 6)
+
+
+def test_following_a_run_yields_each_event_of_a_batch_and_resumes_after_its_last() -> None:
+    client = Client("127.0.0.1:1")  # never connects: the monitor is a fake
+    fake = BatchedMonitor()
+    client.monitor = fake  # type: ignore[assignment]
+    try:
+        seen = [event.sequence for event in client.watch("r", node_id="a")]
+    finally:
+        client.close()
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert [r.after_sequence for r in fake.requests] == [0, 3]
+    assert fake.requests[1].node_id == "a"

@@ -336,7 +336,12 @@ export interface WatchRunRequest {
 }
 
 export interface WatchRunResponse {
-  event?: RunEvent;
+  events: RunEvent[];
+}
+
+// One server-sent event (or WebSocket frame) of a WatchRunResponse stream: each element of `events` is sent alone.
+export interface WatchRunResponseFrame {
+  event: RunEvent;
 }
 
 export interface WatchRunsRequest {

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { allows, api, ApiError, between, fmtDuration, fmtTime, getToken, seconds, short, stream } from "../api";
-import type { GetJobResponse, GetRunResponse, ListRunsResponse, Run, RunEvent, Step, StepLog, WatchRunResponse } from "../gen/api";
+import type { GetJobResponse, GetRunResponse, ListRunsResponse, Run, RunEvent, Step, StepLog, WatchRunResponseFrame } from "../gen/api";
 import { navigate, useCaller } from "../App";
 import { WorkflowGraph, type NodeStatus, type WorkflowDoc } from "../graph";
 import { StateBadge, startedBy } from "./Runs";
@@ -122,7 +122,7 @@ export function RunDetailPage({ runId, initialNode }: { runId: string; initialNo
     stream(
       `/v1/runs/${encodeURIComponent(runId)}/events?types=EVENT_TYPE_STEP_STATE_CHANGED&types=EVENT_TYPE_RUN_STATE_CHANGED&types=EVENT_TYPE_STEP_PROGRESS`,
       (m) => {
-        const ev = (m.data as WatchRunResponse).event;
+        const ev = (m.data as WatchRunResponseFrame).event;
         if (!ev) return;
         const changed = ev.run_state_changed;
         if (changed) setRunState(changed.state);
@@ -321,7 +321,7 @@ function StepPanel({
     stream(
       `/v1/runs/${encodeURIComponent(run.run_id)}/events?types=EVENT_TYPE_STEP_LOG&node_id=${encodeURIComponent(nodeId)}`,
       (m) => {
-        const ev = (m.data as WatchRunResponse).event;
+        const ev = (m.data as WatchRunResponseFrame).event;
         const chunk: StepLog | undefined = ev?.step_log;
         if (!chunk) return;
         const key = chunk.stream === "LOG_STREAM_STDERR" ? "stderr" : "stdout";
