@@ -191,7 +191,7 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                     parent_node_id=request.parent_node_id or None,
                     started_by=actor(context),
                 )
-                steps, executions = runs.run_steps(session, run.id)
+                steps, executions = runs.started_run_steps(session, run)
                 message = run_pb(run, steps, executions)
             self._after_commit(effects)
             return message

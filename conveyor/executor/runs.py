@@ -61,6 +61,7 @@ __all__ = [
     "settle_attempt",
     "stale_queued",
     "start_run",
+    "started_run_steps",
     "step_cancelled",
 ]
 
@@ -197,6 +198,7 @@ class RunTx:
 
 
 _LOCKED = "conveyor.executor.locked_runs"
+_CREATED = "conveyor.executor.created_runs"
 _CACHES = "conveyor.executor.step_caches"
 
 
@@ -506,6 +508,7 @@ def start_run(
             failure_handled=False,
         )
     session.add_all(steps.values())
+    session.info.setdefault(_CREATED, {})[run.id] = list(steps.values())
     if queue_entry:
         for decision in engine.entry_decisions(job.plan):
             tx.queue_step(steps[decision.node_id])
@@ -513,6 +516,32 @@ def start_run(
         tx.drain()
     session.flush()
     return run, effects
+
+
+def started_run_steps(
+    session: Session, run: RunRow
+) -> tuple[list[StepRow], dict[str, list[ExecutionRow]]]:
+    """`run_steps` for a run just started: its steps are the rows `start_run` made in this
+    session, so they are not read back.
+
+    Attempts are read only when there can be any: a step's attempt is counted up when it is
+    queued and an attempt row is made only when a queued step is claimed, so while every
+    step is PENDING, or QUEUED for its first attempt, the run has none. A run this session
+    did not create (a repeated request_id's) is read like any other.
+    """
+    created: list[StepRow] | None = session.info.get(_CREATED, {}).get(run.id)
+    if created is None:
+        return run_steps(session, run.id)
+    unclaimed = (StepState.PENDING.value, StepState.QUEUED.value)
+    if all(s.state in unclaimed and s.attempt <= 1 for s in created):
+        return list(created), {}
+    session.flush()
+    executions: dict[str, list[ExecutionRow]] = {}
+    for ex in session.scalars(
+        select(ExecutionRow).where(ExecutionRow.run_id == run.id).order_by(ExecutionRow.attempt)
+    ):
+        executions.setdefault(ex.node_id, []).append(ex)
+    return list(created), executions
 
 
 RETRYABLE_RUN_STATES = frozenset({RunState.FAILED.value, RunState.CANCELLED.value})
