@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from conveyor.executor import inline, liveness, runs, waits
 from conveyor.executor.celeryapp import send_steps
 from conveyor.executor.convert import run_pb, trigger_name
+from conveyor.executor.models import decoded_plan
 from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc, run_pb2
 from conveyor.executor.worker import load_secrets
 from conveyor.kernel.bus import EventBus
@@ -35,7 +36,6 @@ from conveyor.kernel.protoconv import parse_json_object
 from conveyor.kernel.settings import Settings
 from conveyor.shared.parameters import validate_parameters
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
-from conveyor.translator.wire import plan_from_pb
 
 log = structlog.get_logger(__name__)
 
@@ -136,12 +136,13 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
         except grpc.aio.AioRpcError as err:
             raise domain_error(err, peer="translator") from err
         job = reply.job
+        plan_pb = job.plan.SerializeToString()
         return runs.JobPlan(
             job_id=job.job_id,
             name=job.name,
             version=job.version,
-            plan=plan_from_pb(job.plan),
-            plan_pb=job.plan.SerializeToString(),
+            plan=decoded_plan(plan_pb),
+            plan_pb=plan_pb,
         )
 
     @map_errors

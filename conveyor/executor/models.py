@@ -44,6 +44,46 @@ def _remember_plan(run_id: str, plan: dict[str, Any]) -> None:
             _PLANS.popitem(last=False)
 
 
+# Decoded plans by their serialized bytes: the runs of one job version share one plan, so a
+# process decodes it once, not once per run (bounded by count and by bytes held).
+DECODED_CACHE_SIZE = 64
+DECODED_CACHE_BYTES = 64 << 20
+_DECODED: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+_decoded_bytes = 0
+
+
+def decoded_plan(plan_pb: bytes) -> dict[str, Any]:
+    """The plain-data plan of a serialized `Plan`, decoded once per process per content.
+
+    The result is shared: callers read it and never change it."""
+    global _decoded_bytes
+    with _PLANS_LOCK:
+        hit = _DECODED.get(plan_pb)
+        if hit is not None:
+            _DECODED.move_to_end(plan_pb)
+            return hit
+    plan = plan_from_pb(translator_pb2.Plan.FromString(plan_pb))
+    if len(plan_pb) > DECODED_CACHE_BYTES // 4:
+        return plan
+    with _PLANS_LOCK:
+        if plan_pb not in _DECODED:
+            _DECODED[plan_pb] = plan
+            _decoded_bytes += len(plan_pb)
+        while len(_DECODED) > DECODED_CACHE_SIZE or _decoded_bytes > DECODED_CACHE_BYTES:
+            old, _ = _DECODED.popitem(last=False)
+            _decoded_bytes -= len(old)
+    return plan
+
+
+def forget_plans() -> None:
+    """Drop every plan this process keeps decoded (a process starting afresh)."""
+    global _decoded_bytes
+    with _PLANS_LOCK:
+        _PLANS.clear()
+        _DECODED.clear()
+        _decoded_bytes = 0
+
+
 def cached_plan(run_id: str) -> dict[str, Any] | None:
     """The plan of a run if this process has it in memory (claiming a step puts it there)."""
     with _PLANS_LOCK:
@@ -88,7 +128,7 @@ class RunRow(Base):
         cached = _PLANS.get(self.id)
         if cached is None:
             if self.plan_pb is not None:
-                cached = plan_from_pb(translator_pb2.Plan.FromString(self.plan_pb))
+                cached = decoded_plan(self.plan_pb)
             elif self.plan_data is not None:
                 cached = self.plan_data
             else:

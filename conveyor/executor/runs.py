@@ -19,7 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from conveyor.executor import engine, inline, refs
 from conveyor.executor.effects import Claim, Dispatch, Effects, JobPlan, Result
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
-from conveyor.executor.models import ExecutionRow, RunRow, StepRow
+from conveyor.executor.models import ExecutionRow, RunRow, StepRow, cached_plan
 from conveyor.executor.queries import get_run, list_runs, run_steps
 from conveyor.executor.subruns import (
     MAX_SUBWORKFLOW_DEPTH,
@@ -202,6 +202,15 @@ _CREATED = "conveyor.executor.created_runs"
 _CACHES = "conveyor.executor.step_caches"
 
 
+def _plan_loading(run_id: str) -> tuple[Any, ...]:
+    """Loader options for a run row read to work on it: the plan snapshot is left in the
+    database when this process has the run's plan decoded already, and otherwise comes in
+    the same query (a run new to this process needs it next), not in a second one."""
+    if cached_plan(run_id) is not None:
+        return (defer(RunRow.plan_data), defer(RunRow.plan_pb))
+    return (defer(RunRow.plan_data),)
+
+
 def lock_run(session: Session, run_id: str, *, refresh: bool = False) -> RunRow:
     """Load and lock a run row (SELECT … FOR UPDATE; SQLite's write lock is already held).
 
@@ -214,10 +223,7 @@ def lock_run(session: Session, run_id: str, *, refresh: bool = False) -> RunRow:
     if run is not None:
         return run
     query = (
-        select(RunRow)
-        .options(defer(RunRow.plan_data), defer(RunRow.plan_pb))
-        .where(RunRow.id == run_id)
-        .with_for_update()
+        select(RunRow).options(*_plan_loading(run_id)).where(RunRow.id == run_id).with_for_update()
     )
     if refresh:
         query = query.execution_options(populate_existing=True)
@@ -230,11 +236,7 @@ def lock_run(session: Session, run_id: str, *, refresh: bool = False) -> RunRow:
 
 def _read_run(session: Session, run_id: str) -> RunRow:
     """A run row read without locking it (`claim_step` locks it last)."""
-    run = session.scalar(
-        select(RunRow)
-        .options(defer(RunRow.plan_data), defer(RunRow.plan_pb))
-        .where(RunRow.id == run_id)
-    )
+    run = session.scalar(select(RunRow).options(*_plan_loading(run_id)).where(RunRow.id == run_id))
     if run is None:
         raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
     return run
@@ -687,12 +689,17 @@ def claim_step(
 
     On PostgreSQL a claim in a RUNNING run takes the run's lock last (`_lock_for_claim`):
     the steps of a wide run are claimed while others hold the lock, which a claim then holds
-    for three statements and the commit instead of the whole transaction."""
+    for three statements and the commit instead of the whole transaction. The first claim
+    of a run in a process locks first (see below)."""
     effects = Effects()
+    # A process without the run's plan in memory has claimed nothing in it yet: most likely
+    # this is the run's first step, while the run is still PENDING, which the late lock
+    # would only re-read under the lock. Locking first spares those two statements.
     late = (
         run_id not in session.info.get(_LOCKED, {})
         and session.bind is not None
         and (session.bind.dialect.name == "postgresql")
+        and cached_plan(run_id) is not None
     )
     run = _read_run(session, run_id) if late else lock_run(session, run_id)
     step = StepCache.of(session, run_id).get(node_id)

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import event, select, text, update
 
-from conveyor.executor import runs
+from conveyor.executor import models, runs
 from conveyor.executor.engine import RunState, StepState
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
 from conveyor.kernel.db import Database
@@ -230,3 +230,54 @@ def test_concurrent_claims_of_one_run_take_distinct_sequences(pg: Database) -> N
             )
         ).all()
     assert sorted(running) == sorted(f"p{i}" for i in range(WIDTH))
+
+
+def statements_of(db: Database) -> tuple[list[str], Callable[[], None]]:
+    """Every SQL statement the engine sends from now on, and a function that stops it."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(db.engine, "before_cursor_execute", before)
+    return seen, lambda: event.remove(db.engine, "before_cursor_execute", before)
+
+
+def test_a_process_new_to_a_run_locks_it_first_and_reads_its_plan_in_that_query(
+    pg: Database,
+) -> None:
+    with pg.transaction() as session:
+        run, _ = runs.start_run(
+            session, fanout(), parameters={}, request_id=None, trigger="MANUAL", priority=0
+        )
+        run_id = run.id
+    models.forget_plans()  # as in a worker process that has not seen this run
+    seen, stop = statements_of(pg)
+    try:
+        assert claim(pg, run_id, "start") is not None
+    finally:
+        stop()
+    runs_reads = [s for s in seen if s.startswith("SELECT") and "FROM job_runs" in s]
+    assert len(runs_reads) == 1, runs_reads
+    assert runs_reads[0].endswith("FOR UPDATE") and "job_runs.plan_pb" in runs_reads[0]
+    assert not any(s.startswith("UPDATE job_runs SET event_seq") for s in seen)
+    assert models.cached_plan(run_id) == fanout().plan
+    # From now on the process has the plan: the next claim reads the run without its plan
+    # and takes the lock last.
+    seen, stop = statements_of(pg)
+    try:
+        with pg.transaction() as session:
+            runs.finish_step(
+                session,
+                run_id,
+                "start",
+                1,
+                runs.Result(succeeded=True, outputs={}),
+                rand=random.random,
+            )
+        assert claim(pg, run_id, "p0") is not None
+    finally:
+        stop()
+    assert not any("plan_pb" in s for s in seen if "FROM job_runs" in s)
+    assert any(s.startswith("UPDATE job_runs SET event_seq") for s in seen)
+    assert_gap_free(pg, run_id)
