@@ -455,7 +455,8 @@ def run_worker(
         f"--pool={pool}",
         f"--concurrency={concurrency}",
         f"--queues={queues}",
-        "--events",
+        # Task events only on request: worker events (heartbeats) are sent without them.
+        *(["--events"] if settings.celery_task_events else []),
         f"--heartbeat-interval={settings.worker_heartbeat_s}",
         "--loglevel=INFO",
         "--without-mingle",

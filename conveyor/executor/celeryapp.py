@@ -67,8 +67,10 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Worker events (heartbeats, `worker-attempts`) are sent either way; task events
+        # cost every step four messages that the monitor does not need.
+        worker_send_task_events=settings.celery_task_events,
+        task_send_sent_event=settings.celery_task_events,
         task_serializer="json",
         accept_content=["json"],
         enable_utc=True,

@@ -141,10 +141,12 @@ class RunTx:
         evaluated by `drain`, still within this transaction.
         """
         step.attempt += 1
-        self.set_step(step, StepState.QUEUED)
         if inline.is_inline(self.run.plan["nodes"][step.node_id]):
+            self.set_step(step, StepState.QUEUED)
             self._inline.append(step)
             return
+        # The queue in the event: the monitor counts steps queued and started per queue.
+        self.set_step(step, StepState.QUEUED, queue=step.queue)
         self.effects.dispatch.append(
             Dispatch(self.run.id, step.node_id, step.attempt, step.queue, self.run.priority)
         )
@@ -242,7 +244,7 @@ def _read_run(session: Session, run_id: str) -> RunRow:
     return run
 
 
-def _lock_for_claim(tx: RunTx, step: StepRow, worker: str) -> bool | None:
+def _lock_for_claim(tx: RunTx, step: StepRow, worker: str, queue: str) -> bool | None:
     """Lock a run read as RUNNING and claim `step` (read QUEUED for this attempt) in it.
 
     One UPDATE locks the run and takes the claim's event sequence, a second moves the step
@@ -301,7 +303,7 @@ def _lock_for_claim(tx: RunTx, step: StepRow, worker: str) -> bool | None:
             step_state=running,
             attempt=step.attempt,
             message="",
-            data={"worker": worker},
+            data={"worker": worker, "queue": queue},
         )
     )
     return True
@@ -714,7 +716,7 @@ def claim_step(
     tx = RunTx(session, run, effects)
     claimed = False
     if late and run.state == RunState.RUNNING:
-        outcome = _lock_for_claim(tx, step, worker)
+        outcome = _lock_for_claim(tx, step, worker, queue)
         if outcome is False:
             return None, effects
         claimed = outcome is True
@@ -730,7 +732,7 @@ def claim_step(
             return None, effects
         if run.state in (RunState.PENDING, RunState.WAITING):
             tx.set_run(RunState.RUNNING)
-        tx.set_step(step, StepState.RUNNING, worker=worker)
+        tx.set_step(step, StepState.RUNNING, worker=worker, queue=queue or None)
     session.add(
         ExecutionRow(
             run_id=run_id,

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         default=True,
         description="A worker runs a successor it made ready on the same queue itself.",
     )
+    celery_task_events: bool = Field(
+        default=False,
+        description=(
+            "Celery task events (task-sent, task-received, ...) for tools such as Flower; "
+            "Conveyor's monitor needs only worker events."
+        ),
+    )
     secrets_file: Path | None = Field(
         default=None,
         description="Secrets for templates (secrets.NAME): a JSON object or KEY=VALUE lines.",

@@ -52,6 +52,7 @@ def build_ops(*, settings: Settings, db: Database, bus: EventBus, app: Any) -> O
     observer = Observer(settings=settings, db=db, app=app, tracker=tracker, runs=runs)
     recorder = MetricsRecorder(runs)
     bus.listen(recorder.deliver)
+    bus.listen(tracker.steps)
     return Ops(
         observer=observer,
         listener=EventListener(app, tracker),

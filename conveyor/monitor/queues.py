@@ -46,8 +46,8 @@ def broker_notes(kind: str) -> list[str]:
     notes = [
         "oldest_age: Celery messages carry no send time; taken from the oldest QUEUED step "
         "in the database (a step waiting for a retry delay counts from when it was queued)",
-        "rate_in/rate_out: task-sent / task-received Celery events over the last minute, "
-        "counted since the monitor started",
+        "rate_in/rate_out: steps queued on / started from the queue per second over the last "
+        "minute (run events), counted since the monitor started",
     ]
     if kind == "amqp":
         notes.append(

@@ -1,29 +1,39 @@
-"""Celery workers and queue rates as seen through Celery's event stream.
+"""Celery workers as seen through Celery's event stream, and queue rates from run events.
 
-Workers started by `conveyor worker` send events (`--events`) and a heartbeat every
-`worker_heartbeat_s` seconds. A worker is offline once no event has arrived from it for
-`OFFLINE_BEATS` heartbeat periods (the period it reports itself, `freq`), or right away
-when it sends `worker-offline` on a clean shutdown. With the 1 s default, a killed worker
-shows offline after about 3 s; Celery's own (and Flower's) rule is 2 periods plus drift.
+Workers started by `conveyor worker` send worker events: a heartbeat every
+`worker_heartbeat_s` seconds, and what they run (`worker-attempts`). Celery's task events
+(`CONVEYOR_CELERY_TASK_EVENTS`) are not needed: the rates per queue count the steps queued
+and started on it, from the run events whose data names the queue.
+
+A worker is offline once no event has arrived from it for `OFFLINE_BEATS` heartbeat
+periods (the period it reports itself, `freq`), or right away when it sends
+`worker-offline` on a clean shutdown. With the 1 s default, a killed worker shows offline
+after about 3 s; Celery's own (and Flower's) rule is 2 periods plus drift.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+
+from conveyor.executor.v1 import run_pb2
+from conveyor.kernel.outbox import STEP_STATE_CHANGED, Event
+from conveyor.monitor.states import step_state_name
+
+QUEUED = step_state_name(run_pb2.STEP_STATE_QUEUED)
+RUNNING = step_state_name(run_pb2.STEP_STATE_RUNNING)
 
 log = structlog.get_logger(__name__)
 
 OFFLINE_BEATS = 3.0
 RATE_WINDOW_S = 60.0
 MAX_WORKERS = 1000
-MAX_TRACKED_TASKS = 50_000
 MAX_RATE_SAMPLES = 100_000
 MAX_QUEUES_PER_WORKER = 100
 # A worker whose configuration is unknown (its inspect reply was lost or slow) is asked again.
@@ -102,7 +112,6 @@ class WorkerTracker:
         self._clock = clock
         self._lock = threading.Lock()
         self._workers: dict[str, WorkerInfo] = {}
-        self._task_queue: OrderedDict[str, str] = OrderedDict()
         self._sent: deque[tuple[float, str]] = deque(maxlen=MAX_RATE_SAMPLES)
         self._taken: deque[tuple[float, str]] = deque(maxlen=MAX_RATE_SAMPLES)
         self.on_new_worker: Callable[[str], None] | None = None
@@ -120,9 +129,6 @@ class WorkerTracker:
         """Apply one Celery event (a dict with at least `type`)."""
         kind = str(event.get("type", ""))
         now = self._clock()
-        if kind.startswith("task-"):
-            self._task_event(kind, event, now)
-            return
         hostname = str(event.get("hostname") or "")
         if not kind.startswith("worker-") or not hostname:
             return
@@ -171,27 +177,24 @@ class WorkerTracker:
         victim = min(offline or self._workers.values(), key=lambda w: w.last_seen)
         del self._workers[victim.hostname]
 
-    def _task_event(self, kind: str, event: dict[str, Any], now: float) -> None:
-        uuid = str(event.get("uuid") or "")
+    def steps(self, events: Sequence[Event]) -> None:
+        """Bus listener: count steps queued on and started from each queue, and learn the
+        queues a worker takes steps from (the events of worker steps name their queue)."""
+        now = self._clock()
         with self._lock:
-            if kind == "task-sent":
-                queue = str(event.get("queue") or event.get("routing_key") or "")
-                if not queue:
-                    return
-                self._task_queue[uuid] = queue
-                if len(self._task_queue) > MAX_TRACKED_TASKS:
-                    self._task_queue.popitem(last=False)
-                self._sent.append((now, queue))
-            elif kind == "task-received":
-                queue = self._task_queue.get(uuid, "")
-                if not queue:
-                    return
-                self._taken.append((now, queue))
-                info = self._workers.get(str(event.get("hostname") or ""))
-                if info is not None and len(info.queues) < MAX_QUEUES_PER_WORKER:
-                    info.queues.add(queue)
-            elif kind in ("task-succeeded", "task-failed", "task-revoked"):
-                self._task_queue.pop(uuid, None)
+            for ev in events:
+                if ev.type != STEP_STATE_CHANGED:
+                    continue
+                queue = ev.data.get("queue")
+                if not isinstance(queue, str) or not queue:
+                    continue
+                if ev.step_state == QUEUED:
+                    self._sent.append((now, queue))
+                elif ev.step_state == RUNNING:
+                    self._taken.append((now, queue))
+                    info = self._workers.get(str(ev.data.get("worker") or ""))
+                    if info is not None and len(info.queues) < MAX_QUEUES_PER_WORKER:
+                        info.queues.add(queue)
 
     def now(self) -> float:
         """The tracker's clock."""
@@ -223,7 +226,7 @@ class WorkerTracker:
             ]
 
     def rates(self) -> dict[str, tuple[float, float]]:
-        """Per queue: messages sent and taken per second over the last minute."""
+        """Per queue: steps queued and started per second over the last minute."""
         cutoff = self._clock() - RATE_WINDOW_S
         result: dict[str, list[float]] = {}
         with self._lock:

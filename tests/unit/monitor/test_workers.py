@@ -1,7 +1,10 @@
-"""Worker liveness and queue rates folded from Celery events, on an injected clock."""
+"""Worker liveness folded from Celery events and queue rates from run events, on an
+injected clock."""
 
 from __future__ import annotations
 
+from conveyor.kernel.ids import utcnow
+from conveyor.kernel.outbox import STEP_STATE_CHANGED, Event
 from conveyor.monitor.workers import (
     OFFLINE_BEATS,
     RATE_WINDOW_S,
@@ -51,17 +54,45 @@ def test_registering_an_unseen_worker_is_ignored() -> None:
     assert tracker.workers() == []
 
 
-def test_rates_and_learned_queues_from_task_events() -> None:
+def step_event(state: str, attempt: int, **data: str) -> Event:
+    return Event(
+        run_id="r",
+        sequence=attempt,
+        type=STEP_STATE_CHANGED,
+        time=utcnow(),
+        node_id="n",
+        step_state=state,
+        attempt=attempt,
+        data=data,
+    )
+
+
+def test_rates_and_learned_queues_from_step_events() -> None:
     clock = Clock()
     tracker = WorkerTracker(clock=clock)
     tracker.handle({"type": "worker-online", "hostname": "w@h", "freq": 1.0})
-    for i in range(6):
-        tracker.handle({"type": "task-sent", "uuid": f"t{i}", "queue": "gpu"})
-    for i in range(3):
-        tracker.handle({"type": "task-received", "uuid": f"t{i}", "hostname": "w@h"})
-    tracker.handle({"type": "task-received", "uuid": "unknown", "hostname": "w@h"})
-    assert tracker.rates() == {"gpu": (6 / RATE_WINDOW_S, 3 / RATE_WINDOW_S)}
+    tracker.steps([step_event("QUEUED", i, queue="gpu") for i in range(6)])
+    tracker.steps([step_event("RUNNING", i, worker="w@h", queue="gpu") for i in range(3)])
+    # Inline steps (no queue), a worker unknown here, other states and kinds: no change
+    # to the rates beyond their own queue's count.
+    tracker.steps(
+        [
+            step_event("QUEUED", 9),
+            step_event("RUNNING", 9, worker="ghost@h", queue="cpu"),
+            step_event("SUCCEEDED", 1, queue="gpu"),
+            Event(run_id="r", sequence=20, type="RUN_STATE_CHANGED", time=utcnow()),
+        ]
+    )
+    assert tracker.rates() == {
+        "gpu": (6 / RATE_WINDOW_S, 3 / RATE_WINDOW_S),
+        "cpu": (0.0, 1 / RATE_WINDOW_S),
+    }
     assert tracker.consumers("gpu") == 1 and tracker.consumers("default") == 0
+    assert tracker.consumers("cpu") == 0
+    # Celery task events (sent when CONVEYOR_CELERY_TASK_EVENTS is on) count for nothing.
+    tracker.handle({"type": "task-sent", "uuid": "t", "queue": "gpu"})
+    tracker.handle({"type": "task-received", "uuid": "t", "hostname": "w@h"})
+    assert tracker.rates()["gpu"] == (6 / RATE_WINDOW_S, 3 / RATE_WINDOW_S)
     clock.now += RATE_WINDOW_S + 1
     assert tracker.rates() == {}
 
