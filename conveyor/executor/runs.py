@@ -342,6 +342,10 @@ class StepCache:
             ):
                 self._rows[row.node_id] = row
 
+    def has_all(self, node_ids: Iterable[str]) -> bool:
+        """Whether every one of these step rows is loaded."""
+        return all(n in self._rows for n in node_ids)
+
     def get(self, node_id: str) -> StepRow:
         """One step row."""
         if node_id not in self._rows:
@@ -410,6 +414,8 @@ class StepCache:
         )
 
 
+# A run of at most this many steps is read whole at a step's end (one query of a few rows).
+SMALL_RUN = 16
 WIDE_JOIN = 16  # parents from which a join's edges are counted by state, not read each
 
 
@@ -803,10 +809,14 @@ def _settle(
     nodes = run.plan["nodes"]
     cache = StepCache.of(session, run.id)
     # Everything `_advance` may read, fetched before anything changes: the step, its
-    # children and their parents (two queries, and no flush before them).
+    # children and their parents (two queries, and no flush before them). A small run is
+    # read whole in one query: then whether the run is over is known without another.
     children = [c["node"] for c in nodes[node_id].get("children", [])]
-    cache.load([node_id, *children])
-    cache.load_views(_parents_to_read(cache, run.plan, children))
+    if len(nodes) <= SMALL_RUN:
+        cache.load(nodes)
+    else:
+        cache.load([node_id, *children])
+        cache.load_views(_parents_to_read(cache, run.plan, children))
     step = cache.get(node_id)
     final = StepState.SUCCEEDED if result.succeeded else StepState.FAILED
     current = step.attempt == attempt and step.state == expect
@@ -1008,20 +1018,10 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
     if any(cache.view(c).state not in engine.TERMINAL_STEP for c in children):
         refresh_activity(tx)
         return
-    tx.session.flush()
-    open_steps = tx.session.scalar(
-        select(func.count())
-        .select_from(StepRow)
-        .where(StepRow.run_id == tx.run.id, StepRow.state.not_in(TERMINAL_STEP_VALUES))
-    )
-    if open_steps:
+    rows = _steps_if_over(tx, cache)
+    if rows is None:
         refresh_activity(tx)
         return
-    rows = tx.session.execute(
-        select(StepRow.state, StepRow.failure_handled, StepRow.node_id, StepRow.error_message)
-        .where(StepRow.run_id == tx.run.id)
-        .order_by(StepRow.position)
-    ).all()
     outcome = engine.run_outcome((StepState(s), h) for s, h, _n, _m in rows)
     if outcome is None:
         return
@@ -1031,6 +1031,34 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
         message = "; ".join(f"step {n!r} failed: {m}" for n, m in failed[:5])
     tx.set_run(outcome, message)
     notify_parent(tx)
+
+
+def _steps_if_over(tx: RunTx, cache: StepCache) -> list[tuple[Any, bool, str, str]] | None:
+    """(state, failure handled, node id, error message) of every step in plan order when
+    none is open any more, else None: from the rows in hand when the transaction read them
+    all (a small run), else by a count and, once it is zero, a read of every step."""
+    nodes = tx.run.plan["nodes"]
+    if cache.has_all(nodes):
+        steps = sorted((cache.get(n) for n in nodes), key=lambda r: r.position)
+        if any(StepState(r.state) not in engine.TERMINAL_STEP for r in steps):
+            return None
+        return [(r.state, bool(r.failure_handled), r.node_id, r.error_message) for r in steps]
+    tx.session.flush()
+    open_steps = tx.session.scalar(
+        select(func.count())
+        .select_from(StepRow)
+        .where(StepRow.run_id == tx.run.id, StepRow.state.not_in(TERMINAL_STEP_VALUES))
+    )
+    if open_steps:
+        return None
+    return [
+        (s, bool(h), n, m)
+        for s, h, n, m in tx.session.execute(
+            select(StepRow.state, StepRow.failure_handled, StepRow.node_id, StepRow.error_message)
+            .where(StepRow.run_id == tx.run.id)
+            .order_by(StepRow.position)
+        )
+    ]
 
 
 def cancel_run(session: Session, run_id: str, reason: str) -> tuple[RunRow, Effects]:
