@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from sqlalchemy import delete, select
+
 from conveyor.executor import runs
 from conveyor.executor.livelog import Chunk, LiveLog, append_logs
 from conveyor.kernel import feed, outbox
@@ -160,3 +162,44 @@ def test_feed_never_shows_a_gap_to_a_concurrent_reader(db: Database) -> None:
     reader.join()
     assert problems == []
     assert seen == list(range(1, writers * per_writer + 1))
+
+
+def test_feed_numbers_many_changes_of_one_transaction_in_order(db: Database) -> None:
+    """One transaction's changes take consecutive positions, whether they fit the one
+    statement PostgreSQL uses (up to 32 rows) or not, and the head follows them."""
+    job = plan()
+    sizes = [3, 40]
+    with db.transaction() as s:
+        before = feed.head(s)
+    made: list[list[str]] = []
+    for size in sizes:
+        with db.transaction() as s:
+            ids = []
+            for _ in range(size):
+                run, _ = runs.start_run(
+                    s, job, parameters={}, request_id=None, trigger="MANUAL", priority=0
+                )
+                ids.append(run.id)
+        made.append(ids)
+    with db.read() as s:
+        changes = feed.changes_after(s, before)
+        top = s.scalar(select(feed.RunFeedHead.position))
+    assert [c.position for c in changes] == list(range(before + 1, before + 44))
+    assert [c.run_id for c in changes] == made[0] + made[1]
+    assert {c.run_state for c in changes} == {"PENDING"}
+    assert top == before + 43
+
+
+def test_feed_seeds_a_missing_head_row(db: Database) -> None:
+    with db.transaction() as s:
+        s.execute(delete(feed.RunFeedHead))
+        s.execute(delete(feed.RunFeedRow))
+    run_id = start_and_claim(db, plan())
+    with db.read() as s:
+        changes = feed.changes_after(s, 0)
+        top = s.scalar(select(feed.RunFeedHead.position))
+    assert [(c.position, c.run_id, c.run_state) for c in changes] == [
+        (1, run_id, "PENDING"),
+        (2, run_id, "RUNNING"),
+    ]
+    assert top == 2
