@@ -114,7 +114,9 @@ class RunTx:
         if state in engine.TERMINAL_RUN:
             self.run.ended_at = self.now
             self.run.error_message = message
-        self.emit(outbox.RUN_STATE_CHANGED, run_state=state.value, message=message)
+        # A run's end names its job: the monitor's run metrics need nothing else.
+        data = {"job_name": self.run.job_name} if state in engine.TERMINAL_RUN else {}
+        self.emit(outbox.RUN_STATE_CHANGED, run_state=state.value, message=message, data=data)
 
     def set_step(self, step: StepRow, state: StepState, message: str = "", **data: Any) -> None:
         """Move a step to a state and emit its event."""
@@ -861,11 +863,14 @@ def _settle(
             f"retrying in {delay:.1f}s: {result.error_message or ''}",
             error_category=result.error_category,
             retry_in_s=round(delay, 3),
+            node_type=step.node_type,
+            wall_s=result.wall_s,
         )
         refresh_activity(tx)
         return
     step.handle = result.handle
     step.failure_handled = (not result.succeeded) and engine.failure_is_handled(node)
+    # The node's type and the attempt's wall time: what the monitor's step metrics need.
     tx.set_step(
         step,
         final,
@@ -873,6 +878,8 @@ def _settle(
         exit_code=result.exit_code,
         error_category=result.error_category,
         handle=result.handle,
+        node_type=step.node_type,
+        wall_s=result.wall_s,
     )
     if node["type"] == nt.FOREACH:
         _settle_body(tx, cache, node_id, result.body or {})
@@ -1010,7 +1017,7 @@ def _advance(tx: RunTx, cache: StepCache, changed: list[str]) -> None:
             tx.queue_step(step)
         else:
             step.skip_reason = d.reason
-            tx.set_step(step, StepState.SKIPPED, d.reason)
+            tx.set_step(step, StepState.SKIPPED, d.reason, node_type=step.node_type)
             if step.node_type == nt.FOREACH:
                 _settle_body(tx, cache, step.node_id, {})
     # A child still open (queued now, or a join waiting for other parents) means the run

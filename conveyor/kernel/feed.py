@@ -8,8 +8,9 @@ very end of the writing transaction, by incrementing the single row of ``run_fee
 its row lock is held only from that update until COMMIT (the transaction's other writes are
 flushed before it), so positions are handed out in commit order and a gap can never become
 visible. On PostgreSQL the head's update and the feed rows' insert are one statement (the
-update is a CTE that numbers the rows), a round trip less on every run state change. The cost is that commits which change a
-run's state serialise on that one row for the moment between the update and the commit.
+update is a CTE that numbers the rows), a round trip less on every run state change. The
+cost is that commits which change a run's state serialise on that one row for the moment
+between the update and the commit.
 """
 
 from __future__ import annotations

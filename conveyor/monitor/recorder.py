@@ -71,6 +71,24 @@ def _key(ev: Event) -> Key | None:
     return None
 
 
+def _told(ev: Event, key: Key) -> Attempt | None:
+    """What the event itself tells for its metric, or None when the executor must be asked
+    (events written before the executor added it, or ends without a measured wall time)."""
+    data = ev.data
+    if ev.type == RUN_STATE_CHANGED:
+        job = data.get("job_name")
+        return Attempt(ev.run_id, "", 0, job, "", None) if isinstance(job, str) and job else None
+    node_type = data.get("node_type")
+    if not isinstance(node_type, str) or not node_type:
+        return None
+    wall = data.get("wall_s")
+    if key[2] > 0:
+        if isinstance(wall, bool) or not isinstance(wall, int | float):
+            return None
+        return Attempt(ev.run_id, key[1], key[2], "", node_type, float(wall))
+    return Attempt(ev.run_id, key[1], 0, "", node_type, None)
+
+
 class MetricsRecorder:
     """Bus listener feeding the event-derived metrics (and any extra per-event listeners)."""
 
@@ -128,8 +146,22 @@ class MetricsRecorder:
                 return
 
     def record(self, events: Sequence[Event]) -> None:
-        """Update the metrics for a batch of run and step events, then call the listeners."""
-        keys = {k: None for ev in events if (k := _key(ev)) is not None}
+        """Update the metrics for a batch of run and step events, then call the listeners.
+
+        Events that carry what their metric needs (the executor writes the job name into a
+        run's terminal event, the node type and the attempt's wall time into a step's end)
+        are counted from themselves; the executor is asked about the others only."""
+        own: dict[int, Attempt] = {}
+        keys: dict[Key, None] = {}
+        for i, ev in enumerate(events):
+            key = _key(ev)
+            if key is None:
+                continue
+            told = _told(ev, key)
+            if told is not None:
+                own[i] = told
+            else:
+                keys[key] = None
         found: dict[Key, Attempt] = {}
         if keys:
             try:
@@ -138,10 +170,10 @@ class MetricsRecorder:
                 }
             except Exception:
                 log.warning("could not look up event metrics", count=len(keys), exc_info=True)
-        for ev in events:
+        for i, ev in enumerate(events):
             key = _key(ev)
             if key is not None:
-                self._observe(ev, key, found)
+                self._observe(ev, key, {key: own[i]} if i in own else found)
             for listener in self.listeners:
                 try:
                     listener(ev)

@@ -88,3 +88,61 @@ def test_events_that_move_no_metric_ask_nothing() -> None:
         ]
     )
     assert runs.calls == []
+
+
+def test_events_that_tell_their_metric_ask_nothing_and_the_rest_are_asked() -> None:
+    runs = FakeRuns()
+    recorder = MetricsRecorder(runs)  # type: ignore[arg-type]
+    ok = {"type": "own.type", "state": "SUCCEEDED", "category": ""}
+    skipped = {"type": "own.type", "state": "SKIPPED", "category": ""}
+    before = {
+        "runs": sample("conveyor_runs_total", job="own-job", state="SUCCEEDED"),
+        "ok": sample("conveyor_steps_total", **ok),
+        "skipped": sample("conveyor_steps_total", **skipped),
+        "wall": sample("conveyor_step_duration_seconds_sum", type="own.type"),
+        "count": sample("conveyor_step_duration_seconds_count", type="own.type"),
+    }
+    recorder.record(
+        [
+            event(
+                1,
+                STEP_STATE_CHANGED,
+                run_id="r9",
+                node_id="a",
+                step_state="SUCCEEDED",
+                attempt=1,
+                data={"node_type": "own.type", "wall_s": 0.75},
+            ),
+            event(
+                2,
+                STEP_STATE_CHANGED,
+                run_id="r9",
+                node_id="b",
+                step_state="SKIPPED",
+                data={"node_type": "own.type"},
+            ),
+            event(
+                3,
+                RUN_STATE_CHANGED,
+                run_id="r9",
+                run_state="SUCCEEDED",
+                data={"job_name": "own-job"},
+            ),
+            # No wall time measured (and no node type): the executor is asked.
+            event(
+                4,
+                STEP_STATE_CHANGED,
+                node_id="n",
+                step_state="FAILED",
+                attempt=1,
+                data={"node_type": "rec.type", "error_category": "NONZERO_EXIT"},
+            ),
+            event(5, RUN_STATE_CHANGED, run_state="FAILED", data={"job_name": ""}),
+        ]
+    )
+    assert runs.calls == [[("r1", "n", 1), ("r1", "", 0)]]
+    assert sample("conveyor_runs_total", job="own-job", state="SUCCEEDED") == before["runs"] + 1
+    assert sample("conveyor_steps_total", **ok) == before["ok"] + 1
+    assert sample("conveyor_steps_total", **skipped) == before["skipped"] + 1
+    assert sample("conveyor_step_duration_seconds_sum", type="own.type") == before["wall"] + 0.75
+    assert sample("conveyor_step_duration_seconds_count", type="own.type") == before["count"] + 1
