@@ -320,6 +320,7 @@ class StepCache:
         self._rows: dict[str, StepRow] = {}
         self._views: dict[str, StepView] = {}
         self._counted: dict[str, bool] = {}
+        self._others: dict[str, list[str]] = {}
 
     @classmethod
     def of(cls, session: Session, run_id: str) -> StepCache:
@@ -385,18 +386,38 @@ class StepCache:
         parents = nodes[node_id]["parents"]
         sample = nodes[parents[0]["node"]]
         edges: list[engine.Edge] = []
-        for chunk in _chunks(sorted(p["node"] for p in parents)):
+        others = self._not_parents(plan, node_id)
+        if len(others) <= FEW_OTHERS:
+            # The join of (nearly) every step of the run: count the run's steps but the few
+            # others - a scan of the run's rows, no list of a thousand parents to send.
+            scope = StepRow.run_id == self._run_id
+            if others:
+                scope = scope & StepRow.node_id.not_in(others)
+            scopes = [scope]
+        else:
+            scopes = [
+                (StepRow.run_id == self._run_id) & is_one_of(self._session, StepRow.node_id, chunk)
+                for chunk in _chunks(sorted(p["node"] for p in parents))
+            ]
+        for scope in scopes:
             # Autoflush first: the states changed in this transaction are counted too.
             for state, reason, count in self._session.execute(
                 select(StepRow.state, StepRow.skip_reason, func.count())
-                .where(
-                    StepRow.run_id == self._run_id, is_one_of(self._session, StepRow.node_id, chunk)
-                )
+                .where(scope)
                 .group_by(StepRow.state, StepRow.skip_reason)
             ):
                 view = StepView(StepState(state), None, False, reason or "")
                 edges.extend([engine.edge_status(sample, view, None)] * count)
         return edges
+
+    def _not_parents(self, plan: Mapping[str, Any], node_id: str) -> list[str]:
+        """The run's steps that are not parents of `node_id` (itself included), worked out
+        once per node in the transaction."""
+        known = self._others.get(node_id)
+        if known is None:
+            parents = {p["node"] for p in plan["nodes"][node_id].get("parents", [])}
+            known = self._others[node_id] = sorted(n for n in plan["nodes"] if n not in parents)
+        return known
 
     def is_counted_join(self, plan: Mapping[str, Any], node_id: str) -> bool:
         """`is_counted_join`, worked out once per node in the transaction."""
@@ -418,6 +439,9 @@ class StepCache:
 
 # A run of at most this many steps is read whole at a step's end (one query of a few rows).
 SMALL_RUN = 16
+# A counted join with at most this many steps of the run besides its parents counts the
+# run's steps but those, not its parents one by one.
+FEW_OTHERS = 32
 WIDE_JOIN = 16  # parents from which a join's edges are counted by state, not read each
 
 

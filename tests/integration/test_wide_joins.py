@@ -82,11 +82,16 @@ def run_to_end(db: Database, job: runs.JobPlan, failing: set[str], order: list[s
 
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("failures", [0, 1, WIDTH])
+@pytest.mark.parametrize("counting", ["run-but-others", "parents"])
 def test_counted_join_decides_as_reading_each_parent(
-    db: Database, rule: str, failures: int, monkeypatch: pytest.MonkeyPatch
+    db: Database, rule: str, failures: int, counting: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Counted over the run's steps but the 3 others (start, join, after), or over the
+    list of parents, the join decides as reading each parent does."""
     job = plan(rule)
     assert runs.is_counted_join(job.plan, "join")
+    if counting == "parents":
+        monkeypatch.setattr(runs, "FEW_OTHERS", 2)
     order = [f"p{i}" for i in range(WIDTH)]
     random.Random(7).shuffle(order)
     failing = set(order[:failures])
