@@ -8,9 +8,11 @@ out after commit: events to publish and step messages to send to Celery.
 from __future__ import annotations
 
 import random
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, case, func, select, update
 from sqlalchemy.orm import Session, defer
@@ -206,13 +208,15 @@ _CREATED = "conveyor.executor.created_runs"
 _CACHES = "conveyor.executor.step_caches"
 
 
+_WITHOUT_PLAN = (defer(RunRow.plan_data), defer(RunRow.plan_pb))
+_WITH_TYPED_PLAN = (defer(RunRow.plan_data),)
+
+
 def _plan_loading(run_id: str) -> tuple[Any, ...]:
     """Loader options for a run row read to work on it: the plan snapshot is left in the
     database when this process has the run's plan decoded already, and otherwise comes in
     the same query (a run new to this process needs it next), not in a second one."""
-    if cached_plan(run_id) is not None:
-        return (defer(RunRow.plan_data), defer(RunRow.plan_pb))
-    return (defer(RunRow.plan_data),)
+    return _WITHOUT_PLAN if cached_plan(run_id) is not None else _WITH_TYPED_PLAN
 
 
 def lock_run(session: Session, run_id: str, *, refresh: bool = False) -> RunRow:
@@ -319,8 +323,6 @@ class StepCache:
         self._run_id = run_id
         self._rows: dict[str, StepRow] = {}
         self._views: dict[str, StepView] = {}
-        self._counted: dict[str, bool] = {}
-        self._others: dict[str, list[str]] = {}
 
     @classmethod
     def of(cls, session: Session, run_id: str) -> StepCache:
@@ -411,20 +413,12 @@ class StepCache:
         return edges
 
     def _not_parents(self, plan: Mapping[str, Any], node_id: str) -> list[str]:
-        """The run's steps that are not parents of `node_id` (itself included), worked out
-        once per node in the transaction."""
-        known = self._others.get(node_id)
-        if known is None:
-            parents = {p["node"] for p in plan["nodes"][node_id].get("parents", [])}
-            known = self._others[node_id] = sorted(n for n in plan["nodes"] if n not in parents)
-        return known
+        """The run's steps that are not parents of `node_id` (itself included)."""
+        return plan_fact(plan, "not_parents", node_id, _not_parents)
 
     def is_counted_join(self, plan: Mapping[str, Any], node_id: str) -> bool:
-        """`is_counted_join`, worked out once per node in the transaction."""
-        known = self._counted.get(node_id)
-        if known is None:
-            known = self._counted[node_id] = is_counted_join(plan, node_id)
-        return known
+        """`is_counted_join`, worked out once per node and plan in this process."""
+        return plan_fact(plan, "counted_join", node_id, is_counted_join)
 
     def view(self, node_id: str) -> StepView:
         """The engine's view of a step."""
@@ -443,6 +437,47 @@ SMALL_RUN = 16
 # run's steps but those, not its parents one by one.
 FEW_OTHERS = 32
 WIDE_JOIN = 16  # parents from which a join's edges are counted by state, not read each
+
+
+T = TypeVar("T")
+
+# Facts derived from a plan alone, kept per plan object: plans are immutable and shared by
+# the runs of a job version (`models.decoded_plan`), and a wide run's every step end asks the
+# same questions of the same nodes. The entry holds the plan, so its id is not reused.
+PLAN_FACTS = 64
+_FACTS: OrderedDict[int, tuple[Mapping[str, Any], dict[tuple[str, str], Any]]] = OrderedDict()
+_FACTS_LOCK = threading.Lock()
+
+
+def plan_fact(
+    plan: Mapping[str, Any], kind: str, node_id: str, compute: Callable[[Any, str], T]
+) -> T:
+    """`compute(plan, node_id)`, remembered for this plan object."""
+    key = id(plan)
+    with _FACTS_LOCK:
+        entry = _FACTS.get(key)
+        if entry is not None and entry[0] is plan:
+            _FACTS.move_to_end(key)
+            facts = entry[1]
+            if (kind, node_id) in facts:
+                return cast(T, facts[(kind, node_id)])
+        else:
+            facts = {}
+            _FACTS[key] = (plan, facts)
+            while len(_FACTS) > PLAN_FACTS:
+                _FACTS.popitem(last=False)
+    value = compute(plan, node_id)
+    facts[(kind, node_id)] = value
+    return value
+
+
+def _approvals(plan: Mapping[str, Any], _node_id: str) -> bool:
+    return any(n["type"] == nt.APPROVAL for n in plan["nodes"].values())
+
+
+def _not_parents(plan: Mapping[str, Any], node_id: str) -> list[str]:
+    parents = {p["node"] for p in plan["nodes"][node_id].get("parents", [])}
+    return sorted(n for n in plan["nodes"] if n not in parents)
 
 
 def is_counted_join(plan: Mapping[str, Any], node_id: str) -> bool:
@@ -1003,9 +1038,7 @@ def refresh_activity(tx: RunTx) -> None:
     """RUNNING <-> WAITING: a run waits when only approvals are pending."""
     if tx.run.state not in (RunState.RUNNING, RunState.WAITING):
         return
-    if tx.run.state == RunState.RUNNING and not any(
-        n["type"] == nt.APPROVAL for n in tx.run.plan["nodes"].values()
-    ):
+    if tx.run.state == RunState.RUNNING and not plan_fact(tx.run.plan, "approvals", "", _approvals):
         return  # nothing can make it wait: spare the query on every step end
     tx.session.flush()
     rows = tx.session.execute(
