@@ -63,3 +63,27 @@ def test_the_cache_keeps_its_count_and_byte_bounds(monkeypatch: pytest.MonkeyPat
     # A plan bigger than a quarter of the budget is decoded but not kept.
     big = plan_bytes("big", ["echo", "x" * (3 * size)])[0]
     assert models.decoded_plan(big) is not models.decoded_plan(big)
+
+
+def test_plan_facts_are_computed_once_per_plan_object() -> None:
+    from conveyor.executor import runs
+
+    calls: list[str] = []
+
+    def width(plan: dict[str, Any], node_id: str) -> int:
+        calls.append(node_id)
+        return len(plan["nodes"])
+
+    one: dict[str, Any] = {"nodes": {"a": {}, "b": {}}}
+    equal: dict[str, Any] = {"nodes": {"a": {}, "b": {}}}
+    assert runs.plan_fact(one, "width", "a", width) == 2
+    assert runs.plan_fact(one, "width", "a", width) == 2
+    assert calls == ["a"]
+    # An equal but distinct plan object, another node, another kind: worked out anew.
+    assert runs.plan_fact(equal, "width", "a", width) == 2
+    assert runs.plan_fact(one, "width", "b", width) == 2
+    assert runs.plan_fact(one, "other", "a", width) == 2
+    assert calls == ["a", "a", "b", "a"]
+    for i in range(runs.PLAN_FACTS + 3):
+        runs.plan_fact({"nodes": {str(i): {}}}, "width", "x", width)
+    assert len(runs._FACTS) == runs.PLAN_FACTS
