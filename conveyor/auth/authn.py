@@ -14,11 +14,12 @@ import time
 from dataclasses import dataclass
 
 import grpc
+from sqlalchemy.exc import DBAPIError
 
 from conveyor.auth import roles, tokens
 from conveyor.auth.tokens import Caller
 from conveyor.auth.v1 import auth_pb2
-from conveyor.kernel.db import READ_ONLY_OPTION, Database
+from conveyor.kernel.db import READ_ONLY_OPTION, Database, is_unreachable
 from conveyor.kernel.ids import utcnow
 
 ANONYMOUS = Caller(name="anonymous", role=auth_pb2.ROLE_ADMIN)
@@ -82,7 +83,16 @@ class Authenticator:
             return ANONYMOUS
         if token is None:
             raise Denied(grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required")
-        caller = await asyncio.to_thread(self._lookup, token)
+        try:
+            caller = await asyncio.to_thread(self._lookup, token)
+        except DBAPIError as exc:
+            if not is_unreachable(exc):
+                raise
+            # Retryable, like any call that finds the database down: not UNKNOWN.
+            raise Denied(
+                grpc.StatusCode.UNAVAILABLE,
+                "the token database cannot be reached; retry",
+            ) from exc
         if caller is None:
             raise Denied(
                 grpc.StatusCode.UNAUTHENTICATED,
@@ -142,4 +152,12 @@ class StreamGuard:
         if self._generation == self._auth.generation and now - self._checked_at < STREAM_RECHECK_S:
             return True
         self._generation, self._checked_at = self._auth.generation, now
-        return await asyncio.to_thread(self._auth._active, caller.token_id)
+        try:
+            return await asyncio.to_thread(self._auth._active, caller.token_id)
+        except DBAPIError as exc:
+            if not is_unreachable(exc):
+                raise
+            # No revocation can be recorded while the database is down either: the stream
+            # goes on, and is checked again on its next message.
+            self._checked_at = 0.0
+            return True

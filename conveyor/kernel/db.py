@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, String, any_, bindparam, create_engine, event
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, sessionmaker
 
 READ_ONLY_OPTION = "conveyor_read_only"
@@ -52,10 +53,46 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    kwargs.setdefault("pool_pre_ping", True)
     # An unreachable server fails a connection attempt in seconds, not the OS's minutes.
     kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if "pool_pre_ping" not in kwargs:  # a caller's own choice of pinging stands
+        _ping_idle_connections(engine)
+    return engine
+
+
+# A pooled connection idle longer than this is pinged before it is handed out.
+PING_IDLE_S = 1.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pessimistic disconnect handling, but only for connections that sat idle.
+
+    SQLAlchemy's `pool_pre_ping` costs a round trip on every checkout, that is on every
+    transaction of every service: several per step. A connection returned to the pool less
+    than `PING_IDLE_S` ago was working then; one idle longer (a server restart happens in
+    that time) is pinged, and a dead one is replaced before it is used. What breaks in
+    between fails on use like any connection lost mid-transaction, which callers retry.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["conveyor_returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("conveyor_returned_at")
+        if returned is not None and time.monotonic() - returned < PING_IDLE_S:
+            return
+        try:
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            if not dbapi_conn.autocommit:
+                dbapi_conn.rollback()
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError(f"pooled connection is dead: {exc}") from exc
 
 
 CONNECT_TIMEOUT_S = 10

@@ -7,7 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    case,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from conveyor.kernel.db import Base
@@ -153,14 +164,25 @@ def _find_job(session: Session, job_ref: str) -> JobRow:
 
 
 def get_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
-    """A job by id or name, with its latest (or given) version."""
-    job = _find_job(session, job_ref)
-    wanted = version or job.latest_version
-    row = session.scalar(
-        select(JobVersionRow).where(JobVersionRow.job_id == job.id, JobVersionRow.version == wanted)
-    )
+    """A job by id or name, with its latest (or given) version: one query (an id match wins
+    over a name match)."""
+    wanted = version or JobRow.latest_version
+    found = session.execute(
+        select(JobRow, JobVersionRow)
+        .outerjoin(
+            JobVersionRow,
+            (JobVersionRow.job_id == JobRow.id) & (JobVersionRow.version == wanted),
+        )
+        .where(or_(JobRow.id == job_ref, JobRow.name == job_ref))
+        .order_by(case((JobRow.id == job_ref, 0), else_=1))
+        .limit(1)
+    ).first()
+    if found is None:
+        raise NotFound(f"job {job_ref!r} not found", metadata={"job_id": job_ref})
+    job, row = found
     if row is None:
-        raise NotFound(f"job {job.name!r} has no version {wanted}", metadata={"job_id": job.id})
+        number = version or job.latest_version
+        raise NotFound(f"job {job.name!r} has no version {number}", metadata={"job_id": job.id})
     return _record(job, row)
 
 

@@ -29,6 +29,7 @@ from conveyor.executor.v1 import executor_service_pb2, executor_service_pb2_grpc
 from conveyor.kernel.protoconv import json_text
 from conveyor.translator.v1 import translator_service_pb2, translator_service_pb2_grpc
 from tests.chaos.stack import Stack
+from tests.conftest import open_to_steps
 from tests.integration import workflows as wf
 
 MARK = 'echo "S $1 $$ $(date +%s.%N)" >> "$2"; sleep "$3"; echo "E $1 $$ $(date +%s.%N)" >> "$2"'
@@ -176,6 +177,7 @@ class Load:
 
     def __post_init__(self) -> None:
         self.flags.mkdir(parents=True, exist_ok=True)
+        open_to_steps(self.flags)  # the flaky step marks its first try here, as the step user
         self._channel = gateway_channel(self.stack.grpc, self.stack.token)
         self.executor = executor_service_pb2_grpc.ExecutorServiceStub(self._channel)
         self.translator = translator_service_pb2_grpc.TranslatorServiceStub(self._channel)

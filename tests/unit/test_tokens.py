@@ -124,3 +124,16 @@ def test_dev_open_is_refused_off_loopback() -> None:
     result = CliRunner().invoke(app, ["dev", "--open", "--http", "0.0.0.0:18399"])
     assert result.exit_code == 2
     assert "loopback" in result.output
+
+
+def test_an_unreachable_token_database_is_unavailable_not_unknown() -> None:
+    """A token cannot be checked while the database is down: the caller gets a retryable
+    UNAVAILABLE (HTTP 503), not an unexpected error."""
+    down = Database("postgresql://postgres@127.0.0.1:1/none")  # nothing listens on port 1
+    try:
+        auth = Authenticator(down)
+        with pytest.raises(Denied) as denied:
+            asyncio.run(auth.authorize("some-token", GET_RUN))
+        assert denied.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        down.dispose()
