@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from conveyor.auth import roles, tokens
 from conveyor.auth.tokens import Caller
 from conveyor.auth.v1 import auth_pb2
-from conveyor.kernel.db import READ_ONLY_OPTION, Database, is_unreachable
+from conveyor.kernel.db import Database, is_unreachable
 from conveyor.kernel.ids import utcnow
 
 ANONYMOUS = Caller(name="anonymous", role=auth_pb2.ROLE_ADMIN)
@@ -62,7 +62,7 @@ class Authenticator:
         self._db = db
         # Lookups use a Core connection of the read-only engine: a fraction of an ORM
         # session's cost, and on SQLite no write lock (see Database.read).
-        self._reads = db.engine.execution_options(**{READ_ONLY_OPTION: True}) if db else None
+        self._reads = db.read_engine if db else None
         self.open_access = open_access
         #: Bumped on every revocation made through this process; streams re-check at once.
         self.generation = 0

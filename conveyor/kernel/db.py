@@ -110,9 +110,15 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(
-            self.engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False
-        )
+        options: dict[str, Any] = {READ_ONLY_OPTION: True}
+        if not self.is_sqlite:
+            # Reads on PostgreSQL run in autocommit: under READ COMMITTED each statement
+            # sees its own snapshot inside a transaction too, so BEGIN and the ROLLBACK at
+            # the end would be two round trips for nothing.
+            options["isolation_level"] = "AUTOCOMMIT"
+        #: The engine for reads: no write lock on SQLite, no transaction on PostgreSQL.
+        self.read_engine = self.engine.execution_options(**options)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
