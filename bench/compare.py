@@ -494,61 +494,87 @@ def render(data: dict[str, Any], opts: argparse.Namespace) -> str:
 ANALYSIS = """\
 ### What dominates
 
-Per step of a chain, the worker thread does two things on the critical path: it runs the
-process, and it records the step's end and claims its successor in one transaction
-(hand-off). Timed inside the embedded suite on a quiet machine (chains of 100, 600 steps):
-about 5 ms running `true` - starting it (`Popen`, about 2 ms, through `setpriv` because steps
-run as an unprivileged user when the worker is root: about 1 ms more than `true` alone),
-waiting for it, the attempt's own working directory - and about 3 ms recording (SQLite; on
-PostgreSQL about 4 ms, a third of it waiting for round trips). py-spy on the distributed
-worker during chains says the same: the transaction is about 60 % of the worker thread's busy
-time and half of that waits on PostgreSQL. Raw Celery runs `true` as the same kind of child
-process but records nothing anyone can query, watch, retry or resume: one result write and
-one message per task.
+CPU per one-step run, summed from `/proc` over every process while 1,000 runs went through
+the gateway (8 clients, one worker process), same machine and day, before and after this
+round's changes:
 
-For the fan-out, every one of its steps takes the run's row lock twice (claim and end), so
-the 4 worker threads serialise on it, and they share one interpreter lock in one process.
-For throughput, one one-step run costs roughly 35 ms of CPU over all the processes (gateway,
-executor, translator, worker, monitor, PostgreSQL, Redis) on a machine of 2 cores; the
-executor's StartRun alone (the translator's GetJob, the transaction, the broker message)
-about 10 ms.
+| process | before, ms per run | after, ms per run |
+|---|---:|---:|
+| worker (Celery, claim, the step's process, its end) | 17.1 | 13.3 |
+| executor (StartRun, the monitor's look-ups, sweeps) | 9.6 | 5.2 |
+| PostgreSQL | 4.5 | 3.6 |
+| monitor | 2.6 | 1.5 |
+| translator (GetJob) | 2.5 | 2.6 |
+| gateway (token check, proxy) | 2.4 | 2.3 |
+| Redis | 0.6 | 0.5 |
+| all | 39.6 | 29.3 |
 
-Done in this round, each measured with a claim/finish loop without Celery (ms of database
-work per step, PostgreSQL / SQLite) and end to end:
+On 2 cores 29 ms per run caps one-step runs at about 70 per second however well the work
+spreads; the 500 runs/s target would need about 4 ms. In the worker, py-spy (samples holding
+the interpreter lock) puts about half of a step's Python time in the claim and end
+transactions - SQLAlchemy's units of work and row loading more than the round trips - and
+about 8 % in Celery's own consumer.
 
-- A transaction keeps the run it locked and the step rows it read: the claim of the
-  successor after a step's end re-reads nothing; a step's children and their parents are read
-  before anything changes (no flush in between); the open-step count is skipped while a child
-  is still open. 18 statements per step boundary became 9 (chain: 7.7 -> 4.2 / 3.5 -> 2.0).
-- Wide joins (16 or more parents that are neither branches nor error-handled) count their
-  parents by state in one query instead of reading every parent on every parent's end, and
-  lists of step ids are one array parameter on PostgreSQL (200-way fan-out: 10.5 -> 7.8 /
-  4.7 -> 4.0).
-- Outbox rows are one plain INSERT per transaction, without ORM objects.
-- The run feed's global lock covers only its own update and the commit, not the
-  transaction's other writes.
-- A step that prints nothing starts no live-log thread; the pipe and reaper threads of step
-  processes are reused, and the attempt root is prepared once (embedded chain: 9.2 -> 8.5 ms
-  per step in the loop above).
-- Earlier: hand-off, per-process plan cache, claims read only the outputs their templates
-  name, the CLI imports only what a command needs.
+Per step of a chain the worker thread runs the step's process (about 2.5-3.5 ms for `true`,
+through `setpriv` because steps run as an unprivileged user when the worker is root) and
+records its end and claims the successor in one transaction (hand-off): 8 statements, 5.3 ms
+wall and 3.8 ms CPU per boundary on PostgreSQL in a claim/finish loop without Celery, 2.4 ms
+on SQLite. The rest of the ~12 ms per step is Python around them in the worker and, on this
+machine, the cost of waking an idle process: a gRPC call that does nothing takes 1.8 ms after
+20 ms of quiet and 0.6 ms back to back, `SELECT 1` 0.56 and 0.10 ms. Raw Celery runs `true`
+as the same kind of child process but records nothing anyone can query, watch, retry or
+resume. Submit -> first step start, taken apart (sequential runs on a quiet machine): 11.7 ms
+until the run's transaction begins (the gateway's token check and proxy, the executor's
+`GetJob` from the translator: 5.3 ms on its own), then 12.3 ms to the step's start (commit,
+broker message, the worker's claim).
 
-Two runs of `--quick` on the same code an hour apart (load average 1 at the start of both)
-gave chain 8.9 and 11.1 ms per step distributed, 10.4 and 9.2 embedded, raw Celery 4.4 and
-4.3; read the ratios, not single figures. Met: submit -> first step start p50 <= 20 ms
-embedded (11-13 ms) and about there distributed (17-22 ms); CLI cold start <= 0.3 s
-(`--help` and `validate`); Conveyor ahead of Prefect 3 per step on every workload. Not met:
-the ratio to raw Celery (targets 1.5, then 1.0: the chain is 2-2.6x, the fan-out 4.5-6x), 3x
-ahead of Prefect (about 2x on the chain, 1.5-1.9x on the fan-out), event p99 <= 25 ms at 100
-watchers (150-270 ms), and 500 one-step runs/s (80-100 submissions/s, 40-50 completions/s).
-What stands in the way, in the order it would pay: the step boundary's
-remaining round trips (9 statements; Core UPDATE ... RETURNING statements and fewer reads
-would make it 5 or 6); the run-row lock that every claim and end of a wide run takes (a
-claim could skip it by taking its event sequence from a per-run counter row); several events
-per WatchRun response (a contract change: 100 watchers then cost 100 messages per batch, not
-per event); and for throughput, work per run spread over six processes on two cores - a
-pinned job version's plan could be cached by the executor instead of fetched per StartRun.
-The machine is shared: compare the figures of one run only."""
+A 1,000-way fan-out is now bound by the worker's one interpreter: about 20 ms of worker CPU
+per step, about the makespan per step. Its PostgreSQL CPU per step went from 14.1 to 4.4 ms.
+
+Done in this round (each measured before and after on the same machine and day):
+
+- The join of a fan-out counted its 1,000 parents by sending their ids as an array on every
+  parent's end; psycopg prepares a statement after five executions and the generic plan of
+  that one was poor (14.2 ms per end; 5.3 ms unprepared). A counted join with at most 32
+  other steps in the run now counts the run's steps but those others. In-process loop of a
+  1,000-way fan-out: 26.5 -> 13.1 ms per step; distributed makespan 31.8 -> 22.8 s.
+- The executor writes into events what the monitor's metrics need (a run's end: its job;
+  a step's end: node type and wall time), so the monitor no longer calls the executor's
+  `DescribeAttempts` per batch of events: executor 8.7 -> 5.3 ms per run.
+- Celery task events are off (`CONVEYOR_CELERY_TASK_EVENTS`, for Flower); the queue rates
+  they fed come from the run events, which now name a worker step's queue: 40.1 -> 37.5 ms
+  per run over all processes.
+- On PostgreSQL the run feed's head update and the feed row insert are one statement without
+  ORM objects; a run of at most 16 steps is read whole at a step's end, which then decides the
+  run's end without a flush and two queries. One-step run in the loop (start + claim + end):
+  5 / 8 / 12 -> 4 / 7 / 7 statements, 12.3 -> 8.1 ms of CPU.
+- A plan is decoded once per content per process (the runs of a job version share it); a
+  process new to a run locks the run first and reads its plan in that query (the first claim
+  of a run did a read, a lock, a re-read and a separate plan read).
+- Facts of a plan that every step end of a wide run asks (counted join, its others, any
+  approval) are worked out once per plan; pooled connections are pinged only after a second
+  idle instead of on every checkout; reads on PostgreSQL run without BEGIN and ROLLBACK;
+  `GetJob` reads job and version in one query.
+- Tried and dropped: reading the run row and the step rows in one `SELECT ... FOR UPDATE OF
+  job_runs` join. The joined step rows come from the snapshot taken before the statement
+  waited for the lock, so concurrent step ends saw stale states and a run never ended (a test
+  caught it). It would need the two statements pipelined.
+- Earlier rounds: hand-off, claims that take the run's lock last, wide joins counted by
+  state, several events per WatchRun message, outbox rows in one INSERT, claims that read
+  only the outputs their templates name, lazy CLI imports.
+
+Met: CLI cold start <= 0.3 s (`--help`, `validate`); Conveyor ahead of Prefect 3 per step on
+every workload; submit -> first step start p50 <= 20 ms in the embedded mode. Not met: the
+ratio to raw Celery (targets 1.5, then 1.0), 3x ahead of Prefect, submit -> start p50 <= 20 ms
+distributed (22-25 ms here), event p99 <= 25 ms at 100 watchers, and 500 one-step runs/s.
+What stands in the way, in the order it would pay: the worker's CPU per step (SQLAlchemy ORM
+in claim and end - Core statements there would be the next step; one interpreter per worker
+process, so more cores and processes, not threads, scale it); a counted join is still a scan
+of the run's steps per parent end (a per-join tally would make it constant); the hops of a
+StartRun (gateway, executor, translator: each a Python gRPC server and a thread hop; a
+pinned job version's plan could be kept by the executor); events to many watchers (more
+monitor and gateway processes, one backend stream relayed to identical clients). The machine
+is shared: compare the figures of one run only."""
 
 SCALE_OUT = """\
 ### Running many worker machines
@@ -571,7 +597,10 @@ measured, for one:
 - Connections: each worker thread holds a pooled connection; with many machines put
   PgBouncer in transaction mode in front of PostgreSQL (every unit of work is one
   transaction and uses no session state, so transaction pooling is safe), which keeps
-  PostgreSQL's backends at a few dozen however many workers there are.
+  PostgreSQL's backends at a few dozen however many workers there are. psycopg prepares a
+  statement it ran five times: use PgBouncer 1.21 or later with `max_prepared_statements`
+  set, or turn preparing off (`prepare_threshold=None`; in the claim/finish loop here that
+  made a one-step run's database work about 10 % slower).
 - The events table (`run_events`) grows with every state change and is read by watchers by
   (run, sequence): partition it by time (monthly, for retention by dropping partitions) or
   by hash of the run id for write spread; the outbox's per-run sequence stays gap-free
