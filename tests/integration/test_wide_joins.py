@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import Any
 
 import pytest
 
@@ -97,8 +98,21 @@ def test_counted_join_decides_as_reading_each_parent(
     failing = set(order[:failures])
     counted = run_to_end(db, job, failing, order)
     monkeypatch.setattr(runs, "WIDE_JOIN", 10**9)  # every parent read one by one
+    # A plan object of its own: what a plan is worked out once per plan object.
+    job = plan(rule)
     assert not runs.is_counted_join(job.plan, "join")
+    counted_calls: list[str] = []
+    real = runs.StepCache.counted_edges
+
+    def spy(self: runs.StepCache, plan_: Any, node_id: str) -> Any:
+        edges = real(self, plan_, node_id)
+        if edges is not None:
+            counted_calls.append(node_id)
+        return edges
+
+    monkeypatch.setattr(runs.StepCache, "counted_edges", spy)
     read = run_to_end(db, job, failing, order)
+    assert counted_calls == []  # this run read each parent
     assert counted == read
     assert counted["steps"]["join"][0] != StepState.PENDING  # the join was decided
 
