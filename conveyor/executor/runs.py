@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, case, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, case, func, select, update
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -885,11 +885,7 @@ def _settle(
         _close_execution(session, run.id, node_id, attempt, final, result, tx.now)
     else:
         execution = session.scalar(
-            select(ExecutionRow).where(
-                ExecutionRow.run_id == run.id,
-                ExecutionRow.node_id == node_id,
-                ExecutionRow.attempt == attempt,
-            )
+            select(ExecutionRow).where(_attempt_row(run.id, node_id, attempt))
         )
         if execution is not None:
             _close_execution(session, run.id, node_id, attempt, final, result, tx.now)
@@ -945,6 +941,15 @@ def _settle(
     _advance(tx, cache, [node_id])
 
 
+def _attempt_row(run_id: str, node_id: str, attempt: int) -> ColumnElement[bool]:
+    """The `job_executions` row of one attempt."""
+    return and_(
+        ExecutionRow.run_id == run_id,
+        ExecutionRow.node_id == node_id,
+        ExecutionRow.attempt == attempt,
+    )
+
+
 def _close_execution(
     session: Session,
     run_id: str,
@@ -975,9 +980,7 @@ def _close_execution(
     session.execute(
         update(ExecutionRow)
         .where(
-            ExecutionRow.run_id == run_id,
-            ExecutionRow.node_id == node_id,
-            ExecutionRow.attempt == attempt,
+            _attempt_row(run_id, node_id, attempt),
             ExecutionRow.state == StepState.RUNNING.value,
         )
         .values(**values)
@@ -991,11 +994,7 @@ def keep_rendered_inputs(
     """Record what a waiting attempt (approval, sub-workflow) rendered; its end keeps it."""
     session.execute(
         update(ExecutionRow)
-        .where(
-            ExecutionRow.run_id == run_id,
-            ExecutionRow.node_id == node_id,
-            ExecutionRow.attempt == attempt,
-        )
+        .where(_attempt_row(run_id, node_id, attempt))
         .values(rendered_inputs=inputs)
     )
 
