@@ -75,8 +75,10 @@ def _ping_idle_connections(engine: Engine) -> None:
     between fails on use like any connection lost mid-transaction, which callers retry.
     """
 
+    @event.listens_for(engine, "connect")
     @event.listens_for(engine, "checkin")
     def _returned(_dbapi_conn: Any, record: Any) -> None:
+        # A connection just opened works too: its first checkout needs no ping.
         if record is not None:
             record.info["conveyor_returned_at"] = time.monotonic()
 

@@ -151,10 +151,10 @@ class MetricsRecorder:
         Events that carry what their metric needs (the executor writes the job name into a
         run's terminal event, the node type and the attempt's wall time into a step's end)
         are counted from themselves; the executor is asked about the others only."""
+        event_keys = [_key(ev) for ev in events]
         own: dict[int, Attempt] = {}
         keys: dict[Key, None] = {}
-        for i, ev in enumerate(events):
-            key = _key(ev)
+        for i, (ev, key) in enumerate(zip(events, event_keys, strict=True)):
             if key is None:
                 continue
             told = _told(ev, key)
@@ -170,8 +170,7 @@ class MetricsRecorder:
                 }
             except Exception:
                 log.warning("could not look up event metrics", count=len(keys), exc_info=True)
-        for i, ev in enumerate(events):
-            key = _key(ev)
+        for i, (ev, key) in enumerate(zip(events, event_keys, strict=True)):
             if key is not None:
                 self._observe(ev, key, {key: own[i]} if i in own else found)
             for listener in self.listeners:

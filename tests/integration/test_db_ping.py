@@ -38,12 +38,18 @@ def terminate(pid: int) -> None:
     time.sleep(0.1)  # the backend is gone before the next checkout
 
 
+def drop_a_pooled_connection(pg: Database, monkeypatch: pytest.MonkeyPatch, idle_s: float) -> int:
+    """Use the pool's one connection, then have the server drop it; its backend pid."""
+    monkeypatch.setattr(dbmod, "PING_IDLE_S", idle_s)
+    first = backend_pid(pg)
+    terminate(first)
+    return first
+
+
 def test_a_connection_dropped_while_idle_is_replaced_before_use(
     pg: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dbmod, "PING_IDLE_S", 0.2)
-    first = backend_pid(pg)
-    terminate(first)
+    first = drop_a_pooled_connection(pg, monkeypatch, idle_s=0.2)
     time.sleep(0.2)
     assert backend_pid(pg) != first  # the dead connection was pinged and replaced
 
@@ -51,9 +57,7 @@ def test_a_connection_dropped_while_idle_is_replaced_before_use(
 def test_a_connection_returned_moments_ago_is_not_pinged(
     pg: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dbmod, "PING_IDLE_S", 60.0)
-    first = backend_pid(pg)
-    terminate(first)
+    first = drop_a_pooled_connection(pg, monkeypatch, idle_s=60.0)
     with pytest.raises(DBAPIError) as failed:
         backend_pid(pg)  # handed out as it was: the loss shows on use
     assert is_unreachable(failed.value)
