@@ -232,7 +232,14 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):  # type: ignor
         size = paging.page_size(request.page_size)
         state = ""
         if request.state:
-            state = alert_service_pb2.AlertState.Name(request.state).removeprefix("ALERT_STATE_")
+            try:
+                name = alert_service_pb2.AlertState.Name(request.state)
+            except ValueError:  # a number the enum does not define (proto3 keeps it)
+                raise InvalidArgument(
+                    f"state {request.state} is not an AlertState",
+                    violations=[Violation("state", "unknown alert state", "INVALID")],
+                ) from None
+            state = name.removeprefix("ALERT_STATE_")
         scope = ("alerts", state, request.rule_id)
         token = paging.decode_token(request.page_token, scope=scope)
         after: tuple[datetime, str] | None = None
