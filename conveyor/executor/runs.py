@@ -18,7 +18,12 @@ from sqlalchemy import ColumnElement, CursorResult, and_, case, func, select, up
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import set_committed_value
 
-from conveyor.executor import engine, inline, refs
+from conveyor.executor import (
+    engine,
+    inline,
+    onewrite,  # noqa: F401 - its listener writes a transaction's plain rows at commit
+    refs,
+)
 from conveyor.executor.effects import Claim, Dispatch, Effects, JobPlan, Result
 from conveyor.executor.engine import Decision, RunState, StepState, StepView
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow, cached_plan

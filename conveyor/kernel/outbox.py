@@ -156,8 +156,20 @@ def append(session: Session, event: Event) -> None:
     )
 
 
+def pending(session: Session) -> list[dict[str, Any]]:
+    """The event rows appended in this transaction and not yet written."""
+    rows: list[dict[str, Any]] = session.info.get(_PENDING) or []
+    return rows
+
+
+def take_pending(session: Session) -> list[dict[str, Any]]:
+    """The event rows not yet written, which the caller now writes itself."""
+    rows: list[dict[str, Any]] = session.info.pop(_PENDING, None) or []
+    return rows
+
+
 def _write_pending(session: Session) -> None:
-    rows: list[dict[str, Any]] | None = session.info.pop(_PENDING, None)
+    rows = take_pending(session)
     if rows:
         # The connection, not the session: no autoflush from inside a flush.
         session.connection().execute(insert(RunEventRow), rows)
