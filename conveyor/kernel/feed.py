@@ -16,6 +16,7 @@ between the update and the commit.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -149,9 +150,63 @@ _COLUMNS = (
 )
 
 
+def pending(session: Session) -> list[dict[str, Any]]:
+    """The feed rows recorded in this transaction and not yet written."""
+    rows: list[dict[str, Any]] = session.info.get(_PENDING) or []
+    return rows
+
+
+def take_pending(session: Session) -> list[dict[str, Any]]:
+    """The feed rows not yet written, which the caller now writes itself."""
+    rows: list[dict[str, Any]] = session.info.pop(_PENDING, None) or []
+    return rows
+
+
+#: The most feed rows one statement numbers and inserts (`_pg_insert`, `pg_parts`).
+ONE_STATEMENT_ROWS = 32
+
+
+def pg_parts(rows: list[dict[str, Any]], param: Callable[[Any, str], str]) -> list[tuple[str, str]]:
+    """PostgreSQL: the feed's writes as named parts of a statement made elsewhere
+    (`conveyor.executor.onewrite`): the head's update, then the rows it numbers. The
+    "feed_rows" part returns a row per row inserted; fewer than `rows` means the schema has
+    no head row, and the caller inserts them with `insert_unnumbered`. `param(value, type)`
+    binds a value and returns its placeholder."""
+    casts = {"run_sequence": "BIGINT", "created_at": "TIMESTAMPTZ"}
+    count = param(len(rows), "BIGINT")
+    values = ", ".join(
+        "("
+        + ", ".join(
+            [str(i + 1), *(param(row[name], casts.get(name, "VARCHAR")) for name in _COLUMNS)]
+        )
+        + ")"
+        for i, row in enumerate(rows)
+    )
+    names = ", ".join(_COLUMNS)
+    head = param(HEAD_ID, "INTEGER")
+    return [
+        (
+            "feed_head",
+            f"UPDATE run_feed_head SET position = position + {count}"  # noqa: S608
+            f" WHERE id = {head} RETURNING position",
+        ),
+        (
+            "feed_rows",
+            f"INSERT INTO run_feed (position, {names})"  # noqa: S608
+            f" SELECT feed_head.position - {count} + v.ordinal, {names}"
+            f" FROM feed_head, (VALUES {values}) AS v (ordinal, {names}) RETURNING 1",
+        ),
+    ]
+
+
+def insert_unnumbered(connection: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert feed rows in a schema made without the head row (seeding it first)."""
+    _insert_rows(connection, rows, None)
+
+
 @event.listens_for(Session, "before_commit")
 def _assign_positions(session: Session) -> None:
-    pending: list[dict[str, Any]] | None = session.info.pop(_PENDING, None)
+    pending = take_pending(session)
     if not pending:
         return
     # Everything else the transaction writes goes first, so the head's lock is held only
@@ -159,7 +214,7 @@ def _assign_positions(session: Session) -> None:
     session.flush()
     count = len(pending)
     connection = session.connection()
-    if connection.dialect.name == "postgresql" and count <= _ONE_STATEMENT_ROWS:
+    if connection.dialect.name == "postgresql" and count <= ONE_STATEMENT_ROWS:
         # One statement: the head's update, as a CTE, numbers the rows it inserts.
         params: dict[str, Any] = {"count": count, "head": HEAD_ID}
         for i, row in enumerate(pending):
@@ -178,10 +233,7 @@ def _assign_positions(session: Session) -> None:
     _insert_rows(connection, pending, top)
 
 
-_ONE_STATEMENT_ROWS = 32
-
-
-@functools.lru_cache(maxsize=_ONE_STATEMENT_ROWS)
+@functools.lru_cache(maxsize=ONE_STATEMENT_ROWS)
 def _pg_insert(count: int) -> TextClause:
     """PostgreSQL: take `count` positions from the head and insert that many feed rows."""
     casts = {"run_sequence": "BIGINT", "created_at": "TIMESTAMPTZ"}
