@@ -21,11 +21,12 @@ deleted object, another table's row, more rows) is left to the ORM and the outbo
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, DateTime, Dialect, event, inspect
+from sqlalchemy import JSON, Column, Connection, Dialect, event, inspect, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import StaleDataError
@@ -61,17 +62,14 @@ class _Table:
         ]
         self._binders: dict[str, dict[str, Callable[[Any], Any]]] = {}
 
-    def cast(self, key: str) -> str:
-        return _cast(self.column[key])
-
-    def value(self, key: str, value: Any) -> Any:
-        """A Python value as the driver takes it for CAST(... AS type)."""
-        column = self.column[key]
-        if isinstance(column.type, JSON):
-            if value is None and column.type.none_as_null:
-                return None
-            return json.dumps(value)
-        return value
+    def from_v(self, key: str) -> str:
+        """The column's value in the relation `v` of a part's rows. JSON's null becomes SQL
+        NULL there; the ORM stores it as JSON null in a column not `none_as_null`."""
+        name = self.key_of[key]
+        t = self.column[key].type
+        if isinstance(t, JSON) and not t.none_as_null:
+            return f"COALESCE(v.{name}, 'null'::json)"
+        return f"v.{name}"
 
     def binders(self, dialect: Dialect) -> dict[str, Callable[[Any], Any]]:
         """Per attribute, what turns a Python value into the driver's (SQLAlchemy's own
@@ -99,24 +97,6 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _cast(column: Column[Any]) -> str:
-    t = column.type
-    if isinstance(t, JSON):
-        return "JSON"
-    if isinstance(t, DateTime):
-        return "TIMESTAMPTZ" if t.timezone else "TIMESTAMP"
-    name = type(t).__name__.upper()
-    return {
-        "STRING": "VARCHAR",
-        "TEXT": "TEXT",
-        "INTEGER": "INTEGER",
-        "BIGINTEGER": "BIGINT",
-        "BOOLEAN": "BOOLEAN",
-        "FLOAT": "FLOAT8",
-        "LARGEBINARY": "BYTEA",
-    }.get(name, "BIGINT" if "BIG" in name else "TEXT")
-
-
 _TABLES: dict[type[Any], _Table] = {}
 
 
@@ -125,6 +105,32 @@ def _table(cls: type[Any]) -> _Table:
     if table is None:
         table = _TABLES[cls] = _Table(cls)
     return table
+
+
+class NotPlain(Exception):
+    """A value this module does not write (bytes, a float JSON cannot carry)."""
+
+
+def _json_rows(table: _Table, keys: Iterable[str], rows: list[dict[str, Any]]) -> str:
+    """Rows as one JSON array of objects keyed by column name, for json_populate_recordset:
+    every value of a part is one bound parameter, so the statement's text is the same for
+    every transaction of a shape (the driver converts it once, the server prepares it)."""
+    names = [(k, table.key_of[k]) for k in keys]
+    try:
+        return json.dumps(
+            [{name: r[k] for k, name in names} for r in rows],
+            default=_json_default,
+            allow_nan=False,
+            separators=(",", ":"),
+        )
+    except (TypeError, ValueError) as exc:
+        raise NotPlain(str(exc)) from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not written here")
 
 
 class _Statement:
@@ -136,7 +142,7 @@ class _Statement:
         self.counted: list[tuple[str, int]] = []  # (part, rows it must return)
 
     def param(self, value: Any, cast: str) -> str:
-        """Bind a value; its placeholder, cast to the column's type."""
+        """Bind a value; its placeholder, cast to a type."""
         name = f"p{len(self.params)}"
         self.params[name] = value
         return f"CAST(%({name})s AS {cast})"
@@ -144,37 +150,112 @@ class _Statement:
     def add(self, name: str, sql: str) -> None:
         self.parts.append((name, sql))
 
+    def _rows(self, table: _Table, keys: Iterable[str], rows: list[dict[str, Any]]) -> str:
+        """The rows as a relation `v` with the table's column types."""
+        data = self.param(_json_rows(table, keys, rows), "JSON")
+        return f"json_populate_recordset(NULL::{table.name}, {data}) AS v"
+
     def insert(self, table: _Table, rows: list[dict[str, Any]]) -> None:
         keys = table.insert_keys
-        values = ", ".join(
-            "(" + ", ".join(self.param(table.value(k, r[k]), table.cast(k)) for k in keys) + ")"
-            for r in rows
-        )
         columns = ", ".join(table.key_of[k] for k in keys)
-        # Names from the mapped tables; every value is a bound parameter.
-        self.add(f"w{len(self.parts)}", f"INSERT INTO {table.name} ({columns}) VALUES {values}")  # noqa: S608
+        values = ", ".join(table.from_v(k) for k in keys)
+        # Names from the mapped tables; the rows are one bound parameter.
+        self.add(
+            f"w{len(self.parts)}",
+            f"INSERT INTO {table.name} ({columns})"  # noqa: S608
+            f" SELECT {values} FROM {self._rows(table, keys, rows)}",
+        )
 
     def update(self, table: _Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-        every = (table.pk_key, *keys)
-        values = ", ".join(
-            "(" + ", ".join(self.param(table.value(k, r[k]), table.cast(k)) for k in every) + ")"
-            for r in rows
-        )
-        names = [table.key_of[k] for k in every]
-        sets = ", ".join(f"{n} = v.{n}" for n in names[1:])
+        pk = table.key_of[table.pk_key]
+        sets = ", ".join(f"{table.key_of[k]} = {table.from_v(k)}" for k in keys)
         name = f"w{len(self.parts)}"
         self.add(
             name,
-            f"UPDATE {table.name} AS t SET {sets} FROM (VALUES {values})"  # noqa: S608
-            f" AS v ({', '.join(names)}) WHERE t.{names[0]} = v.{names[0]} RETURNING 1",
+            f"UPDATE {table.name} AS t SET {sets}"  # noqa: S608
+            f" FROM {self._rows(table, (table.pk_key, *keys), rows)}"
+            f" WHERE t.{pk} = v.{pk} RETURNING 1",
         )
         self.counted.append((name, len(rows)))
+
+    def close(self, table: _Table, keys: tuple[str, ...], closes: list[dict[str, Any]]) -> None:
+        """Attempts' rows still RUNNING get `keys`' values (`close_attempt`); not counted."""
+        match = ("run_id", "node_id", "attempt")
+        sets = ", ".join(f"{table.key_of[k]} = {table.from_v(k)}" for k in keys)
+        on = " AND ".join(f"t.{table.key_of[k]} = v.{table.key_of[k]}" for k in match)
+        self.add(
+            f"w{len(self.parts)}",
+            f"UPDATE {table.name} AS t SET {sets}"  # noqa: S608
+            f" FROM {self._rows(table, (*match, *keys), closes)}"
+            f" WHERE {on} AND t.state = '{_RUNNING}'",
+        )
 
     def sql(self) -> str:
         """The statement; its one row counts the rows each counted part returned."""
         ctes = ", ".join(f"{name} AS ({part})" for name, part in self.parts)
         counts = ", ".join(f"(SELECT count(*) FROM {name})" for name, _ in self.counted)  # noqa: S608
         return f"WITH {ctes} SELECT {counts or '0'}"
+
+
+_CLOSES = "conveyor.onewrite.closes"
+_RUNNING = "RUNNING"
+
+
+def close_attempt(
+    session: Session, run_id: str, node_id: str, attempt: int, values: dict[str, Any]
+) -> None:
+    """Set `values` on an attempt's execution row if it is still RUNNING, with the
+    transaction's next flush or at its commit (in the commit's one statement when this
+    module writes it). The caller holds no object of that row in the session."""
+    closes: list[dict[str, Any]] = session.info.setdefault(_CLOSES, [])
+    closes.append({"run_id": run_id, "node_id": node_id, "attempt": attempt, **values})
+
+
+def _write_closes(session: Session) -> None:
+    """The closes still pending, one UPDATE each (when this module does not write the
+    transaction)."""
+    closes: list[dict[str, Any]] = session.info.pop(_CLOSES, None) or []
+    connection = session.connection()  # not the session: no autoflush from a flush
+    for close in closes:
+        key = {k: close[k] for k in ("run_id", "node_id", "attempt")}
+        connection.execute(
+            update(ExecutionRow)
+            .where(
+                ExecutionRow.run_id == key["run_id"],
+                ExecutionRow.node_id == key["node_id"],
+                ExecutionRow.attempt == key["attempt"],
+                ExecutionRow.state == _RUNNING,
+            )
+            .values({k: v for k, v in close.items() if k not in key})
+        )
+
+
+@event.listens_for(Session, "before_flush")
+def _closes_before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    _write_closes(session)
+
+
+@event.listens_for(Session, "before_commit")
+def _closes_before_commit(session: Session) -> None:
+    # Runs after `_write_at_commit`: what it did not take (a transaction not its plain case
+    # and with nothing else to flush) is written here.
+    _write_closes(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _closes_after_rollback(session: Session) -> None:
+    session.info.pop(_CLOSES, None)
+
+
+def _close_groups(
+    closes: list[dict[str, Any]],
+) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    """The pending closes by the columns they set."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for close in closes:
+        keys = tuple(k for k in close if k not in ("run_id", "node_id", "attempt"))
+        groups.setdefault(keys, []).append(close)
+    return list(groups.items())
 
 
 @dataclass
@@ -187,6 +268,7 @@ class _Writes:
     )
     dirty: list[Any] = field(default_factory=list)
     new: list[Any] = field(default_factory=list)
+    closes: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _collect(session: Session) -> _Writes | None:
@@ -227,25 +309,41 @@ def _collect(session: Session) -> _Writes | None:
         table = _table(cls)
         # In key order, as the ORM writes them: concurrent writers lock rows in one order.
         writes.updates.append((table, keys, sorted(rows, key=lambda r: r[table.pk_key])))
-    if any(len(rows) > MAX_ROWS for _t, rows in writes.inserts) or any(
-        len(rows) > MAX_ROWS for _t, _k, rows in writes.updates
+    writes.closes = session.info.get(_CLOSES) or []
+    if (
+        any(len(rows) > MAX_ROWS for _t, rows in writes.inserts)
+        or any(len(rows) > MAX_ROWS for _t, _k, rows in writes.updates)
+        or len(writes.closes) > MAX_ROWS
     ):
         return None
     return writes
 
 
-def _write_pg(connection: Connection, writes: _Writes, changes: list[dict[str, Any]]) -> None:
-    """Everything in one statement, the feed's changes last (`feed.pg_parts`)."""
+def _pg_statement(writes: _Writes, changes: list[dict[str, Any]]) -> _Statement:
+    """Everything in one statement, the feed's changes last (`feed.pg_parts`); NotPlain
+    when a value is not one this module writes."""
     statement = _Statement()
     for table, rows in writes.inserts:
         statement.insert(table, rows)
     for table, keys, rows in writes.updates:
         statement.update(table, keys, rows)
+    for keys, closes in _close_groups(writes.closes):
+        statement.close(_table(ExecutionRow), keys, closes)
     if changes:
         # Last: the feed head's row lock is held from this statement to the commit only.
-        for name, sql in feed.pg_parts(changes, statement.param):
+        try:
+            data = json.dumps(changes, default=_json_default, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise NotPlain(str(exc)) from exc
+        for name, sql in feed.pg_parts(
+            statement.param(data, "JSON"), statement.param(len(changes), "BIGINT")
+        ):
             statement.add(name, sql)
         statement.counted.append(("feed_rows", len(changes)))
+    return statement
+
+
+def _write_pg(connection: Connection, statement: _Statement, changes: list[dict[str, Any]]) -> None:
     row = connection.exec_driver_sql(statement.sql(), statement.params).one()
     counts = tuple(row) if statement.counted else ()  # else the row is a placeholder 0
     for (part, expected), written in zip(statement.counted, counts, strict=True):
@@ -280,6 +378,16 @@ def _write_sqlite(connection: Connection, writes: _Writes) -> None:
         )
         if result.rowcount != len(rows):
             _stale(len(rows), result.rowcount)
+    table = _table(ExecutionRow)
+    bind = table.binders(dialect)
+    for columns, closes in _close_groups(writes.closes):
+        sets = ", ".join(f"{table.key_of[k]} = ?" for k in columns)
+        match = ("run_id", "node_id", "attempt")
+        connection.exec_driver_sql(
+            f"UPDATE {table.name} SET {sets}"  # noqa: S608
+            " WHERE run_id = ? AND node_id = ? AND attempt = ? AND state = ?",
+            [(*(bind[k](c[k]) for k in columns), *(c[k] for k in match), _RUNNING) for c in closes],
+        )
 
 
 def _stale(expected: int, written: int) -> None:
@@ -303,15 +411,20 @@ def _write_at_commit(session: Session) -> None:
         return
     connection = session.connection()
     if dialect == "postgresql":
-        if not (writes.inserts or writes.updates or changes):
+        if not (writes.inserts or writes.updates or writes.closes or changes):
             return
+        try:
+            statement = _pg_statement(writes, changes)
+        except NotPlain:
+            return  # the ORM and the outbox write it all, as ever
         feed.take_pending(session)
-        _write_pg(connection, writes, changes)
+        _write_pg(connection, statement, changes)
     else:  # the feed numbers its changes itself, after this
-        if not (writes.inserts or writes.updates):
+        if not (writes.inserts or writes.updates or writes.closes):
             return
         _write_sqlite(connection, writes)
     outbox.take_pending(session)
+    session.info.pop(_CLOSES, None)
     for obj in writes.dirty:
         # Written: the flush that follows has nothing left to do for it.
         state = instance_state(obj)

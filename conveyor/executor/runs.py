@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, case, func, select, update
+from sqlalchemy import ColumnElement, String, and_, any_, bindparam, case, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, defer
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+from sqlalchemy.sql.elements import BindParameter
 
 from conveyor.executor import (
     engine,
     inline,
-    onewrite,  # noqa: F401 - its listener writes a transaction's plain rows at commit
+    onewrite,
     refs,
 )
 from conveyor.executor.effects import Claim, Dispatch, Effects, JobPlan, Result
@@ -34,7 +36,6 @@ from conveyor.executor.subruns import (
     child_result,
 )
 from conveyor.kernel import feed, outbox
-from conveyor.kernel.db import is_one_of
 from conveyor.kernel.errors import FailedPrecondition, NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
@@ -224,6 +225,38 @@ def _plan_loading(run_id: str) -> tuple[Any, ...]:
     return _WITHOUT_PLAN if cached_plan(run_id) is not None else _WITH_TYPED_PLAN
 
 
+# The statements of every step's claim and end, built once: a statement built anew costs
+# its construction and its cache key on every execution (about 0.15 ms each in CPython,
+# several per step), a built one only its parameters.
+_RUN_BY_ID: BindParameter[str] = bindparam("run_id", type_=String())
+_READ_RUN = {
+    loading: select(RunRow).options(*loading).where(RunRow.id == _RUN_BY_ID)
+    for loading in (_WITHOUT_PLAN, _WITH_TYPED_PLAN)
+}
+_LOCK_RUN = {loading: query.with_for_update() for loading, query in _READ_RUN.items()}
+_REFRESH = {"populate_existing": True}
+
+
+def _ids_param(session: Session, name: str) -> ColumnElement[Any]:
+    """A list of step ids as one parameter on PostgreSQL (`= ANY(:ids)`, see
+    `kernel.db.is_one_of`), an expanding IN on SQLite."""
+    if session.get_bind().dialect.name == "postgresql":
+        return StepRow.node_id == any_(bindparam(name, type_=ARRAY(String)))
+    return StepRow.node_id.in_(bindparam(name, expanding=True))
+
+
+_BY_DIALECT: dict[tuple[str, str], Any] = {}
+
+
+def _statement(session: Session, name: str, build: Callable[[], Any]) -> Any:
+    """A statement built once per database kind."""
+    key = (name, session.get_bind().dialect.name)
+    statement = _BY_DIALECT.get(key)
+    if statement is None:
+        statement = _BY_DIALECT[key] = build()
+    return statement
+
+
 def lock_run(session: Session, run_id: str, *, refresh: bool = False) -> RunRow:
     """Load and lock a run row (SELECT … FOR UPDATE; SQLite's write lock is already held).
 
@@ -235,12 +268,11 @@ def lock_run(session: Session, run_id: str, *, refresh: bool = False) -> RunRow:
     run = locked.get(run_id)
     if run is not None:
         return run
-    query = (
-        select(RunRow).options(*_plan_loading(run_id)).where(RunRow.id == run_id).with_for_update()
+    run = session.scalar(
+        _LOCK_RUN[_plan_loading(run_id)],
+        {"run_id": run_id},
+        execution_options=_REFRESH if refresh else {},
     )
-    if refresh:
-        query = query.execution_options(populate_existing=True)
-    run = session.scalar(query)
     if run is None:
         raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
     locked[run_id] = run
@@ -249,10 +281,30 @@ def lock_run(session: Session, run_id: str, *, refresh: bool = False) -> RunRow:
 
 def _read_run(session: Session, run_id: str) -> RunRow:
     """A run row read without locking it (`claim_step` locks it last)."""
-    run = session.scalar(select(RunRow).options(*_plan_loading(run_id)).where(RunRow.id == run_id))
+    run = session.scalar(_READ_RUN[_plan_loading(run_id)], {"run_id": run_id})
     if run is None:
         raise NotFound(f"run {run_id!r} not found", metadata={"run_id": run_id})
     return run
+
+
+# `_lock_for_claim`'s statements: lock the run and take the next event sequence if it is
+# RUNNING; move a step still QUEUED for the attempt to RUNNING; give a sequence back.
+_TAKE_SEQUENCE = (
+    update(RunRow)
+    .where(RunRow.id == _RUN_BY_ID)
+    .values(event_seq=RunRow.event_seq + case((RunRow.state == RunState.RUNNING.value, 1), else_=0))
+    .returning(RunRow.event_seq, RunRow.state)
+)
+_CLAIM_QUEUED = (
+    update(StepRow)
+    .where(
+        StepRow.id == bindparam("step_id"),
+        StepRow.state == StepState.QUEUED.value,
+        StepRow.attempt == bindparam("b_attempt"),
+    )
+    .values(state=StepState.RUNNING.value, started_at=bindparam("b_started_at"))
+)
+_GIVE_BACK = update(RunRow).where(RunRow.id == _RUN_BY_ID).values(event_seq=bindparam("sequence"))
 
 
 def _lock_for_claim(tx: RunTx, step: StepRow, worker: str, queue: str) -> bool | None:
@@ -265,39 +317,19 @@ def _lock_for_claim(tx: RunTx, step: StepRow, worker: str, queue: str) -> bool |
     """
     session, run = tx.session, tx.run
     running = RunState.RUNNING.value
-    sequence, state = session.execute(
-        update(RunRow)
-        .where(RunRow.id == run.id)
-        .values(event_seq=RunRow.event_seq + case((RunRow.state == running, 1), else_=0))
-        .returning(RunRow.event_seq, RunRow.state)
-        .execution_options(synchronize_session=False)
-    ).one()
+    connection = session.connection()  # Core statements: no object in the session changes
+    sequence, state = connection.execute(_TAKE_SEQUENCE, {"run_id": run.id}).one()
     session.info.setdefault(_LOCKED, {})[run.id] = run
     if state != running:
         session.refresh(run)
         session.refresh(step)
         return None
     started = step.started_at or tx.now
-    moved = cast(
-        CursorResult[Any],
-        session.execute(
-            update(StepRow)
-            .where(
-                StepRow.id == step.id,
-                StepRow.state == StepState.QUEUED.value,
-                StepRow.attempt == step.attempt,
-            )
-            .values(state=running, started_at=started)
-            .execution_options(synchronize_session=False)
-        ),
+    moved = connection.execute(
+        _CLAIM_QUEUED, {"step_id": step.id, "b_attempt": step.attempt, "b_started_at": started}
     ).rowcount
     if not moved:  # claimed or cancelled since it was read: give the sequence back
-        session.execute(
-            update(RunRow)
-            .where(RunRow.id == run.id)
-            .values(event_seq=sequence - 1)
-            .execution_options(synchronize_session=False)
-        )
+        connection.execute(_GIVE_BACK, {"run_id": run.id, "sequence": sequence - 1})
         set_committed_value(run, "event_seq", sequence - 1)
         session.refresh(step)
         return False
@@ -342,14 +374,18 @@ class StepCache:
     def load(self, node_ids: Iterable[str]) -> None:
         """Fetch the rows not loaded yet in one query."""
         missing = [n for n in set(node_ids) if n not in self._rows]
-        for chunk in _chunks(missing):
-            for row in self._session.scalars(
+        session = self._session
+        query = _statement(
+            session,
+            "steps",
+            lambda: (
                 select(StepRow)
                 .options(defer(StepRow.outputs))  # loaded on access; joins only need states
-                .where(
-                    StepRow.run_id == self._run_id, is_one_of(self._session, StepRow.node_id, chunk)
-                )
-            ):
+                .where(StepRow.run_id == _RUN_BY_ID, _ids_param(session, "ids"))
+            ),
+        )
+        for chunk in _chunks(missing):
+            for row in session.scalars(query, {"run_id": self._run_id, "ids": chunk}):
                 self._rows[row.node_id] = row
 
     def has_all(self, node_ids: Iterable[str]) -> bool:
@@ -368,17 +404,21 @@ class StepCache:
         A join's parents are read on every parent's end; plain tuples keep that cheap.
         """
         missing = [n for n in set(node_ids) if n not in self._rows and n not in self._views]
+        session = self._session
+        query = _statement(
+            session,
+            "views",
+            lambda: select(
+                StepRow.node_id,
+                StepRow.state,
+                StepRow.handle,
+                StepRow.failure_handled,
+                StepRow.skip_reason,
+            ).where(StepRow.run_id == _RUN_BY_ID, _ids_param(session, "ids")),
+        )
         for chunk in _chunks(missing):
-            for node_id, state, handle, handled, reason in self._session.execute(
-                select(
-                    StepRow.node_id,
-                    StepRow.state,
-                    StepRow.handle,
-                    StepRow.failure_handled,
-                    StepRow.skip_reason,
-                ).where(
-                    StepRow.run_id == self._run_id, is_one_of(self._session, StepRow.node_id, chunk)
-                )
+            for node_id, state, handle, handled, reason in session.execute(
+                query, {"run_id": self._run_id, "ids": chunk}
             ):
                 self._views[node_id] = StepView(
                     StepState(state), handle, bool(handled), reason or ""
@@ -394,26 +434,46 @@ class StepCache:
         sample = nodes[parents[0]["node"]]
         edges: list[engine.Edge] = []
         others = self._not_parents(plan, node_id)
+        session = self._session
         if len(others) <= FEW_OTHERS:
             # The join of (nearly) every step of the run: count the run's steps but the few
             # others - a scan of the run's rows, no list of a thousand parents to send.
-            scope = StepRow.run_id == self._run_id
-            if others:
-                scope = scope & StepRow.node_id.not_in(others)
-            scopes = [scope]
+            query = _statement(
+                session,
+                "count_but",
+                lambda: _count_by_state(StepRow.node_id.not_in(bindparam("ids", expanding=True))),
+            )
+            batches = [others]
         else:
-            scopes = [
-                (StepRow.run_id == self._run_id) & is_one_of(self._session, StepRow.node_id, chunk)
-                for chunk in _chunks(sorted(p["node"] for p in parents))
-            ]
-        for scope in scopes:
-            # Autoflush first: the states changed in this transaction are counted too.
-            for state, reason, count in self._session.execute(
-                select(StepRow.state, StepRow.skip_reason, func.count())
-                .where(scope)
-                .group_by(StepRow.state, StepRow.skip_reason)
+            query = _statement(
+                session, "count_of", lambda: _count_by_state(_ids_param(session, "ids"))
+            )
+            batches = list(_chunks(sorted(p["node"] for p in parents)))
+        counts: Counter[tuple[str, str]] = Counter()
+        # No flush first: what the database holds is counted, then the parents changed in
+        # this transaction and not written yet are moved from their old states to their
+        # new ones. The changes are written at commit with the rest, not now.
+        with session.no_autoflush:
+            for batch in batches:
+                for state, reason, count in session.execute(
+                    query, {"run_id": self._run_id, "ids": batch}
+                ):
+                    counts[(state, reason or "")] += count
+        parent_ids = plan_fact(plan, "parent_set", node_id, _parent_set)
+        for obj in self._session.dirty:
+            if (
+                isinstance(obj, StepRow)
+                and obj.run_id == self._run_id
+                and obj.node_id in parent_ids
             ):
-                view = StepView(StepState(state), None, False, reason or "")
+                old = instance_state(obj).committed_state
+                if "state" in old or "skip_reason" in old:
+                    was = (old.get("state", obj.state), old.get("skip_reason", obj.skip_reason))
+                    counts[(was[0], was[1] or "")] -= 1
+                    counts[(obj.state, obj.skip_reason or "")] += 1
+        for (state, reason), count in counts.items():
+            if count > 0:
+                view = StepView(StepState(state), None, False, reason)
                 edges.extend([engine.edge_status(sample, view, None)] * count)
         return edges
 
@@ -434,6 +494,15 @@ class StepCache:
         return StepView(
             StepState(row.state), row.handle, row.failure_handled, row.skip_reason or ""
         )
+
+
+def _count_by_state(of_steps: ColumnElement[bool]) -> Any:
+    """Count a run's steps (`of_steps` among them) by state and skip reason."""
+    return (
+        select(StepRow.state, StepRow.skip_reason, func.count())
+        .where(StepRow.run_id == _RUN_BY_ID, of_steps)
+        .group_by(StepRow.state, StepRow.skip_reason)
+    )
 
 
 # A run of at most this many steps is read whole at a step's end (one query of a few rows).
@@ -478,6 +547,10 @@ def plan_fact(
 
 def _approvals(plan: Mapping[str, Any], _node_id: str) -> bool:
     return any(n["type"] == nt.APPROVAL for n in plan["nodes"].values())
+
+
+def _parent_set(plan: Mapping[str, Any], node_id: str) -> frozenset[str]:
+    return frozenset(p["node"] for p in plan["nodes"][node_id].get("parents", []))
 
 
 def _not_parents(plan: Mapping[str, Any], node_id: str) -> list[str]:
@@ -982,6 +1055,11 @@ def _close_execution(
     }
     if result.rendered_inputs is not None:  # a wait's end keeps what its start recorded
         values["rendered_inputs"] = result.rendered_inputs
+    if not _attempt_in_session(session, run_id, node_id, attempt):
+        # Nothing in the session to update with it: the UPDATE waits for the transaction's
+        # next flush or its commit, where it is a part of the commit's one statement.
+        onewrite.close_attempt(session, run_id, node_id, attempt, values)
+        return
     session.execute(
         update(ExecutionRow)
         .where(
@@ -990,6 +1068,24 @@ def _close_execution(
         )
         .values(**values)
         .execution_options(synchronize_session="fetch")
+    )
+
+
+_SEARCHED_OBJECTS = 64
+
+
+def _attempt_in_session(session: Session, run_id: str, node_id: str, attempt: int) -> bool:
+    """Whether the session holds the execution row of this attempt (made or read in this
+    transaction), which an UPDATE of the row must keep in step. A session of many objects
+    (the start of a wide run) is not searched: it is taken to hold it."""
+    if len(session.identity_map) > _SEARCHED_OBJECTS:
+        return True
+    return any(
+        isinstance(obj, ExecutionRow)
+        and obj.run_id == run_id
+        and obj.node_id == node_id
+        and obj.attempt == attempt
+        for obj in session.identity_map.values()
     )
 
 

@@ -16,7 +16,6 @@ between the update and the commit.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -166,35 +165,27 @@ def take_pending(session: Session) -> list[dict[str, Any]]:
 ONE_STATEMENT_ROWS = 32
 
 
-def pg_parts(rows: list[dict[str, Any]], param: Callable[[Any, str], str]) -> list[tuple[str, str]]:
+def pg_parts(rows: str, count: str) -> list[tuple[str, str]]:
     """PostgreSQL: the feed's writes as named parts of a statement made elsewhere
-    (`conveyor.executor.onewrite`): the head's update, then the rows it numbers. The
-    "feed_rows" part returns a row per row inserted; fewer than `rows` means the schema has
-    no head row, and the caller inserts them with `insert_unnumbered`. `param(value, type)`
-    binds a value and returns its placeholder."""
-    casts = {"run_sequence": "BIGINT", "created_at": "TIMESTAMPTZ"}
-    count = param(len(rows), "BIGINT")
-    values = ", ".join(
-        "("
-        + ", ".join(
-            [str(i + 1), *(param(row[name], casts.get(name, "VARCHAR")) for name in _COLUMNS)]
-        )
-        + ")"
-        for i, row in enumerate(rows)
-    )
+    (`conveyor.executor.onewrite`): the head's update, then the rows it numbers. `rows` and
+    `count` are the placeholders of the pending rows (a JSON array of them, as `pending`
+    returns them) and of their number. The "feed_rows" part returns a row per row
+    inserted; fewer means the schema has no head row, and the caller inserts them with
+    `insert_unnumbered`."""
     names = ", ".join(_COLUMNS)
-    head = param(HEAD_ID, "INTEGER")
+    taken = ", ".join(f"v.{name}" for name in _COLUMNS)
     return [
         (
             "feed_head",
             f"UPDATE run_feed_head SET position = position + {count}"  # noqa: S608
-            f" WHERE id = {head} RETURNING position",
+            f" WHERE id = {HEAD_ID} RETURNING position",
         ),
         (
             "feed_rows",
             f"INSERT INTO run_feed (position, {names})"  # noqa: S608
-            f" SELECT feed_head.position - {count} + v.ordinal, {names}"
-            f" FROM feed_head, (VALUES {values}) AS v (ordinal, {names}) RETURNING 1",
+            f" SELECT feed_head.position - {count} + v.ordinality, {taken}"
+            f" FROM feed_head, json_populate_recordset(NULL::run_feed, {rows})"
+            " WITH ORDINALITY AS v RETURNING 1",
         ),
     ]
 

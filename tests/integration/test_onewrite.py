@@ -19,6 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from conveyor.executor import models, onewrite, runs
 from conveyor.executor.models import ExecutionRow, RunRow, StepRow
+from conveyor.kernel import feed
 from conveyor.kernel.db import Database
 from conveyor.translator.domain import compile_workflow
 from tests.integration import workflows as wf
@@ -192,3 +193,76 @@ def test_what_the_writer_does_not_take_is_left_to_the_orm(db: Database) -> None:
     assert (states["s0"], states["s1"]) == ("SUCCEEDED", "QUEUED")
     assert attempts == []
     assert list(sequences) == list(range(1, row.event_seq + 1))
+
+
+def started(db: Database) -> str:
+    """A chain run whose first step is claimed."""
+    models.forget_plans()
+    with db.transaction() as s:
+        run, _ = runs.start_run(
+            s, chain_plan(), parameters={}, request_id=None, trigger="MANUAL", priority=0
+        )
+        run_id = run.id
+    with db.transaction() as s:
+        assert runs.claim_step(s, run_id, "s0", 1, worker="w", queue="default", task_id="t")[0]
+    return run_id
+
+
+def test_an_attempt_closed_in_a_transaction_reads_closed_in_it(db: Database) -> None:
+    """The close of an attempt's row waits for a flush; a query that flushes sees it."""
+    run_id = started(db)
+    with db.transaction() as s:
+        runs.finish_step(s, run_id, "s0", 1, RESULT, rand=random.random)
+        state, code = s.execute(
+            select(ExecutionRow.state, ExecutionRow.exit_code).where(
+                ExecutionRow.run_id == run_id, ExecutionRow.node_id == "s0"
+            )
+        ).one()
+    assert (state, code) == ("SUCCEEDED", 0)
+
+
+def test_an_attempt_is_closed_when_the_orm_writes_the_transaction(db: Database) -> None:
+    """A transaction the writer does not take (here: a changed row of another table) still
+    closes the attempt, with the ORM's flush."""
+    run_id = started(db)
+    with db.transaction() as s:
+        head = s.get(feed.RunFeedHead, feed.HEAD_ID)
+        assert head is not None
+        runs.finish_step(s, run_id, "s0", 1, RESULT, rand=random.random)
+        head.position = head.position  # in the session's dirty set: not the plain case
+        assert head in s.dirty
+    with db.read() as s:
+        execution = s.scalar(
+            select(ExecutionRow).where(ExecutionRow.run_id == run_id, ExecutionRow.node_id == "s0")
+        )
+        step = s.scalar(select(StepRow).where(StepRow.run_id == run_id, StepRow.node_id == "s0"))
+    assert execution is not None and step is not None
+    assert (execution.state, execution.exit_code, execution.wall_s) == ("SUCCEEDED", 0, 0.25)
+    assert step.state == "SUCCEEDED"
+
+
+def test_json_null_is_stored_as_the_orm_stores_it(db: Database) -> None:
+    """A JSON column the model does not map None to SQL NULL keeps JSON null, written by
+    the writer as by the ORM's flush."""
+    run_id = started(db)
+
+    def clear_outputs(node_id: str) -> None:
+        with db.transaction() as s:
+            runs.lock_run(s, run_id)
+            step = runs.StepCache.of(s, run_id).get(node_id)
+            step.outputs = None
+
+    clear_outputs("s1")
+    with without_writer():
+        clear_outputs("s2")
+    with db.engine.connect() as conn:
+        stored_as = dict(
+            conn.execute(
+                text(
+                    "SELECT node_id, outputs IS NULL FROM job_run_steps"
+                    " WHERE run_id = :r AND node_id IN ('s1', 's2')"
+                ),
+                {"r": run_id},
+            ).all()
+        )
+    assert stored_as == {"s1": False, "s2": False}
