@@ -39,7 +39,9 @@ from conveyor.kernel.outbox import RunEventRow
 MAX_ROWS = 64
 
 _UPDATED = (RunRow, StepRow)
-_INSERTED = (ExecutionRow,)
+# In this order: a run, its steps, attempts (the foreign keys are checked at the statement's
+# end on PostgreSQL, in order on SQLite).
+_INSERTED = (RunRow, StepRow, ExecutionRow)
 
 
 class _Table:
@@ -83,14 +85,23 @@ class _Table:
             self._binders[dialect.name] = binders
         return binders
 
-    def default(self, key: str) -> Any:
-        """The value the ORM would insert for an attribute never set."""
-        column = self.column[key]
-        if column.default is not None and column.default.is_scalar:  # type: ignore[attr-defined]
-            return column.default.arg  # type: ignore[attr-defined]
-        if column.server_default is not None:
-            return getattr(column.server_default, "arg", None)
-        return None
+    def provided(self, values: dict[str, Any]) -> dict[str, Any] | None:
+        """The columns the ORM's INSERT of an object with these attribute values would set:
+        those set, and those with a scalar default; the others are left to the database
+        (NULL, or a server default). None: a callable default, which this module does not
+        evaluate."""
+        row: dict[str, Any] = {}
+        for key in self.insert_keys:
+            if key in values:
+                row[key] = values[key]
+                continue
+            default = self.column[key].default
+            if default is None:
+                continue
+            if not default.is_scalar:  # type: ignore[attr-defined]
+                return None
+            row[key] = default.arg  # type: ignore[attr-defined]
+        return row
 
 
 def _same(value: Any) -> Any:
@@ -130,6 +141,8 @@ def _json_rows(table: _Table, keys: Iterable[str], rows: list[dict[str, Any]]) -
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, bytes):  # bytea's text form
+        return "\\x" + value.hex()
     raise TypeError(f"{type(value).__name__} is not written here")
 
 
@@ -155,8 +168,7 @@ class _Statement:
         data = self.param(_json_rows(table, keys, rows), "JSON")
         return f"json_populate_recordset(NULL::{table.name}, {data}) AS v"
 
-    def insert(self, table: _Table, rows: list[dict[str, Any]]) -> None:
-        keys = table.insert_keys
+    def insert(self, table: _Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
         columns = ", ".join(table.key_of[k] for k in keys)
         values = ", ".join(table.from_v(k) for k in keys)
         # Names from the mapped tables; the rows are one bound parameter.
@@ -262,7 +274,9 @@ def _close_groups(
 class _Writes:
     """What a transaction leaves to write at commit, when it is the plain case."""
 
-    inserts: list[tuple[_Table, list[dict[str, Any]]]] = field(default_factory=list)
+    inserts: list[tuple[_Table, tuple[str, ...], list[dict[str, Any]]]] = field(
+        default_factory=list
+    )
     updates: list[tuple[_Table, tuple[str, ...], list[dict[str, Any]]]] = field(
         default_factory=list
     )
@@ -291,27 +305,29 @@ def _collect(session: Session) -> _Writes | None:
         group = updates.setdefault((type(obj), keys), [])
         group.append({table.pk_key: values[table.pk_key], **{k: values[k] for k in keys}})
         writes.dirty.append(obj)
-    inserts: dict[type[Any], list[dict[str, Any]]] = {}
+    inserts: dict[tuple[int, tuple[str, ...]], list[dict[str, Any]]] = {}
     writes.new = list(session.new)
     for obj in writes.new:
         if not isinstance(obj, _INSERTED):
             return None
-        table = _table(type(obj))
-        values = instance_state(obj).dict
-        inserts.setdefault(type(obj), []).append(
-            {k: values[k] if k in values else table.default(k) for k in table.insert_keys}
-        )
+        row = _table(type(obj)).provided(instance_state(obj).dict)
+        if row is None:
+            return None
+        order = next(i for i, cls in enumerate(_INSERTED) if isinstance(obj, cls))
+        inserts.setdefault((order, tuple(row)), []).append(row)
     events = outbox.pending(session)
     if events:
-        writes.inserts.append((_table(RunEventRow), events))
-    writes.inserts.extend((_table(cls), rows) for cls, rows in inserts.items())
+        table = _table(RunEventRow)
+        writes.inserts.append((table, tuple(table.insert_keys), events))
+    for (order, keys), rows in sorted(inserts.items(), key=lambda item: item[0][0]):
+        writes.inserts.append((_table(_INSERTED[order]), keys, rows))
     for (cls, keys), rows in updates.items():
         table = _table(cls)
         # In key order, as the ORM writes them: concurrent writers lock rows in one order.
         writes.updates.append((table, keys, sorted(rows, key=lambda r: r[table.pk_key])))
     writes.closes = session.info.get(_CLOSES) or []
     if (
-        any(len(rows) > MAX_ROWS for _t, rows in writes.inserts)
+        any(len(rows) > MAX_ROWS for _t, _k, rows in writes.inserts)
         or any(len(rows) > MAX_ROWS for _t, _k, rows in writes.updates)
         or len(writes.closes) > MAX_ROWS
     ):
@@ -323,8 +339,8 @@ def _pg_statement(writes: _Writes, changes: list[dict[str, Any]]) -> _Statement:
     """Everything in one statement, the feed's changes last (`feed.pg_parts`); NotPlain
     when a value is not one this module writes."""
     statement = _Statement()
-    for table, rows in writes.inserts:
-        statement.insert(table, rows)
+    for table, keys, rows in writes.inserts:
+        statement.insert(table, keys, rows)
     for table, keys, rows in writes.updates:
         statement.update(table, keys, rows)
     for keys, closes in _close_groups(writes.closes):
@@ -359,8 +375,7 @@ def _write_sqlite(connection: Connection, writes: _Writes) -> None:
     """A statement per table and set of columns, each for all its rows (no round trips to
     save here: what is saved is the unit of work's bookkeeping)."""
     dialect = connection.dialect
-    for table, rows in writes.inserts:
-        keys = table.insert_keys
+    for table, keys, rows in writes.inserts:
         bind = table.binders(dialect)
         names = ", ".join(table.key_of[k] for k in keys)
         marks = ", ".join("?" for _ in keys)

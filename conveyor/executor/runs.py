@@ -161,6 +161,10 @@ class RunTx:
             Dispatch(self.run.id, step.node_id, step.attempt, step.queue, self.run.priority)
         )
 
+    def has_inline(self) -> bool:
+        """Whether steps that need no worker are queued for `drain`."""
+        return bool(self._inline)
+
     def drain(self) -> None:
         """Evaluate the queued inline steps, and those their ends make ready, in order.
 
@@ -661,9 +665,13 @@ def start_run(
     if queue_entry:
         for decision in engine.entry_decisions(job.plan):
             tx.queue_step(steps[decision.node_id])
-        session.flush()
-        tx.drain()
-    session.flush()
+        if tx.has_inline():
+            # The run and its steps are written before an inline step's attempt row: the
+            # ORM's flush of all three at once does not order them by their foreign keys.
+            session.flush()
+            tx.drain()
+    # No flush: the rows are written at commit, in one statement on PostgreSQL when the run
+    # is small (`conveyor.executor.onewrite`); a lost race on request_id fails the commit.
     return run, effects
 
 

@@ -9,11 +9,12 @@ import random
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, event, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -266,3 +267,41 @@ def test_json_null_is_stored_as_the_orm_stores_it(db: Database) -> None:
             ).all()
         )
     assert stored_as == {"s1": False, "s2": False}
+
+
+def test_a_small_runs_start_is_one_statement_on_postgresql(db: Database) -> None:
+    """The run, its steps, its first events and its feed row, written at commit."""
+    models.forget_plans()
+    with counting(db) as sent, db.transaction() as s:
+        run, effects = runs.start_run(
+            s, chain_plan(), parameters={}, request_id="once", trigger="MANUAL", priority=0
+        )
+        run_id = run.id
+    assert [d.node_id for d in effects.dispatch] == ["s0"]
+    if db.engine.dialect.name == "postgresql":  # the request id's look-up, then one write
+        assert [st.split()[0] for st in sent] == ["SELECT", "WITH"]
+    rows = stored(db, run_id)
+    assert rows["run"] == [("PENDING", 2, "", None, None)]
+    assert [(r[0], r[1], r[2]) for r in rows["steps"]] == [("s0", "QUEUED", 1)] + [
+        (f"s{i}", "PENDING", 0) for i in range(1, LENGTH)
+    ]
+    assert [(r[1], r[3], r[4]) for r in rows["events"]] == [
+        ("RUN_STATE_CHANGED", "PENDING", None),
+        ("STEP_STATE_CHANGED", None, "QUEUED"),
+    ]
+    assert rows["feed"] == [(1, "onewrite-chain", "PENDING")]
+    # The unique request id holds: a second start with it fails the commit.
+    with pytest.raises(IntegrityError), db.transaction() as s:
+        s.add(
+            RunRow(
+                id="another",
+                job_id="j",
+                job_name="x",
+                job_version=1,
+                state="PENDING",
+                trigger="MANUAL",
+                parameters={},
+                request_id="once",
+                created_at=datetime.now(UTC),
+            )
+        )
