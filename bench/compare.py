@@ -494,90 +494,81 @@ def render(data: dict[str, Any], opts: argparse.Namespace) -> str:
 ANALYSIS = """\
 ### What dominates
 
-CPU per one-step run, summed from `/proc` over every process while 1,000 runs went through
-the gateway (8 clients, one worker process), same machine and day, before and after this
-round's changes:
+CPU per unit of work, summed from `/proc` over every process (the services, the worker,
+PostgreSQL, Redis), before and after this round's changes, on the same machine and day:
+chains of 100 `true` steps, 200-way fan-outs, and 1,000 one-step runs through the gateway
+(8 clients, one worker process).
 
-| process | before, ms per run | after, ms per run |
-|---|---:|---:|
-| worker (Celery, claim, the step's process, its end) | 17.1 | 13.3 |
-| executor (StartRun, the monitor's look-ups, sweeps) | 9.6 | 5.2 |
-| PostgreSQL | 4.5 | 3.6 |
-| monitor | 2.6 | 1.5 |
-| translator (GetJob) | 2.5 | 2.6 |
-| gateway (token check, proxy) | 2.4 | 2.3 |
-| Redis | 0.6 | 0.5 |
-| all | 39.6 | 29.3 |
+| ms of CPU | chain step, before | after | fan-out step, before | after | run, before | after |
+|---|---:|---:|---:|---:|---:|---:|
+| worker (claim, step process, end, Celery) | 12.73 | 9.10 | 23.61 | 16.46 | 17.96 | 13.91 |
+| PostgreSQL | 2.00 | 2.13 | 3.79 | 3.51 | 4.15 | 5.48 |
+| monitor (event stream, metrics, WatchRun) | 2.50 | 2.57 | 3.19 | 2.90 | 2.15 | 2.42 |
+| gateway (token check, proxy, the watch) | 1.17 | 1.13 | 1.31 | 1.16 | 2.79 | 3.31 |
+| executor (StartRun, sweeps) | 0.73 | 0.73 | 0.82 | 0.67 | 6.88 | 6.76 |
+| translator (GetJob) | 0.17 | 0.13 | 0.12 | 0.10 | 3.13 | 3.74 |
+| scheduler, artifacts | 0.26 | 0.23 | 0.47 | 0.32 | 0.38 | 0.33 |
+| Redis | - | 0.30 | - | 0.64 | 0.70 | 0.77 |
+| all | 19.6 | 16.3 | 33.3 | 25.8 | 38.1 | 36.7 |
 
-On 2 cores 29 ms per run caps one-step runs at about 70 per second however well the work
-spreads; the 500 runs/s target would need about 4 ms. In the worker, py-spy (samples holding
-the interpreter lock) puts about half of a step's Python time in the claim and end
-transactions - SQLAlchemy's units of work and row loading more than the round trips - and
-about 8 % in Celery's own consumer.
+Wall time per step on that machine: chain 16.9-17.3 -> 12.7-14.7 ms, 200-way fan-out
+24.1-27.6 -> 17.5-18.9 ms ("run": a one-step run).
 
-Per step of a chain the worker thread runs the step's process (about 2.5-3.5 ms for `true`,
-through `setpriv` because steps run as an unprivileged user when the worker is root) and
-records its end and claims the successor in one transaction (hand-off): 8 statements, 5.3 ms
-wall and 3.8 ms CPU per boundary on PostgreSQL in a claim/finish loop without Celery, 2.4 ms
-on SQLite. The rest of the ~12 ms per step is Python around them in the worker and, on this
-machine, the cost of waking an idle process: a gRPC call that does nothing takes 1.8 ms after
-20 ms of quiet and 0.6 ms back to back, `SELECT 1` 0.56 and 0.10 ms. Raw Celery runs `true`
-as the same kind of child process but records nothing anyone can query, watch, retry or
-resume. Submit -> first step start, taken apart (sequential runs on a quiet machine): 11.7 ms
-until the run's transaction begins (the gateway's token check and proxy, the executor's
-`GetJob` from the translator: 5.3 ms on its own), then 12.3 ms to the step's start (commit,
-broker message, the worker's claim).
+The worker's step transactions were SQLAlchemy's unit of work and many small statements:
+the end of a chain step and the claim of its successor took 8 statements and 5.9 ms of CPU
+in a loop without Celery (7.6 ms wall); a fan-out step's claim and end 12 statements. Now:
 
-A 1,000-way fan-out is now bound by the worker's one interpreter: about 20 ms of worker CPU
-per step, about the makespan per step. Its PostgreSQL CPU per step went from 14.1 to 4.4 ms.
+- What a transaction leaves to write at commit - changed run and step rows, new runs,
+  steps and attempt rows, the outbox's events, the run feed's numbered rows, the close of
+  an attempt - is written by `conveyor/executor/onewrite.py` instead of the ORM's flush:
+  on PostgreSQL one statement of data-modifying CTEs whose parts each bind their rows as
+  one JSON array (`json_populate_recordset`), so the text is the same for every
+  transaction of a shape and psycopg converts it once (it caches no query of more than 50
+  parameters; the first version, a parameter per value, spent 10 % of the worker's CPU in
+  psycopg's query parser) and the server prepares it; on SQLite a statement per table and
+  set of columns. Anything else (a deleted object, more than 64 rows of a kind) is left to
+  the ORM, whole; a row gone fails the commit as in the ORM.
+- A counted join's tally no longer flushes first (the transaction's own changes are moved
+  in the tally), and StartRun no longer flushes: a small run's start is one statement.
+- The statements every claim and end runs are built once with bound parameters: a
+  statement built anew cost its construction and its cache key, about 0.15 ms each.
 
-Done in this round (each measured before and after on the same machine and day):
+In the claim/finish loop: a chain boundary 8 -> 3 statements, 7.6 -> 2.8 ms wall, 5.9 ->
+1.7 ms CPU on PostgreSQL and 3.3 -> 1.0 ms on SQLite; a fan-out step 12 -> 9 statements,
+18-28 -> 6 ms wall on PostgreSQL and 5.4-7.0 -> 1.9 ms on SQLite; a one-step run's start,
+claim and end 10 -> 7 statements, the start 2.6 -> 1.3 ms of CPU.
 
-- The join of a fan-out counted its 1,000 parents by sending their ids as an array on every
-  parent's end; psycopg prepares a statement after five executions and the generic plan of
-  that one was poor (14.2 ms per end; 5.3 ms unprepared). A counted join with at most 32
-  other steps in the run now counts the run's steps but those others. In-process loop of a
-  1,000-way fan-out: 26.5 -> 13.1 ms per step; distributed makespan 31.8 -> 22.8 s.
-- The executor writes into events what the monitor's metrics need (a run's end: its job;
-  a step's end: node type and wall time), so the monitor no longer calls the executor's
-  `DescribeAttempts` per batch of events: executor 8.7 -> 5.3 ms per run.
-- Celery task events are off (`CONVEYOR_CELERY_TASK_EVENTS`, for Flower); the queue rates
-  they fed come from the run events, which now name a worker step's queue: 40.1 -> 37.5 ms
-  per run over all processes.
-- On PostgreSQL the run feed's head update and the feed row insert are one statement without
-  ORM objects; a run of at most 16 steps is read whole at a step's end, which then decides the
-  run's end without a flush and two queries. One-step run in the loop (start + claim + end):
-  5 / 8 / 12 -> 4 / 7 / 7 statements, 12.3 -> 8.1 ms of CPU.
-- A plan is decoded once per content per process (the runs of a job version share it); a
-  process new to a run locks the run first and reads its plan in that query (the first claim
-  of a run did a read, a lock, a re-read and a separate plan read).
-- Facts of a plan that every step end of a wide run asks (counted join, its others, any
-  approval) are worked out once per plan; pooled connections are pinged only after a second
-  idle instead of on every checkout; reads on PostgreSQL run without BEGIN and ROLLBACK;
-  `GetJob` reads job and version in one query.
-- Tried and dropped: reading the run row and the step rows in one `SELECT ... FOR UPDATE OF
-  job_runs` join. The joined step rows come from the snapshot taken before the statement
-  waited for the lock, so concurrent step ends saw stale states and a run never ended (a test
-  caught it). It would need the two statements pipelined.
-- Earlier rounds: hand-off, claims that take the run's lock last, wide joins counted by
-  state, several events per WatchRun message, outbox rows in one INSERT, claims that read
-  only the outputs their templates name, lazy CLI imports.
+What is left per chain step is mostly not the database: the step's process (`true` through
+`setpriv`, 2.5-3.5 ms, steps run as an unprivileged user when the worker is root), Python
+around it in the worker (live log, heartbeats, structured logs, the event publish to
+Redis), the monitor's share (about 2.4 ms per step: reading the event stream, metrics, the
+watchers' WatchRun) and the gateway relaying the watch. Raw Celery runs `true` as the same
+kind of child process but records nothing anyone can query, watch, retry or resume.
 
-Met: CLI cold start <= 0.3 s (`--help`; `validate` at the limit, 0.24-0.30 s between runs);
-Conveyor ahead of Prefect 3 per step on every workload, and 3x ahead on the embedded chain
-(2.75x on the embedded 1,000-way fan-out in the 2026-12-02 16:44 run); submit -> first step
-start p50 <= 20 ms in the embedded mode. Not met: the ratio to raw Celery (targets 1.5, then
-1.0), 3x ahead of Prefect in the distributed mode (about 2.2x on the chain, 1.6x on the
-fan-out), submit -> start p50 <= 20 ms distributed (22-25 ms), event p99 <= 25 ms at 100
-watchers, and 500 one-step runs/s.
-What stands in the way, in the order it would pay: the worker's CPU per step (SQLAlchemy ORM
-in claim and end - Core statements there would be the next step; one interpreter per worker
-process, so more cores and processes, not threads, scale it); a counted join is still a scan
-of the run's steps per parent end (a per-join tally would make it constant); the hops of a
-StartRun (gateway, executor, translator: each a Python gRPC server and a thread hop; a
-pinned job version's plan could be kept by the executor); events to many watchers (more
-monitor and gateway processes, one backend stream relayed to identical clients). The machine
-is shared: compare the figures of one run only."""
+In the 2026-12-03 12:33 UTC run (the machine loaded: load average 5.2 when it began; raw
+Celery twice as slow per step as in the previous round's run): Conveyor / raw Celery 1.93
+distributed and 1.64 embedded on the chain (3.7 and 2.1 in the previous round's run), 2.98
+and 2.63 on the 1,000-way fan-out (5.4 and 3.2). Prefect 3 was erratic in the same run: its
+chain ran 11 ms per step in the first repeat and 69-80 ms in the others, its fan-out
+11-25 s, faster than Conveyor's 19-22 s.
+
+Met: CLI cold start <= 0.3 s for `--help` (0.24 s; `validate` 0.39 s in this loaded run,
+0.24-0.30 s before); at least 3x ahead of Prefect 3 per chain step in both modes (5.1x and
+6.1x). Not met: the ratio to raw Celery (targets 1.5, then 1.0); ahead of Prefect on the
+fan-out in this run; submit -> first step start p50 <= 20 ms distributed (23.0 ms; 18.5 ms
+embedded); event p99 <= 25 ms at 100 watchers (395 ms in this run, 110 ms in the previous
+round's on a quieter machine); 500 one-step runs/s (66 submissions/s, 32 completions/s).
+What stands in the way, in the order it would pay: the worker's CPU per step outside the
+database now (the step's process through `setpriv`, Python around it, Celery's consumer
+for every message of a fan-out or one-step run; one interpreter per worker process); the
+StartRun path of a one-step run (gateway, executor and translator, about 14 ms of CPU per
+run between them: the executor could keep a pinned job version's plan instead of calling
+`GetJob`); PostgreSQL's CPU per one-step run, which rose from 4.2 to 5.5 ms with the
+one-statement commits (not yet examined: whether every pooled connection prepares them);
+events to many watchers (the gateway relays each watcher's stream on its own; on 2 cores
+with the run, 100 watchers queue behind each other). The machine is shared: compare the
+figures of one run only.
+"""
 
 SCALE_OUT = """\
 ### Running many worker machines
