@@ -564,7 +564,8 @@ for every message of a fan-out or one-step run; one interpreter per worker proce
 StartRun path of a one-step run (gateway, executor and translator, about 14 ms of CPU per
 run between them: the executor could keep a pinned job version's plan instead of calling
 `GetJob`); PostgreSQL's CPU per one-step run, which rose from 4.2 to 5.5 ms with the
-one-statement commits (not yet examined: whether every pooled connection prepares them);
+one-statement commits (they are prepared and run on generic plans after five executions,
+so not planning; what executing the CTEs costs is not yet examined);
 events to many watchers (the gateway relays each watcher's stream on its own; on 2 cores
 with the run, 100 watchers queue behind each other). The machine is shared: compare the
 figures of one run only.

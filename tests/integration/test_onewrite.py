@@ -145,7 +145,8 @@ def test_the_writer_stores_what_the_orm_would(db: Database) -> None:
         assert with_writer <= with_orm
 
 
-def test_a_row_gone_is_an_error_and_nothing_is_written(db: Database) -> None:
+def started(db: Database) -> str:
+    """A chain run whose first step is claimed."""
     models.forget_plans()
     with db.transaction() as s:
         run, _ = runs.start_run(
@@ -153,8 +154,12 @@ def test_a_row_gone_is_an_error_and_nothing_is_written(db: Database) -> None:
         )
         run_id = run.id
     with db.transaction() as s:
-        claim, _ = runs.claim_step(s, run_id, "s0", 1, worker="w", queue="default", task_id="t")
-        assert claim is not None
+        assert runs.claim_step(s, run_id, "s0", 1, worker="w", queue="default", task_id="t")[0]
+    return run_id
+
+
+def test_a_row_gone_is_an_error_and_nothing_is_written(db: Database) -> None:
+    run_id = started(db)
     before = stored(db, run_id)
     with pytest.raises(StaleDataError), db.transaction() as s:
         runs.finish_step(s, run_id, "s0", 1, RESULT, rand=random.random)
@@ -167,14 +172,7 @@ def test_a_row_gone_is_an_error_and_nothing_is_written(db: Database) -> None:
 
 def test_what_the_writer_does_not_take_is_left_to_the_orm(db: Database) -> None:
     """A deleted object is not the plain case: the ORM writes the whole transaction."""
-    models.forget_plans()
-    with db.transaction() as s:
-        run, _ = runs.start_run(
-            s, chain_plan(), parameters={}, request_id=None, trigger="MANUAL", priority=0
-        )
-        run_id = run.id
-    with db.transaction() as s:
-        assert runs.claim_step(s, run_id, "s0", 1, worker="w", queue="default", task_id="t")[0]
+    run_id = started(db)
     with db.transaction() as s:
         execution = s.scalar(select(ExecutionRow).where(ExecutionRow.run_id == run_id))
         assert execution is not None
@@ -194,19 +192,6 @@ def test_what_the_writer_does_not_take_is_left_to_the_orm(db: Database) -> None:
     assert (states["s0"], states["s1"]) == ("SUCCEEDED", "QUEUED")
     assert attempts == []
     assert list(sequences) == list(range(1, row.event_seq + 1))
-
-
-def started(db: Database) -> str:
-    """A chain run whose first step is claimed."""
-    models.forget_plans()
-    with db.transaction() as s:
-        run, _ = runs.start_run(
-            s, chain_plan(), parameters={}, request_id=None, trigger="MANUAL", priority=0
-        )
-        run_id = run.id
-    with db.transaction() as s:
-        assert runs.claim_step(s, run_id, "s0", 1, worker="w", queue="default", task_id="t")[0]
-    return run_id
 
 
 def test_an_attempt_closed_in_a_transaction_reads_closed_in_it(db: Database) -> None:
