@@ -128,7 +128,7 @@ def _json_rows(table: _Table, keys: Iterable[str], rows: list[dict[str, Any]]) -
     every transaction of a shape (the driver converts it once, the server prepares it)."""
     names = [(k, table.key_of[k]) for k in keys]
     try:
-        return json.dumps(
+        text = json.dumps(
             [{name: r[k] for k, name in names} for r in rows],
             default=_json_default,
             allow_nan=False,
@@ -136,6 +136,15 @@ def _json_rows(table: _Table, keys: Iterable[str], rows: list[dict[str, Any]]) -
         )
     except (TypeError, ValueError) as exc:
         raise NotPlain(str(exc)) from exc
+    return _no_nul(text)
+
+
+def _no_nul(text: str) -> str:
+    """PostgreSQL's JSON functions refuse a NUL character anywhere in the document (a json
+    column keeps one when written as text): such rows are left to the ORM."""
+    if "\\u0000" in text:
+        raise NotPlain("a NUL character")
+    return text
 
 
 def _json_default(value: Any) -> Any:
@@ -348,7 +357,7 @@ def _pg_statement(writes: _Writes, changes: list[dict[str, Any]]) -> _Statement:
     if changes:
         # Last: the feed head's row lock is held from this statement to the commit only.
         try:
-            data = json.dumps(changes, default=_json_default, separators=(",", ":"))
+            data = _no_nul(json.dumps(changes, default=_json_default, separators=(",", ":")))
         except (TypeError, ValueError) as exc:
             raise NotPlain(str(exc)) from exc
         for name, sql in feed.pg_parts(

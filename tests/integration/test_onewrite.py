@@ -290,3 +290,17 @@ def test_a_small_runs_start_is_one_statement_on_postgresql(db: Database) -> None
                 created_at=datetime.now(UTC),
             )
         )
+
+
+def test_a_nul_character_in_json_is_left_to_the_orm(db: Database) -> None:
+    """PostgreSQL's JSON functions refuse NUL, which a json column keeps: such a commit is
+    written by the ORM, and the outputs read back as they were."""
+    run_id = started(db)
+    outputs = {"exit_code": 0, "stdout": "a\x00b"}
+    nul = runs.Result(succeeded=True, outputs=outputs, exit_code=0, wall_s=0.25)
+    with db.transaction() as s:
+        runs.finish_step(s, run_id, "s0", 1, nul, rand=random.random)
+    with db.read() as s:
+        step = s.scalar(select(StepRow).where(StepRow.run_id == run_id, StepRow.node_id == "s0"))
+        assert step is not None
+    assert (step.state, step.outputs) == ("SUCCEEDED", outputs)
