@@ -232,7 +232,14 @@ class ExecutorServicer(executor_service_pb2_grpc.ExecutorServiceServicer):  # ty
                     "states may not contain RUN_STATE_UNSPECIFIED",
                     violations=[Violation("states", "unspecified state", "INVALID")],
                 )
-            states.append(str(run_pb2.RunState.Name(value)).removeprefix("RUN_STATE_"))
+            try:
+                name = run_pb2.RunState.Name(value)
+            except ValueError:  # a number the enum does not define (proto3 keeps it)
+                raise InvalidArgument(
+                    f"state {value} is not a RunState",
+                    violations=[Violation("states", "unknown run state", "INVALID")],
+                ) from None
+            states.append(str(name).removeprefix("RUN_STATE_"))
         scope = ("runs", request.job_id, sorted(states))
         after = decode_token(request.page_token, scope=scope)
 

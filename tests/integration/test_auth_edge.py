@@ -84,7 +84,8 @@ def test_bad_bodies_are_400(http: httpx.Client, body: bytes) -> None:
         "/v1/jobs/%00",
         "/v1/runs?page_size=99999999999999999999",
         "/v1/runs?states=NOPE",
-        "/v1/alerts?state=10",  # a number AlertState does not define
+        "/v1/alerts?state=10",
+        "/v1/runs?states=10",  # a number AlertState does not define
     ],
 )
 def test_bad_queries_and_ids_are_never_5xx(http: httpx.Client, path: str) -> None:
