@@ -2,20 +2,24 @@
 
 The ORM's flush writes each changed row in a statement of its own, and so does the outbox:
 the end of a step and the claim of its successor (`runs.finish_step`, `runs.claim_step`)
-leave the run row, two step rows, a new execution row and a few events to write at commit -
-five statements, and the unit of work's bookkeeping for three objects. Just before the
-commit, this module writes them itself and marks the objects as written:
+leave the run row, two step rows, a new execution row, the close of the ended attempt and a
+few events to write at commit - six statements, and the unit of work's bookkeeping for
+three objects. Just before the commit, this module writes them itself and marks the objects
+as written:
 
-- on PostgreSQL, as the parts of one statement (each INSERT or UPDATE a data-modifying CTE,
-  every value a bound parameter), the run feed's numbered rows (`feed.pg_parts`) last: one
-  round trip instead of five or six;
+- on PostgreSQL, as the parts of one statement (each INSERT or UPDATE a data-modifying CTE
+  whose rows are one bound JSON array read with `json_populate_recordset`, so the text is
+  the same for every transaction of a shape), the run feed's numbered rows
+  (`feed.pg_parts`) last: one round trip instead of five or six;
 - on SQLite, a statement per table and set of changed columns, values bound with
   SQLAlchemy's own type processors: no round trips to save there, only the bookkeeping.
 
 UPDATE parts count the rows they changed, and a row gone is an error, as in the ORM's flush.
-Only the plain case is taken: rows of the executor's three tables whose changes are column
-values, no more than `MAX_ROWS` rows in any part. A transaction holding anything else (a
-deleted object, another table's row, more rows) is left to the ORM and the outbox, whole.
+Only the plain case is taken: new or changed rows of the executor's three tables whose
+changes are column values, no more than `MAX_ROWS` rows in any part, values JSON can carry
+(on PostgreSQL, no NUL character). A transaction holding anything else (a deleted object,
+another table's row, a callable column default, more rows) is left to the ORM and the
+outbox, whole.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ _INSERTED = (RunRow, StepRow, ExecutionRow)
 
 
 class _Table:
-    """What a part needs of one mapped class: its columns, their attribute keys and casts."""
+    """What a part needs of one mapped class: its columns and their attribute keys."""
 
     def __init__(self, cls: type[Any]) -> None:
         mapper = inspect(cls)
@@ -119,7 +123,8 @@ def _table(cls: type[Any]) -> _Table:
 
 
 class NotPlain(Exception):
-    """A value this module does not write (bytes, a float JSON cannot carry)."""
+    """A value this module does not write: one JSON cannot carry (NaN, an unknown type) or,
+    on PostgreSQL, a NUL character."""
 
 
 def _json_rows(table: _Table, keys: Iterable[str], rows: list[dict[str, Any]]) -> str:
@@ -127,21 +132,17 @@ def _json_rows(table: _Table, keys: Iterable[str], rows: list[dict[str, Any]]) -
     every value of a part is one bound parameter, so the statement's text is the same for
     every transaction of a shape (the driver converts it once, the server prepares it)."""
     names = [(k, table.key_of[k]) for k in keys]
+    return _json([{name: r[k] for k, name in names} for r in rows])
+
+
+def _json(document: Any) -> str:
+    """JSON text for PostgreSQL's JSON functions; NotPlain for what they would refuse or
+    JSON cannot carry. They refuse a NUL character anywhere in the document, which a json
+    column written as text keeps: such rows are left to the ORM."""
     try:
-        text = json.dumps(
-            [{name: r[k] for k, name in names} for r in rows],
-            default=_json_default,
-            allow_nan=False,
-            separators=(",", ":"),
-        )
+        text = json.dumps(document, default=_json_default, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise NotPlain(str(exc)) from exc
-    return _no_nul(text)
-
-
-def _no_nul(text: str) -> str:
-    """PostgreSQL's JSON functions refuse a NUL character anywhere in the document (a json
-    column keeps one when written as text): such rows are left to the ORM."""
     if "\\u0000" in text:
         raise NotPlain("a NUL character")
     return text
@@ -201,13 +202,12 @@ class _Statement:
 
     def close(self, table: _Table, keys: tuple[str, ...], closes: list[dict[str, Any]]) -> None:
         """Attempts' rows still RUNNING get `keys`' values (`close_attempt`); not counted."""
-        match = ("run_id", "node_id", "attempt")
         sets = ", ".join(f"{table.key_of[k]} = {table.from_v(k)}" for k in keys)
-        on = " AND ".join(f"t.{table.key_of[k]} = v.{table.key_of[k]}" for k in match)
+        on = " AND ".join(f"t.{table.key_of[k]} = v.{table.key_of[k]}" for k in _ATTEMPT)
         self.add(
             f"w{len(self.parts)}",
             f"UPDATE {table.name} AS t SET {sets}"  # noqa: S608
-            f" FROM {self._rows(table, (*match, *keys), closes)}"
+            f" FROM {self._rows(table, (*_ATTEMPT, *keys), closes)}"
             f" WHERE {on} AND t.state = '{_RUNNING}'",
         )
 
@@ -220,6 +220,7 @@ class _Statement:
 
 _CLOSES = "conveyor.onewrite.closes"
 _RUNNING = "RUNNING"
+_ATTEMPT = ("run_id", "node_id", "attempt")  # the columns a close finds its row by
 
 
 def close_attempt(
@@ -238,7 +239,7 @@ def _write_closes(session: Session) -> None:
     closes: list[dict[str, Any]] = session.info.pop(_CLOSES, None) or []
     connection = session.connection()  # not the session: no autoflush from a flush
     for close in closes:
-        key = {k: close[k] for k in ("run_id", "node_id", "attempt")}
+        key = {k: close[k] for k in _ATTEMPT}
         connection.execute(
             update(ExecutionRow)
             .where(
@@ -274,7 +275,7 @@ def _close_groups(
     """The pending closes by the columns they set."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for close in closes:
-        keys = tuple(k for k in close if k not in ("run_id", "node_id", "attempt"))
+        keys = tuple(k for k in close if k not in _ATTEMPT)
         groups.setdefault(keys, []).append(close)
     return list(groups.items())
 
@@ -356,12 +357,8 @@ def _pg_statement(writes: _Writes, changes: list[dict[str, Any]]) -> _Statement:
         statement.close(_table(ExecutionRow), keys, closes)
     if changes:
         # Last: the feed head's row lock is held from this statement to the commit only.
-        try:
-            data = _no_nul(json.dumps(changes, default=_json_default, separators=(",", ":")))
-        except (TypeError, ValueError) as exc:
-            raise NotPlain(str(exc)) from exc
         for name, sql in feed.pg_parts(
-            statement.param(data, "JSON"), statement.param(len(changes), "BIGINT")
+            statement.param(_json(changes), "JSON"), statement.param(len(changes), "BIGINT")
         ):
             statement.add(name, sql)
         statement.counted.append(("feed_rows", len(changes)))
@@ -406,11 +403,13 @@ def _write_sqlite(connection: Connection, writes: _Writes) -> None:
     bind = table.binders(dialect)
     for columns, closes in _close_groups(writes.closes):
         sets = ", ".join(f"{table.key_of[k]} = ?" for k in columns)
-        match = ("run_id", "node_id", "attempt")
         connection.exec_driver_sql(
             f"UPDATE {table.name} SET {sets}"  # noqa: S608
             " WHERE run_id = ? AND node_id = ? AND attempt = ? AND state = ?",
-            [(*(bind[k](c[k]) for k in columns), *(c[k] for k in match), _RUNNING) for c in closes],
+            [
+                (*(bind[k](c[k]) for k in columns), *(c[k] for k in _ATTEMPT), _RUNNING)
+                for c in closes
+            ],
         )
 
 

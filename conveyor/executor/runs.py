@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, String, and_, any_, bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, String, and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.sql.elements import BindParameter
@@ -36,6 +35,7 @@ from conveyor.executor.subruns import (
     child_result,
 )
 from conveyor.kernel import feed, outbox
+from conveyor.kernel.db import is_one_of_param
 from conveyor.kernel.errors import FailedPrecondition, NotFound
 from conveyor.kernel.ids import as_utc, new_id, utcnow
 from conveyor.kernel.outbox import Event
@@ -241,14 +241,6 @@ _LOCK_RUN = {loading: query.with_for_update() for loading, query in _READ_RUN.it
 _REFRESH = {"populate_existing": True}
 
 
-def _ids_param(session: Session, name: str) -> ColumnElement[Any]:
-    """A list of step ids as one parameter on PostgreSQL (`= ANY(:ids)`, see
-    `kernel.db.is_one_of`), an expanding IN on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        return StepRow.node_id == any_(bindparam(name, type_=ARRAY(String)))
-    return StepRow.node_id.in_(bindparam(name, expanding=True))
-
-
 _BY_DIALECT: dict[tuple[str, str], Any] = {}
 
 
@@ -385,7 +377,9 @@ class StepCache:
             lambda: (
                 select(StepRow)
                 .options(defer(StepRow.outputs))  # loaded on access; joins only need states
-                .where(StepRow.run_id == _RUN_BY_ID, _ids_param(session, "ids"))
+                .where(
+                    StepRow.run_id == _RUN_BY_ID, is_one_of_param(session, StepRow.node_id, "ids")
+                )
             ),
         )
         for chunk in _chunks(missing):
@@ -418,7 +412,7 @@ class StepCache:
                 StepRow.handle,
                 StepRow.failure_handled,
                 StepRow.skip_reason,
-            ).where(StepRow.run_id == _RUN_BY_ID, _ids_param(session, "ids")),
+            ).where(StepRow.run_id == _RUN_BY_ID, is_one_of_param(session, StepRow.node_id, "ids")),
         )
         for chunk in _chunks(missing):
             for node_id, state, handle, handled, reason in session.execute(
@@ -450,7 +444,9 @@ class StepCache:
             batches = [others]
         else:
             query = _statement(
-                session, "count_of", lambda: _count_by_state(_ids_param(session, "ids"))
+                session,
+                "count_of",
+                lambda: _count_by_state(is_one_of_param(session, StepRow.node_id, "ids")),
             )
             batches = list(_chunks(sorted(p["node"] for p in parents)))
         counts: Counter[tuple[str, str]] = Counter()
@@ -464,7 +460,7 @@ class StepCache:
                 ):
                     counts[(state, reason or "")] += count
         parent_ids = plan_fact(plan, "parent_set", node_id, _parent_set)
-        for obj in self._session.dirty:
+        for obj in session.dirty:
             if (
                 isinstance(obj, StepRow)
                 and obj.run_id == self._run_id
@@ -558,7 +554,7 @@ def _parent_set(plan: Mapping[str, Any], node_id: str) -> frozenset[str]:
 
 
 def _not_parents(plan: Mapping[str, Any], node_id: str) -> list[str]:
-    parents = {p["node"] for p in plan["nodes"][node_id].get("parents", [])}
+    parents = _parent_set(plan, node_id)
     return sorted(n for n in plan["nodes"] if n not in parents)
 
 

@@ -154,3 +154,14 @@ def is_one_of(
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(String)))
     return column.in_(values)
+
+
+def is_one_of_param(
+    session: Session, column: QueryableAttribute[str], name: str
+) -> ColumnElement[bool]:
+    """`is_one_of` with the values bound at execution as the list parameter `name`: for a
+    statement built once and run many times (`= ANY(:name)` on PostgreSQL, an expanding
+    IN elsewhere)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
