@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from conveyor.executor import redistransport
 from conveyor.kernel import tracing
 from conveyor.kernel.logging import step_log_context
 from conveyor.kernel.settings import Settings
@@ -65,6 +66,8 @@ def make_celery(settings: Settings) -> Celery:
         task_queue_max_priority=MAX_PRIORITY,
         task_default_priority=0,
         broker_transport_options=transport,
+        # A redis:// URL gets kombu's Redis transport with one client per connection pool.
+        broker_transport=redistransport.TRANSPORT if broker.startswith("redis://") else None,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         # Worker events (heartbeats, `worker-attempts`) are sent either way; task events

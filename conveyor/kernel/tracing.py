@@ -24,6 +24,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 HEADERS = ("traceparent", "tracestate")
 _propagator = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
+# The SDK builds a new tracer (and its instrumentation scope) on every `get_tracer` call.
+_tracer_cache: trace.Tracer | None = None
 
 
 def setup(service: str, *, exporter: str = "") -> None:
@@ -40,9 +42,12 @@ def setup(service: str, *, exporter: str = "") -> None:
 
 
 def _tracer() -> trace.Tracer:
-    if _provider is None:
-        setup("conveyor")
-    return trace.get_tracer("conveyor")
+    global _tracer_cache
+    if _tracer_cache is None:
+        if _provider is None:
+            setup("conveyor")
+        _tracer_cache = trace.get_tracer("conveyor")
+    return _tracer_cache
 
 
 def carrier_from(pairs: Iterable[tuple[str, Any]] | Mapping[str, Any] | None) -> dict[str, str]:

@@ -23,6 +23,8 @@ Decisions where the format leaves room:
 from __future__ import annotations
 
 import copy
+import functools
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +59,25 @@ def _schema_problem(schema: Any) -> str | None:
     except Exception as exc:  # a schema the checker itself chokes on
         return f"'parameters' cannot be checked as a JSON Schema: {exc}"
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _prepared(schema_text: str) -> tuple[str | None, Draft202012Validator | None]:
+    """A schema's problem, or its validator, by its canonical JSON text.
+
+    Checking a schema against the metaschema costs more than validating a run's
+    parameters; a job's runs share one schema, so each process checks it once.
+    """
+    schema = json.loads(schema_text)
+    problem = _schema_problem(schema)
+    if problem is not None:
+        return problem, None
+    return None, Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _checked(schema: Any) -> tuple[str | None, Draft202012Validator | None]:
+    """`_prepared` for a schema made plain by `to_plain` (JSON values only)."""
+    return _prepared(json.dumps(schema, sort_keys=True, separators=(",", ":")))
 
 
 def check_parameters_schema(document: Mapping[str, Any], out: Diagnostics) -> dict[str, Any]:
@@ -116,8 +137,7 @@ def _apply_defaults(schema: Mapping[str, Any], value: dict[str, Any]) -> None:
                 pending.append((sub, current[name], depth + 1))
 
 
-def _violations(schema: Mapping[str, Any], params: dict[str, Any]) -> list[Diagnostic]:
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+def _violations(validator: Draft202012Validator, params: dict[str, Any]) -> list[Diagnostic]:
     found: list[Diagnostic] = []
     for error in sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path)):
         base = pointer("parameters", *error.absolute_path)
@@ -167,15 +187,18 @@ def validate_parameters(
 ) -> tuple[dict[str, Any], list[Diagnostic]]:
     """Validate run parameters against a plan's (or a bare) schema; returns them with defaults."""
     if not isinstance(plan_or_schema, Mapping):
-        problem = "there is no parameters schema to validate against"
-        return {}, [Diagnostic(dg.INVALID_PARAMETERS_SCHEMA, problem, "/parameters")]
+        missing = "there is no parameters schema to validate against"
+        return {}, [Diagnostic(dg.INVALID_PARAMETERS_SCHEMA, missing, "/parameters")]
     is_plan = "nodes" in plan_or_schema and "parameters" in plan_or_schema
     schema_value = plan_or_schema.get("parameters") if is_plan else plan_or_schema
     schema_plain = to_plain(schema_value if schema_value is not None else {}, max_depth=256)
     schema = schema_plain.value
-    problem = None if schema_plain.too_deep else _schema_problem(schema)
+    problem: str | None
+    validator: Draft202012Validator | None
     if schema_plain.too_deep:
-        problem = "'parameters' schema nests too deeply"
+        problem, validator = "'parameters' schema nests too deeply", None
+    else:
+        problem, validator = _checked(schema)
     # Parameters decoded from JSON text are exact, so a float stays a float; a protobuf
     # Struct has only doubles, so there a whole number means an integer.
     converted = to_plain(params, max_depth=256, whole_floats=isinstance(params, dict))
@@ -186,13 +209,14 @@ def validate_parameters(
         Diagnostic(dg.INVALID_FIELD, "parameter value is not JSON", "/parameters" + path)
         for path in converted.bad_values
     ]
-    if problem is not None:
+    if problem is not None or validator is None:
+        problem = problem or "'parameters' is not a JSON Schema"
         diagnostics.append(Diagnostic(dg.INVALID_PARAMETERS_SCHEMA, problem, "/parameters"))
         return values, diagnostics
     _apply_defaults(schema, values)
     diagnostics.extend(_unknown(schema, values))
     try:
-        diagnostics.extend(_violations(schema, values))
+        diagnostics.extend(_violations(validator, values))
     except Exception as exc:  # e.g. an unresolvable $ref found only while validating
         diagnostics.append(
             Diagnostic(

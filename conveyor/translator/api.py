@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import grpc
@@ -77,12 +79,58 @@ def job_pb(rec: store.JobRecord, *, full: bool) -> translator_pb2.Job:
         node_count=rec.node_count,
     )
     if rec.plan is not None:
-        job.parameters_schema_json = json_text(rec.plan.get("parameters") or {})
-        if full:
-            job.plan.CopyFrom(plan_to_pb(rec.plan))
-    if full and rec.definition is not None:
-        job.definition_json = json_text(rec.definition)
+        if full and rec.definition is not None:
+            job.MergeFrom(body_pb(rec.definition, rec.plan))
+        else:
+            job.parameters_schema_json = json_text(rec.plan.get("parameters") or {})
     return job
+
+
+def body_pb(definition: dict[str, Any], plan: dict[str, Any]) -> translator_pb2.Job:
+    """The part of a Job message that one version fixes: definition, plan, parameters schema."""
+    return translator_pb2.Job(
+        definition_json=json_text(definition),
+        parameters_schema_json=json_text(plan.get("parameters") or {}),
+        plan=plan_to_pb(plan),
+    )
+
+
+class VersionBodies:
+    """Recently served versions' `body_pb`, by version id, within a byte budget.
+
+    A saved version never changes, so GetJob (the executor's and the scheduler's every
+    StartRun) reads only the job's row and the version's id, and converts a definition and
+    plan once per process instead of on every call.
+    """
+
+    def __init__(self, budget_bytes: int = 64 << 20) -> None:
+        self._budget = budget_bytes
+        self._used = 0
+        self._items: OrderedDict[str, tuple[translator_pb2.Job, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version_id: str) -> translator_pb2.Job | None:
+        """The body of a version, if kept."""
+        with self._lock:
+            item = self._items.get(version_id)
+            if item is None:
+                return None
+            self._items.move_to_end(version_id)
+            return item[0]
+
+    def put(self, version_id: str, body: translator_pb2.Job) -> None:
+        """Keep a version's body, dropping the least recently used beyond the budget."""
+        size = body.ByteSize()
+        if size > self._budget // 4:
+            return  # one huge plan would push out everything else
+        with self._lock:
+            if version_id in self._items:
+                return
+            self._items[version_id] = (body, size)
+            self._used += size
+            while self._used > self._budget:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._used -= dropped
 
 
 class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):  # type: ignore[misc]
@@ -90,6 +138,7 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._bodies = VersionBodies()
 
     @map_errors
     async def ValidateWorkflow(  # noqa: N802
@@ -161,12 +210,18 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
                 "job_id is required", violations=[Violation("job_id", "required", "REQUIRED")]
             )
 
-        def work() -> store.JobRecord:
+        def work() -> translator_pb2.Job:
             with self._db.read() as session:
-                return store.get_job(session, request.job_id, version=request.version)
+                head = store.find_job(session, request.job_id, version=request.version)
+                body = self._bodies.get(head.version_id)
+                if body is None:
+                    body = body_pb(*store.job_body(session, head.version_id))
+                    self._bodies.put(head.version_id, body)
+            job = job_pb(head, full=False)
+            job.MergeFrom(body)
+            return job
 
-        rec = await asyncio.to_thread(work)
-        return translator_service_pb2.GetJobResponse(job=job_pb(rec, full=True))
+        return translator_service_pb2.GetJobResponse(job=await asyncio.to_thread(work))
 
     @map_errors
     async def ListJobs(  # noqa: N802

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,6 +71,8 @@ class JobRecord:
     plan: dict[str, Any] | None
     node_count: int = 0
     created: bool = False  # this call saved a new version
+    #: The version row's id: a version's definition and plan never change once saved.
+    version_id: str = ""
 
 
 def _record(
@@ -86,6 +89,7 @@ def _record(
         plan=version.plan if version else None,
         node_count=version.node_count if version else node_count,
         created=created,
+        version_id=version.id if version else "",
     )
 
 
@@ -163,12 +167,12 @@ def _find_job(session: Session, job_ref: str) -> JobRow:
     return job
 
 
-def get_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
-    """A job by id or name, with its latest (or given) version: one query (an id match wins
-    over a name match)."""
+def _job_query(job_ref: str, version: int, *version_columns: Any) -> Any:
+    """A job by id or name joined with its latest (or given) version (an id match wins over a
+    name match): one query."""
     wanted = version or JobRow.latest_version
-    found = session.execute(
-        select(JobRow, JobVersionRow)
+    return (
+        select(JobRow, *version_columns)
         .outerjoin(
             JobVersionRow,
             (JobVersionRow.job_id == JobRow.id) & (JobVersionRow.version == wanted),
@@ -176,14 +180,56 @@ def get_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
         .where(or_(JobRow.id == job_ref, JobRow.name == job_ref))
         .order_by(case((JobRow.id == job_ref, 0), else_=1))
         .limit(1)
+    )
+
+
+def _no_version(job: JobRow, version: int) -> NotFound:
+    number = version or job.latest_version
+    return NotFound(f"job {job.name!r} has no version {number}", metadata={"job_id": job.id})
+
+
+def find_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
+    """Like `get_job`, without the version's definition and plan (`definition` and `plan`
+    are None; `version_id` names them for `job_body`): the columns that change stay small."""
+    found = session.execute(
+        _job_query(
+            job_ref, version, JobVersionRow.id, JobVersionRow.version, JobVersionRow.node_count
+        )
     ).first()
     if found is None:
         raise NotFound(f"job {job_ref!r} not found", metadata={"job_id": job_ref})
-    job, row = found
-    if row is None:
-        number = version or job.latest_version
-        raise NotFound(f"job {job.name!r} has no version {number}", metadata={"job_id": job.id})
-    return _record(job, row)
+    job, version_id, number, node_count = found
+    if version_id is None:
+        raise _no_version(job, version)
+    return JobRecord(
+        id=job.id,
+        name=job.name,
+        description=job.description,
+        version=number,
+        created_at=as_utc(job.created_at) or job.created_at,
+        updated_at=as_utc(job.updated_at) or job.updated_at,
+        definition=None,
+        plan=None,
+        node_count=node_count,
+        version_id=version_id,
+    )
+
+
+def job_body(session: Session, version_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A version's (definition, plan); NotFound once the job was deleted."""
+    found = session.execute(
+        select(JobVersionRow.definition, JobVersionRow.plan).where(JobVersionRow.id == version_id)
+    ).first()
+    if found is None:
+        raise NotFound(f"job version {version_id!r} not found")
+    return found[0], found[1]
+
+
+def get_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
+    """A job by id or name with its latest (or given) version, definition and plan included."""
+    head = find_job(session, job_ref, version=version)
+    definition, plan = job_body(session, head.version_id)
+    return dataclasses.replace(head, definition=definition, plan=plan)
 
 
 def list_jobs(

@@ -1,8 +1,10 @@
 """The job store's GetJob read: by id or by name in one query, latest or a given version;
-an id wins over another job's name; a missing job or version is NOT_FOUND."""
+an id wins over another job's name; a missing job or version is NOT_FOUND. GetJob keeps each
+version's definition and plan once converted, and still answers the latest version."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -10,7 +12,9 @@ import pytest
 from conveyor.kernel.db import Database
 from conveyor.kernel.errors import NotFound
 from conveyor.translator import store
+from conveyor.translator.api import TranslatorServicer, VersionBodies, body_pb
 from conveyor.translator.domain import compile_workflow
+from conveyor.translator.v1 import translator_pb2, translator_service_pb2
 
 
 def save(db: Database, name: str, argv: list[str]) -> store.JobRecord:
@@ -55,3 +59,60 @@ def test_get_job_by_id_or_name_and_version(db: Database) -> None:
         get(db, v1.id, version=3)
     with pytest.raises(NotFound, match="not found"):
         get(db, "no-such-job")
+
+
+def test_find_job_reads_the_head_and_names_the_body(db: Database) -> None:
+    v1 = save(db, "head-job", ["true"])
+    v2 = save(db, "head-job", ["false"])
+    with db.read() as session:
+        head = store.find_job(session, "head-job")
+        assert (head.version, head.plan, head.definition) == (2, None, None)
+        assert head.version_id == v2.version_id != v1.version_id
+        definition, plan = store.job_body(session, head.version_id)
+        assert plan["nodes"]["a"]["data"]["argv"] == ["false"]
+        assert definition["nodes"][0]["data"]["argv"] == ["false"]
+        with pytest.raises(NotFound):
+            store.job_body(session, "no-such-version")
+
+
+def _get_job(servicer: TranslatorServicer, ref: str, version: int = 0) -> translator_pb2.Job:
+    request = translator_service_pb2.GetJobRequest(job_id=ref, version=version)
+    return asyncio.run(servicer.GetJob(request, None)).job
+
+
+def test_get_job_serves_kept_bodies_and_always_the_latest_version(db: Database) -> None:
+    servicer = TranslatorServicer(db)
+    save(db, "kept-job", ["true"])
+    first = _get_job(servicer, "kept-job")
+    again = _get_job(servicer, "kept-job")
+    assert again == first and first.version == 1
+    assert json.loads(first.definition_json)["nodes"][0]["data"]["argv"] == ["true"]
+    # A new version is served at once; the first one is still there by number.
+    save(db, "kept-job", ["false"])
+    latest = _get_job(servicer, "kept-job")
+    assert latest.version == 2 and latest.plan != first.plan
+    assert json.loads(latest.definition_json)["nodes"][0]["data"]["argv"] == ["false"]
+    by_number = _get_job(servicer, "kept-job", version=1)
+    assert (by_number.plan, by_number.definition_json) == (first.plan, first.definition_json)
+    # The job's own fields come from its row on every call, not from what was kept.
+    with db.transaction() as session:
+        row = session.get(store.JobRow, latest.job_id)
+        assert row is not None
+        row.description = "changed"
+    assert _get_job(servicer, "kept-job").description == "changed"
+
+
+def test_version_bodies_stay_within_their_byte_budget(db: Database) -> None:
+    v1 = save(db, "budget-job", ["true"])
+    assert v1.definition is not None and v1.plan is not None
+    body = body_pb(v1.definition, v1.plan)
+    size = body.ByteSize()
+    kept = VersionBodies(budget_bytes=size * 5)
+    for i in range(8):
+        kept.put(f"v{i}", body)
+        kept.get("v0")  # the most recently used stays
+    present = [i for i in range(8) if kept.get(f"v{i}") is not None]
+    assert len(present) == 5 and 0 in present and 7 in present
+    huge = VersionBodies(budget_bytes=size * 2)
+    huge.put("big", body)  # more than a quarter of the budget: not kept
+    assert huge.get("big") is None

@@ -9,6 +9,7 @@ import uuid
 import kombu
 import pytest
 
+from conveyor.executor import redistransport
 from conveyor.executor.celeryapp import TASK_NAME, broker_priority, make_celery
 from conveyor.kernel.settings import Settings
 from conveyor.monitor.queues import broker_depths
@@ -33,6 +34,37 @@ def test_redis_depth_sums_every_priority_list() -> None:
             "ops-r": (4, 0),
             "never-used": (0, 0),
         }
+
+
+def test_redis_channel_builds_one_client_per_connection_pool() -> None:
+    with harness.redis_database(REDIS_URL) as url:
+        app = make_celery(Settings(broker_url=url))
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+            assert isinstance(channel, redistransport.Channel)
+            first = channel._create_client()
+            assert channel._create_client() is first
+            assert first.connection_pool is channel.pool
+            # A reconnect drops the pools (kombu's _disconnect_pools): a new pool, a new client.
+            channel._disconnect_pools()
+            second = channel._create_client()
+            assert second is not first and second.connection_pool is channel.pool
+            # Messages still go through: published with the shared client, then consumed.
+            _send(app, url, "ops-shared", [1, 2])
+            with conn.SimpleQueue("ops-shared", no_ack=False) as queue:
+                bodies = [queue.get(timeout=5) for _ in range(2)]
+                for message in bodies:
+                    assert message.headers["task"] == TASK_NAME
+                    message.ack()
+            assert broker_depths(app, ["ops-shared"]) == {"ops-shared": (0, 0)}
+
+
+def test_rediss_urls_keep_kombus_own_transport() -> None:
+    app = make_celery(Settings(broker_url="rediss://127.0.0.1:6379/0"))
+    assert app.conf.broker_transport is None
+    assert make_celery(Settings(broker_url=REDIS_URL)).conf.broker_transport == (
+        redistransport.TRANSPORT
+    )
 
 
 def _amqp_reachable() -> bool:

@@ -116,3 +116,23 @@ def test_unknown_parameter_allowed_when_schema_says_so() -> None:
 
 def test_schema_without_properties_leaves_parameters_open() -> None:
     assert validate_parameters({"type": "object"}, {"anything": 1}) == ({"anything": 1}, [])
+
+
+def test_a_schema_is_checked_once_and_its_verdict_kept_per_content() -> None:
+    from conveyor.shared import parameters
+
+    parameters._prepared.cache_clear()
+    bad = {"type": "object", "properties": {"n": {"type": "integer", "minimum": "zero"}}}
+    for _ in range(3):
+        _, problems = validate_parameters(bad, {"n": 1})
+        assert [p.code for p in problems] == ["INVALID_PARAMETERS_SCHEMA"]
+        assert "minimum" in problems[0].message
+        params, problems = validate_parameters(SCHEMA, {"host": "banana"})
+        assert params["port"] == 22 and [p.path for p in problems] == ["/parameters/host"]
+    # The same schema with its keys in another order is the same entry; a changed one is not.
+    reordered = dict(reversed(list(SCHEMA.items())))
+    assert validate_parameters(reordered, {"host": "10.0.0.1"})[1] == []
+    changed = {**SCHEMA, "required": ["host", "port"]}
+    assert validate_parameters(changed, {"host": "10.0.0.1"})[1] == []  # port has a default
+    assert parameters._prepared.cache_info().misses == 3
+    assert parameters._prepared.cache_info().hits == 5
