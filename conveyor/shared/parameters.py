@@ -62,8 +62,8 @@ def _schema_problem(schema: Any) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _prepared(schema_text: str) -> tuple[str | None, Draft202012Validator | None]:
-    """A schema's problem, or its validator, by its canonical JSON text.
+def _prepared(schema_text: str) -> str | Draft202012Validator:
+    """A schema's problem (text), or its validator, by its canonical JSON text.
 
     Checking a schema against the metaschema costs more than validating a run's
     parameters; a job's runs share one schema, so each process checks it once.
@@ -71,11 +71,11 @@ def _prepared(schema_text: str) -> tuple[str | None, Draft202012Validator | None
     schema = json.loads(schema_text)
     problem = _schema_problem(schema)
     if problem is not None:
-        return problem, None
-    return None, Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+        return problem
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def _checked(schema: Any) -> tuple[str | None, Draft202012Validator | None]:
+def _checked(schema: Any) -> str | Draft202012Validator:
     """`_prepared` for a schema made plain by `to_plain` (JSON values only)."""
     return _prepared(json.dumps(schema, sort_keys=True, separators=(",", ":")))
 
@@ -187,18 +187,13 @@ def validate_parameters(
 ) -> tuple[dict[str, Any], list[Diagnostic]]:
     """Validate run parameters against a plan's (or a bare) schema; returns them with defaults."""
     if not isinstance(plan_or_schema, Mapping):
-        missing = "there is no parameters schema to validate against"
-        return {}, [Diagnostic(dg.INVALID_PARAMETERS_SCHEMA, missing, "/parameters")]
+        problem = "there is no parameters schema to validate against"
+        return {}, [Diagnostic(dg.INVALID_PARAMETERS_SCHEMA, problem, "/parameters")]
     is_plan = "nodes" in plan_or_schema and "parameters" in plan_or_schema
     schema_value = plan_or_schema.get("parameters") if is_plan else plan_or_schema
     schema_plain = to_plain(schema_value if schema_value is not None else {}, max_depth=256)
     schema = schema_plain.value
-    problem: str | None
-    validator: Draft202012Validator | None
-    if schema_plain.too_deep:
-        problem, validator = "'parameters' schema nests too deeply", None
-    else:
-        problem, validator = _checked(schema)
+    checked = "'parameters' schema nests too deeply" if schema_plain.too_deep else _checked(schema)
     # Parameters decoded from JSON text are exact, so a float stays a float; a protobuf
     # Struct has only doubles, so there a whole number means an integer.
     converted = to_plain(params, max_depth=256, whole_floats=isinstance(params, dict))
@@ -209,14 +204,13 @@ def validate_parameters(
         Diagnostic(dg.INVALID_FIELD, "parameter value is not JSON", "/parameters" + path)
         for path in converted.bad_values
     ]
-    if problem is not None or validator is None:
-        problem = problem or "'parameters' is not a JSON Schema"
-        diagnostics.append(Diagnostic(dg.INVALID_PARAMETERS_SCHEMA, problem, "/parameters"))
+    if isinstance(checked, str):
+        diagnostics.append(Diagnostic(dg.INVALID_PARAMETERS_SCHEMA, checked, "/parameters"))
         return values, diagnostics
     _apply_defaults(schema, values)
     diagnostics.extend(_unknown(schema, values))
     try:
-        diagnostics.extend(_violations(validator, values))
+        diagnostics.extend(_violations(checked, values))
     except Exception as exc:  # e.g. an unresolvable $ref found only while validating
         diagnostics.append(
             Diagnostic(

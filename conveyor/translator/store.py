@@ -167,12 +167,13 @@ def _find_job(session: Session, job_ref: str) -> JobRow:
     return job
 
 
-def _job_query(job_ref: str, version: int, *version_columns: Any) -> Any:
-    """A job by id or name joined with its latest (or given) version (an id match wins over a
-    name match): one query."""
+def find_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
+    """A job by id or name with its latest (or given) version, in one query (an id match wins
+    over a name match), without the version's definition and plan (`definition` and `plan`
+    are None; `version_id` names them for `job_body`): the columns that change stay small."""
     wanted = version or JobRow.latest_version
-    return (
-        select(JobRow, *version_columns)
+    found = session.execute(
+        select(JobRow, JobVersionRow.id, JobVersionRow.version, JobVersionRow.node_count)
         .outerjoin(
             JobVersionRow,
             (JobVersionRow.job_id == JobRow.id) & (JobVersionRow.version == wanted),
@@ -180,39 +181,15 @@ def _job_query(job_ref: str, version: int, *version_columns: Any) -> Any:
         .where(or_(JobRow.id == job_ref, JobRow.name == job_ref))
         .order_by(case((JobRow.id == job_ref, 0), else_=1))
         .limit(1)
-    )
-
-
-def _no_version(job: JobRow, version: int) -> NotFound:
-    number = version or job.latest_version
-    return NotFound(f"job {job.name!r} has no version {number}", metadata={"job_id": job.id})
-
-
-def find_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
-    """Like `get_job`, without the version's definition and plan (`definition` and `plan`
-    are None; `version_id` names them for `job_body`): the columns that change stay small."""
-    found = session.execute(
-        _job_query(
-            job_ref, version, JobVersionRow.id, JobVersionRow.version, JobVersionRow.node_count
-        )
     ).first()
     if found is None:
         raise NotFound(f"job {job_ref!r} not found", metadata={"job_id": job_ref})
     job, version_id, number, node_count = found
     if version_id is None:
-        raise _no_version(job, version)
-    return JobRecord(
-        id=job.id,
-        name=job.name,
-        description=job.description,
-        version=number,
-        created_at=as_utc(job.created_at) or job.created_at,
-        updated_at=as_utc(job.updated_at) or job.updated_at,
-        definition=None,
-        plan=None,
-        node_count=node_count,
-        version_id=version_id,
-    )
+        number = version or job.latest_version
+        raise NotFound(f"job {job.name!r} has no version {number}", metadata={"job_id": job.id})
+    head = _record(job, None, node_count=node_count)
+    return dataclasses.replace(head, version=number, version_id=version_id)
 
 
 def job_body(session: Session, version_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -86,6 +86,9 @@ def test_get_job_serves_kept_bodies_and_always_the_latest_version(db: Database) 
     first = _get_job(servicer, "kept-job")
     again = _get_job(servicer, "kept-job")
     assert again == first and first.version == 1
+    with db.read() as session:
+        kept = servicer._bodies.get(store.find_job(session, "kept-job").version_id)
+    assert kept is not None and kept.plan == first.plan  # converted once, then kept
     assert json.loads(first.definition_json)["nodes"][0]["data"]["argv"] == ["true"]
     # A new version is served at once; the first one is still there by number.
     save(db, "kept-job", ["false"])
