@@ -211,11 +211,13 @@ class TranslatorServicer(translator_service_pb2_grpc.TranslatorServiceServicer):
             )
 
         def work() -> translator_pb2.Job:
-            with self._db.read() as session:
-                head = store.find_job(session, request.job_id, version=request.version)
+            # Two Core reads on a plain connection (no ORM session): GetJob runs for every
+            # StartRun and every scheduled fire.
+            with self._db.read_engine.connect() as conn:
+                head = store.find_job(conn, request.job_id, version=request.version)
                 body = self._bodies.get(head.version_id)
                 if body is None:
-                    body = body_pb(*store.job_body(session, head.version_id))
+                    body = body_pb(*store.job_body(conn, head.version_id))
                     self._bodies.put(head.version_id, body)
             job = job_pb(head, full=False)
             job.MergeFrom(body)

@@ -16,10 +16,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     case,
     or_,
     select,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from conveyor.kernel.db import Base
@@ -167,36 +169,66 @@ def _find_job(session: Session, job_ref: str) -> JobRow:
     return job
 
 
-def find_job(session: Session, job_ref: str, *, version: int = 0) -> JobRecord:
+# GetJob's two reads, built once with bound parameters (a statement built anew costs its
+# construction and cache key on every call). `ref` is a job id or name, `version` 0 for the
+# latest; an id match wins over a name match.
+_VERSION = bindparam("version", type_=Integer)
+_WANTED = case((_VERSION > 0, _VERSION), else_=JobRow.latest_version)
+_FIND_JOB = (
+    select(
+        JobRow.id,
+        JobRow.name,
+        JobRow.description,
+        JobRow.latest_version,
+        JobRow.created_at,
+        JobRow.updated_at,
+        JobVersionRow.id,
+        JobVersionRow.version,
+        JobVersionRow.node_count,
+    )
+    .outerjoin(
+        JobVersionRow, (JobVersionRow.job_id == JobRow.id) & (JobVersionRow.version == _WANTED)
+    )
+    .where(or_(JobRow.id == bindparam("ref"), JobRow.name == bindparam("ref")))
+    .order_by(case((JobRow.id == bindparam("ref"), 0), else_=1))
+    .limit(1)
+)
+_JOB_BODY = select(JobVersionRow.definition, JobVersionRow.plan).where(
+    JobVersionRow.id == bindparam("version_id")
+)
+
+
+def find_job(reader: Session | Connection, job_ref: str, *, version: int = 0) -> JobRecord:
     """A job by id or name with its latest (or given) version, in one query (an id match wins
     over a name match), without the version's definition and plan (`definition` and `plan`
-    are None; `version_id` names them for `job_body`): the columns that change stay small."""
-    wanted = version or JobRow.latest_version
-    found = session.execute(
-        select(JobRow, JobVersionRow.id, JobVersionRow.version, JobVersionRow.node_count)
-        .outerjoin(
-            JobVersionRow,
-            (JobVersionRow.job_id == JobRow.id) & (JobVersionRow.version == wanted),
-        )
-        .where(or_(JobRow.id == job_ref, JobRow.name == job_ref))
-        .order_by(case((JobRow.id == job_ref, 0), else_=1))
-        .limit(1)
-    ).first()
+    are None; `version_id` names them for `job_body`): the columns that change stay small.
+    `reader` is a session or a plain connection (GetJob's, without the ORM)."""
+    found = reader.execute(_FIND_JOB, {"ref": job_ref, "version": version}).first()
     if found is None:
         raise NotFound(f"job {job_ref!r} not found", metadata={"job_id": job_ref})
-    job, version_id, number, node_count = found
+    job_id, name, description, latest, created_at, updated_at, version_id, number, nodes = found
     if version_id is None:
-        number = version or job.latest_version
-        raise NotFound(f"job {job.name!r} has no version {number}", metadata={"job_id": job.id})
-    head = _record(job, None, node_count=node_count)
-    return dataclasses.replace(head, version=number, version_id=version_id)
+        number = version or latest
+        raise NotFound(f"job {name!r} has no version {number}", metadata={"job_id": job_id})
+    return JobRecord(
+        id=job_id,
+        name=name,
+        description=description,
+        version=number,
+        created_at=as_utc(created_at) or created_at,
+        updated_at=as_utc(updated_at) or updated_at,
+        definition=None,
+        plan=None,
+        node_count=nodes,
+        version_id=version_id,
+    )
 
 
-def job_body(session: Session, version_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def job_body(
+    reader: Session | Connection, version_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A version's (definition, plan); NotFound once the job was deleted."""
-    found = session.execute(
-        select(JobVersionRow.definition, JobVersionRow.plan).where(JobVersionRow.id == version_id)
-    ).first()
+    found = reader.execute(_JOB_BODY, {"version_id": version_id}).first()
     if found is None:
         raise NotFound(f"job version {version_id!r} not found")
     return found[0], found[1]

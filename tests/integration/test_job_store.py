@@ -75,6 +75,27 @@ def test_find_job_reads_the_head_and_names_the_body(db: Database) -> None:
             store.job_body(session, "no-such-version")
 
 
+def test_find_job_reads_on_a_plain_connection_as_on_a_session(db: Database) -> None:
+    """GetJob reads on a connection of the read engine, without an ORM session."""
+    v1 = save(db, "conn-job", ["true"])
+    v2 = save(db, "conn-job", ["false"])
+    with db.read() as session:
+        by_session = store.find_job(session, "conn-job", version=1)
+    with db.read_engine.connect() as conn:
+        for ref in (v1.id, "conn-job"):
+            latest = store.find_job(conn, ref)
+            assert (latest.id, latest.name, latest.version) == (v1.id, "conn-job", 2)
+            assert latest.version_id == v2.version_id
+            assert latest.updated_at.tzinfo is not None
+        first = store.find_job(conn, v1.id, version=1)
+        assert first == by_session
+        assert store.job_body(conn, first.version_id)[1]["nodes"]["a"]["data"]["argv"] == ["true"]
+        with pytest.raises(NotFound, match="no version 3"):
+            store.find_job(conn, "conn-job", version=3)
+        with pytest.raises(NotFound, match="not found"):
+            store.find_job(conn, "no-such-job")
+
+
 def _get_job(servicer: TranslatorServicer, ref: str, version: int = 0) -> translator_pb2.Job:
     request = translator_service_pb2.GetJobRequest(job_id=ref, version=version)
     return asyncio.run(servicer.GetJob(request, None)).job
