@@ -32,7 +32,6 @@ from conveyor.auth.authn import CURRENT_CALLER
 # Imported for their side effect: the public services' descriptors land in the default pool.
 from conveyor.executor.v1 import executor_service_pb2  # noqa: F401
 from conveyor.gateway.transcode import STATUS_DETAILS_KEY, CallError
-from conveyor.gateway.watches import WATCH_RUN, SharedWatches
 from conveyor.kernel import tracing
 from conveyor.kernel.grpcserver import ACTOR_KEY, channel, failure_status
 from conveyor.kernel.ids import new_id
@@ -163,17 +162,6 @@ class Forwarder:
                     address=None if name in local else self._routes[name],
                     servicer=local.get(name),
                 )
-        watch = self._methods.get(WATCH_RUN)
-        #: The live WatchRun streams shared by every client of one run (None when the
-        #: monitor is not a backend here).
-        self.watches: SharedWatches | None = None
-        if watch is not None and watch.address is not None:
-            address = watch.address
-            self.watches = SharedWatches(
-                lambda raw, metadata: self.channel(address).unary_stream(WATCH_RUN)(
-                    raw, metadata=metadata, timeout=None
-                )
-            )
 
     @property
     def services(self) -> list[str]:
@@ -320,12 +308,6 @@ class Forwarder:
             async for item in _local_stream(method, message, deadline):
                 yield item if isinstance(request, Message) else item.SerializeToString()
             return
-        if method.path == WATCH_RUN and self.watches is not None:
-            watch = _message(method.request_cls, request)
-            if self.watches.shareable(watch):  # type: ignore[arg-type]
-                async for raw in self.watches.follow(watch, metadata):  # type: ignore[arg-type]
-                    yield raw
-                return
         call = self.channel(method.address).unary_stream(method.path)(
             _wire(request), metadata=metadata, timeout=deadline
         )
@@ -343,9 +325,7 @@ class Forwarder:
             call.cancel()
 
     async def close(self) -> None:
-        """Stop the shared watches and close the backend channels."""
-        if self.watches is not None:
-            await self.watches.close()
+        """Close the backend channels."""
         await self.channels.close()
 
 
