@@ -516,8 +516,37 @@ def render(data: dict[str, Any], opts: argparse.Namespace) -> str:
 ANALYSIS = """\
 ### What dominates
 
-CPU per unit of work, summed from `/proc` over every process (the services, the worker,
-PostgreSQL, Redis), before and after this round's changes, on the same machine and day:
+This round (2026-12-04) worked on a run's way in and on events to many watchers:
+
+- Submit -> first step start, split by the timestamps a run records (the run's `create_time`
+  is its transaction's start, a step's `start_time` its claim's), p50 of 60-80 one-step
+  runs submitted one after another through the gateway on a quiet machine: the run's
+  transaction began 14.6 ms after the client called StartRun, StartRun answered at
+  26.4 ms, the step started at 30.6 ms. Inside the executor's StartRun (17.7 ms): GetJob
+  8.1 ms, the start transaction 5.1 ms (1.1 ms building the rows, 4.0 ms the one-statement
+  write and its commit; 2.4-3.4 ms in a loop without the service around it), then 3.0 ms
+  publishing the events and the step's Celery message.
+- GetJob built its query anew and ran it through an ORM session on every call: 4.3 ms per
+  call straight to the translator, where a health check takes 0.7 ms. It now runs two
+  statements built once with bound parameters on a plain read connection (the version's
+  converted body was already kept): 2.3 ms. Submit -> step start then measured 23.4 ms p50
+  (30.6 before), the run's transaction beginning at 10.1 ms.
+- Tried and reverted: one upstream WatchRun per run shared by every gateway client
+  following it live (late and slow clients catching up with their own `history_only` call).
+  With 100 gRPC watchers of one run it halved the monitor's CPU over the watch (4.2 -> 2.0 s)
+  and cut the gateway's (4.3 -> 3.0-3.5 s), with latency mixed between runs. At 1,000
+  watchers it was slower, in an A/B on this machine: p50 / p99 over gRPC 5.1 / 6.5 s
+  against 1.5 / 2.7 s with one upstream per client (49 / 94 s before the gateway joined the
+  responses that piled up for a client), over SSE 29 / 52 s against 5.3 / 7.5 s. Every
+  client's share of the work moved into the gateway's one process, where before the monitor
+  (another process, so the other core) batched each watcher's backlog into few messages; the
+  "status event" row above was measured with it, the event delivery section with the code
+  as it is. Sharing pays once the gateway runs as several processes or the per-client send
+  is cheaper, not before.
+
+The previous round's figures (2026-12-03), CPU per unit of work, summed from `/proc` over
+every process (the services, the worker, PostgreSQL, Redis), before and after that round's
+changes, on the same machine and day:
 chains of 100 `true` steps, 200-way fan-outs, and 1,000 one-step runs through the gateway
 (8 clients, one worker process).
 
@@ -567,30 +596,36 @@ Redis), the monitor's share (about 2.4 ms per step: reading the event stream, me
 watchers' WatchRun) and the gateway relaying the watch. Raw Celery runs `true` as the same
 kind of child process but records nothing anyone can query, watch, retry or resume.
 
-In the 2026-12-03 12:33 UTC run (the machine loaded: load average 5.2 when it began; raw
-Celery twice as slow per step as in the previous round's run): Conveyor / raw Celery 1.93
-distributed and 1.64 embedded on the chain (3.7 and 2.1 in the previous round's run), 2.98
-and 2.63 on the 1,000-way fan-out (5.4 and 3.2). Prefect 3 was erratic in the same run: its
-chain ran 11 ms per step in the first repeat and 69-80 ms in the others, its fan-out
-11-25 s, faster than Conveyor's 19-22 s.
+In the 2026-12-03 12:33 UTC run on that round's machine (loaded: load average 5.2 when it
+began) Conveyor / raw Celery was 1.93 distributed and 1.64 embedded on the chain, 2.98 and
+2.63 on the 1,000-way fan-out, and Prefect 3 ran 74 ms per chain step and the fan-out in
+15.8 s.
 
-Met: CLI cold start <= 0.3 s for `--help` (0.24 s; `validate` 0.39 s in this loaded run,
-0.24-0.30 s before); at least 3x ahead of Prefect 3 per chain step in both modes (5.1x and
-6.1x). Not met: the ratio to raw Celery (targets 1.5, then 1.0); ahead of Prefect on the
-fan-out in this run; submit -> first step start p50 <= 20 ms distributed (23.0 ms; 18.5 ms
-embedded); event p99 <= 25 ms at 100 watchers (395 ms in this run, 110 ms in the previous
-round's on a quieter machine); 500 one-step runs/s (66 submissions/s, 32 completions/s).
+This run (2026-12-04) is on another machine, quiet when it began (load average 0.1), whose
+Python is about twice as slow on pure-Python work as the one of 2026-11-29
+(`bench.translator`: 1.22 s for the 10,000-step chain against 0.57 s; `conveyor validate`
+0.66 s against 0.24-0.39 s), while raw Celery, mostly a child process and a Redis round
+trip per step, ran 6.1 ms per step against 7.5: every ratio to raw Celery is worse here
+than in the run of 2026-12-03 (chain 2.66 / 3.14, fan-out 3.52 / 3.22). Prefect 3's
+ephemeral server answered 503 to creating the flow run on both tries, so this run has no
+Prefect figures (the 2026-12-03 run's are above).
+
+Met: at least 3x ahead of Prefect 3 per chain step in both modes, in the last run that had
+Prefect figures (5.1x and 6.1x on 2026-12-03). Not met: the ratio to raw Celery (targets
+1.5, then 1.0); ahead of Prefect on the fan-out (0.73 and 0.83 on 2026-12-03); submit ->
+first step start p50 <= 20 ms (25.6 ms distributed and 20.4 ms embedded in this run; 23.4
+ms measured alone, above); event p99 <= 25 ms at 100 watchers; 500 one-step runs/s (62
+submissions/s, 27 completions/s); CLI cold start <= 0.3 s on this machine (0.31 s for
+`--help`, 0.66 s for `validate`; 0.24 s and 0.24-0.39 s on earlier machines).
 What stands in the way, in the order it would pay: the worker's CPU per step outside the
-database now (the step's process through `setpriv`, Python around it, Celery's consumer
+database (the step's process through `setpriv`, Python around it, Celery's consumer
 for every message of a fan-out or one-step run; one interpreter per worker process); the
-StartRun path of a one-step run (gateway, executor and translator, about 14 ms of CPU per
-run between them: the executor could keep a pinned job version's plan instead of calling
-`GetJob`); PostgreSQL's CPU per one-step run, which rose from 4.2 to 5.5 ms with the
-one-statement commits (they are prepared and run on generic plans after five executions,
-so not planning; what executing the CTEs costs is not yet examined);
-events to many watchers (the gateway relays each watcher's stream on its own; on 2 cores
-with the run, 100 watchers queue behind each other). The machine is shared: compare the
-figures of one run only.
+StartRun path of a one-step run (gateway token check, the executor's GetJob call, which
+the executor sees at about 8 ms where a direct client sees 2.3 ms, the start transaction's
+one statement at about 4 ms in the service, and publishing the events and the Celery
+message at about 3 ms); PostgreSQL's CPU per one-step run; events to many watchers, which
+on 2 cores with the run queue behind each other in grpc.aio's per-message work. The machine
+is shared: compare the figures of one run only.
 """
 
 SCALE_OUT = """\

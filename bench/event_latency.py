@@ -283,9 +283,11 @@ each at 100 watchers), p50 / p99 went from 129 / 315 and 84 / 317 ms to 85 / 292
 199 ms over SSE, and from 30 / 105 and 36 / 71 ms to 34 / 70 and 29 / 55 ms straight to the
 monitor; one watcher is unchanged (10-13 ms p50). The p99 swings between runs with the other
 load on the machine, and the goal of p99 <= 25 ms at 100 watchers is still not met here.
-Next steps: run more monitor and gateway processes (fan-out is per process), let the
-gateway's proxy relay a backend stream to N clients of the same request once, and measure
-with the watchers on another machine."""
+Next steps: run more monitor and gateway processes (fan-out is per process) and measure
+with the watchers on another machine. Relaying one monitor stream to every gateway client of
+a run was tried on 2026-12-04 and reverted: it halved the monitor's CPU at 100 watchers, but
+at 1,000 it was slower (p50 over gRPC 5.1 s against 1.5 s, over SSE 29 s against 5.3 s),
+since every client's share of the work moved into the gateway's one process."""
 
 
 def report(
