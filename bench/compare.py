@@ -620,12 +620,13 @@ submissions/s, 27 completions/s); CLI cold start <= 0.3 s on this machine (0.31 
 What stands in the way, in the order it would pay: the worker's CPU per step outside the
 database (the step's process through `setpriv`, Python around it, Celery's consumer
 for every message of a fan-out or one-step run; one interpreter per worker process); the
-StartRun path of a one-step run (gateway token check, the executor's GetJob call, which
-the executor sees at about 8 ms where a direct client sees 2.3 ms, the start transaction's
-one statement at about 4 ms in the service, and publishing the events and the Celery
-message at about 3 ms); PostgreSQL's CPU per one-step run; events to many watchers, which
-on 2 cores with the run queue behind each other in grpc.aio's per-message work. The machine
-is shared: compare the figures of one run only.
+StartRun path of a one-step run (gateway token check; the executor's GetJob call, 8.1 ms
+as the executor saw it before this round's change where a separate aio client saw 5.5 ms,
+not measured again since; the start transaction's one statement at about 4 ms in the
+service; publishing the events and the Celery message at about 3 ms); PostgreSQL's CPU per
+one-step run; events to many watchers, which on 2 cores with the run queue behind each
+other in grpc.aio's per-message work. The machine is shared: compare the figures of one run
+only.
 """
 
 SCALE_OUT = """\
