@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
@@ -77,8 +77,19 @@ class JobRecord:
     version_id: str = ""
 
 
+class _JobHead(Protocol):
+    """A job's own columns: a `JobRow`, or a row of `_FIND_JOB`."""
+
+    id: str
+    name: str
+    description: str
+    latest_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
 def _record(
-    job: JobRow, version: JobVersionRow | None, *, node_count: int = 0, created: bool = False
+    job: _JobHead, version: JobVersionRow | None, *, node_count: int = 0, created: bool = False
 ) -> JobRecord:
     return JobRecord(
         id=job.id,
@@ -182,7 +193,7 @@ _FIND_JOB = (
         JobRow.latest_version,
         JobRow.created_at,
         JobRow.updated_at,
-        JobVersionRow.id,
+        JobVersionRow.id.label("version_id"),
         JobVersionRow.version,
         JobVersionRow.node_count,
     )
@@ -206,22 +217,11 @@ def find_job(reader: Session | Connection, job_ref: str, *, version: int = 0) ->
     found = reader.execute(_FIND_JOB, {"ref": job_ref, "version": version}).first()
     if found is None:
         raise NotFound(f"job {job_ref!r} not found", metadata={"job_id": job_ref})
-    job_id, name, description, latest, created_at, updated_at, version_id, number, nodes = found
-    if version_id is None:
-        number = version or latest
-        raise NotFound(f"job {name!r} has no version {number}", metadata={"job_id": job_id})
-    return JobRecord(
-        id=job_id,
-        name=name,
-        description=description,
-        version=number,
-        created_at=as_utc(created_at) or created_at,
-        updated_at=as_utc(updated_at) or updated_at,
-        definition=None,
-        plan=None,
-        node_count=nodes,
-        version_id=version_id,
-    )
+    if found.version_id is None:
+        number = version or found.latest_version
+        raise NotFound(f"job {found.name!r} has no version {number}", metadata={"job_id": found.id})
+    head = _record(found, None, node_count=found.node_count)
+    return dataclasses.replace(head, version=found.version, version_id=found.version_id)
 
 
 def job_body(
