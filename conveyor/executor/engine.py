@@ -7,7 +7,8 @@ parents finishing at once cannot both (or neither) start their join.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -111,28 +112,38 @@ def state_only_edge(parent: Mapping[str, Any], handle: str | None) -> bool:
     )
 
 
-def evaluate_rule(rule: str, edges: list[Edge]) -> tuple[bool | None, str]:
+def evaluate_rule(rule: str, edges: Iterable[Edge] | Mapping[Edge, int]) -> tuple[bool | None, str]:
     """Apply a trigger rule: (True, "") run; (False, reason) skip; (None, "") wait.
+
+    `edges`: the incoming edges' statuses, or how many edges have each status (a wide
+    join's, counted by state: `conveyor.executor.runs.StepCache.counted_edges`).
 
     A node reached only through untaken edges is skipped as ``branch not taken`` whatever
     its rule; otherwise untaken edges are left out and the rule decides among the others.
     A SKIPPED edge counts as done, neither succeeded nor failed; an UPSTREAM_FAILED edge counts
     as failed (the failure propagates through joins, as Airflow's ``upstream_failed`` does).
     """
-    if not edges:
+    counts = edges if isinstance(edges, Mapping) else Counter(edges)
+    total = sum(n for n in counts.values() if n > 0)
+    if not total:
         return True, ""
-    if all(e == Edge.UNTAKEN for e in edges):
+
+    def count(status: Edge) -> int:
+        return max(counts.get(status, 0), 0)
+
+    taken = total - count(Edge.UNTAKEN)
+    if not taken:
         return False, SKIP_BRANCH_NOT_TAKEN
-    taken = [e for e in edges if e != Edge.UNTAKEN]
-    done = all(e != Edge.PENDING for e in taken)
-    success = sum(e == Edge.SUCCESS for e in taken)
+    pending = count(Edge.PENDING)
+    done = not pending
+    success = count(Edge.SUCCESS)
     # As in Airflow, a parent skipped because of an upstream failure counts as failed.
-    failed = sum(e in (Edge.FAILED, Edge.UPSTREAM_FAILED) for e in taken)
+    failed = count(Edge.FAILED) + count(Edge.UPSTREAM_FAILED)
     skip_reason = SKIP_UPSTREAM_FAILED if failed else SKIP_UPSTREAM_SKIPPED
     if rule == "all_success":
-        if done and success == len(taken):
+        if done and success == taken:
             return True, ""
-        if any(e not in (Edge.SUCCESS, Edge.PENDING) for e in taken):
+        if taken - success - pending:  # an edge neither succeeded nor pending
             return False, skip_reason
         return None, ""
     if rule == "all_done":
@@ -161,14 +172,15 @@ def advance(
     plan: Mapping[str, Any],
     changed: Iterable[str],
     view: Callable[[str], StepView],
-    counted_edges: Callable[[str], list[Edge] | None] | None = None,
+    counted_edges: Callable[[str], Mapping[Edge, int] | None] | None = None,
 ) -> list[Decision]:
     """Decide the fate of the PENDING children of the changed steps, propagating skips.
 
     `view(node_id)` returns a step's current state; decisions made here are visible to later
     checks in the same call (a skip cascades down the graph). `counted_edges(node_id)`, when
-    given, may return a node's incoming edges computed without `view` (None: read them from
-    the parents' views); it is not asked for a node with a parent decided in this call.
+    given, may return how many of a node's incoming edges have each status, computed without
+    `view` (None: read them from the parents' views); it is not asked for a node with a
+    parent decided in this call.
     """
     nodes = plan["nodes"]
     decided: dict[str, Decision] = {}
@@ -185,7 +197,7 @@ def advance(
             continue
         node = nodes[node_id]
         parents = node.get("parents", [])
-        edges = None
+        edges: Iterable[Edge] | Mapping[Edge, int] | None = None
         if counted_edges is not None and not any(p["node"] in decided for p in parents):
             edges = counted_edges(node_id)
         if edges is None:
@@ -258,11 +270,48 @@ class RetryPolicy:
         return delay * rand() if self.jitter else delay
 
 
+def _ancestors(plan: Mapping[str, Any], node_id: str) -> Iterator[str]:
+    """The nodes a path of edges leads from to `node_id`, each once, nearest first-ish;
+    inside a foreach body (a node with a ``group``), the foreach and its ancestors too."""
+    nodes = plan.get("nodes") or {}
+    seen: set[str] = {node_id}
+    stack = [node_id]
+    while stack:
+        node = nodes.get(stack.pop()) or {}
+        group = node.get("group")
+        parents = [p.get("node") for p in node.get("parents") or []]
+        for parent in [*parents, group]:
+            if isinstance(parent, str) and parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+                yield parent
+
+
 def upstream_nodes(plan: Mapping[str, Any], node_id: str) -> set[str]:
     """Every node a path of edges leads from to `node_id` (its ancestors).
 
     Inside a foreach body (a node with a ``group``), the ancestors of the foreach count too.
     """
+    return set(_ancestors(plan, node_id))
+
+
+def upstream_among(plan: Mapping[str, Any], node_id: str, names: Iterable[str]) -> set[str]:
+    """Those of `names` that are upstream of `node_id` (see `upstream_nodes`).
+
+    The walk up the graph stops once every name is found, and does not start for none: a
+    step's templates name few steps, if any, and the ancestors of a late step in a long
+    chain are many.
+    """
+    wanted = set(names)
+    wanted.discard(node_id)
+    found: set[str] = set()
+    if wanted:
+        for ancestor in _ancestors(plan, node_id):
+            if ancestor in wanted:
+                found.add(ancestor)
+                if len(found) == len(wanted):
+                    break
+    return found
     nodes = plan.get("nodes") or {}
     seen: set[str] = set()
     stack = [node_id]
@@ -274,5 +323,8 @@ def upstream_nodes(plan: Mapping[str, Any], node_id: str) -> set[str]:
             if isinstance(parent, str) and parent not in seen:
                 seen.add(parent)
                 stack.append(parent)
-    seen.discard(node_id)
-    return seen
+                if parent in wanted:
+                    found.add(parent)
+                    if len(found) == len(wanted):
+                        return found
+    return found

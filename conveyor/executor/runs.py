@@ -422,15 +422,15 @@ class StepCache:
                     StepState(state), handle, bool(handled), reason or ""
                 )
 
-    def counted_edges(self, plan: Mapping[str, Any], node_id: str) -> list[engine.Edge] | None:
-        """The incoming edges of a wide join of state-only parents (`is_counted_join`),
-        counted by state in one query; None for any other node."""
+    def counted_edges(self, plan: Mapping[str, Any], node_id: str) -> Counter[engine.Edge] | None:
+        """How many incoming edges of a wide join of state-only parents (`is_counted_join`)
+        have each status, counted by state in one query; None for any other node."""
         if not self.is_counted_join(plan, node_id):
             return None
         nodes = plan["nodes"]
         parents = nodes[node_id]["parents"]
         sample = nodes[parents[0]["node"]]
-        edges: list[engine.Edge] = []
+        edges: Counter[engine.Edge] = Counter()
         others = self._not_parents(plan, node_id)
         session = self._session
         if len(others) <= FEW_OTHERS:
@@ -474,7 +474,7 @@ class StepCache:
         for (state, reason), count in counts.items():
             if count > 0:
                 view = StepView(StepState(state), None, False, reason)
-                edges.extend([engine.edge_status(sample, view, None)] * count)
+                edges[engine.edge_status(sample, view, None)] += count
         return edges
 
     def _not_parents(self, plan: Mapping[str, Any], node_id: str) -> list[str]:
@@ -793,8 +793,9 @@ def notify_parent(tx: RunTx) -> None:
 def _upstream_scope(scope: dict[str, Any], run: RunRow, node_id: str) -> dict[str, Any]:
     """`scope` with `steps` narrowed to the node's upstream steps, as a worker narrows it: a
     template sees only what the graph says ran before its node."""
-    upstream = engine.upstream_nodes(run.plan, node_id)
-    return {**scope, "steps": {k: v for k, v in scope["steps"].items() if k in upstream}}
+    steps = scope["steps"]
+    upstream = engine.upstream_among(run.plan, node_id, steps) if steps else set()
+    return {**scope, "steps": {k: v for k, v in steps.items() if k in upstream}}
 
 
 def _scope(session: Session, run: RunRow, node_ids: list[str]) -> dict[str, Any]:

@@ -356,12 +356,14 @@ class WorkerRuntime:
         self, run_id: str, node_id: str, steps: Mapping[str, Any]
     ) -> dict[str, Any]:
         """The outputs of the steps upstream of `node_id`: all a template may read."""
+        if not steps:
+            return {}
         plan = cached_plan(run_id)
         if plan is None:
             with self.db.read() as session:
                 run = session.get(RunRow, run_id)
                 plan = run.plan if run is not None else {"nodes": {}}
-        upstream = engine.upstream_nodes(plan, node_id)
+        upstream = engine.upstream_among(plan, node_id, steps)
         return {n: v for n, v in steps.items() if n in upstream}
 
     def _handoff_candidate(self, effects: runs.Effects, queue: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -141,6 +142,37 @@ def test_continue_on_error_lets_successors_run() -> None:
 )
 def test_trigger_rules(rule: str, edges: list[Edge], expected: bool | None) -> None:
     assert evaluate_rule(rule, edges)[0] is expected
+    # A wide join's edges come counted by status: the same verdict and reason.
+    assert evaluate_rule(rule, Counter(edges)) == evaluate_rule(rule, edges)
+
+
+@pytest.mark.parametrize(
+    ("rule", "counts", "expected"),
+    [
+        ("all_success", {Edge.SUCCESS: 999, Edge.PENDING: 1}, (None, "")),
+        ("all_success", {Edge.SUCCESS: 1000}, (True, "")),
+        (
+            "all_success",
+            {Edge.SUCCESS: 998, Edge.FAILED: 1, Edge.PENDING: 1},
+            (False, SKIP_UPSTREAM_FAILED),
+        ),
+        ("all_success", {Edge.SUCCESS: 999, Edge.SKIPPED: 1}, (False, SKIP_UPSTREAM_SKIPPED)),
+        ("one_failed", {Edge.SUCCESS: 1000}, (False, SKIP_NO_UPSTREAM_FAILURE)),
+        (
+            "none_failed_min_one_success",
+            {Edge.UPSTREAM_FAILED: 1, Edge.PENDING: 999},
+            (False, SKIP_UPSTREAM_FAILED),
+        ),
+        ("all_done", {Edge.UNTAKEN: 1000}, (False, SKIP_BRANCH_NOT_TAKEN)),
+        # Statuses with no edge left (a count moved to another status) do not count.
+        ("all_success", {Edge.SUCCESS: 3, Edge.PENDING: 0, Edge.FAILED: 0}, (True, "")),
+        ("all_done", {Edge.PENDING: 0}, (True, "")),
+    ],
+)
+def test_trigger_rules_on_counted_edges(
+    rule: str, counts: dict[Edge, int], expected: tuple[bool | None, str]
+) -> None:
+    assert evaluate_rule(rule, counts) == expected
 
 
 def test_all_done_runs_cleanup_after_failure() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.executor.engine import upstream_nodes
+from conveyor.executor.engine import upstream_among, upstream_nodes
 from conveyor.executor.runners import ErrorCategory, execute
 from conveyor.executor.runners.base import Masker
 
@@ -112,3 +112,7 @@ def test_upstream_nodes_follow_parents_and_the_foreach_group() -> None:
     assert upstream_nodes(plan, "body") == {"loop", "a", "start"}
     assert upstream_nodes(plan, "later") == {"join", "a", "side", "start"}
     assert "later" not in upstream_nodes(plan, "join")
+    # The names a template reads, narrowed to the upstream ones, the walk stopping early.
+    assert upstream_among(plan, "later", ["a", "later", "nowhere"]) == {"a"}
+    assert upstream_among(plan, "body", ["start", "loop", "side"]) == {"start", "loop"}
+    assert upstream_among(plan, "a", []) == set()
