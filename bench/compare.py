@@ -516,33 +516,32 @@ def render(data: dict[str, Any], opts: argparse.Namespace) -> str:
 ANALYSIS = """\
 ### What dominates
 
-This round (2026-12-04) worked on a run's way in and on events to many watchers:
+This round (2026-12-08) measured where a fan-out step's time goes against a chain step's,
+on a machine about twice as fast as 2026-12-04's (`bench.translator` 0.69 s against 1.22 s):
 
-- Submit -> first step start, split by the timestamps a run records (the run's `create_time`
-  is its transaction's start, a step's `start_time` its claim's), p50 of 60-80 one-step
-  runs submitted one after another through the gateway on a quiet machine: the run's
-  transaction began 14.6 ms after the client called StartRun, StartRun answered at
-  26.4 ms, the step started at 30.6 ms. Inside the executor's StartRun (17.7 ms): GetJob
-  8.1 ms, the start transaction 5.1 ms (1.1 ms building the rows, 4.0 ms the one-statement
-  write and its commit; 2.4-3.4 ms in a loop without the service around it), then 3.0 ms
-  publishing the events and the step's Celery message.
-- GetJob built its query anew and ran it through an ORM session on every call: 4.3 ms per
-  call straight to the translator, where a health check takes 0.7 ms. It now runs two
-  statements built once with bound parameters on a plain read connection (the version's
-  converted body was already kept): 2.3 ms. Submit -> step start then measured 23.4 ms p50
-  (30.6 before), the run's transaction beginning at 10.1 ms.
-- Tried and reverted: one upstream WatchRun per run shared by every gateway client
-  following it live (late and slow clients catching up with their own `history_only` call).
-  With 100 gRPC watchers of one run it halved the monitor's CPU over the watch (4.2 -> 2.0 s)
-  and cut the gateway's (4.3 -> 3.0-3.5 s), with latency mixed between runs. At 1,000
-  watchers it was slower, in an A/B on this machine: p50 / p99 over gRPC 5.1 / 6.5 s
-  against 1.5 / 2.7 s with one upstream per client (49 / 94 s before the gateway joined the
-  responses that piled up for a client), over SSE 29 / 52 s against 5.3 / 7.5 s. Every
-  client's share of the work moved into the gateway's one process, where before the monitor
-  (another process, so the other core) batched each watcher's backlog into few messages; the
-  "status event" row above was measured with it, the event delivery section with the code
-  as it is. Sharing pays once the gateway runs as several processes or the per-client send
-  is cheaper, not before.
+- CPU per step summed from `/proc` (the worker with its step children, PostgreSQL), one
+  run at a time in the distributed harness: a chain of 1,000 `true` steps 4.1-5.0 ms in
+  the worker and 0.7-1.7 ms in PostgreSQL; a 1,000-way fan-out 9.2-12.3 ms and 3.3-4.6 ms.
+  Wall per step varied between runs of the same code by a third (chain 6.1-10.2 ms, fan-out
+  10.5-14.4 ms), so single runs here say little; the table's medians are of 5.
+- Sampling the worker with `py-spy --gil`: a chain step hands its successor off in its own
+  end's transaction, so it has no claim and no Celery message. A fan-out branch pays its
+  own claim transaction (about 1.2 ms holding the GIL), Celery's consumer (1.4 ms) and the
+  root's 1,000 sends (0.6 ms per step), and its end counts the join's parents.
+- PostgreSQL's statement log over one fan-out (durations include lock waits): the two
+  statements that take the run row's lock (the claim's `UPDATE job_runs ... event_seq`,
+  2.9 ms on average, and the end's `SELECT ... FOR UPDATE`, 1.3 ms) summed 11.7 s in a
+  run of 11.2 s: the four worker threads wait on one run's row most of the time. The join's
+  count of its parents took 0.42 ms per branch end, the commit 0.42 ms.
+- Changed: a wide join's counted edges stay a count of edges by status and the trigger rule
+  decides on the counts (4.6 us a decision at 1,000 parents, against 59 us for a list of
+  1,000 statuses); the upstream check of a step's template scope walks the graph only for
+  the steps its templates read, and stops when it has found them (before, every step of a
+  chain walked all its ancestors: 0.46 ms per step at the end of a 1,000-step chain). An
+  A/B of the fan-out, old code against new, interleaved, was within the noise (13.2-13.5
+  against 12.2-14.2 ms per step).
+- Tried and left: a GIL switch interval of 0.5 ms in the worker (against 5 ms), to hand the
+  GIL back sooner to a thread holding the run lock: no difference.
 
 The previous round's figures (2026-12-03), CPU per unit of work, summed from `/proc` over
 every process (the services, the worker, PostgreSQL, Redis), before and after that round's
@@ -601,31 +600,29 @@ began) Conveyor / raw Celery was 1.93 distributed and 1.64 embedded on the chain
 2.63 on the 1,000-way fan-out, and Prefect 3 ran 74 ms per chain step and the fan-out in
 15.8 s.
 
-This run (2026-12-04) is on another machine, quiet when it began (load average 0.1), whose
-Python is about twice as slow on pure-Python work as the one of 2026-11-29
-(`bench.translator`: 1.22 s for the 10,000-step chain against 0.57 s; `conveyor validate`
-0.66 s against 0.24-0.39 s), while raw Celery, mostly a child process and a Redis round
-trip per step, ran 6.1 ms per step against 7.5: every ratio to raw Celery is worse here
-than in the run of 2026-12-03 (chain 2.66 / 3.14, fan-out 3.52 / 3.22). Prefect 3's
-ephemeral server answered 503 to creating the flow run on both tries, so this run has no
-Prefect figures (the 2026-12-03 run's are above).
+This run (2026-12-08) is on a faster machine than 2026-12-04's (`bench.translator`: 0.69 s
+for the 10,000-step chain against 1.22 s), quiet when it began (load average 0.0). Raw
+Celery ran 2.9 ms per chain step here (6.1 on 2026-12-04), so the ratios to it are no
+better than before although every Conveyor figure is lower. The distributed chain's 5
+repeats spread from 8.9 to 11.8 ms per step, and Prefect's chain from 11 to 80 ms per step
+(median 21.7): single figures on this shared machine move by a third or more between runs.
 
-Met: at least 3x ahead of Prefect 3 per chain step in both modes, in the last run that had
-Prefect figures (5.1x and 6.1x on 2026-12-03). Not met: the ratio to raw Celery (targets
-1.5, then 1.0); ahead of Prefect on the fan-out (0.73 and 0.83 on 2026-12-03); submit ->
-first step start p50 <= 20 ms (25.6 ms distributed and 20.4 ms embedded in this run; 23.4
-ms measured alone, above); event p99 <= 25 ms at 100 watchers; 500 one-step runs/s (62
-submissions/s, 27 completions/s); CLI cold start <= 0.3 s on this machine (0.31 s for
-`--help`, 0.66 s for `validate`; 0.24 s and 0.24-0.39 s on earlier machines).
-What stands in the way, in the order it would pay: the worker's CPU per step outside the
+Met in this run: at least 3x ahead of Prefect 3 per step in the embedded mode (3.7x chain,
+3.3x fan-out), ahead of it in the distributed mode too (2.1x chain, 2.5x fan-out: short of
+3x); submit -> first step start p50 <= 20 ms (13.5 ms distributed, 8.6 ms embedded); CLI
+cold start <= 0.3 s for `--help` (0.18 s). Not met: the ratio to raw Celery (targets 1.5,
+then 1.0: 3.57 / 2.06 chain, 3.64 / 2.69 fan-out); event p99 <= 25 ms at 100 watchers
+(89 ms); 500 one-step runs/s (108 submissions/s, 50 completions/s); `conveyor validate`
+at 0.31 s (typer's parameter handling imports pydantic, about 0.1 s of it).
+What stands in the way, in the order it would pay: the run row's lock, which every
+transaction that changes a run takes to number its events, so the 4 threads of a worker
+running one fan-out wait on each other (above); the worker's CPU per step outside the
 database (the step's process through `setpriv`, Python around it, Celery's consumer
 for every message of a fan-out or one-step run; one interpreter per worker process); the
-StartRun path of a one-step run (gateway token check; the executor's GetJob call, 8.1 ms
-as the executor saw it before this round's change where a separate aio client saw 5.5 ms,
-not measured again since; the start transaction's one statement at about 4 ms in the
-service; publishing the events and the Celery message at about 3 ms); PostgreSQL's CPU per
-one-step run; events to many watchers, which on 2 cores with the run queue behind each
-other in grpc.aio's per-message work. The machine is shared: compare the figures of one run
+StartRun path of a one-step run (gateway token check, GetJob, the start transaction,
+publishing the events and the Celery message); PostgreSQL's CPU per one-step run; events
+to many watchers, which on 2 cores queue behind each other in grpc.aio's per-message work.
+The machine is shared: compare the figures of one run
 only.
 """
 
